@@ -1,0 +1,129 @@
+"""Throughput and round trip of a local crew next to ``ProcessPoolExecutor`` (and dask, if present).
+
+Run: ``python benchmarks/throughput.py [--jobs 10000] [--round-trips 2000]``. Prints jobs/s of
+each peer on the same machine in the same run, their ratio, and single-job round-trip times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, wait
+
+
+def noop(x: int) -> int:
+    return x
+
+
+def crew_throughput(jobs: int, worker_class: str) -> float:
+    from crew_core import Crew
+
+    with Crew(store="local", worker_classes=[worker_class]) as crew:
+        crew.recruit(workers=2)
+        crew.launch()
+        crew.send(noop, args=(0,))  # warm the workers up, as the pool below is warmed up
+        crew.send(noop, args=(0,))
+        crew.receive(), crew.receive()
+        start = time.perf_counter()
+        for i in range(jobs):
+            crew.send(noop, args=(i,))
+        received = sum(1 for _ in crew.results())
+        elapsed = time.perf_counter() - start
+    assert received == jobs, received
+    return jobs / elapsed
+
+
+def pool_throughput(jobs: int) -> float:
+    with ProcessPoolExecutor(2) as pool:
+        wait([pool.submit(noop, 0) for _ in range(4)])
+        start = time.perf_counter()
+        futures = [pool.submit(noop, i) for i in range(jobs)]
+        wait(futures)
+        elapsed = time.perf_counter() - start
+    return jobs / elapsed
+
+
+def dask_throughput(jobs: int) -> float | None:
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        return None
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        client.gather(client.map(noop, range(4), pure=False))
+        start = time.perf_counter()
+        client.gather(client.map(noop, range(jobs), pure=False))
+        elapsed = time.perf_counter() - start
+    return jobs / elapsed
+
+
+def crew_round_trips(count: int) -> list[float]:
+    from crew_core import Crew
+
+    times = []
+    with Crew(store="local", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=1)
+        for i in range(count + 20):
+            start = time.perf_counter()
+            crew.send(noop, args=(i,))
+            crew.receive()
+            if i >= 20:  # skip the launch and warm-up
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def pool_round_trips(count: int) -> list[float]:
+    times = []
+    with ProcessPoolExecutor(1) as pool:
+        for i in range(count + 20):
+            start = time.perf_counter()
+            pool.submit(noop, i).result()
+            if i >= 20:
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def import_time() -> float:
+    code = "import time; t = time.perf_counter(); import crew_core; print(time.perf_counter() - t)"
+    runs = [float(subprocess.check_output([sys.executable, "-c", code])) for _ in range(5)]
+    return min(runs)
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--round-trips", type=int, default=2_000)
+    parser.add_argument("--no-dask", action="store_true")
+    ns = parser.parse_args()
+
+    print(f"no-op jobs through 2 workers: {ns.jobs}")
+    crew_rate = crew_throughput(ns.jobs, "subprocess")
+    crew_exec_rate = crew_throughput(ns.jobs, "executor")
+    pool_rate = pool_throughput(ns.jobs)
+    print(f"  crew (2 subprocess workers)     {crew_rate:10.0f} jobs/s")
+    print(f"  crew (2 executor workers)       {crew_exec_rate:10.0f} jobs/s")
+    print(f"  ProcessPoolExecutor(2)          {pool_rate:10.0f} jobs/s")
+    print(f"  ratio crew/ProcessPoolExecutor  {crew_rate / pool_rate:10.2f}x")
+    if not ns.no_dask:
+        dask_rate = dask_throughput(ns.jobs)
+        if dask_rate is not None:
+            print(f"  dask.distributed LocalCluster(2) {dask_rate:9.0f} jobs/s")
+            print(f"  ratio crew/dask                 {crew_rate / dask_rate:10.2f}x")
+
+    print(f"single-job round trip (send, then receive), {ns.round_trips} trips:")
+    crew_rt = crew_round_trips(ns.round_trips)
+    pool_rt = pool_round_trips(ns.round_trips)
+    print(f"  crew                 p50 {pct(crew_rt, 50):6.3f} ms   p95 {pct(crew_rt, 95):6.3f} ms")
+    print(f"  ProcessPoolExecutor  p50 {pct(pool_rt, 50):6.3f} ms   p95 {pct(pool_rt, 95):6.3f} ms")
+    print(f"import crew_core: {import_time() * 1000:.1f} ms (best of 5 fresh interpreters)")
+
+
+if __name__ == "__main__":
+    main()

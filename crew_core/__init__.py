@@ -1,0 +1,52 @@
+"""crew: send Python function calls to pools of semi-persistent workers through a data store.
+
+>>> from crew_core import Crew
+>>> with Crew() as crew:
+...     crew.recruit(workers=2)
+...     crew.send(sum, args=([1, 2, 3],))
+...     crew.receive().value
+"""
+
+from .crew import Crew
+from .errors import (
+    CorruptObjectError,
+    CrewError,
+    KeyNotFoundError,
+    NoWorkersError,
+    PluginError,
+    RemoteError,
+    SerializationError,
+    StoreError,
+    UnknownTagError,
+    WorkerCrashedError,
+    WorkerLaunchError,
+    WorkerLostError,
+)
+from .plugins import get_plugin_manager, hookimpl
+from .results import Result
+from .store import Store
+from .worker import Launch, Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CorruptObjectError",
+    "Crew",
+    "CrewError",
+    "KeyNotFoundError",
+    "Launch",
+    "NoWorkersError",
+    "PluginError",
+    "RemoteError",
+    "Result",
+    "SerializationError",
+    "Store",
+    "StoreError",
+    "UnknownTagError",
+    "Worker",
+    "WorkerCrashedError",
+    "WorkerLaunchError",
+    "WorkerLostError",
+    "get_plugin_manager",
+    "hookimpl",
+]

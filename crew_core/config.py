@@ -1,0 +1,31 @@
+"""Settings the plugins' ``crew_configure`` hooks fill: crew defaults and per-class options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The controller's settings and their defaults; ``Crew(...)`` keyword arguments override them.
+CREW_DEFAULTS: dict[str, Any] = {
+    "max_tries": 3,  # runs a job may have that end with its worker dead, before status "crash"
+    "heartbeat_interval": 2.0,  # seconds between a worker's heartbeats
+    "heartbeat_timeout": 60.0,  # seconds without a heartbeat before a started worker counts as dead
+    "stop_grace": 5.0,  # seconds a worker has to answer a stop request before it is killed
+    "auto_restart": True,  # relaunch a worker that died holding jobs, without waiting for restart()
+}
+
+
+class Config:
+    """Sections of defaults: ``config["crew"]`` and one per store or worker class name."""
+
+    def __init__(self) -> None:
+        self._sections: dict[str, dict[str, Any]] = {"crew": dict(CREW_DEFAULTS)}
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self._sections.setdefault(section, {})
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """A copy of every non-empty section."""
+        return {name: dict(values) for name, values in self._sections.items() if values}
+
+    def __repr__(self) -> str:
+        return f"Config({self.sections()!r})"

@@ -1,0 +1,54 @@
+"""Exception classes raised by crew; every one derives from :class:`CrewError`."""
+
+from __future__ import annotations
+
+
+class CrewError(Exception):
+    """Base class of every error crew raises on purpose."""
+
+
+class PluginError(CrewError):
+    """A store or worker class name is unknown, or registered twice."""
+
+
+class UnknownTagError(CrewError, LookupError):
+    """A job or request names a tag that no worker of the crew carries."""
+
+
+class NoWorkersError(CrewError):
+    """The crew has no worker that could run the job: recruit some first."""
+
+
+class SerializationError(CrewError):
+    """A function, argument or return value cannot be pickled or unpickled."""
+
+
+class StoreError(CrewError):
+    """A store operation failed: the backend is down, denied access or misbehaved."""
+
+
+class KeyNotFoundError(StoreError, KeyError):
+    """The store holds no object under the requested key."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message.
+        return str(self.args[0]) if self.args else "key not found"
+
+
+class CorruptObjectError(StoreError):
+    """An object in the store could not be decoded: it was truncated or overwritten."""
+
+
+class WorkerLaunchError(CrewError):
+    """A backend refused to start a worker (bad settings, missing credentials, quota)."""
+
+
+class WorkerCrashedError(CrewError):
+    """The job's worker died while running it, as many times as the crew allows."""
+
+
+class WorkerLostError(CrewError):
+    """The job was dismissed with its worker and no other worker can run it."""
+
+
+class RemoteError(CrewError):
+    """Stands in for an exception raised by a job that could not be pickled back."""

@@ -1,0 +1,189 @@
+"""Plugin discovery: a pluggy manager, the ``crew`` entry points, and the registries they fill."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from . import hookspecs
+from .config import Config
+from .errors import PluginError
+
+ENTRY_POINT_GROUP = "crew"
+#: Set to ``1`` to load no entry-point plugin, or to a comma-separated list of names to skip.
+DISABLE_ENV = "CREW_DISABLE_PLUGINS"
+
+hookimpl = pluggy.HookimplMarker("crew")
+T = TypeVar("T")
+
+
+class PluginLoadWarning(UserWarning):
+    """An installed plugin failed to import or register; crew goes on without it."""
+
+
+class Registry(Generic[T]):
+    """Classes registered under unique names, remembering which plugin registered each."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._classes: dict[str, T] = {}
+        self.owners: dict[str, str] = {}
+        self._current_plugin = "?"
+
+    def add(self, name: str, cls: T) -> None:
+        """Register ``cls`` as ``name``; raise :class:`PluginError` if the name is taken."""
+        if not name or not isinstance(name, str):
+            raise PluginError(f"a {self.kind} class needs a non-empty string name, got {name!r}")
+        if name in self._classes and self._classes[name] is not cls:
+            raise PluginError(
+                f"{self.kind} name {name!r} is registered twice: by plugin"
+                f" {self.owners[name]!r} and by plugin {self._current_plugin!r}"
+            )
+        self._classes[name] = cls
+        self.owners[name] = self._current_plugin
+
+    def get(self, name: str) -> T:
+        """The class registered as ``name``, or a :class:`PluginError` that lists what exists."""
+        try:
+            return self._classes[name]
+        except KeyError:
+            known = ", ".join(sorted(self._classes)) or "none"
+            raise PluginError(
+                f"unknown {self.kind} class {name!r}; installed: {known}. Install the plugin that"
+                " provides it (e.g. `pip install crew-local`); `crew plugins` lists what is found."
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._classes.items())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
+
+
+@dataclass
+class PluginInfo:
+    """One loaded (or failed) plugin, as ``crew plugins`` shows it."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Plugins:
+    """A built plugin manager with its filled registries and configuration."""
+
+    manager: pluggy.PluginManager
+    stores: Registry
+    workers: Registry
+    config: Config
+    infos: list[PluginInfo]
+
+    def store_class(self, name: str) -> Any:
+        return self.stores.get(name)
+
+    def store_class_for_scheme(self, scheme: str) -> Any:
+        for _, cls in self.stores.items():
+            if scheme in getattr(cls, "schemes", ()):
+                return cls
+        raise PluginError(
+            f"no installed store handles URLs of scheme {scheme!r}:// (installed stores:"
+            f" {', '.join(self.stores.names()) or 'none'}); install its plugin, e.g. crew-aws"
+            " for s3:// or crew-gcp for gs://"
+        )
+
+
+def _disabled() -> tuple[bool, set[str]]:
+    value = os.environ.get(DISABLE_ENV, "").strip()
+    if value.lower() in ("1", "true", "yes", "all"):
+        return True, set()
+    return False, {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _load_entry_points(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> None:
+    from importlib.metadata import entry_points
+
+    disable_all, skip = _disabled()
+    if disable_all:
+        return
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in skip or pm.has_plugin(ep.name):
+            continue
+        dist = ep.dist.name if ep.dist else None
+        version = ep.dist.version if ep.dist else None
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken plugin must not take crew down with it
+            message = f"{type(exc).__name__}: {exc}"
+            infos.append(PluginInfo(ep.name, dist, version, error=message))
+            warnings.warn(
+                f"crew plugin {ep.name!r} from {dist} {version} failed to load and is skipped: {message}",
+                PluginLoadWarning,
+                stacklevel=3,
+            )
+            continue
+        infos.append(PluginInfo(ep.name, dist, version))
+
+
+def _call_each(pm: pluggy.PluginManager, hook_name: str, owner_of: Registry | None, **kwargs: Any) -> None:
+    """Call every implementation of a hook, recording which plugin registered what."""
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):  # registration order: later plugins override
+        if owner_of is not None:
+            owner_of._current_plugin = impl.plugin_name
+        impl.function(*(kwargs[name] for name in impl.argnames))
+
+
+def get_plugin_manager(plugins: list[Any] | tuple[Any, ...] = (), entry_points: bool = True) -> Plugins:
+    """Build a fresh plugin manager: hookspecs, entry-point plugins, then ``plugins`` given here.
+
+    A plugin that fails to import is reported with a :class:`PluginLoadWarning` and skipped.
+    Misspelt hook implementations raise :class:`pluggy.PluginValidationError`.
+    """
+    pm = pluggy.PluginManager("crew")
+    pm.add_hookspecs(hookspecs)
+    infos: list[PluginInfo] = []
+    if entry_points:
+        _load_entry_points(pm, infos)
+    for plugin in plugins:
+        name = pm.register(plugin)
+        infos.append(PluginInfo(name or repr(plugin), None, None))
+    pm.check_pending()
+    stores: Registry = Registry("store")
+    workers: Registry = Registry("worker")
+    _call_each(pm, "crew_register_stores", stores, registry=stores)
+    _call_each(pm, "crew_register_workers", workers, registry=workers)
+    config = Config()
+    _call_each(pm, "crew_configure", None, config=config)
+    for info in infos:
+        if info.error is None:
+            plugin = pm.get_plugin(info.name)
+            info.hooks = sorted(c.name for c in pm.get_hookcallers(plugin) or ()) if plugin else []
+    return Plugins(pm, stores, workers, config, infos)
+
+
+_default: Plugins | None = None
+
+
+def default_plugins() -> Plugins:
+    """The plugin manager built from installed entry points, built once per process."""
+    global _default
+    if _default is None:
+        _default = get_plugin_manager()
+    return _default
+
+
+def store_from_config(spec: dict[str, Any], plugins: Plugins | None = None) -> Any:
+    """Rebuild a store inside a worker from ``{"name": ..., "config": {...}}``."""
+    plugins = plugins or default_plugins()
+    cls = plugins.store_class(spec["name"])
+    return cls.from_config(spec.get("config", {}))

@@ -1,0 +1,54 @@
+"""Jobs as the controller tracks them, and the :class:`Result` a user receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SUCCESS = "success"
+ERROR = "error"
+CRASH = "crash"
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    """A job the controller has accepted and not yet answered (internal bookkeeping)."""
+
+    id: int
+    payload: bytes
+    tags: frozenset[str]
+    kind: str  # module and qualified name of the function: jobs of one kind take alike time
+    tries: int = 0  # runs that ended with the worker dead
+
+
+@dataclass(slots=True)
+class Result:
+    """What became of one job sent with :meth:`Crew.send`.
+
+    ``status`` is ``"success"`` (``value`` holds the return value), ``"error"`` (the function
+    raised or its value could not be sent back: ``error`` holds the exception, ``traceback`` its
+    text), or ``"crash"`` (the job killed its worker on every try; ``error`` says so).
+    """
+
+    id: int
+    status: str
+    value: Any = None
+    error: BaseException | None = None
+    traceback: str = ""
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    worker: str | None = None
+    tags: frozenset[str] = frozenset()
+    tries: int = 1
+    started: float | None = None  # wall-clock time (time.time()) the worker started the job
+
+    @property
+    def ok(self) -> bool:
+        """True when the job returned normally."""
+        return self.status == SUCCESS
+
+    def get(self) -> Any:
+        """Return ``value``, or raise ``error`` as :meth:`concurrent.futures.Future.result` does."""
+        if self.error is not None:
+            raise self.error
+        return self.value

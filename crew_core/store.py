@@ -1,0 +1,122 @@
+"""The :class:`Store` base class: the small, bytes-level interface every data store implements.
+
+All coordination between a crew's controller and its workers goes through a store. A store maps
+string keys to immutable byte objects; the core decides the key layout (see ``protocol.py``) and
+does all serialisation, so a backend only moves bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+# Keys are slash-separated segments of safe characters. No segment may start with a dot, so
+# backends are free to keep temporary or private files under dot-names next to the keys.
+_KEY = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` unchanged, or raise :class:`ValueError` if it is not a valid store key."""
+    if not _KEY.match(key):
+        raise ValueError(
+            f"invalid store key {key!r}: use '/'-separated segments of letters, digits, '_', '-'"
+            " and '.', none starting with '.'"
+        )
+    return key
+
+
+class Store(ABC):
+    """A place where the controller and workers leave each other byte objects under string keys.
+
+    Subclasses must implement :meth:`put`, :meth:`get`, :meth:`list` and :meth:`delete`, and
+    :meth:`config` if their constructor takes arguments. Everything else has a working default
+    that a backend may override for speed (:meth:`delete_prefix`) or to offer cheap wake-ups
+    (:meth:`notify` / :meth:`wait`, with :attr:`notifies` set to ``True``).
+
+    Guarantees a store must give (``crew_core.testing.StoreContract`` checks them):
+
+    - :meth:`put` is atomic: a reader sees the old object, the new one or none, never a part.
+    - After :meth:`put` returns, :meth:`get` and :meth:`list` in any process see the object
+      (read-after-write consistency, which S3 and GCS both give today).
+    - :meth:`list` returns every key under the prefix, sorted, with no duplicates.
+    """
+
+    #: Name under which the store class is registered (``Crew(store="local")``).
+    name: ClassVar[str] = ""
+    #: URL schemes this store accepts (``Crew(store="s3://bucket/prefix")`` looks up ``"s3"``).
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: True when :meth:`wait` really sleeps until :meth:`notify` (not just for the timeout).
+    notifies: ClassVar[bool] = False
+    #: Shortest and longest pause (seconds) between polls of an idle party when the store does not
+    #: notify. Polls back off from the first to the second; each request may cost money.
+    poll_interval: ClassVar[tuple[float, float]] = (0.05, 2.0)
+
+    # ----------------------------------------------------------------- construction and config
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Store:
+        """Build a store from a URL such as ``s3://bucket/prefix``; override for URL stores."""
+        raise NotImplementedError(f"store {cls.name!r} cannot be built from a URL ({url!r})")
+
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments (JSON-serialisable) that rebuild an equivalent store in a worker.
+
+        ``type(self)(**self.config())`` must reach the same objects from another process.
+        """
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Store:
+        """Rebuild a store from the output of :meth:`config`."""
+        return cls(**config)
+
+    # ----------------------------------------------------------------- the four required verbs
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` atomically, replacing any previous object."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """Return the object under ``key``; raise :class:`~crew_core.errors.KeyNotFoundError`."""
+
+    @abstractmethod
+    def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+        """Return the sorted keys that start with ``prefix`` (at any depth).
+
+        With ``start_after``, return only keys that sort strictly after it (S3's ``StartAfter``,
+        GCS's ``start_offset``): the protocol uses it to skip what it has already read.
+        """
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete the given keys; keys that do not exist are ignored."""
+
+    # ----------------------------------------------------------------- optional, with defaults
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every key under ``prefix`` (used to clean up after a worker or a crew)."""
+        self.delete(self.list(prefix))
+
+    def notify(self, channel: str) -> None:
+        """Wake whoever waits on ``channel``. A hint only: it may be lost, and by default it is."""
+
+    def wait(self, channel: str, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds or until ``channel`` is notified; True if notified.
+
+        The first call on a channel starts listening; a caller must look at the store after it,
+        since notifications sent before it are lost. The default just sleeps.
+        """
+        if timeout > 0:
+            time.sleep(timeout)
+        return False
+
+    def close(self) -> None:
+        """Release connections, file descriptors or temporary space held by this object."""
+
+    def describe(self) -> str:
+        """A short human-readable location, used in messages and ``repr``."""
+        return f"{self.name} store"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"

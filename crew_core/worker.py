@@ -1,0 +1,124 @@
+"""The :class:`Worker` base class: how a backend starts, checks and stops one worker process.
+
+A backend implements three verbs — :meth:`Worker.start`, :meth:`Worker.is_running` and
+:meth:`Worker.kill` — and may override :meth:`Worker.running` to check many workers in one call.
+The crew does everything else: job assignment, heartbeats, restarts and shutdown requests all go
+through the store, so a backend never sees a job.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .crew import Crew
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a backend needs to start one worker: the arguments of the ``crew worker`` command."""
+
+    args: tuple[str, ...]
+    #: Extra environment the worker should get (none today; backends must pass it through).
+    env: tuple[tuple[str, str], ...] = ()
+
+    def command(self, python: str = "python") -> list[str]:
+        """The full command line, e.g. ``["python", "-m", "crew_core", "worker", "--store", ...]``."""
+        return [python, "-m", "crew_core", "worker", *self.args]
+
+
+def as_tags(tags: str | Iterable[str] | None) -> frozenset[str]:
+    """Normalise a tag argument: ``None``, one string, or an iterable of strings."""
+    if tags is None:
+        return frozenset()
+    if isinstance(tags, str):
+        return frozenset((tags,))
+    result = frozenset(tags)
+    for tag in result:
+        if not isinstance(tag, str):
+            raise TypeError(f"tags must be strings, got {tag!r}")
+    return result
+
+
+class Worker(ABC):
+    """One semi-persistent worker: runs jobs one at a time until idle past ``timeout``.
+
+    Subclass it for a backend; the registered name goes in :attr:`worker_class`. The constructor
+    takes the worker's ``name``, ``tags`` and ``timeout`` plus the backend's own keyword options
+    (what the user passes to :meth:`Crew.recruit`).
+    """
+
+    #: The name the class is registered under (``Crew(worker_classes=["subprocess"])``).
+    worker_class: ClassVar[str] = ""
+    #: Seconds between backend status checks (:meth:`running`); cheap local checks can be short.
+    status_interval: ClassVar[float] = 5.0
+    #: Python executable the worker command starts with (a container's ``python`` by default).
+    python: ClassVar[str] = "python"
+
+    def __init__(self, name: str, *, tags: Iterable[str] | str | None = None, timeout: float | None = None) -> None:
+        self.name = name
+        self.tags = as_tags(tags)
+        self.timeout = timeout
+        self._crew: Crew | None = None
+
+    # ----------------------------------------------------------------- what a backend implements
+    @abstractmethod
+    def start(self, launch: Launch) -> None:
+        """Start the worker process running ``launch.command(self.python)``; return at once.
+
+        Raise :class:`~crew_core.errors.WorkerLaunchError` with a message that says what to fix
+        when the backend refuses (unknown queue, bad credentials), leaving nothing half-created.
+        """
+
+    @abstractmethod
+    def is_running(self) -> bool:
+        """True from :meth:`start` until the process has ended (queued or starting counts)."""
+
+    @abstractmethod
+    def kill(self) -> None:
+        """End the process now, whatever it is doing (used when a stop request goes unanswered)."""
+
+    @classmethod
+    def running(cls, workers: list[Any]) -> dict[str, bool]:
+        """Status of many workers of this class at once; override to batch backend calls."""
+        return {worker.name: worker.is_running() for worker in workers}
+
+    def close(self) -> None:
+        """Release backend resources once the worker is down for good (dismissed, crew closed)."""
+
+    # ----------------------------------------------------------------- what a user calls
+    def _require_crew(self) -> Crew:
+        if self._crew is None:
+            raise RuntimeError(f"worker {self.name!r} belongs to no crew; use Crew.recruit()")
+        return self._crew
+
+    def up(self) -> bool:
+        """True while the worker is launched and has not ended (starting counts as up)."""
+        return self._require_crew()._worker_up(self)
+
+    def busy(self) -> bool:
+        """True while the worker holds jobs (running, queued for it, or held while stuck)."""
+        return self._require_crew()._worker_busy(self)
+
+    def stuck(self) -> bool:
+        """True when the worker is down but still holds jobs: :meth:`restart` runs them again."""
+        return self._require_crew()._worker_stuck(self)
+
+    def launch(self) -> None:
+        """Start the worker if it is down (jobs will find it; idle timeout ends it)."""
+        self._require_crew()._launch_worker(self)
+
+    def restart(self) -> None:
+        """Relaunch a stuck worker so that the jobs it held run again."""
+        self._require_crew()._restart_worker(self)
+
+    def shutdown(self) -> None:
+        """Ask the worker to stop through the store (killed if it does not answer in time)."""
+        self._require_crew()._request_stop(self)
+
+    def __repr__(self) -> str:
+        tags = ", ".join(sorted(self.tags))
+        return f"<{type(self).__name__} {self.name!r} tags={{{tags}}} timeout={self.timeout}>"

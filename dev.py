@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Set-up and checks in one place: ``python3 dev.py demo`` and ``python3 dev.py test``.
+
+Both create ``.venv`` (if missing), install crew-core and crew-local into it with the pinned
+versions of ``constraints.txt``, then run the demo crew or the whole test suite (ruff, pytest).
+Only Python 3.11+ and pip are needed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+PACKAGES = ["-e", str(ROOT), "-e", str(ROOT / "plugins" / "crew-local")]
+
+
+def run(*args: str | os.PathLike[str]) -> None:
+    print("+", " ".join(map(str, args)), flush=True)
+    subprocess.run([str(a) for a in args], cwd=ROOT, check=True)
+
+
+def install(*extra: str) -> None:
+    if not PYTHON.exists():
+        venv.create(VENV, with_pip=True)
+    pip = [PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    run(*pip, "-c", "constraints.txt", "setuptools", *extra)
+    run(*pip, "-c", "constraints.txt", *PACKAGES)
+
+
+def demo() -> None:
+    install()
+    run(PYTHON, "examples/demo.py")
+
+
+def test(pytest_args: list[str]) -> None:
+    install("pytest", "ruff")
+    run(PYTHON, "-m", "ruff", "check", ".")
+    run(PYTHON, "-m", "pytest", *pytest_args)
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
+        sys.exit("usage: python3 dev.py demo | test [pytest arguments]")
+    try:
+        demo() if sys.argv[1] == "demo" else test(sys.argv[2:])
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode)
+
+
+if __name__ == "__main__":
+    main()

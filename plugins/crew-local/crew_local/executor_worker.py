@@ -1,0 +1,67 @@
+"""A worker whose loop runs as one task inside a ``concurrent.futures.Executor``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Any
+
+from crew_core import Launch, Worker, WorkerLaunchError
+from crew_core.runtime import run_worker
+
+
+class ExecutorWorker(Worker):
+    """Runs the worker loop with ``executor.submit``: one long task per worker.
+
+    By default each worker gets a private one-process :class:`ProcessPoolExecutor`, which
+    :meth:`kill` can end. Pass ``executor=`` to use your own (a loky executor, a
+    ``dask.distributed.Client``, ...): it must have a free slot per worker, and since crew cannot
+    kill a task in someone else's executor, a worker there ends only by answering a stop request
+    or by its idle timeout.
+    """
+
+    worker_class = "executor"
+    status_interval = 0.05
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tags: Iterable[str] | str | None = None,
+        timeout: float | None = None,
+        executor: Executor | Any | None = None,
+    ) -> None:
+        super().__init__(name, tags=tags, timeout=timeout)
+        self.executor = executor
+        self._own: ProcessPoolExecutor | None = None
+        self._future: Future[str] | Any = None
+
+    def start(self, launch: Launch) -> None:
+        executor = self.executor
+        args = list(launch.args)
+        if executor is None:
+            self._own = executor = ProcessPoolExecutor(max_workers=1)
+            args += ["--parent-pid", str(os.getpid())]
+        try:
+            self._future = executor.submit(run_worker, args)
+        except Exception as exc:
+            raise WorkerLaunchError(f"executor {executor!r} refused worker {self.name!r}: {exc}") from exc
+
+    def is_running(self) -> bool:
+        return self._future is not None and not self._future.done()
+
+    def kill(self) -> None:
+        if self._future is not None:
+            self._future.cancel()
+        own, self._own = self._own, None
+        if own is not None:
+            processes = list(getattr(own, "_processes", {}).values())  # no public kill before 3.14
+            for process in processes:
+                process.kill()
+            own.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        own, self._own = self._own, None
+        if own is not None:
+            own.shutdown(wait=True, cancel_futures=True)

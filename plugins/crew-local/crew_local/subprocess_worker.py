@@ -1,0 +1,77 @@
+"""A worker that is one local Python process running ``python -m crew_core worker``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from typing import IO, Any
+
+from crew_core import Launch, Worker, WorkerLaunchError
+
+
+class SubprocessWorker(Worker):
+    """One child process per worker, on this machine.
+
+    Options: ``env`` (extra environment variables), ``cwd`` (working directory, default the
+    controller's), ``stdout``/``stderr`` (file objects or ``subprocess.DEVNULL``; by default the
+    worker writes where the controller does, as ``ProcessPoolExecutor`` workers do), ``python``
+    (the interpreter; default the controller's own).
+    """
+
+    worker_class = "subprocess"
+    status_interval = 0.05  # poll() is a system call: checking often costs nothing
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tags: Iterable[str] | str | None = None,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        stdout: IO[Any] | int | None = None,
+        stderr: IO[Any] | int | None = None,
+        python: str | None = None,
+    ) -> None:
+        super().__init__(name, tags=tags, timeout=timeout)
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self.stdout = stdout
+        self.stderr = stderr
+        self.python = python or sys.executable  # type: ignore[misc]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, launch: Launch) -> None:
+        env = dict(os.environ)
+        # The worker imports what the controller can: functions pickled by reference resolve.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, env.get("PYTHONPATH", "")] if p)
+        env.update(dict(launch.env))
+        env.update(self.env)
+        command = [*launch.command(self.python), "--parent-pid", str(os.getpid())]
+        try:
+            self._process = subprocess.Popen(
+                command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr
+            )
+        except OSError as exc:
+            raise WorkerLaunchError(f"cannot start worker {self.name!r} with {self.python!r}: {exc}") from exc
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the current incarnation, if one was started."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status of the last incarnation (negative: killed by that signal)."""
+        return self._process.poll() if self._process is not None else None
