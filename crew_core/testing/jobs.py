@@ -1,0 +1,58 @@
+"""Job functions the contract suites send; importable wherever crew-core is installed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def warn_and_return(message: str, value: object) -> object:
+    warnings.warn(message)
+    return value
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def call_exit(code: int) -> None:
+    sys.exit(code)
+
+
+def unpicklable_value() -> object:
+    return lambda_holder()
+
+
+def lambda_holder() -> object:
+    import threading
+
+    return threading.Lock()  # locks cannot be pickled
+
+
+def sleep_then(seconds: float, value: object = None) -> object:
+    time.sleep(seconds)
+    return value
+
+
+def die(code: int = 13) -> None:
+    """Kill the worker process outright, as a segfault or the OOM killer would."""
+    os._exit(code)
+
+
+def die_once(marker: str) -> str:
+    """Kill the worker the first time (``marker`` does not exist yet), succeed when run again."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as handle:
+            handle.write(str(os.getpid()))
+        os._exit(17)
+    return "survived"
+
+
+def pid() -> int:
+    return os.getpid()

@@ -1,0 +1,129 @@
+"""The contract every :class:`~crew_core.Worker` class must meet, as a pytest suite to subclass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from crew_core import Crew, Store, WorkerCrashedError
+
+from . import jobs
+from .polling import wait_for
+
+
+class WorkerContract:
+    """Subclass and provide a ``worker_class`` fixture (a registered name or a class).
+
+    Optional fixtures: ``worker_options`` (keyword options for ``recruit``), ``crew_store``
+    (what ``Crew(store=...)`` gets; the default is ``"local"``), and ``timeout_scale`` (multiply
+    the generous waiting ceilings for slow backends). Every test runs real worker processes.
+    """
+
+    @pytest.fixture
+    def worker_options(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def crew_store(self) -> str | Store:
+        return "local"
+
+    @pytest.fixture
+    def timeout_scale(self) -> float:
+        return 1.0
+
+    @pytest.fixture
+    def make_crew(self, worker_class: Any, crew_store: Any) -> Iterator[Callable[..., Crew]]:
+        crews: list[Crew] = []
+
+        def make(**settings: Any) -> Crew:
+            crew = Crew(store=crew_store, worker_classes=[worker_class], **settings)
+            crews.append(crew)
+            return crew
+
+        yield make
+        for crew in crews:
+            crew.close()
+
+    def _wait(self, condition: Callable[[], Any], scale: float, what: str, timeout: float = 60.0) -> Any:
+        return wait_for(condition, timeout=timeout * scale, what=what)
+
+    # ------------------------------------------------------------------ outcomes
+    def test_jobs_return_values_errors_and_warnings(self, make_crew, worker_options, timeout_scale) -> None:
+        crew = make_crew()
+        crew.recruit(workers=2, **worker_options)
+        ok = crew.send(jobs.double, args=(21,))
+        bad = crew.send(jobs.fail, args=("broken on purpose",))
+        warned = crew.send(jobs.warn_and_return, args=("heads up", "value"))
+        results = {r.id: r for r in crew.results(timeout=120 * timeout_scale)}
+        assert results[ok].status == "success" and results[ok].value == 42
+        assert results[bad].status == "error" and isinstance(results[bad].error, ValueError)
+        assert "broken on purpose" in results[bad].traceback and "fail" in results[bad].traceback
+        assert results[warned].value == "value" and results[warned].warnings == ["heads up"]
+        assert {r.worker for r in results.values()} <= set(crew.workers)
+
+    def test_worker_survives_a_job_that_raises_or_exits(self, make_crew, worker_options, timeout_scale) -> None:
+        crew = make_crew()
+        [worker] = crew.recruit(workers=1, **worker_options)
+        crew.send(jobs.call_exit, args=(3,))
+        first = crew.receive(timeout=120 * timeout_scale)
+        assert first.status == "error" and isinstance(first.error, SystemExit)
+        crew.send(jobs.double, args=(1,))
+        second = crew.receive(timeout=120 * timeout_scale)
+        assert second.value == 2 and second.worker == worker.name
+        assert first.tries == second.tries == 1
+
+    # ------------------------------------------------------------------ lifecycle
+    def test_idle_timeout_ends_the_worker(self, make_crew, worker_options, timeout_scale) -> None:
+        crew = make_crew()
+        [worker] = crew.recruit(workers=1, timeout=0.5, **worker_options)
+        assert not worker.up()
+        crew.send(jobs.double, args=(2,))
+        assert crew.receive(timeout=120 * timeout_scale).value == 4
+        self._wait(lambda: not worker.up(), timeout_scale, "the idle worker to exit")
+        assert not worker.stuck()
+        crew.send(jobs.double, args=(3,))  # a down worker is launched again on demand
+        assert crew.receive(timeout=120 * timeout_scale).value == 6
+
+    def test_shutdown_stops_idle_workers_through_the_store(self, make_crew, worker_options, timeout_scale) -> None:
+        crew = make_crew()
+        workers = crew.recruit(workers=2, **worker_options)
+        crew.launch()
+        assert all(w.up() for w in workers)
+        assert set(crew.shutdown(idle_only=True)) == set(workers)
+        self._wait(lambda: not any(w.up() for w in workers), timeout_scale, "workers to stop")
+
+    def test_close_leaves_no_worker_running(self, make_crew, worker_options, timeout_scale) -> None:
+        crew = make_crew()
+        workers = crew.recruit(workers=2, **worker_options)
+        crew.send(jobs.sleep_then, args=(60,))  # busy: close must not wait for it
+        crew.launch()
+        self._wait(lambda: all(w.is_running() for w in workers), timeout_scale, "workers to start")
+        crew.close()
+        assert not any(w.is_running() for w in workers)
+
+    # ------------------------------------------------------------------ crashes
+    def test_a_job_that_kills_its_worker_comes_back_as_crash(self, make_crew, worker_options, timeout_scale) -> None:
+        crew = make_crew(max_tries=2)
+        crew.recruit(workers=1, **worker_options)
+        job = crew.send(jobs.die)
+        result = crew.receive(timeout=180 * timeout_scale)
+        assert result.id == job and result.status == "crash" and result.tries == 2
+        assert isinstance(result.error, WorkerCrashedError)
+        crew.send(jobs.double, args=(5,))  # the crew goes on
+        assert crew.receive(timeout=120 * timeout_scale).value == 10
+
+    def test_stuck_worker_holds_its_job_until_restart(self, make_crew, worker_options, timeout_scale) -> None:
+        crew = make_crew(max_tries=2, auto_restart=False)
+        [worker] = crew.recruit(workers=1, **worker_options)
+        job = crew.send(jobs.die)
+        self._wait(worker.stuck, timeout_scale, "the worker to be stuck")
+        assert not worker.up() and worker.busy()
+        assert crew.receive(timeout=0) is None  # held, not lost
+        worker.restart()
+        self._wait(worker.stuck, timeout_scale, "the worker to be stuck again")
+        assert crew.restart() == [worker]  # out of tries: the job comes back as a crash
+        result = crew.receive(timeout=5)
+        assert result.id == job and result.status == "crash"
+        assert not worker.stuck()

@@ -1,0 +1,47 @@
+"""crew-local runs the contract suites of crew_core.testing against itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from crew_core.testing import StoreContract, WorkerContract
+from crew_local import LocalStore
+
+
+class TestLocalStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        store = LocalStore(tmp_path / "store")
+        yield store
+        store.close()
+
+    def raw_put(self, store, key, data):
+        path = store.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def raw_get(self, store, key):
+        return (store.root / key).read_bytes()
+
+
+class TestPrivateLocalStore(StoreContract):
+    """The default store of ``Crew()``: a private folder in RAM where the system has one."""
+
+    @pytest.fixture
+    def store(self):
+        store = LocalStore()
+        yield store
+        store.close()
+        assert not store.root.exists()
+
+
+class TestSubprocessWorker(WorkerContract):
+    @pytest.fixture
+    def worker_class(self):
+        return "subprocess"
+
+
+class TestExecutorWorker(WorkerContract):
+    @pytest.fixture
+    def worker_class(self):
+        return "executor"
