@@ -32,7 +32,7 @@ from .errors import (
     WorkerLaunchError,
     WorkerLostError,
 )
-from .plugins import Plugins, default_plugins
+from .plugins import Plugins, default_plugins, store_spec
 from .results import CRASH, ERROR, Job, Result
 from .runtime import WorkerSettings
 from .serialize import dump_call, load_outcome
@@ -122,7 +122,7 @@ class Crew:
 
         self.id = uuid.uuid4().hex[:12]
         self.store, self._owns_store = self._make_store(store or config.get("store"), store_options or {})
-        self._store_spec = {"name": self.store.name, "config": self.store.config()}
+        self._store_spec = store_spec(self.store)
         names = worker_classes if worker_classes is not None else config.get("worker_classes")
         if names is None:
             names = self._plugins.workers.names()
@@ -237,10 +237,12 @@ class Crew:
         self._backlog.push(job)
         try:
             self._poll()
-        except WorkerLaunchError:
+        except Exception as exc:
             if self._backlog.remove(job):  # nothing half-created: the job was never accepted
                 del self._pending[job.id]
-            raise
+                raise
+            # The job is with a worker; the failure concerns other work and will surface again.
+            warnings.warn(f"job {job.id} was sent, but the crew then hit an error: {exc}", stacklevel=2)
         return job.id
 
     def receivable(self, tags: str | Iterable[str] | None = None) -> bool:

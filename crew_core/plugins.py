@@ -137,7 +137,7 @@ def _load_entry_points(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Non
 def _call_each(pm: pluggy.PluginManager, hook_name: str, owner_of: Registry | None, **kwargs: Any) -> None:
     """Call every implementation of a hook, recording which plugin registered what."""
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):  # registration order: later plugins override
+    for impl in hook.get_hookimpls():  # registration order: later plugins override earlier ones
         if owner_of is not None:
             owner_of._current_plugin = impl.plugin_name
         impl.function(*(kwargs[name] for name in impl.argnames))
@@ -155,8 +155,11 @@ def get_plugin_manager(plugins: list[Any] | tuple[Any, ...] = (), entry_points: 
     if entry_points:
         _load_entry_points(pm, infos)
     for plugin in plugins:
-        name = pm.register(plugin)
-        infos.append(PluginInfo(name or repr(plugin), None, None))
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if pm.has_plugin(name):
+            name = f"{name}-{id(plugin)}"
+        pm.register(plugin, name=name)
+        infos.append(PluginInfo(name, None, None))
     pm.check_pending()
     stores: Registry = Registry("store")
     workers: Registry = Registry("worker")
@@ -182,8 +185,34 @@ def default_plugins() -> Plugins:
     return _default
 
 
+def store_spec(store: Any) -> dict[str, Any]:
+    """What a worker needs to rebuild ``store``: its registered name, class path and config."""
+    cls = type(store)
+    return {"name": cls.name, "class": f"{cls.__module__}:{cls.__qualname__}", "config": store.config()}
+
+
 def store_from_config(spec: dict[str, Any], plugins: Plugins | None = None) -> Any:
-    """Rebuild a store inside a worker from ``{"name": ..., "config": {...}}``."""
+    """Rebuild a store inside a worker from :func:`store_spec`'s output.
+
+    The registered name comes first; the class path is the fallback for a store class that was
+    registered in code (``get_plugin_manager([plugin])``) rather than through an entry point.
+    """
     plugins = plugins or default_plugins()
-    cls = plugins.store_class(spec["name"])
+    try:
+        cls = plugins.store_class(spec["name"])
+    except PluginError:
+        if "class" not in spec:
+            raise
+        from importlib import import_module
+
+        module, _, qualname = spec["class"].partition(":")
+        try:
+            cls = import_module(module)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(
+                f"store {spec['name']!r} is not installed where this worker runs, and its class"
+                f" {spec['class']} cannot be imported ({exc}); install the store's plugin there"
+            ) from exc
     return cls.from_config(spec.get("config", {}))

@@ -56,3 +56,8 @@ def die_once(marker: str) -> str:
 
 def pid() -> int:
     return os.getpid()
+
+
+def getenv(name: str) -> str | None:
+    """The worker's own environment variable (``os.environ.get`` would pickle the caller's)."""
+    return os.environ.get(name)

@@ -1,0 +1,170 @@
+"""The controller's promises, through the public API with real worker processes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from crew_core import NoWorkersError, UnknownTagError, WorkerLostError
+from crew_core.testing import jobs, wait_for
+
+
+def test_receive_with_nothing_sent_returns_none_at_once(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    assert crew.receive() is None
+    assert not crew.receivable()
+    assert not any(w.up() for w in crew.workers.values())  # nothing was launched for it
+
+
+def test_receive_timeout_returns_none_then_the_result(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    job = crew.send(jobs.sleep_then, args=(1.0, "late"))
+    assert crew.receive(timeout=0.05) is None
+    result = crew.receive()
+    assert (result.id, result.value, result.status) == (job, "late", "success")
+    assert result.seconds >= 1.0 and result.started is not None and result.tries == 1
+
+
+def test_send_before_recruit_is_an_error(make_crew):
+    crew = make_crew()
+    with pytest.raises(NoWorkersError, match="recruit"):
+        crew.send(jobs.double, args=(1,))
+
+
+def test_a_tag_no_worker_carries_is_an_error_naming_it(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1, tags={"gpu"})
+    with pytest.raises(UnknownTagError, match="'tpu'"):
+        crew.send(jobs.double, args=(1,), tags={"gpu", "tpu"})
+    crew.recruit(workers=1, tags={"tpu"})
+    with pytest.raises(UnknownTagError, match="all of the tags"):
+        crew.send(jobs.double, args=(1,), tags={"gpu", "tpu"})
+    assert crew.receive() is None  # nothing was accepted
+    with pytest.raises(UnknownTagError):
+        crew.shutdown(tags="fpga")
+
+
+def test_jobs_run_only_on_workers_carrying_all_their_tags(make_crew):
+    crew = make_crew()
+    [plain] = crew.recruit(workers=1)
+    [ab] = crew.recruit(workers=1, tags={"a", "b"})
+    [a] = crew.recruit(workers=1, tags="a")
+    both = [crew.send(jobs.pid, tags={"a", "b"}) for _ in range(6)]
+    only_a = [crew.send(jobs.pid, tags="a") for _ in range(6)]
+    results = {r.id: r for r in crew.results(timeout=60)}
+    assert {results[j].worker for j in both} == {ab.name}
+    assert {results[j].worker for j in only_a} <= {ab.name, a.name}
+    assert results[both[0]].tags == frozenset({"a", "b"})
+    assert not plain.up()
+
+
+def test_send_launches_only_the_worker_it_picks(make_crew):
+    crew = make_crew()
+    workers = crew.recruit(workers=3)
+    crew.send(jobs.sleep_then, args=(0.5,))
+    assert sum(w.up() for w in workers) == 1
+    crew.send(jobs.sleep_then, args=(0.5,))
+    assert sum(w.up() for w in workers) == 2
+    assert len(list(crew.results(timeout=60))) == 2
+
+
+def test_backlog_drains_with_each_job_answered_once(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=2)
+    ids = [crew.send(jobs.double, args=(i,)) for i in range(300)]
+    results = list(crew.results(timeout=120))
+    assert sorted(r.id for r in results) == ids
+    assert all(r.value == 2 * (r.id - ids[0]) for r in results)
+    assert crew.receive() is None
+
+
+def test_a_crew_that_only_polls_receivable_sees_every_job_finish(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=2)
+    ids = {crew.send(jobs.sleep_then, args=(0.01, i)) for i in range(40)}
+    seen = set()
+
+    def poll_once() -> bool:
+        if crew.receivable():
+            seen.add(crew.receive(timeout=0).id)
+        return seen == ids
+
+    wait_for(poll_once, timeout=120, interval=0.001, what="all jobs through receivable()")
+
+
+def test_sendable_tells_whether_a_job_would_start_now(make_crew):
+    crew = make_crew()
+    [worker] = crew.recruit(workers=1, tags="t")
+    assert crew.sendable() and crew.sendable(tags="t")
+    crew.send(jobs.sleep_then, args=(0.5,))
+    assert worker.busy() and not crew.sendable()
+    crew.receive()
+    assert crew.sendable()
+
+
+def test_shutdown_idle_only_spares_busy_workers(make_crew):
+    crew = make_crew()
+    idle, busy = crew.recruit(workers=2)
+    crew.launch()
+    crew.send(jobs.sleep_then, args=(1.0, "finished"))
+    assert busy.busy() or idle.busy()
+    stopped = crew.shutdown(idle_only=True)
+    assert len(stopped) == 1 and not stopped[0].busy()
+    working = next(w for w in (idle, busy) if w not in stopped)
+    wait_for(lambda: not stopped[0].up(), what="the idle worker to stop")
+    assert working.up()
+    assert crew.receive().value == "finished"
+
+
+def test_dismissed_workers_hand_their_jobs_to_the_others(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    [tagged] = crew.recruit(workers=1, tags="x")
+    job = crew.send(jobs.sleep_then, args=(30, "never"), tags="x")
+    crew.send(jobs.double, args=(4,))
+    assert tagged.busy()
+    crew.dismiss(tags="x")
+    assert tagged.name not in crew.workers
+    results = {r.id: r for r in crew.results(timeout=60)}
+    assert isinstance(results[job].error, WorkerLostError) and results[job].status == "error"
+    assert sorted(r.value for r in results.values() if r.id != job) == [8]
+
+
+def test_dismissed_jobs_run_elsewhere_when_they_can(make_crew):
+    crew = make_crew()
+    [first] = crew.recruit(workers=1, tags="x")
+    job = crew.send(jobs.sleep_then, args=(0.3, "moved"))
+    crew.recruit(workers=1)
+    crew.dismiss(tags="x")
+    result = crew.receive(timeout=60)
+    assert (result.id, result.value) == (job, "moved") and result.worker != first.name
+
+
+def test_with_block_leaves_no_worker_process(make_crew):
+    crew = make_crew()
+    with crew:
+        workers = crew.recruit(workers=3)
+        crew.send(jobs.sleep_then, args=(60,))  # busy when the block ends
+        crew.launch()
+        pids = [w.pid for w in workers]
+    for worker, pid in zip(workers, pids, strict=True):
+        assert pid is not None and worker.returncode is not None  # ended and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_executor_workers_run_in_a_user_executor(make_crew):
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        crew = make_crew(worker_classes=["executor"])
+        crew.recruit(workers=2, executor=pool)
+        ids = [crew.send(jobs.double, args=(i,)) for i in range(20)]
+        results = list(crew.results(timeout=60))
+        assert sorted(r.value for r in results) == [2 * i for i in range(20)]
+        assert len(ids) == 20
+        crew.close()  # stops the loops through the store; the pool's threads come back
+        assert threading.active_count() < 20

@@ -1,0 +1,227 @@
+"""Bad input gets a clear error and loses nothing; dead and hung workers are handled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from crew_core import (
+    CorruptObjectError,
+    Crew,
+    PluginError,
+    SerializationError,
+    StoreError,
+    WorkerCrashedError,
+    WorkerLaunchError,
+)
+from crew_core.testing import jobs, wait_for
+from crew_local import LocalStore
+
+
+def test_an_unpicklable_function_is_refused_at_send(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    lock = threading.Lock()
+
+    def uses_lock():
+        with lock:
+            return 1
+
+    with pytest.raises(SerializationError, match="function cannot be pickled"):
+        crew.send(uses_lock)
+    with pytest.raises(SerializationError, match="positional arguments cannot be pickled"):
+        crew.send(jobs.double, args=(threading.Lock(),))
+    with pytest.raises(SerializationError, match="keyword arguments cannot be pickled"):
+        crew.send(jobs.sleep_then, kwargs={"seconds": 0, "value": threading.Lock()})
+    assert crew.receive() is None  # nothing was queued
+    assert not any(w.up() for w in crew.workers.values())
+
+
+def test_an_unpicklable_return_value_comes_back_as_an_error(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    crew.send(jobs.unpicklable_value)
+    result = crew.receive(timeout=60)
+    assert result.status == "error" and isinstance(result.error, SerializationError)
+    assert "_thread.lock" in str(result.error) and "cannot be pickled" in str(result.error)
+    crew.send(jobs.double, args=(2,))
+    assert crew.receive(timeout=60).value == 4  # the worker lives on
+
+
+def test_unknown_worker_class_and_store_names_are_clear_errors():
+    with pytest.raises(PluginError, match=r"unknown worker class 'no-such-worker'.*installed: executor, subprocess"):
+        Crew(worker_classes=["no-such-worker"])
+    with pytest.raises(PluginError, match=r"unknown store class 'nowhere'.*installed: local"):
+        Crew(store="nowhere")
+    with pytest.raises(PluginError, match=r"scheme 'zz'"):
+        Crew(store="zz://bucket/prefix")
+    with Crew() as crew:
+        with pytest.raises(PluginError, match="no-such-worker"):
+            crew.recruit(workers=1, worker_class="no-such-worker")
+        with pytest.raises(TypeError, match="rejected its options"):
+            crew.recruit(workers=1, job_queue="spot")
+    with pytest.raises(TypeError, match="unknown setting 'max_retries'"):
+        Crew(max_retries=3)
+
+
+def test_a_worker_killed_mid_job_is_relaunched_and_the_job_runs_again(make_crew):
+    crew = make_crew()
+    [worker] = crew.recruit(workers=1)
+    job = crew.send(jobs.sleep_then, args=(0.5, "second time lucky"))
+    first_pid = worker.pid
+    os.kill(first_pid, signal.SIGKILL)
+    result = crew.receive(timeout=60)
+    assert (result.id, result.status, result.value, result.tries) == (job, "success", "second time lucky", 2)
+    assert worker.pid != first_pid
+    assert crew.receive() is None  # delivered once
+
+
+def test_a_job_that_kills_its_worker_once_succeeds_on_the_next_try(make_crew, tmp_path):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    crew.send(jobs.die_once, args=(str(tmp_path / "marker"),))
+    result = crew.receive(timeout=60)
+    assert (result.status, result.value, result.tries) == ("success", "survived", 2)
+
+
+def test_a_job_that_always_kills_its_worker_stops_after_max_tries(make_crew):
+    crew = make_crew(max_tries=3)
+    crew.recruit(workers=2)
+    crash = crew.send(jobs.die)
+    innocent = [crew.send(jobs.double, args=(i,)) for i in range(5)]
+    results = {r.id: r for r in crew.results(timeout=120)}
+    assert results[crash].status == "crash" and results[crash].tries == 3
+    assert isinstance(results[crash].error, WorkerCrashedError) and "max_tries=3" in str(results[crash].error)
+    assert [results[i].value for i in innocent] == [0, 2, 4, 6, 8]
+
+
+def test_a_hung_worker_is_found_by_its_silent_heartbeat(make_crew):
+    crew = make_crew(heartbeat_interval=0.1, heartbeat_timeout=1.0)
+    [worker] = crew.recruit(workers=1)
+    job = crew.send(jobs.sleep_then, args=(1.0, "after the hang"))
+    hung = worker.pid
+    state = crew._states[worker.name]
+    wait_for(lambda: not crew.receivable() and state.beat_seen, what="the first heartbeat")
+    os.kill(hung, signal.SIGSTOP)  # alive to the OS, silent to the crew
+    result = crew.receive(timeout=60)
+    assert (result.id, result.value, result.tries) == (job, "after the hang", 2)
+    assert worker.pid != hung
+
+
+def test_a_corrupt_result_object_is_reported_and_its_jobs_retried(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    job = crew.send(jobs.double, args=(21,))
+    # The controller reads the store only when called: corrupt the result before it looks.
+    key = wait_for(lambda: [k for k in crew.store.list(f"{crew.id}/") if "/results/" in k], what="a result")[0]
+    crew.store.put(key, b"\x80\x05 not a pickle")
+    with pytest.warns(UserWarning, match="corrupt"):
+        result = crew.receive(timeout=60)
+    assert (result.id, result.value, result.tries) == (job, 42, 2)
+
+
+def test_a_corrupt_task_object_is_retried_not_lost(make_crew, monkeypatch):
+    from crew_core import protocol
+
+    crew = make_crew()
+    crew.recruit(workers=1)
+    real = protocol.encode_batch
+    calls = []
+
+    def corrupt_first(items):
+        calls.append(items)
+        return b"garbage" if len(calls) == 1 else real(items)
+
+    monkeypatch.setattr(protocol, "encode_batch", corrupt_first)
+    job = crew.send(jobs.double, args=(5,))
+    result = crew.receive(timeout=60)
+    assert (result.id, result.value, result.tries) == (job, 10, 2)
+    assert protocol.decode_batch(real([(1, b"x")]), "k") == [(1, b"x")]
+    with pytest.raises(CorruptObjectError, match="'some/key' is corrupt"):
+        protocol.decode_batch(b"garbage", "some/key")
+
+
+class FlakyStore(LocalStore):
+    """A local store whose controller-side calls fail while ``down`` is set."""
+
+    down = False
+
+    def _check(self):
+        if self.down:
+            raise StoreError("store unreachable (simulated outage)")
+
+    def put(self, key, data):
+        self._check()
+        super().put(key, data)
+
+    def list(self, prefix, start_after=None):
+        self._check()
+        return super().list(prefix, start_after)
+
+
+def test_a_store_that_is_down_fails_loudly_and_loses_nothing(make_crew, tmp_path):
+    store = FlakyStore(tmp_path / "store")
+    crew = make_crew(store=store)
+    crew.recruit(workers=1)
+    store.down = True
+    with pytest.raises(StoreError, match="unreachable"):
+        crew.send(jobs.double, args=(1,))
+    assert crew.receive() is None  # the refused job was not half-accepted
+    store.down = False
+    job = crew.send(jobs.sleep_then, args=(0.3, "kept"))
+    store.down = True
+    with pytest.raises(StoreError):
+        wait_for(lambda: crew.receive(timeout=0.05), what="receive() to hit the outage")
+    store.down = False
+    result = crew.receive(timeout=60)
+    assert (result.id, result.value) == (job, "kept")
+    store.close()
+
+
+def test_a_worker_that_cannot_start_is_a_launch_error(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1, python="/nonexistent/python3")
+    with pytest.raises(WorkerLaunchError, match="/nonexistent/python3"):
+        crew.send(jobs.double, args=(1,))
+    assert crew.receive() is None
+
+
+def test_a_worker_that_dies_at_start_ends_as_crash_not_a_relaunch_loop(make_crew, tmp_path):
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: crew_core' >&2\nexit 1\n")  # a broken install
+    broken.chmod(0o755)
+    crew = make_crew(max_tries=2)
+    crew.recruit(workers=1, python=str(broken), stderr=subprocess.DEVNULL)
+    result = crew.send(jobs.double, args=(1,)) and crew.receive(timeout=60)
+    assert result.status == "crash" and result.tries == 2
+
+
+def test_workers_leave_when_their_controller_dies(tmp_path):
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from crew_core import Crew
+        crew = Crew(heartbeat_interval=0.1, worker_classes=["subprocess"])
+        [worker] = crew.recruit(workers=1)
+        crew.launch()
+        print(worker.pid, flush=True)
+        os._exit(0)  # no close(), no atexit: the worker is orphaned
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    pid = int(out.stdout)
+
+    def gone() -> bool:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                return "zombie" in status.read()
+        except FileNotFoundError:
+            return True
+
+    wait_for(gone, timeout=60, what="the orphaned worker to exit")

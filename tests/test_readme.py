@@ -1,0 +1,30 @@
+"""The README's walkthrough runs as written, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_readme_walkthrough_runs(capsys):
+    blocks = python_blocks()
+    assert len(blocks) >= 5, "the walkthrough lost its code blocks"
+    namespace: dict = {"__name__": "__readme__"}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    out = capsys.readouterr().out
+    crew = namespace["crew"]
+    assert "{'subprocess-1': False, 'subprocess-2': False, 'subprocess-3': False, 'subprocess-4': False}" in out
+    assert "True success hello after 0.5 s ['this job was slow on purpose']" in out
+    assert "tags {'long_jobs_go_here'}" in out
+    assert "up after shutdown: []" in out
+    assert "left: ['subprocess-1', 'subprocess-2']" in out
+    assert out.count("hello after") == 3
+    assert "None\n" in out  # receive() with nothing in flight
+    assert crew._closed
