@@ -92,6 +92,23 @@ def import_time() -> float:
     return min(runs)
 
 
+SAMPLES = {
+    "crew-subprocess": lambda jobs: crew_throughput(jobs, "subprocess"),
+    "crew-executor": lambda jobs: crew_throughput(jobs, "executor"),
+    "pool": pool_throughput,
+    "dask": dask_throughput,
+}
+
+
+def sample(name: str, jobs: int) -> float | None:
+    """One throughput measurement in a fresh interpreter, so no run inherits another's state."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--sample", name, "--jobs", str(jobs)], capture_output=True, text=True, check=True
+    )
+    value = out.stdout.strip().splitlines()[-1]
+    return None if value == "None" else float(value)
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
 
@@ -100,20 +117,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--round-trips", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per peer; medians are shown")
     parser.add_argument("--no-dask", action="store_true")
+    parser.add_argument("--sample", choices=sorted(SAMPLES), help=argparse.SUPPRESS)
     ns = parser.parse_args()
+    if ns.sample:
+        print(SAMPLES[ns.sample](ns.jobs))
+        return
 
-    print(f"no-op jobs through 2 workers: {ns.jobs}")
-    crew_rate = crew_throughput(ns.jobs, "subprocess")
-    crew_exec_rate = crew_throughput(ns.jobs, "executor")
-    pool_rate = pool_throughput(ns.jobs)
+    print(f"no-op jobs through 2 workers: {ns.jobs} (median of {ns.repeat} interleaved runs, each in a fresh process)")
+    peers = ["crew-subprocess", "crew-executor", "pool"] + ([] if ns.no_dask else ["dask"])
+    runs: dict[str, list[float]] = {peer: [] for peer in peers}
+    for _ in range(ns.repeat):  # interleaved, so a noisy moment hurts every peer alike
+        for peer in peers:
+            value = sample(peer, ns.jobs)
+            if value is not None:
+                runs[peer].append(value)
+    crew_rate, crew_exec_rate, pool_rate = (statistics.median(runs[k]) for k in peers[:3])
     print(f"  crew (2 subprocess workers)     {crew_rate:10.0f} jobs/s")
     print(f"  crew (2 executor workers)       {crew_exec_rate:10.0f} jobs/s")
     print(f"  ProcessPoolExecutor(2)          {pool_rate:10.0f} jobs/s")
     print(f"  ratio crew/ProcessPoolExecutor  {crew_rate / pool_rate:10.2f}x")
-    if not ns.no_dask:
-        dask_rate = dask_throughput(ns.jobs)
-        if dask_rate is not None:
+    if runs.get("dask"):
+        dask_rate = statistics.median(runs["dask"])
+        if dask_rate:
             print(f"  dask.distributed LocalCluster(2) {dask_rate:9.0f} jobs/s")
             print(f"  ratio crew/dask                 {crew_rate / dask_rate:10.2f}x")
 

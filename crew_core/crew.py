@@ -310,8 +310,12 @@ class Crew:
         return None
 
     def _waiting_on(self, wanted: frozenset[str]) -> bool:
-        stuck = {job.id for state in self._states.values() if not state.up for job in state.held}
-        return any(wanted <= job.tags and job.id not in stuck for job in self._pending.values())
+        """True while a job with ``wanted`` tags may still finish without the user's help."""
+        stuck = [job for state in self._states.values() if not state.up for job in state.held]
+        if not wanted:
+            return len(self._pending) > len(stuck)
+        stuck_ids = {job.id for job in stuck}
+        return any(wanted <= job.tags and job.id not in stuck_ids for job in self._pending.values())
 
     def _check_runnable(self, tags: frozenset[str]) -> None:
         if not self.workers:

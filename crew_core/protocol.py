@@ -57,14 +57,16 @@ def seq_of(key: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+# Channels are shaped like keys under the crew's prefix, so a store that keeps something per
+# channel (the local store's named pipes) can keep it beside the keys and clean both together.
 def controller_channel(crew_id: str) -> str:
     """Notification channel on which workers wake the controller."""
-    return f"{crew_id}.controller"
+    return f"{crew_id}/controller"
 
 
 def worker_channel(crew_id: str, name: str, incarnation: int) -> str:
-    """Notification channel on which the controller wakes one worker."""
-    return f"{crew_id}.{name}.{incarnation}"
+    """Notification channel on which the controller wakes one worker incarnation."""
+    return f"{worker_prefix(crew_id, name, incarnation)}wake"
 
 
 # ----------------------------------------------------------------------------- batches of bytes

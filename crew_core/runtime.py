@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -22,9 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import protocol
-from .errors import CorruptObjectError, StoreError
+from .errors import CorruptObjectError, KeyNotFoundError, StoreError
 from .serialize import dump_outcome, load_call
 from .store import Store
+
+#: Seconds a worker keeps retrying a store that fails before it gives up and exits.
+STORE_PATIENCE = 120.0
 
 
 class _Terminate(BaseException):
@@ -100,6 +104,24 @@ class WorkerLoop:
         self._done = threading.Event()
         self._orphaned = threading.Event()
 
+    def _store_call(self, method: Any, *args: Any) -> Any:
+        """Call a store method, riding out an outage of up to :data:`STORE_PATIENCE` seconds."""
+        delay, deadline = 0.05, None
+        while True:
+            try:
+                return method(*args)
+            except KeyNotFoundError:
+                raise
+            except (StoreError, OSError) as exc:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + STORE_PATIENCE
+                    print(f"crew worker {self.settings.name}: store failing, retrying: {exc}", file=sys.stderr)
+                if now >= deadline:
+                    raise
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 5.0)
+
     # ----------------------------------------------------------------- heartbeats
     def _beat(self) -> None:
         self.beats += 1
@@ -153,7 +175,7 @@ class WorkerLoop:
             if self._orphaned.is_set():
                 return "orphaned"
             after = protocol.task_key(self.prefix, self.last_seq)
-            keys = self.store.list(self.tasks_prefix, start_after=after)
+            keys = self._store_call(self.store.list, self.tasks_prefix, after)
             if keys:
                 if keys[-1] == protocol.stop_key(self.prefix):
                     return "stopped"
@@ -174,13 +196,13 @@ class WorkerLoop:
 
     def _run_batch(self, key: str, seq: int) -> None:
         try:
-            items = protocol.decode_batch(self.store.get(key), key)
-        except CorruptObjectError as exc:
+            items = protocol.decode_batch(self._store_call(self.store.get, key), key)
+        except (CorruptObjectError, KeyNotFoundError) as exc:
             # An empty result batch tells the controller the task never ran: it retries the jobs.
             warnings.warn(str(exc), stacklevel=1)
             items = []
         results = [(job_id, run_job(payload)) for job_id, payload in items]
-        self.store.put(protocol.result_key(self.prefix, seq), protocol.encode_batch(results))
+        self._store_call(self.store.put, protocol.result_key(self.prefix, seq), protocol.encode_batch(results))
         self.store.notify(self.controller)
 
 

@@ -1,9 +1,10 @@
 """A store in a local (or shared) directory: one file per key, written atomically by rename.
 
-Wake-ups are named pipes (FIFOs) under ``.doorbell/`` in the same directory: a waiter blocks on
-its pipe and :meth:`LocalStore.notify` writes one byte into it, so an idle worker sleeps without
-polling and still starts a job within microseconds. On a file system shared between machines
-(NFS, Lustre) a FIFO only wakes processes on the same machine; the poll fallback covers the rest.
+Wake-ups are named pipes (FIFOs) beside the keys, named ``.<channel>.bell`` so that listing skips
+them and deleting a prefix removes them. A waiter blocks on its pipe and
+:meth:`LocalStore.notify` writes one byte into it, so an idle worker sleeps without polling and
+still starts a job within microseconds. On a file system shared between machines (NFS, Lustre) a
+FIFO only wakes processes on the same machine; the poll fallback covers the rest.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import Any
 from crew_core import KeyNotFoundError, Store, StoreError
 from crew_core.store import check_key
 
-_DOORBELLS = ".doorbell"
 _counter = itertools.count()
+_MAX_BELLS = 64  # open write ends of other parties' pipes kept per store object
 
 
 def _memory_dir() -> str | None:
@@ -53,6 +54,7 @@ class LocalStore(Store):
             raise StoreError(f"the store path {self.root} exists and is not a directory")
         self._root = str(self.root)
         self._listeners: dict[str, tuple[int, Any]] = {}
+        self._bells: dict[str, int] = {}  # channel -> open write end, most recently used last
         self._closed = False
 
     @classmethod
@@ -70,7 +72,7 @@ class LocalStore(Store):
 
     # ------------------------------------------------------------------ the four verbs
     def _path(self, key: str) -> str:
-        return os.path.join(self._root, check_key(key))
+        return f"{self._root}/{check_key(key)}"
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -131,14 +133,15 @@ class LocalStore(Store):
                 pass
 
     def delete_prefix(self, prefix: str) -> None:
-        if prefix.endswith("/"):
+        if prefix.endswith("/"):  # the folder goes, doorbells of channels under it included
             shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
         else:
             super().delete_prefix(prefix)
 
     # ------------------------------------------------------------------ wake-ups
     def _doorbell(self, channel: str) -> str:
-        return os.path.join(self._root, _DOORBELLS, check_key(channel))
+        folder, _, name = check_key(channel).rpartition("/")
+        return os.path.join(self._root, folder, f".{name}.bell")
 
     def wait(self, channel: str, timeout: float) -> bool:
         if not self.notifies:
@@ -176,17 +179,24 @@ class LocalStore(Store):
     def notify(self, channel: str) -> None:
         if not self.notifies:
             return
-        try:
-            fd = os.open(self._doorbell(channel), os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # nobody listens (ENOENT, ENXIO): the listener will poll anyway
-            return
+        fd = self._bells.pop(channel, None)
+        if fd is None:
+            try:
+                fd = os.open(self._doorbell(channel), os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # nobody listens (ENOENT, ENXIO): the listener will poll anyway
+                return
         try:
             os.write(fd, b"!")
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EPIPE):  # a full pipe is a rung bell
-                raise
-        finally:
+        except BlockingIOError:
+            pass  # a full pipe is a rung bell
+        except OSError as exc:  # EPIPE: the listener is gone; forget its pipe
             os.close(fd)
+            if exc.errno != errno.EPIPE:
+                raise
+            return
+        self._bells[channel] = fd  # kept open: opening costs more than the write
+        if len(self._bells) > _MAX_BELLS:
+            os.close(self._bells.pop(next(iter(self._bells))))
 
     def close(self) -> None:
         if self._closed:
@@ -199,5 +209,8 @@ class LocalStore(Store):
             except OSError:
                 pass
         self._listeners.clear()
+        for fd in self._bells.values():
+            os.close(fd)
+        self._bells.clear()
         if self._temporary:
             shutil.rmtree(self._root, ignore_errors=True)
