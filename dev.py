@@ -40,7 +40,7 @@ def demo() -> None:
 
 
 def test(pytest_args: list[str]) -> None:
-    install("pytest", "ruff")
+    install("pytest", "ruff", "distributed")
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "pytest", *pytest_args)
 

@@ -168,3 +168,20 @@ def test_executor_workers_run_in_a_user_executor(make_crew):
         assert len(ids) == 20
         crew.close()  # stops the loops through the store; the pool's threads come back
         assert threading.active_count() < 20
+
+
+def test_executor_workers_run_in_a_dask_distributed_client(make_crew):
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        crew = make_crew(worker_classes=["executor"])
+        crew.recruit(workers=2, executor=client)
+        for i in range(10):
+            crew.send(jobs.sleep_then, args=(0.05, i))
+        results = list(crew.results(timeout=120))
+        assert sorted(r.value for r in results) == list(range(10))
+        assert {r.worker for r in results} == {"executor-1", "executor-2"}
+        crew.close()  # the loops leave through the store; dask's slots are free again
+        assert client.submit(jobs.double, 4).result(timeout=60) == 8

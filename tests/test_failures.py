@@ -204,10 +204,10 @@ def test_a_worker_that_dies_at_start_ends_as_crash_not_a_relaunch_loop(make_crew
 
 def test_workers_leave_when_their_controller_dies(tmp_path):
     script = textwrap.dedent(
-        """
+        f"""
         import os, sys
         from crew_core import Crew
-        crew = Crew(heartbeat_interval=0.1, worker_classes=["subprocess"])
+        crew = Crew(store={str(tmp_path / "store")!r}, heartbeat_interval=0.1, worker_classes=["subprocess"])
         [worker] = crew.recruit(workers=1)
         crew.launch()
         print(worker.pid, flush=True)

@@ -27,6 +27,17 @@ _counter = itertools.count()
 _MAX_BELLS = 64  # open write ends of other parties' pipes kept per store object
 
 
+def _make_dirs(path: str) -> None:
+    """``os.makedirs`` with mode 0700 for every level it creates, not just the last."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        _make_dirs(os.path.dirname(path))
+        _make_dirs(path)
+
+
 def _memory_dir() -> str | None:
     """A RAM-backed folder for private stores (tmpfs: ~10x faster file creation than ext4)."""
     shm = "/dev/shm"
@@ -46,12 +57,12 @@ class LocalStore(Store):
         if path is None:
             path = tempfile.mkdtemp(prefix="crew-", dir=_memory_dir())  # mode 0700 already
         self.root = Path(path).expanduser().absolute()
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"the store path {self.root} exists and is not a directory")
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_dirs(str(self.root))
         except OSError as exc:
             raise StoreError(f"cannot create the store directory {self.root}: {exc}") from exc
-        if not self.root.is_dir():
-            raise StoreError(f"the store path {self.root} exists and is not a directory")
         self._root = str(self.root)
         self._listeners: dict[str, tuple[int, Any]] = {}
         self._bells: dict[str, int] = {}  # channel -> open write end, most recently used last
@@ -81,7 +92,7 @@ class LocalStore(Store):
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileNotFoundError:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
+            _make_dirs(folder)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
@@ -164,7 +175,7 @@ class LocalStore(Store):
         try:
             os.mkfifo(path, 0o600)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            _make_dirs(os.path.dirname(path))
             os.mkfifo(path, 0o600)
         except FileExistsError:
             if not stat.S_ISFIFO(os.stat(path).st_mode):

@@ -45,3 +45,21 @@ class TestExecutorWorker(WorkerContract):
     @pytest.fixture
     def worker_class(self):
         return "executor"
+
+
+def test_the_local_store_is_private_to_its_user(tmp_path):
+    store = LocalStore(tmp_path / "private")
+    store.put("crew/workers/w/1/tasks/000000000001", b"payload")
+    store.wait("crew/controller", 0)
+    for path in [store.root, *store.root.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode & 0o077 == 0, f"{path} is open to others ({oct(mode)})"
+    store.close()
+
+
+def test_a_store_path_that_is_a_file_is_a_clear_error(tmp_path):
+    from crew_core import StoreError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="not a directory"):
+        LocalStore(tmp_path / "file")
