@@ -48,6 +48,8 @@ PIPELINE_SECONDS = 0.005
 #: A worker gets a second batch behind its current one only once this many jobs wait: sending
 #: one job at a time to a busy worker would cost a store round trip per job.
 PIPELINE_MIN_JOBS = 16
+#: Seconds before an automatic restart that failed to launch is tried again.
+RESTART_RETRY = 5.0
 #: Seconds between safety polls of the store when the store notifies (notifications are hints).
 SAFETY_POLL = 0.5
 
@@ -76,6 +78,7 @@ class _WorkerState:
     held: list[Job] = field(default_factory=list)  # jobs kept while the worker is stuck
     pipelined: bool = False  # the last batch was short enough to queue another behind it
     stop_requested: float | None = None
+    restart_after: float = 0.0  # an automatic restart that failed is retried after this time
     beat: int = 0
     beat_changed: float = 0.0
     beat_read: float = 0.0
@@ -142,6 +145,7 @@ class Crew:
         self._poll_pause = self._poll_bounds[0]
         self._next_store_poll = 0.0
         self._next_status = 0.0
+        self._class_due: dict[type[Worker], float] = {}  # when each worker class is next asked
         self._closed = False
         self.store.wait(self._channel, 0)  # listen before any worker can ring
         _open_crews.add(self)
@@ -310,12 +314,27 @@ class Crew:
         return None
 
     def _waiting_on(self, wanted: frozenset[str]) -> bool:
-        """True while a job with ``wanted`` tags may still finish without the user's help."""
-        stuck = [job for state in self._states.values() if not state.up for job in state.held]
-        if not wanted:
-            return len(self._pending) > len(stuck)
-        stuck_ids = {job.id for job in stuck}
-        return any(wanted <= job.tags and job.id not in stuck_ids for job in self._pending.values())
+        """True while a job with ``wanted`` tags may still finish without the user's help.
+
+        Not so for jobs held by stuck workers, nor for waiting jobs that only stuck workers could
+        run: with ``auto_restart`` off they wait for :meth:`restart`.
+        """
+        stuck = [w for w in self.workers.values() if self._is_stuck(self._states[w.name])]
+        if not stuck or self.auto_restart:  # with auto_restart, stuck workers are relaunched
+            return any(wanted <= job.tags for job in self._pending.values()) if wanted else bool(self._pending)
+        held = {job.id for w in stuck for job in self._states[w.name].held}
+        free = [w.tags for w in self.workers.values() if not self._is_stuck(self._states[w.name])]
+        waiting = {job.id for job in self._backlog}
+        for job in self._pending.values():
+            if not wanted <= job.tags or job.id in held:
+                continue
+            if job.id not in waiting or any(job.tags <= tags for tags in free):
+                return True
+        return False
+
+    @staticmethod
+    def _is_stuck(state: _WorkerState) -> bool:
+        return not state.up and bool(state.held)
 
     def _check_runnable(self, tags: frozenset[str]) -> None:
         if not self.workers:
@@ -332,15 +351,10 @@ class Crew:
     def launch(self, workers: int | None = None, tags: str | Iterable[str] | None = None) -> list[Worker]:
         """Start up to ``workers`` down workers carrying ``tags`` (all of them by default)."""
         self._check_open()
-        launched = []
-        for worker in self._select(tags):
-            if workers is not None and len(launched) >= workers:
-                break
-            state = self._states[worker.name]
-            if not state.up and not state.held:
-                self._launch(worker, state)
-                launched.append(worker)
-        return launched
+        chosen = [w for w in self._select(tags) if not self._states[w.name].up and not self._states[w.name].held]
+        chosen = chosen if workers is None else chosen[:workers]
+        self._launch_many(chosen)  # one backend call per class: job arrays, batched submissions
+        return chosen
 
     def shutdown(self, tags: str | Iterable[str] | None = None, idle_only: bool = True) -> list[Worker]:
         """Ask workers carrying ``tags`` to stop (only idle ones by default); returns them.
@@ -452,7 +466,9 @@ class Crew:
 
     def _launch_worker(self, worker: Worker) -> None:
         state = self._states[worker.name]
-        if not state.up:
+        if state.held:
+            self._restart_worker(worker)  # launching a stuck worker is restarting it
+        elif not state.up:
             self._launch(worker, state)
 
     def _restart_worker(self, worker: Worker) -> None:
@@ -472,13 +488,20 @@ class Crew:
             self._launch(worker, state)
         except BaseException:
             state.held = runnable
+            state.restart_after = time.monotonic() + RESTART_RETRY
             raise
         fresh = [job for job in runnable if not job.tries]
-        suspects = [job for job in runnable if job.tries]
-        for job in suspects:  # a job that may kill its worker runs alone, charged to itself only
-            self._assign(worker, state, [job])
-        if fresh:
-            self._assign(worker, state, fresh)
+        # A job that may kill its worker runs alone, so a death is charged to it only.
+        self._assign_all(worker, state, [[job] for job in runnable if job.tries] + ([fresh] if fresh else []))
+
+    def _assign_all(self, worker: Worker, state: _WorkerState, batches: list[list[Job]]) -> None:
+        """Assign batches in order; if one fails, the ones not yet assigned go back to the backlog."""
+        for index, batch in enumerate(batches):
+            try:
+                self._assign(worker, state, batch)
+            except BaseException:
+                self._backlog.push_front(job for later in batches[index + 1 :] for job in later)
+                raise
 
     def _request_stop(self, worker: Worker) -> None:
         state = self._states[worker.name]
@@ -494,16 +517,24 @@ class Crew:
             state = self._states[worker.name]
             if not state.up:
                 continue
-            if state.outstanding:
-                self._kill(worker, state)
-            else:
-                self._request_stop(worker)
+            if not state.outstanding:
+                try:
+                    self._request_stop(worker)
+                    continue
+                except Exception:  # the store is down: stop it the hard way
+                    pass
+            self._kill(worker, state)
         deadline = time.monotonic() + self.stop_grace
+        next_check: dict[type[Worker], float] = {}
         while time.monotonic() < deadline:
             alive = [w for w in workers if self._states[w.name].up]
             if not alive:
                 return
+            now = time.monotonic()
             for cls, group in self._by_class(alive).items():
+                if now < next_check.get(cls, 0.0):
+                    continue
+                next_check[cls] = now + min(cls.status_interval, 0.5)
                 for name, running in cls.running(group).items():
                     if not running:
                         self._handle_down(self.workers[name], self._states[name])
@@ -615,10 +646,20 @@ class Crew:
         return groups
 
     def _check_workers(self, now: float) -> None:
+        """Ask each worker class about its live workers, each at its own pace, in one call."""
+        if self.auto_restart:
+            for worker in list(self.workers.values()):
+                state = self._states[worker.name]
+                if self._is_stuck(state) and now >= state.restart_after:
+                    self._restart_worker(worker)  # an earlier automatic restart failed to launch
         live = [w for w in self.workers.values() if self._states[w.name].up]
-        interval = min((type(w).status_interval for w in live), default=1.0)
-        self._next_status = now + interval
-        for cls, group in self._by_class(live).items():
+        groups = self._by_class(live)
+        for cls in groups:
+            self._class_due.setdefault(cls, now)
+        for cls, group in groups.items():
+            if now < self._class_due[cls]:
+                continue
+            self._class_due[cls] = now + cls.status_interval
             for name, running in cls.running(group).items():
                 worker, state = self.workers[name], self._states[name]
                 if not running:
@@ -627,6 +668,8 @@ class Crew:
                     self._kill(worker, state)  # it did not answer the stop request
                 elif now - state.beat_read >= self.heartbeat_interval:
                     self._check_heartbeat(worker, state, now)
+        live_classes = {type(w) for w in self.workers.values() if self._states[w.name].up}
+        self._next_status = min((self._class_due[cls] for cls in live_classes), default=now + 1.0)
 
     def _check_heartbeat(self, worker: Worker, state: _WorkerState, now: float) -> None:
         state.beat_read = now
@@ -663,6 +706,10 @@ class Crew:
         state.stop_requested = None
         try:
             self.store.delete_prefix(state.prefix)
+            if note is None:
+                # It left no note: killed, or out of reach and maybe still running (a task in a
+                # user's executor cannot be killed). A stop request tells such a straggler to leave.
+                self.store.put(protocol.stop_key(state.prefix), b"")
         except Exception as exc:
             warnings.warn(f"could not clean up after worker {worker.name!r}: {exc}", stacklevel=3)
         if not leftovers:
@@ -677,6 +724,27 @@ class Crew:
             self._restart_worker(worker)
 
     def _launch(self, worker: Worker, state: _WorkerState) -> None:
+        self._launch_many([worker])
+
+    def _launch_many(self, workers: list[Worker]) -> None:
+        """Start down workers, one ``start_many`` call per class; all of a class or none."""
+        for cls, group in self._by_class(workers).items():
+            launches = [(worker, self._prepare(worker, self._states[worker.name])) for worker in group]
+            try:
+                cls.start_many(launches)
+            except WorkerLaunchError:
+                raise
+            except Exception as exc:
+                names = ", ".join(repr(w.name) for w in group)
+                raise WorkerLaunchError(f"worker(s) {names} ({cls.__name__}) failed to start: {exc}") from exc
+            now = time.monotonic()
+            for worker in group:
+                self._states[worker.name].up = True
+            self._class_due[cls] = min(self._class_due.get(cls, math.inf), now + cls.status_interval)
+            self._next_status = min(self._next_status, self._class_due[cls])
+
+    def _prepare(self, worker: Worker, state: _WorkerState) -> Launch:
+        """Begin a new incarnation of the worker and return what its backend must run."""
         state.incarnation += 1
         state.prefix = protocol.worker_prefix(self.id, worker.name, state.incarnation)
         state.channel = protocol.worker_channel(self.id, worker.name, state.incarnation)
@@ -693,19 +761,10 @@ class Crew:
             timeout=worker.timeout,
             heartbeat=self.heartbeat_interval,
         )
-        try:
-            worker.start(Launch(settings.to_args()))
-        except WorkerLaunchError:
-            raise
-        except Exception as exc:
-            raise WorkerLaunchError(f"worker {worker.name!r} ({type(worker).__name__}) failed to start: {exc}") from exc
-        state.up = True
-        self._next_status = min(self._next_status, time.monotonic() + type(worker).status_interval)
+        return Launch(settings.to_args())
 
     def _assign(self, worker: Worker, state: _WorkerState, jobs: list[Job]) -> None:
         try:
-            if not state.up:
-                self._launch(worker, state)
             seq = state.next_seq
             data = protocol.encode_batch([(job.id, job.payload) for job in jobs])
             self.store.put(protocol.task_key(state.prefix, seq), data)
@@ -735,16 +794,30 @@ class Crew:
                 self._assign(worker, state, batch)
             if not self._backlog:
                 return
-        # Then launch down workers for what still waits, one worker per waiting batch.
+        # Then launch down workers for what still waits, one worker per waiting batch, together.
+        starting: list[tuple[Worker, list[Job]]] = []
         for worker in self.workers.values():
             state = self._states[worker.name]
             if state.up or state.held:
                 continue
             batch = self._take_batch(worker)
             if batch:
-                self._assign(worker, state, batch)
+                starting.append((worker, batch))
             if not self._backlog:
-                return
+                break
+        if not starting:
+            return
+        try:
+            self._launch_many([worker for worker, _ in starting])
+        except BaseException:
+            self._backlog.push_front(job for _, batch in starting for job in batch)
+            raise
+        for index, (worker, batch) in enumerate(starting):
+            try:
+                self._assign(worker, self._states[worker.name], batch)
+            except BaseException:
+                self._backlog.push_front(job for _, later in starting[index + 1 :] for job in later)
+                raise
 
     def _take_batch(self, worker: Worker) -> list[Job]:
         """Take the oldest job the worker may run, plus more of known short duration."""

@@ -48,7 +48,9 @@ def crew_configure(config: Config) -> None:
 
     Called once per plugin manager after registration, in plugin order (later plugins override
     earlier ones). ``config["crew"]`` holds the controller's settings (``max_tries``,
-    ``heartbeat_interval``, ``heartbeat_timeout``, ``stop_grace``, ``auto_restart``);
+    ``heartbeat_interval``, ``heartbeat_timeout``, ``stop_grace``, ``auto_restart``) and the
+    defaults of ``Crew()``'s arguments ``store`` and ``worker_classes`` (crew-local sets
+    ``"local"`` and ``["subprocess", "executor"]``);
     ``config["<store or worker name>"]`` holds keyword arguments given to that class unless the
     user passes them explicitly, e.g. ``config["aws-batch"]["job_queue"] = "spot"``.
     """

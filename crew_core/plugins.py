@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -19,6 +20,7 @@ DISABLE_ENV = "CREW_DISABLE_PLUGINS"
 
 hookimpl = pluggy.HookimplMarker("crew")
 T = TypeVar("T")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
 class PluginLoadWarning(UserWarning):
@@ -28,16 +30,22 @@ class PluginLoadWarning(UserWarning):
 class Registry(Generic[T]):
     """Classes registered under unique names, remembering which plugin registered each."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, attribute: str) -> None:
         self.kind = kind
+        self.attribute = attribute  # the class attribute that must equal the registered name
         self._classes: dict[str, T] = {}
         self.owners: dict[str, str] = {}
         self._current_plugin = "?"
 
     def add(self, name: str, cls: T) -> None:
         """Register ``cls`` as ``name``; raise :class:`PluginError` if the name is taken."""
-        if not name or not isinstance(name, str):
-            raise PluginError(f"a {self.kind} class needs a non-empty string name, got {name!r}")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise PluginError(f"{self.kind} name {name!r} must be letters, digits, '-' and '_'")
+        if getattr(cls, self.attribute, None) != name:
+            raise PluginError(
+                f"{self.kind} class {getattr(cls, '__qualname__', cls)!r} is registered as {name!r} but its"
+                f" {self.attribute} attribute is {getattr(cls, self.attribute, None)!r}; they must match"
+            )
         if name in self._classes and self._classes[name] is not cls:
             raise PluginError(
                 f"{self.kind} name {name!r} is registered twice: by plugin"
@@ -92,9 +100,12 @@ class Plugins:
         return self.stores.get(name)
 
     def store_class_for_scheme(self, scheme: str) -> Any:
-        for _, cls in self.stores.items():
-            if scheme in getattr(cls, "schemes", ()):
-                return cls
+        matches = [cls for _, cls in self.stores.items() if scheme in getattr(cls, "schemes", ())]
+        if len(matches) > 1:
+            names = ", ".join(repr(cls.name) for cls in matches)
+            raise PluginError(f"several stores claim {scheme}:// ({names}); pass store= one of those names and a path")
+        if matches:
+            return matches[0]
         raise PluginError(
             f"no installed store handles URLs of scheme {scheme!r}:// (installed stores:"
             f" {', '.join(self.stores.names()) or 'none'}); install its plugin, e.g. crew-aws"
@@ -120,27 +131,46 @@ def _load_entry_points(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Non
             continue
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
+        info = PluginInfo(ep.name, dist, version)
+        infos.append(info)
         try:
             pm.register(ep.load(), name=ep.name)
+            pm.check_pending()  # a misspelt hook is this plugin's bug, caught here
         except Exception as exc:  # a broken plugin must not take crew down with it
-            message = f"{type(exc).__name__}: {exc}"
-            infos.append(PluginInfo(ep.name, dist, version, error=message))
-            warnings.warn(
-                f"crew plugin {ep.name!r} from {dist} {version} failed to load and is skipped: {message}",
-                PluginLoadWarning,
-                stacklevel=3,
-            )
-            continue
-        infos.append(PluginInfo(ep.name, dist, version))
+            if pm.has_plugin(ep.name):
+                pm.unregister(name=ep.name)
+            _report(info, exc, "failed to load")
 
 
-def _call_each(pm: pluggy.PluginManager, hook_name: str, owner_of: Registry | None, **kwargs: Any) -> None:
-    """Call every implementation of a hook, recording which plugin registered what."""
+def _report(info: PluginInfo, exc: BaseException, what: str) -> None:
+    info.error = f"{type(exc).__name__}: {exc}"
+    where = f" from {info.distribution} {info.version}" if info.distribution else ""
+    message = f"crew plugin {info.name!r}{where} {what} and is skipped: {info.error}"
+    warnings.warn(message, PluginLoadWarning, stacklevel=4)
+
+
+def _call_each(
+    pm: pluggy.PluginManager, infos: list[PluginInfo], hook_name: str, owner_of: Registry | None, **kwargs: Any
+) -> None:
+    """Call every implementation of a hook, recording which plugin registered what.
+
+    An installed plugin whose hook raises is reported and skipped; one the caller passed in code
+    raises, since that is the caller's own bug to see at once.
+    """
+    by_name = {info.name: info for info in infos}
     hook = getattr(pm.hook, hook_name)
     for impl in hook.get_hookimpls():  # registration order: later plugins override earlier ones
+        info = by_name.get(impl.plugin_name)
+        if info is not None and info.error:
+            continue
         if owner_of is not None:
             owner_of._current_plugin = impl.plugin_name
-        impl.function(*(kwargs[name] for name in impl.argnames))
+        try:
+            impl.function(*(kwargs[name] for name in impl.argnames))
+        except Exception as exc:
+            if info is None or info.distribution is None:
+                raise
+            _report(info, exc, f"failed in {hook_name}")
 
 
 def get_plugin_manager(plugins: list[Any] | tuple[Any, ...] = (), entry_points: bool = True) -> Plugins:
@@ -161,12 +191,12 @@ def get_plugin_manager(plugins: list[Any] | tuple[Any, ...] = (), entry_points: 
         pm.register(plugin, name=name)
         infos.append(PluginInfo(name, None, None))
     pm.check_pending()
-    stores: Registry = Registry("store")
-    workers: Registry = Registry("worker")
-    _call_each(pm, "crew_register_stores", stores, registry=stores)
-    _call_each(pm, "crew_register_workers", workers, registry=workers)
+    stores: Registry = Registry("store", "name")
+    workers: Registry = Registry("worker", "worker_class")
+    _call_each(pm, infos, "crew_register_stores", stores, registry=stores)
+    _call_each(pm, infos, "crew_register_workers", workers, registry=workers)
     config = Config()
-    _call_each(pm, "crew_configure", None, config=config)
+    _call_each(pm, infos, "crew_configure", None, config=config)
     for info in infos:
         if info.error is None:
             plugin = pm.get_plugin(info.name)

@@ -39,6 +39,23 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminate()
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (our parent, or the controller above a process pool)."""
+    if os.getppid() == pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has exited and only waits to be reaped (Linux tells us so)
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def run_job(payload: bytes) -> bytes:
     """Run one pickled call and return its pickled outcome; never raises for the job's sake."""
     started = time.time()
@@ -131,7 +148,7 @@ class WorkerLoop:
     def _heartbeat_thread(self) -> None:
         parent = self.settings.parent_pid
         while not self._done.wait(self.settings.heartbeat):
-            if parent is not None and os.getppid() != parent:
+            if parent is not None and not _alive(parent):
                 self._orphaned.set()  # the controller's process is gone: nobody will read results
                 self.store.notify(self.channel)
             try:
@@ -143,11 +160,11 @@ class WorkerLoop:
     def run(self) -> str:
         """Serve until idle past the timeout, stopped, orphaned or terminated; return why."""
         reason, error = "error", None
-        self.store.wait(self.channel, 0)  # start listening before the first look at the tasks
-        self._beat()
         beater = threading.Thread(target=self._heartbeat_thread, name="crew-heartbeat", daemon=True)
-        beater.start()
         try:
+            self._store_call(self.store.wait, self.channel, 0)  # listen before the first look at tasks
+            self._store_call(self._beat)
+            beater.start()
             reason = self._serve()
         except _Terminate:
             reason = "terminated"
@@ -161,7 +178,8 @@ class WorkerLoop:
                 self.store.notify(self.controller)
             except Exception:
                 pass
-            beater.join(timeout=1.0)
+            if beater.is_alive():
+                beater.join(timeout=1.0)
         return reason
 
     def _serve(self) -> str:

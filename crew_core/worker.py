@@ -22,8 +22,6 @@ class Launch:
     """What a backend needs to start one worker: the arguments of the ``crew worker`` command."""
 
     args: tuple[str, ...]
-    #: Extra environment the worker should get (none today; backends must pass it through).
-    env: tuple[tuple[str, str], ...] = ()
 
     def command(self, python: str = "python") -> list[str]:
         """The full command line, e.g. ``["python", "-m", "crew_core", "worker", "--store", ...]``."""
@@ -82,8 +80,28 @@ class Worker(ABC):
         """End the process now, whatever it is doing (used when a stop request goes unanswered)."""
 
     @classmethod
+    def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:
+        """Start several workers of this class at once; override to batch (job arrays, ...).
+
+        Either every worker starts or the method raises having left none of them running.
+        """
+        started = []
+        try:
+            for worker, launch in launches:
+                worker.start(launch)
+                started.append(worker)
+        except BaseException:
+            for worker in started:
+                worker.kill()
+            raise
+
+    @classmethod
     def running(cls, workers: list[Any]) -> dict[str, bool]:
-        """Status of many workers of this class at once; override to batch backend calls."""
+        """Status of many workers of this class at once; override to batch backend calls.
+
+        When the backend cannot be reached, report the workers as running: the crew's heartbeat
+        timeout still finds the ones that really died, and a false "down" would rerun jobs.
+        """
         return {worker.name: worker.is_running() for worker in workers}
 
     def close(self) -> None:

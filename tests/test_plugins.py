@@ -68,13 +68,62 @@ def test_plugins_can_be_disabled_by_environment(monkeypatch):
 
 
 def test_a_name_registered_twice_is_an_error_naming_both_plugins():
+    class Impostor(SubprocessWorker):
+        worker_class = "subprocess"
+
     class Thief:
         @hookimpl
         def crew_register_workers(self, registry):
-            registry.add("subprocess", object)
+            registry.add("subprocess", Impostor)
 
     with pytest.raises(PluginError, match=r"'subprocess' is registered twice: by plugin 'local'"):
         get_plugin_manager([Thief()])
+
+
+def test_a_registered_name_must_match_the_class():
+    class Misnamed(SubprocessWorker):
+        worker_class = "other"
+
+    class Plugin:
+        @hookimpl
+        def crew_register_workers(self, registry):
+            registry.add("mine", Misnamed)
+
+    with pytest.raises(PluginError, match="registered as 'mine' but its worker_class attribute is 'other'"):
+        get_plugin_manager([Plugin()])
+
+
+def installed_plugin(folder, name, source):
+    """Install a one-module distribution with a ``crew`` entry point into ``folder``."""
+    info = folder / f"crew_{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: crew-{name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[crew]\n{name} = crew_{name}_plugin\n")
+    (folder / f"crew_{name}_plugin.py").write_text(source)
+
+
+def test_an_installed_plugin_whose_hook_fails_is_skipped(tmp_path, monkeypatch):
+    installed_plugin(
+        tmp_path,
+        "raiser",
+        "from crew_core import hookimpl\n"
+        "@hookimpl\n"
+        "def crew_register_workers(registry):\n"
+        "    raise RuntimeError('missing optional dependency')\n",
+    )
+    installed_plugin(
+        tmp_path,
+        "typo",
+        "from crew_core import hookimpl\n@hookimpl\ndef crew_register_worker(registry):\n    pass\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(PluginLoadWarning) as caught:
+        plugins = get_plugin_manager()
+    messages = " ".join(str(w.message) for w in caught)
+    assert "'raiser' from crew-raiser 1.0 failed in crew_register_workers" in messages
+    assert "missing optional dependency" in messages
+    assert "'typo' from crew-typo 1.0 failed to load" in messages and "crew_register_worker" in messages
+    assert plugins.workers.names() == ["executor", "subprocess"]  # the healthy plugin is unharmed
 
 
 def test_a_misspelt_hook_is_caught():

@@ -101,7 +101,8 @@ class WorkerContract:
         crew.launch()
         self._wait(lambda: all(w.is_running() for w in workers), timeout_scale, "workers to start")
         crew.close()
-        assert not any(w.is_running() for w in workers)
+        # A backend may end jobs asynchronously (scancel, terminate_job): wait for it to say so.
+        self._wait(lambda: not any(w.is_running() for w in workers), timeout_scale, "the backend to end them")
 
     # ------------------------------------------------------------------ crashes
     def test_a_job_that_kills_its_worker_comes_back_as_crash(self, make_crew, worker_options, timeout_scale) -> None:

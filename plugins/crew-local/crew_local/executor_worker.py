@@ -49,7 +49,10 @@ class ExecutorWorker(Worker):
             raise WorkerLaunchError(f"executor {executor!r} refused worker {self.name!r}: {exc}") from exc
 
     def is_running(self) -> bool:
-        return self._future is not None and not self._future.done()
+        running = self._future is not None and not self._future.done()
+        if not running and self._own is not None:
+            self.close()  # the loop ended (idle timeout, stop): free its pool process now
+        return running
 
     def kill(self) -> None:
         if self._future is not None:

@@ -47,7 +47,6 @@ class SubprocessWorker(Worker):
         env = dict(os.environ)
         # The worker imports what the controller can: functions pickled by reference resolve.
         env["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, env.get("PYTHONPATH", "")] if p)
-        env.update(dict(launch.env))
         env.update(self.env)
         command = [*launch.command(self.python), "--parent-pid", str(os.getpid())]
         try:

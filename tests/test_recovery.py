@@ -1,0 +1,111 @@
+"""Recovery paths found by review: stuck workers, failed relaunches, failed writes mid-restart."""
+
+from __future__ import annotations
+
+import pytest
+
+import crew_core.crew
+from crew_core import StoreError, WorkerLaunchError
+from crew_core.testing import jobs, wait_for
+from crew_local import LocalStore, SubprocessWorker
+
+
+def test_jobs_waiting_behind_a_stuck_worker_do_not_hang_receive(make_crew, tmp_path):
+    crew = make_crew(auto_restart=False)
+    [worker] = crew.recruit(workers=1)
+    first = crew.send(jobs.die_once, args=(str(tmp_path / "marker"),))
+    second = crew.send(jobs.double, args=(21,))  # waits in the backlog for the same worker
+    wait_for(worker.stuck, what="the worker to be stuck")
+    assert crew.receive() is None  # nothing can move until restart(): None, not a hang
+    crew.restart()
+    results = {r.id: r for r in crew.results(timeout=60)}
+    assert results[first].value == "survived" and results[second].value == 42
+
+
+def test_launching_a_stuck_worker_runs_the_jobs_it_held(make_crew, tmp_path):
+    crew = make_crew(auto_restart=False)
+    [worker] = crew.recruit(workers=1)
+    job = crew.send(jobs.die_once, args=(str(tmp_path / "marker"),))
+    wait_for(worker.stuck, what="the worker to be stuck")
+    worker.launch()
+    result = crew.receive(timeout=60)
+    assert (result.id, result.value, result.tries) == (job, "survived", 2)
+
+
+class FlakyStart(SubprocessWorker):
+    """Refuses its second launch once, as a busy backend might."""
+
+    worker_class = "flaky"
+    starts = 0
+
+    def start(self, launch):
+        type(self).starts += 1
+        if type(self).starts == 2:
+            raise WorkerLaunchError("backend busy, try again (simulated)")
+        super().start(launch)
+
+
+def test_a_failed_automatic_restart_is_tried_again(make_crew, tmp_path, monkeypatch):
+    monkeypatch.setattr(crew_core.crew, "RESTART_RETRY", 0.1)
+    crew = make_crew(worker_classes=[FlakyStart])
+    [worker] = crew.recruit(workers=1)
+    job = crew.send(jobs.die_once, args=(str(tmp_path / "marker"),))
+    with pytest.raises(WorkerLaunchError, match="backend busy"):
+        wait_for(lambda: crew.receive(timeout=0.05), what="the failed relaunch to surface")
+    result = crew.receive(timeout=60)
+    assert (result.id, result.value) == (job, "survived")
+    assert not worker.stuck()
+
+
+class FailsOneTaskWrite(LocalStore):
+    """Fails the write of the second task of a worker's second launch, once."""
+
+    failed = False
+
+    def put(self, key, data):
+        if not self.failed and key.endswith("/2/tasks/000000000002"):
+            self.failed = True
+            raise StoreError("simulated write failure")
+        super().put(key, data)
+
+
+def test_a_failed_write_during_restart_loses_no_job(make_crew, tmp_path):
+    store = FailsOneTaskWrite(tmp_path / "store")
+    crew = make_crew(store=store)
+    crew.recruit(workers=1)
+    ok = tmp_path / "ok"
+    ok.touch()
+    for _ in range(5):  # learn that die_once is short, so that several are batched together
+        crew.send(jobs.die_once, args=(str(ok),))
+        crew.receive(timeout=60)
+    crew.send(jobs.sleep_then, args=(0.3,))  # keeps the worker busy while the batch forms
+    ids = [crew.send(jobs.die_once, args=(str(tmp_path / f"m{i}"),)) for i in range(6)]
+    got = set()
+
+    def collect() -> bool:
+        try:
+            result = crew.receive(timeout=0.1)
+        except StoreError:
+            return False
+        if result is not None:
+            got.add(result.id)
+        return set(ids) <= got
+
+    wait_for(collect, timeout=120, what="every job despite the failed write")
+    assert store.failed
+    store.close()
+
+
+def test_a_worker_that_cannot_be_killed_is_told_to_leave(make_crew):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # crew cannot kill a task in a user's executor
+        crew = make_crew(worker_classes=["executor"], stop_grace=0.3)
+        crew.recruit(workers=1, executor=pool)
+        job = crew.send(jobs.sleep_then, args=(1.0, "done"))
+        wait_for(lambda: crew.workers["executor-1"].up(), what="the worker to start")
+        crew.shutdown(idle_only=False)  # it cannot answer in time: "killed", yet it runs on
+        result = crew.receive(timeout=60)  # its stop request makes it leave, freeing the slot
+        assert (result.id, result.value) == (job, "done")
+        crew.close()
+        assert pool.submit(jobs.double, 1).result(timeout=60) == 2
