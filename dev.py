@@ -19,6 +19,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 PACKAGES = ["-e", str(ROOT), "-e", str(ROOT / "plugins" / "crew-local")]
+PLUGINS_UNDER_TEST = ["-e", str(ROOT / "plugins" / "crew-slurm")]
 
 
 def run(*args: str | os.PathLike[str]) -> None:
@@ -26,12 +27,12 @@ def run(*args: str | os.PathLike[str]) -> None:
     subprocess.run([str(a) for a in args], cwd=ROOT, check=True)
 
 
-def install(*extra: str) -> None:
+def install(*extra: str, plugins: list[str] = ()) -> None:
     if not PYTHON.exists():
         venv.create(VENV, with_pip=True)
     pip = [PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     run(*pip, "-c", "constraints.txt", "setuptools", *extra)
-    run(*pip, "-c", "constraints.txt", *PACKAGES)
+    run(*pip, "-c", "constraints.txt", *PACKAGES, *plugins)
 
 
 def demo() -> None:
@@ -40,7 +41,7 @@ def demo() -> None:
 
 
 def test(pytest_args: list[str]) -> None:
-    install("pytest", "ruff", "distributed")
+    install("pytest", "ruff", "distributed", plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "pytest", *pytest_args)
 

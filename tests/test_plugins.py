@@ -123,7 +123,7 @@ def test_an_installed_plugin_whose_hook_fails_is_skipped(tmp_path, monkeypatch):
     assert "'raiser' from crew-raiser 1.0 failed in crew_register_workers" in messages
     assert "missing optional dependency" in messages
     assert "'typo' from crew-typo 1.0 failed to load" in messages and "crew_register_worker" in messages
-    assert plugins.workers.names() == ["executor", "subprocess"]  # the healthy plugin is unharmed
+    assert {"executor", "subprocess"} <= set(plugins.workers.names())  # healthy plugins are unharmed
 
 
 def test_a_misspelt_hook_is_caught():

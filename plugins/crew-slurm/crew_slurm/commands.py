@@ -1,0 +1,67 @@
+"""Thin wrappers around ``sbatch``, ``squeue`` and ``scancel`` that turn refusals into crew errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+
+from crew_core import WorkerLaunchError
+
+#: Job states in which the worker process exists or will exist soon.
+ACTIVE_STATES = frozenset(
+    {"PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING",
+     "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
+)  # fmt: skip
+
+
+class SlurmCommandError(RuntimeError):
+    """A Slurm client command failed for a reason other than the request itself."""
+
+
+def _run(command: list[str], stdin: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    if shutil.which(command[0]) is None:
+        raise WorkerLaunchError(
+            f"{command[0]} is not on PATH: run the crew on a Slurm login node (or `module load slurm`)"
+        )
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+def sbatch(script: str, options: Iterable[str]) -> str:
+    """Submit ``script`` (read from stdin) and return the job id; refusals become WorkerLaunchError."""
+    out = _run(["sbatch", "--parsable", *options], stdin=script)
+    if out.returncode != 0:
+        message = " ".join(line.strip() for line in out.stderr.splitlines() if line.strip()) or "no message"
+        raise WorkerLaunchError(f"Slurm refused the worker job: {message}")
+    return out.stdout.strip().split(";")[0]  # "<id>" or "<id>;<cluster>"
+
+
+def squeue_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """``{job id: state}`` of the given jobs (array tasks as ``<id>_<task>``) in one call.
+
+    Jobs Slurm has forgotten are missing from the result.
+    """
+    ids = sorted({job_id.split("_")[0] for job_id in job_ids})
+    if not ids:
+        return {}
+    out = _run(["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T", f"--jobs={','.join(ids)}"])
+    if out.returncode != 0:
+        if "Invalid job id" in out.stderr:
+            return {}  # every job listed has ended and been purged
+        raise SlurmCommandError(f"squeue failed: {out.stderr.strip()}")
+    states = {}
+    for line in out.stdout.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        if job_id:
+            states[job_id] = state
+    return states
+
+
+def scancel(job_ids: Iterable[str]) -> None:
+    """Cancel jobs; ones that already ended are ignored."""
+    ids = list(job_ids)
+    if not ids:
+        return
+    out = _run(["scancel", *ids])
+    if out.returncode != 0 and "Invalid job id" not in out.stderr and "already completing" not in out.stderr:
+        raise SlurmCommandError(f"scancel failed: {out.stderr.strip()}")

@@ -1,0 +1,12 @@
+"""crew-slurm's entry point: registers the ``slurm`` worker class."""
+
+from __future__ import annotations
+
+from crew_core import hookimpl
+
+
+@hookimpl
+def crew_register_workers(registry):
+    from .worker import SlurmWorker
+
+    registry.add("slurm", SlurmWorker)
