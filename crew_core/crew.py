@@ -50,8 +50,6 @@ PIPELINE_SECONDS = 0.005
 PIPELINE_MIN_JOBS = 16
 #: Seconds before an automatic restart that failed to launch is tried again.
 RESTART_RETRY = 5.0
-#: Seconds between safety polls of the store when the store notifies (notifications are hints).
-SAFETY_POLL = 0.5
 
 _open_crews: weakref.WeakSet[Crew] = weakref.WeakSet()
 
@@ -141,7 +139,7 @@ class Crew:
         self._next_worker = 1
         self._channel = protocol.controller_channel(self.id)
         low, high = self.store.poll_interval
-        self._poll_bounds = (SAFETY_POLL, SAFETY_POLL) if self.store.notifies else (low, high)
+        self._poll_bounds = (low, high)  # notifications end waits early; polls back off regardless
         self._poll_pause = self._poll_bounds[0]
         self._next_store_poll = 0.0
         self._next_status = 0.0

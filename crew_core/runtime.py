@@ -183,9 +183,9 @@ class WorkerLoop:
         return reason
 
     def _serve(self) -> str:
+        # Poll with back-off even when the store notifies: a wake-up ends a wait early, but may never
+        # come (the local store's pipes do not cross machines on a shared file system).
         low, high = self.store.poll_interval
-        if self.store.notifies:
-            low = high = min(1.0, self.settings.heartbeat)  # wake-ups are pushed; this is a safety poll
         timeout = self.settings.timeout
         pause = low
         idle_since = time.monotonic()
