@@ -7,8 +7,9 @@ from typing import Any
 #: The controller's settings and their defaults; ``Crew(...)`` keyword arguments override them.
 CREW_DEFAULTS: dict[str, Any] = {
     "max_tries": 3,  # runs a job may have that end with its worker dead, before status "crash"
-    "heartbeat_interval": 2.0,  # seconds between a worker's heartbeats
-    "heartbeat_timeout": 60.0,  # seconds without a heartbeat before a started worker counts as dead
+    "heartbeat_interval": None,  # seconds between a worker's heartbeats; None: the store's default
+    "heartbeat_timeout": None,  # seconds of silence before a started worker counts as dead;
+    # None: max(60, 10 heartbeat intervals)
     "stop_grace": 5.0,  # seconds a worker has to answer a stop request before it is killed
     "auto_restart": True,  # relaunch a worker that died holding jobs, without waiting for restart()
 }

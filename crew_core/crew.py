@@ -114,8 +114,6 @@ class Crew:
                 raise TypeError(f"Crew() got an unknown setting {key!r}; known: {sorted(config)}")
             config[key] = value
         self.max_tries: int = int(config["max_tries"])
-        self.heartbeat_interval: float = float(config["heartbeat_interval"])
-        self.heartbeat_timeout: float = float(config["heartbeat_timeout"])
         self.stop_grace: float = float(config["stop_grace"])
         self.auto_restart: bool = bool(config["auto_restart"])
         if self.max_tries < 1:
@@ -123,6 +121,9 @@ class Crew:
 
         self.id = uuid.uuid4().hex[:12]
         self.store, self._owns_store = self._make_store(store or config.get("store"), store_options or {})
+        # Heartbeats are store writes: a store whose requests cost money asks for fewer of them.
+        self.heartbeat_interval: float = float(config["heartbeat_interval"] or self.store.heartbeat_interval)
+        self.heartbeat_timeout: float = float(config["heartbeat_timeout"] or max(60.0, 10 * self.heartbeat_interval))
         self._store_spec = store_spec(self.store)
         names = worker_classes if worker_classes is not None else config.get("worker_classes")
         if names is None:

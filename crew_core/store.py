@@ -53,6 +53,8 @@ class Store(ABC):
     #: Shortest and longest pause (seconds) between polls of an idle party when the store does not
     #: notify. Polls back off from the first to the second; each request may cost money.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 2.0)
+    #: Seconds between a worker's heartbeats (one ``put`` each) unless the crew sets its own.
+    heartbeat_interval: ClassVar[float] = 2.0
 
     # ----------------------------------------------------------------- construction and config
     @classmethod
