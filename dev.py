@@ -19,7 +19,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 PACKAGES = ["-e", str(ROOT), "-e", str(ROOT / "plugins" / "crew-local")]
-PLUGINS_UNDER_TEST = ["-e", str(ROOT / "plugins" / "crew-slurm")]
+PLUGINS_UNDER_TEST = ["-e", str(ROOT / "plugins" / "crew-slurm"), "-e", str(ROOT / "plugins" / "crew-aws")]
 
 
 def run(*args: str | os.PathLike[str]) -> None:
@@ -41,7 +41,7 @@ def demo() -> None:
 
 
 def test(pytest_args: list[str]) -> None:
-    install("pytest", "ruff", "distributed", plugins=PLUGINS_UNDER_TEST)
+    install("pytest", "ruff", "distributed", "moto[server,s3,batch]", plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "pytest", *pytest_args)
 

@@ -1,0 +1,165 @@
+"""The S3 store: one object per key under ``s3://bucket/prefix/``, through boto3.
+
+Works with any S3-compatible service through ``endpoint_url`` (MinIO, R2, Ceph, moto). boto3 is
+imported when the first store is built, not when crew starts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from crew_core import KeyNotFoundError, Store, StoreError
+from crew_core.store import check_key
+
+from .errors import store_error
+
+_DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+
+
+class S3Store(Store):
+    """Keys live under ``prefix`` in ``bucket``; credentials come from boto3's default chain.
+
+    Options: ``region`` (default: the environment's), ``endpoint_url`` (S3-compatible services),
+    ``profile`` (a named AWS profile), ``max_attempts`` and ``retry_mode`` (botocore's retries on
+    throttling and transient errors; default 10 attempts, ``"adaptive"``).
+    """
+
+    name = "s3"
+    schemes = ("s3",)
+    notifies = False
+    poll_interval = (0.05, 5.0)  # an idle worker backs off to one LIST every 5 s
+    heartbeat_interval = 30.0  # one PUT per worker every 30 s: ~2,900 a day
+
+    #: Requests made by every S3Store in this process, by operation (for cost reports and tests).
+    requests: Counter[str] = Counter()
+    _count_lock = threading.Lock()
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        max_attempts: int = 10,
+        retry_mode: str = "adaptive",
+    ) -> None:
+        if not bucket or "/" in bucket:
+            raise StoreError(f"invalid S3 bucket name {bucket!r}")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._base = f"{self.prefix}/" if self.prefix else ""
+        self.region, self.endpoint_url, self.profile = region, endpoint_url, profile
+        self.max_attempts, self.retry_mode = max_attempts, retry_mode
+        self._client = self._make_client()
+        self._check_bucket()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> S3Store:
+        """``s3://bucket`` or ``s3://bucket/some/prefix``."""
+        if not url.startswith("s3://"):
+            raise StoreError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)")
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        return cls(bucket, prefix, **options)
+
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"bucket": self.bucket, "prefix": self.prefix}
+        for key in ("region", "endpoint_url", "profile"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
+        if (self.max_attempts, self.retry_mode) != (10, "adaptive"):
+            config.update(max_attempts=self.max_attempts, retry_mode=self.retry_mode)
+        return config
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+        config = Config(retries={"max_attempts": self.max_attempts, "mode": self.retry_mode}, max_pool_connections=32)
+        try:
+            return session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        except Exception as exc:
+            raise store_error(exc, "connect to", "s3:ListBucket", self.describe()) from exc
+
+    def _count(self, operation: str) -> None:
+        with self._count_lock:
+            self.requests[operation] += 1
+
+    def _check_bucket(self) -> None:
+        """Fail at construction, with the reason, rather than at the first job."""
+        self._count("HeadBucket")
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            if str(getattr(exc, "response", {}).get("Error", {}).get("Code")) == "404":
+                raise StoreError(f"the bucket of {self.describe()} does not exist: create it or fix the URL") from exc
+            raise store_error(exc, "open", "s3:ListBucket", self.describe()) from exc
+
+    # ------------------------------------------------------------------ the four verbs
+    def _key(self, key: str) -> str:
+        return self._base + check_key(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        name = self._key(key)
+        self._count("PutObject")
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=name, Body=data)
+        except Exception as exc:
+            raise store_error(exc, "write", "s3:PutObject", f"{self.describe()}/{key}") from exc
+
+    def get(self, key: str) -> bytes:
+        name = self._key(key)
+        self._count("GetObject")
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=name)
+            return response["Body"].read()
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise KeyNotFoundError(f"no object {key!r} in {self.describe()}") from None
+            raise store_error(exc, "read", "s3:GetObject", f"{self.describe()}/{key}") from exc
+
+    def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+        keys: list[str] = []
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._base + prefix}
+        if start_after is not None:
+            arguments["StartAfter"] = self._base + start_after
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(**arguments):
+                self._count("ListObjectsV2")
+                keys.extend(item["Key"][len(self._base) :] for item in page.get("Contents", ()))
+        except Exception as exc:
+            raise store_error(exc, "list", "s3:ListBucket", f"{self.describe()}/{prefix}") from exc
+        return keys  # S3 lists in UTF-8 binary order: sorted, as the contract asks
+
+    def delete(self, keys: Iterable[str]) -> None:
+        names = [self._key(key) for key in keys]
+        for start in range(0, len(names), _DELETE_BATCH):
+            chunk = names[start : start + _DELETE_BATCH]
+            self._count("DeleteObjects")
+            try:
+                response = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                )
+            except Exception as exc:
+                raise store_error(exc, "delete from", "s3:DeleteObject", self.describe()) from exc
+            errors = [e for e in response.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                first = errors[0]
+                raise StoreError(
+                    f"S3 refused to delete {len(errors)} object(s) from {self.describe()}, e.g."
+                    f" {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                    " (the credentials need s3:DeleteObject)"
+                )
+
+    def close(self) -> None:
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()

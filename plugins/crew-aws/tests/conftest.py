@@ -1,0 +1,46 @@
+"""moto's S3 server for the session, dummy credentials, and a fresh bucket per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+moto = pytest.importorskip("moto", reason="the crew-aws tests need moto[server]")
+
+from crew_aws.testing import moto_s3  # noqa: E402
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    saved = {key: os.environ.get(key) for key in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3"]}
+    os.environ.update(FAKE_CREDENTIALS)
+    with moto_s3() as endpoint:
+        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # workers inherit it, as users' would
+        yield endpoint
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def s3(s3_endpoint):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint)
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"crew-test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name

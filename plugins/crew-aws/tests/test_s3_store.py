@@ -1,0 +1,101 @@
+"""The S3 store against moto's S3 server on 127.0.0.1: the store contract and S3's failures."""
+
+from __future__ import annotations
+
+import pytest
+from crew_aws import S3Store
+
+from crew_core import Crew, StoreError
+from crew_core.testing import StoreContract, WorkerContract, jobs
+
+
+class TestS3Store(StoreContract):
+    @pytest.fixture
+    def store(self, bucket):
+        store = S3Store(bucket, "crews/run-1")
+        yield store
+        store.close()
+
+    def raw_put(self, store, key, data):
+        import boto3
+
+        boto3.client("s3").put_object(Bucket=store.bucket, Key=f"crews/run-1/{key}", Body=data)
+
+    def raw_get(self, store, key):
+        import boto3
+
+        return boto3.client("s3").get_object(Bucket=store.bucket, Key=f"crews/run-1/{key}")["Body"].read()
+
+
+class TestLocalWorkersOverS3(WorkerContract):
+    """The whole worker contract with every message going through S3."""
+
+    @pytest.fixture
+    def worker_class(self):
+        return "subprocess"
+
+    @pytest.fixture
+    def crew_store(self, bucket):
+        return f"s3://{bucket}/crews/contract"
+
+
+def test_a_crew_runs_over_an_s3_url(bucket):
+    with Crew(store=f"s3://{bucket}/crews/run-2", worker_classes=["subprocess"]) as crew:
+        assert crew.store.describe() == f"s3://{bucket}/crews/run-2"
+        assert crew.heartbeat_interval == 30.0  # heartbeats are paid requests on S3
+        crew.recruit(workers=2)
+        ids = [crew.send(jobs.double, args=(i,)) for i in range(20)]
+        results = list(crew.results(timeout=120))
+        assert sorted(r.value for r in results) == [2 * i for i in range(20)] and len(ids) == 20
+
+
+def test_an_explicit_endpoint_reaches_s3_compatible_services(bucket, s3_endpoint, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    store = S3Store.from_url(f"s3://{bucket}/p", endpoint_url=s3_endpoint)
+    store.put("k", b"v")
+    assert S3Store.from_config(store.config()).get("k") == b"v"
+    assert store.config() == {"bucket": bucket, "prefix": "p", "endpoint_url": s3_endpoint}
+
+
+def test_a_missing_bucket_is_a_clear_error_at_crew_creation(s3_endpoint):
+    with pytest.raises(StoreError, match="does not exist: create it or fix the"):
+        Crew(store="s3://no-such-bucket-here/run", worker_classes=["subprocess"])
+
+
+def test_missing_credentials_are_a_clear_error(bucket, monkeypatch, tmp_path):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(StoreError, match="no AWS credentials were found"):
+        S3Store(bucket)
+
+
+def test_access_denied_names_the_missing_permission(bucket, s3):
+    import json
+
+    denied = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+        ],
+    }
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(denied))
+    store = S3Store(bucket, "p")
+    try:
+        store.put("k", b"v")
+    except StoreError as exc:
+        assert "s3:PutObject" in str(exc) and "access denied" in str(exc)
+    else:
+        pytest.skip("this moto version does not enforce bucket policies")
+
+
+def test_the_store_counts_its_requests(bucket):
+    S3Store.requests.clear()
+    store = S3Store(bucket)
+    store.put("a", b"1")
+    store.get("a")
+    store.list("")
+    store.delete(["a"])
+    assert S3Store.requests == {"HeadBucket": 1, "PutObject": 1, "GetObject": 1, "ListObjectsV2": 1, "DeleteObjects": 1}
