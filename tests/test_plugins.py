@@ -64,7 +64,7 @@ def test_plugins_can_be_disabled_by_environment(monkeypatch):
     with pytest.raises(PluginError, match="pip install crew-local"):
         Crew(plugins=plugins)
     monkeypatch.setenv("CREW_DISABLE_PLUGINS", "local")
-    assert get_plugin_manager().stores.names() == []
+    assert "local" not in get_plugin_manager().stores.names()
 
 
 def test_a_name_registered_twice_is_an_error_naming_both_plugins():

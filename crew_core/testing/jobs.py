@@ -61,3 +61,11 @@ def pid() -> int:
 def getenv(name: str) -> str | None:
     """The worker's own environment variable (``os.environ.get`` would pickle the caller's)."""
     return os.environ.get(name)
+
+
+def touch_then_sleep(path: str, seconds: float, value: object = None) -> object:
+    """Create ``path`` (so a test knows the job has started), then sleep."""
+    with open(path, "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(seconds)
+    return value

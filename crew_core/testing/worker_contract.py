@@ -34,7 +34,8 @@ class WorkerContract:
         return 1.0
 
     @pytest.fixture
-    def make_crew(self, worker_class: Any, crew_store: Any) -> Iterator[Callable[..., Crew]]:
+    def make_crew(self, worker_class: Any, crew_store: Any, worker_options: Any) -> Iterator[Callable[..., Crew]]:
+        # Depending on worker_options keeps the backend its fixtures start alive until crews close.
         crews: list[Crew] = []
 
         def make(**settings: Any) -> Crew:

@@ -10,3 +10,24 @@ def crew_register_stores(registry):
     from .s3_store import S3Store
 
     registry.add("s3", S3Store)
+
+
+@hookimpl
+def crew_register_workers(registry):
+    from .batch_worker import BatchWorker
+
+    registry.add("aws-batch", BatchWorker)
+
+
+@hookimpl
+def crew_configure(config):
+    # Settings from the environment, for the controller and (through the store's config) workers.
+    import os
+
+    if os.environ.get("CREW_S3_POLL_INTERVAL"):
+        low, high = os.environ["CREW_S3_POLL_INTERVAL"].split(",")
+        config["s3"].setdefault("poll_interval", (float(low), float(high)))
+    for key in ("job_queue", "job_definition"):
+        value = os.environ.get(f"CREW_BATCH_{key.upper()}")
+        if value:
+            config["aws-batch"].setdefault(key, value)

@@ -11,6 +11,8 @@ moto = pytest.importorskip("moto", reason="the crew-aws tests need moto[server]"
 
 from crew_aws.testing import moto_s3  # noqa: E402
 
+import crew_core.plugins  # noqa: E402
+
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -20,11 +22,14 @@ FAKE_CREDENTIALS = {
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    saved = {key: os.environ.get(key) for key in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3"]}
+    saved = {key: os.environ.get(key) for key in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3", "CREW_S3_POLL_INTERVAL"]}
     os.environ.update(FAKE_CREDENTIALS)
+    os.environ["CREW_S3_POLL_INTERVAL"] = "0.01,0.25"  # quick tests; the default idles at 5 s
+    crew_core.plugins._default = None  # rebuild the defaults so crew_configure reads the variable
     with moto_s3() as endpoint:
         os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # workers inherit it, as users' would
         yield endpoint
+    crew_core.plugins._default = None
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -44,3 +49,11 @@ def bucket(s3):
     name = f"crew-test-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(autouse=True)
+def quick_batch_status(monkeypatch):
+    """Ask the Batch control plane every 0.2 s instead of every 5 s: tests wait less."""
+    from crew_aws import BatchWorker
+
+    monkeypatch.setattr(BatchWorker, "status_interval", 0.2)

@@ -13,7 +13,11 @@ def moto_s3() -> Iterator[str]:
     Needs ``moto[server]``. The server serves every service moto knows (S3, Batch, ...) and keeps
     state in this process; ``POST {endpoint}/moto-api/reset`` wipes it.
     """
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -1,0 +1,230 @@
+"""Workers as AWS Batch jobs: each worker is one Batch job running the core's worker command."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from crew_core import Launch, Worker, WorkerLaunchError
+
+from .errors import credential_problem, error_code
+
+#: Batch refuses container overrides over about 8 KiB: payloads never go there, only the command.
+OVERRIDES_LIMIT = 8192
+#: Jobs a DescribeJobs call takes.
+DESCRIBE_BATCH = 100
+#: Parallel SubmitJob calls when many workers launch at once.
+SUBMIT_CONCURRENCY = 16
+UP_STATES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"})
+
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def batch_client(region: str | None, endpoint_url: str | None, profile: str | None) -> Any:
+    """One boto3 Batch client per (region, endpoint, profile) in this process (clients are thread-safe)."""
+    key = (region, endpoint_url, profile)
+    with _clients_lock:
+        if key not in _clients:
+            import boto3
+            from botocore.config import Config
+
+            session = boto3.session.Session(profile_name=profile, region_name=region)
+            config = Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=SUBMIT_CONCURRENCY)
+            _clients[key] = session.client("batch", endpoint_url=endpoint_url, config=config)
+        return _clients[key]
+
+
+def _launch_error(exc: BaseException, what: str) -> WorkerLaunchError:
+    from botocore.exceptions import EndpointConnectionError, NoRegionError
+
+    problem = credential_problem(exc)
+    if problem:
+        return WorkerLaunchError(f"cannot {what}: {problem}")
+    if isinstance(exc, NoRegionError):
+        return WorkerLaunchError(f"cannot {what}: no AWS region is set; pass region= or set AWS_REGION")
+    if isinstance(exc, EndpointConnectionError):
+        return WorkerLaunchError(f"cannot {what}: AWS Batch is unreachable ({exc})")
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message") or str(exc)
+    if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
+        return WorkerLaunchError(f"cannot {what}: access denied ({message}); see crew-aws's IAM policy")
+    return WorkerLaunchError(f"cannot {what}: AWS Batch said: {message}")
+
+
+class BatchWorker(Worker):
+    """One AWS Batch job per worker.
+
+    Required: ``job_queue`` and ``job_definition`` (``name``, ``name:revision`` or an ARN) whose
+    image has Python, crew-core, crew-aws and your packages. Optional per-recruit overrides:
+    ``vcpus``, ``memory`` (MiB), ``gpus``, ``environment`` (dict), ``job_timeout`` (seconds,
+    Batch's attemptDurationSeconds), ``retry_attempts`` (default 1: crew owns retries),
+    ``python`` (the interpreter in the image, default ``python``), ``region``,
+    ``endpoint_url``, ``profile``. Crew tags become Batch tags ``crew:tag:<tag>``.
+    """
+
+    worker_class = "aws-batch"
+    status_interval = 5.0  # DescribeJobs for up to 100 workers per call
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tags: Iterable[str] | str | None = None,
+        timeout: float | None = None,
+        job_queue: str,
+        job_definition: str,
+        vcpus: float | None = None,
+        memory: int | None = None,
+        gpus: int | None = None,
+        environment: dict[str, str] | None = None,
+        job_timeout: int | None = None,
+        retry_attempts: int = 1,
+        python: str = "python",
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+    ) -> None:
+        super().__init__(name, tags=tags, timeout=timeout)
+        self.job_queue, self.job_definition = job_queue, job_definition
+        self.vcpus, self.memory, self.gpus = vcpus, memory, gpus
+        self.environment = dict(environment or {})
+        self.job_timeout, self.retry_attempts = job_timeout, retry_attempts
+        self.python = python  # type: ignore[misc]
+        self.region, self.endpoint_url, self.profile = region, endpoint_url, profile
+        self.job_id: str | None = None
+
+    @property
+    def client(self) -> Any:
+        return batch_client(self.region, self.endpoint_url, self.profile)
+
+    # ------------------------------------------------------------------ submitting
+    def submit_request(self, launch: Launch) -> dict[str, Any]:
+        """The SubmitJob request of this worker: the command and resources, never a job's data."""
+        requirements = [
+            {"type": kind, "value": str(value)}
+            for kind, value in (("VCPU", self.vcpus), ("MEMORY", self.memory), ("GPU", self.gpus))
+            if value is not None
+        ]
+        overrides: dict[str, Any] = {"command": launch.command(self.python)}
+        if self.environment:
+            overrides["environment"] = [{"name": k, "value": v} for k, v in sorted(self.environment.items())]
+        if requirements:
+            overrides["resourceRequirements"] = requirements
+        size = len(json.dumps(overrides))
+        if size > OVERRIDES_LIMIT:
+            raise WorkerLaunchError(
+                f"worker {self.name!r}: container overrides are {size} bytes, over Batch's {OVERRIDES_LIMIT};"
+                " move environment variables into the job definition"
+            )
+        request: dict[str, Any] = {
+            "jobName": re.sub(r"[^A-Za-z0-9_-]", "-", f"crew-{self.name}")[:128],
+            "jobQueue": self.job_queue,
+            "jobDefinition": self.job_definition,
+            "containerOverrides": overrides,
+            "retryStrategy": {"attempts": self.retry_attempts},
+            "tags": {"crew:worker": self.name, **{f"crew:tag:{t}"[:128]: "true" for t in sorted(self.tags)}},
+        }
+        if self.job_timeout is not None:
+            request["timeout"] = {"attemptDurationSeconds": int(self.job_timeout)}
+        return request
+
+    def _check_targets(self) -> None:
+        """Refuse a missing queue or job definition before submitting anything."""
+        what = f"launch worker {self.name!r}"
+        try:
+            queues = self.client.describe_job_queues(jobQueues=[self.job_queue]).get("jobQueues", [])
+            definitions = self.client.describe_job_definitions(jobDefinitions=[self.job_definition], status="ACTIVE")
+        except Exception as exc:
+            raise _launch_error(exc, what) from exc
+        where = f"in region {self.client.meta.region_name}"
+        if not queues:
+            raise WorkerLaunchError(f"cannot {what}: job queue {self.job_queue!r} does not exist {where}")
+        if queues[0].get("state") != "ENABLED":
+            raise WorkerLaunchError(f"cannot {what}: job queue {self.job_queue!r} is {queues[0].get('state')}")
+        if not definitions.get("jobDefinitions"):
+            raise WorkerLaunchError(
+                f"cannot {what}: job definition {self.job_definition!r} does not exist (or is inactive) {where}"
+            )
+
+    def start(self, launch: Launch) -> None:
+        type(self).start_many([(self, launch)])
+
+    @classmethod
+    def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:
+        """Submit concurrently (16 at a time); on any refusal, terminate what was submitted."""
+        checked = set()
+        requests = []
+        for worker, launch in launches:
+            target = (worker.region, worker.endpoint_url, worker.profile, worker.job_queue, worker.job_definition)
+            if target not in checked:
+                worker._check_targets()
+                checked.add(target)
+            requests.append((worker, worker.submit_request(launch)))
+
+        def submit(item: tuple[BatchWorker, dict[str, Any]]) -> None:
+            worker, request = item
+            worker.job_id = None
+            try:
+                worker.job_id = worker.client.submit_job(**request)["jobId"]
+            except Exception as exc:
+                raise _launch_error(exc, f"launch worker {worker.name!r}") from exc
+
+        with ThreadPoolExecutor(max_workers=min(SUBMIT_CONCURRENCY, len(requests))) as pool:
+            outcomes = [pool.submit(submit, item) for item in requests]
+        failures = [f.exception() for f in outcomes if f.exception() is not None]
+        if failures:
+            for worker, _ in requests:  # all or nothing
+                if worker.job_id is not None:
+                    worker.kill()
+                    worker.job_id = None
+            raise failures[0]
+
+    # ------------------------------------------------------------------ status and stop
+    def is_running(self) -> bool:
+        return type(self).running([self])[self.name]
+
+    @classmethod
+    def running(cls, workers: list[Any]) -> dict[str, bool]:
+        """DescribeJobs for 100 workers a call; a job Batch does not know has ended."""
+        states = cls.states(workers)
+        return {
+            w.name: w.job_id is not None and states.get(w.job_id, "UNKNOWN") in UP_STATES | {"UNKNOWN"} for w in workers
+        }
+
+    @classmethod
+    def states(cls, workers: list[Any]) -> dict[str, str]:
+        """``{job id: Batch status}``; ``UNKNOWN`` where Batch could not be asked."""
+        groups: dict[tuple[Any, ...], list[str]] = {}
+        for worker in workers:
+            if worker.job_id is not None:
+                groups.setdefault((worker.region, worker.endpoint_url, worker.profile), []).append(worker.job_id)
+        states: dict[str, str] = {}
+        for (region, endpoint_url, profile), ids in groups.items():
+            client = batch_client(region, endpoint_url, profile)
+            for start in range(0, len(ids), DESCRIBE_BATCH):
+                chunk = ids[start : start + DESCRIBE_BATCH]
+                try:
+                    jobs = client.describe_jobs(jobs=chunk)["jobs"]
+                except Exception:  # Batch unreachable: report "unknown"; heartbeats still find deaths
+                    states.update(dict.fromkeys(chunk, "UNKNOWN"))
+                    continue
+                states.update(dict.fromkeys(chunk, "GONE"))
+                states.update({job["jobId"]: job["status"] for job in jobs})
+        return states
+
+    def state(self) -> str | None:
+        """Batch's status of this worker's job, or None before it was submitted."""
+        return type(self).states([self]).get(self.job_id) if self.job_id else None
+
+    def kill(self) -> None:
+        if self.job_id is None:
+            return
+        try:
+            self.client.terminate_job(jobId=self.job_id, reason="crew: the worker did not answer a stop request")
+        except Exception as exc:
+            if "not found" not in str(exc).lower():
+                raise _launch_error(exc, f"terminate worker {self.name!r}") from exc

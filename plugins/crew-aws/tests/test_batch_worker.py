@@ -1,0 +1,218 @@
+"""AWS Batch workers end to end: S3 on moto, Batch on crew_aws.testing's control plane, real processes."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from crew_aws import BatchWorker
+from crew_aws.testing import BatchControlPlane
+
+from crew_core import Crew, WorkerLaunchError
+from crew_core.testing import WorkerContract, jobs, wait_for
+
+
+@pytest.fixture
+def batch():
+    with BatchControlPlane(stop_timeout=1.0) as plane:
+        plane.create_queue("crew-queue")
+        plane.register_definition("crew-worker", image="example/crew-worker:1")
+        yield plane
+
+
+@pytest.fixture
+def options(batch):
+    return {
+        "job_queue": "crew-queue",
+        "job_definition": "crew-worker",
+        "python": sys.executable,  # the "image" is this machine
+        "endpoint_url": batch.endpoint,
+        "region": batch.region,
+    }
+
+
+@pytest.fixture
+def crew(bucket, options):
+    with Crew(store=f"s3://{bucket}/crews/batch", worker_classes=["aws-batch"]) as crew:
+        yield crew
+
+
+class TestBatchWorker(WorkerContract):
+    @pytest.fixture
+    def worker_class(self):
+        return "aws-batch"
+
+    @pytest.fixture
+    def worker_options(self, options):
+        return options
+
+    @pytest.fixture
+    def crew_store(self, bucket):
+        return f"s3://{bucket}/crews/contract"
+
+
+def test_the_readme_example_runs_jobs_with_values_errors_and_warnings(crew, options, batch):
+    crew.recruit(workers=2, vcpus=2, memory=4096, tags={"big"}, timeout=300, **options)
+    ok = crew.send(jobs.warn_and_return, args=("careful", 7), tags="big")
+    bad = crew.send(jobs.fail, args=("in the container",), tags="big")
+    results = {r.id: r for r in crew.results(timeout=120)}
+    assert results[ok].value == 7 and results[ok].warnings == ["careful"]
+    assert isinstance(results[bad].error, ValueError) and "in the container" in results[bad].traceback
+    _, request = next(r for r in batch.requests if r[0] == "submitjob")
+    assert request["containerOverrides"]["resourceRequirements"] == [
+        {"type": "VCPU", "value": "2"},
+        {"type": "MEMORY", "value": "4096"},
+    ]
+    assert request["retryStrategy"] == {"attempts": 1}  # crew owns retries
+    assert request["tags"]["crew:tag:big"] == "true"
+    command = request["containerOverrides"]["command"]
+    assert command[1:4] == ["-m", "crew_core", "worker"] and "--store" in command
+    assert len(str(request)) < 2000  # the command, never a job's payload
+
+
+def test_a_batch_job_killed_mid_job_is_relaunched_and_the_job_reruns(crew, options, batch):
+    [worker] = crew.recruit(workers=1, **options)
+    job = crew.send(jobs.sleep_then, args=(1.5, "second attempt"))
+    first = worker.job_id
+    batch.wait_status(first, ("RUNNING",))
+    batch.kill(first)  # a spot reclaim
+    result = crew.receive(timeout=120)
+    assert (result.id, result.value, result.tries) == (job, "second attempt", 2)
+    assert batch.jobs[first].status == "FAILED" and worker.job_id != first
+
+
+def test_idle_timeout_ends_the_batch_job_succeeded(crew, options, batch):
+    [worker] = crew.recruit(workers=1, timeout=0.5, **options)
+    crew.send(jobs.double, args=(3,))
+    assert crew.receive(timeout=120).value == 6
+    wait_for(lambda: not worker.up(), timeout=60, what="the idle worker to leave")
+    assert batch.wait_status(worker.job_id, ("SUCCEEDED", "FAILED")) == "SUCCEEDED"
+
+
+def test_shutdown_goes_through_the_store_and_terminate_is_the_fallback(bucket, options, batch, tmp_path):
+    with Crew(store=f"s3://{bucket}/crews/stop", worker_classes=["aws-batch"], stop_grace=0.5) as crew:
+        idle, busy = crew.recruit(workers=2, **options)
+        crew.launch()
+        started = tmp_path / "started"
+        crew.send(jobs.touch_then_sleep, args=(str(started), 60))
+        wait_for(started.exists, what="the job to start")
+        batch.wait_status(idle.job_id, ("RUNNING",))
+        batch.wait_status(busy.job_id, ("RUNNING",))
+        first = {w.name: w.job_id for w in (idle, busy)}
+        crew.shutdown(idle_only=False)  # the busy worker's job goes back to the backlog, uncharged
+        for job_id in first.values():  # the crew kills the one that does not answer when it polls
+            wait_for(lambda job_id=job_id: crew.receivable() or batch.jobs[job_id].status in ("SUCCEEDED", "FAILED"))
+    stopped = [batch.jobs[job_id] for job_id in first.values()]
+    terminated = [j for j in stopped if j.terminate_reason]
+    assert len(terminated) == 1 and terminated[0].status == "FAILED"  # the busy one did not answer
+    assert "did not answer a stop request" in terminated[0].status_reason
+    assert sorted(j.status for j in stopped) == ["FAILED", "SUCCEEDED"]  # the idle one left on request
+
+
+def test_launching_many_workers_is_concurrent_and_status_is_batched(bucket, options):
+    with BatchControlPlane(start_delay=300) as queued:  # no capacity: jobs wait RUNNABLE, as on a busy queue
+        queued.create_queue("crew-queue")
+        queued.register_definition("crew-worker")
+        with Crew(store=f"s3://{bucket}/crews/many", worker_classes=["aws-batch"]) as crew:
+            workers = crew.recruit(workers=120, **{**options, "endpoint_url": queued.endpoint})
+            crew.launch()
+            assert len({w.job_id for w in workers}) == 120 and all(w.job_id in queued.jobs for w in workers)
+            before = sum(1 for op, _ in queued.requests if op == "describejobs")
+            assert all(BatchWorker.running(workers).values())
+            calls = [body for op, body in queued.requests if op == "describejobs"][before:]
+            assert [len(body["jobs"]) for body in calls] == [100, 20]
+            assert sum(1 for op, _ in queued.requests if op == "describejobqueues") == 1  # once per queue
+        # Closing terminates what never started: nothing is left queued.
+        wait_for(lambda: all(j.status == "FAILED" for j in queued.jobs.values()), what="all terminated")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"job_queue": "no-such-queue"}, "job queue 'no-such-queue' does not exist in region us-east-1"),
+        ({"job_definition": "no-such-def"}, "job definition 'no-such-def' does not exist"),
+        ({"region": "eu-west-1"}, "job queue 'crew-queue' does not exist in region eu-west-1"),
+        ({"environment": {"BIG": "x" * 9000}}, "over Batch's 8192"),
+    ],
+)
+def test_bad_settings_fail_at_launch_and_create_nothing(crew, options, batch, change, message):
+    crew.recruit(workers=3, **{**options, **change})
+    with pytest.raises(WorkerLaunchError, match=message):
+        crew.launch()
+    with pytest.raises(WorkerLaunchError, match=message):
+        crew.send(jobs.double, args=(1,))
+    assert batch.jobs == {} and crew.receive() is None
+
+
+def test_missing_credentials_fail_at_launch(crew, options, batch, monkeypatch, tmp_path):
+    from crew_aws import batch_worker
+
+    monkeypatch.setattr(batch_worker, "_clients", {})
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    crew.recruit(workers=1, **options)
+    with pytest.raises(WorkerLaunchError, match="no AWS credentials were found"):
+        crew.launch()
+    assert batch.jobs == {}
+
+
+def test_a_failed_submission_in_a_group_terminates_the_rest(crew, options, batch, monkeypatch):
+    workers = crew.recruit(workers=5, **options)
+    real = BatchWorker.submit_request
+
+    def refuse_third(self, launch):
+        if self is workers[2]:
+            return {**real(self, launch), "jobName": "bad name!"}
+        return real(self, launch)
+
+    monkeypatch.setattr(BatchWorker, "submit_request", refuse_third)
+    with pytest.raises(WorkerLaunchError, match="Job name should be"):
+        crew.launch()
+    wait_for(lambda: all(j.status == "FAILED" for j in batch.jobs.values()), what="the others terminated")
+    assert not any(w.up() for w in workers)
+
+
+def test_request_shapes_are_accepted_by_motos_batch(s3_endpoint):
+    """A second, independent implementation checks the requests crew sends."""
+    import boto3
+    import requests
+
+    requests.post(f"{s3_endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
+    region = "us-east-1"
+    ec2 = boto3.client("ec2", endpoint_url=s3_endpoint, region_name=region)
+    iam = boto3.client("iam", endpoint_url=s3_endpoint, region_name=region)
+    client = boto3.client("batch", endpoint_url=s3_endpoint, region_name=region)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="crew", Description="crew", VpcId=vpc)["GroupId"]
+    role = iam.create_role(RoleName="crew-batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    environment = client.create_compute_environment(
+        computeEnvironmentName="crew-env",
+        type="UNMANAGED",
+        state="ENABLED",
+        serviceRole=role,
+    )["computeEnvironmentArn"]
+    client.create_job_queue(
+        jobQueueName="moto-queue", state="ENABLED", priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
+    )  # fmt: skip
+    client.register_job_definition(
+        jobDefinitionName="moto-worker", type="container",
+        containerProperties={"image": "crew:1", "command": ["true"], "resourceRequirements": [
+            {"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]},
+    )  # fmt: skip
+    del subnet, group
+    with Crew(store="local", worker_classes=["aws-batch"]) as crew:
+        [worker] = crew.recruit(
+            workers=1, job_queue="moto-queue", job_definition="moto-worker", vcpus=1, memory=1024,
+            tags={"gpu"}, endpoint_url=s3_endpoint, region=region,
+        )  # fmt: skip
+        crew.launch()
+        [job] = client.describe_jobs(jobs=[worker.job_id])["jobs"]
+        assert job["jobName"] == f"crew-{worker.name}"
+        assert job["container"]["command"][1:4] == ["-m", "crew_core", "worker"]
+        assert job["tags"]["crew:tag:gpu"] == "true"
+        worker.kill()  # TerminateJob accepted
