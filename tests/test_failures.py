@@ -55,7 +55,7 @@ def test_an_unpicklable_return_value_comes_back_as_an_error(make_crew):
 
 
 def test_unknown_worker_class_and_store_names_are_clear_errors():
-    with pytest.raises(PluginError, match=r"unknown worker class 'no-such-worker'; installed: .*executor, .*subprocess"):
+    with pytest.raises(PluginError, match=r"class 'no-such-worker'; installed: .*executor, .*subprocess"):
         Crew(worker_classes=["no-such-worker"])
     with pytest.raises(PluginError, match=r"unknown store class 'nowhere'; installed: .*local"):
         Crew(store="nowhere")
