@@ -99,3 +99,22 @@ def test_the_store_counts_its_requests(bucket):
     store.list("")
     store.delete(["a"])
     assert S3Store.requests == {"HeadBucket": 1, "PutObject": 1, "GetObject": 1, "ListObjectsV2": 1, "DeleteObjects": 1}
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("ExpiredToken", "credentials have expired: renew them"),
+        ("InvalidAccessKeyId", "access key id is not valid"),
+        ("PermanentRedirect", "in another region: pass region="),
+        ("NoSuchBucket", "does not exist: create it"),
+        ("AccessDenied", "need the s3:GetObject permission"),
+    ],
+)
+def test_s3_error_codes_moto_does_not_produce_become_clear_errors(code, message):
+    """Expired tokens and wrong regions: moto never answers these, AWS does, with these codes."""
+    from botocore.exceptions import ClientError
+    from crew_aws.errors import store_error
+
+    exc = ClientError({"Error": {"Code": code, "Message": "from AWS"}}, "GetObject")
+    assert message in str(store_error(exc, "read", "s3:GetObject", "s3://b/p/k"))
