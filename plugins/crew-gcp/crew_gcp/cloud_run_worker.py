@@ -1,0 +1,259 @@
+"""Workers as Cloud Run job executions: each worker is one execution of a Cloud Run job."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from crew_core import Launch, Worker, WorkerLaunchError
+
+#: Parallel RunJob calls when many workers launch at once.
+RUN_CONCURRENCY = 16
+
+_clients: dict[str | None, tuple[Any, Any]] = {}
+_clients_lock = threading.Lock()
+
+
+def run_clients(api_endpoint: str | None) -> tuple[Any, Any]:
+    """``(JobsClient, ExecutionsClient)`` over REST, one pair per endpoint in this process."""
+    with _clients_lock:
+        if api_endpoint not in _clients:
+            from google.api_core.client_options import ClientOptions
+            from google.cloud import run_v2
+
+            options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
+            credentials = None
+            if api_endpoint and api_endpoint.startswith("http://"):  # a local emulator: no Google auth
+                from google.auth.credentials import AnonymousCredentials
+
+                credentials = AnonymousCredentials()
+            _clients[api_endpoint] = (
+                run_v2.JobsClient(client_options=options, credentials=credentials, transport="rest"),
+                run_v2.ExecutionsClient(client_options=options, credentials=credentials, transport="rest"),
+            )
+        return _clients[api_endpoint]
+
+
+def _launch_error(exc: BaseException, what: str) -> WorkerLaunchError:
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+
+    if isinstance(exc, auth.DefaultCredentialsError):
+        return WorkerLaunchError(
+            f"cannot {what}: no Google credentials were found; run `gcloud auth application-default"
+            " login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        )
+    if isinstance(exc, api.Forbidden | api.Unauthorized):
+        return WorkerLaunchError(f"cannot {what}: permission denied ({exc.message}); see crew-gcp's IAM roles")
+    if isinstance(exc, api.GoogleAPICallError):
+        return WorkerLaunchError(f"cannot {what}: Cloud Run said: {exc.message}")
+    return WorkerLaunchError(f"cannot {what}: {exc}")
+
+
+class CloudRunWorker(Worker):
+    """One execution of a Cloud Run job per worker.
+
+    Name an existing job with ``job="projects/P/locations/L/jobs/J"`` (or ``job="J"`` with
+    ``project`` and ``region``): its container must run ``python`` (command or entry point), and
+    crew passes the worker's arguments as the execution's container ``args``. Or give ``image``
+    (plus ``cpu``, ``memory``, ``project``, ``region``): crew creates or updates a job named
+    ``job`` (default ``crew-worker-<hash of the settings>``) with that image and resources, since
+    RunJob overrides only allow args, env, task count and timeout. Other options: ``env``,
+    ``execution_timeout`` (seconds), ``api_endpoint`` (a regional or local endpoint).
+    """
+
+    worker_class = "cloud-run"
+    status_interval = 5.0  # one ListExecutions per Cloud Run job per poll
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tags: Iterable[str] | str | None = None,
+        timeout: float | None = None,
+        job: str | None = None,
+        project: str | None = None,
+        region: str | None = None,
+        image: str | None = None,
+        cpu: str | None = None,
+        memory: str | None = None,
+        env: dict[str, str] | None = None,
+        execution_timeout: float | None = None,
+        python: str = "python",
+        api_endpoint: str | None = None,
+    ) -> None:
+        super().__init__(name, tags=tags, timeout=timeout)
+        if job is None and image is None:
+            raise TypeError("cloud-run workers need job= (an existing Cloud Run job) or image= (crew creates one)")
+        self.image, self.cpu, self.memory = image, cpu, memory
+        self.env = dict(env or {})
+        self.execution_timeout = execution_timeout
+        self.python = python  # type: ignore[misc]
+        self.api_endpoint = api_endpoint
+        self.job = self._job_name(job, project, region)
+        self.execution: str | None = None
+
+    def _job_name(self, job: str | None, project: str | None, region: str | None) -> str:
+        if job is not None and job.startswith("projects/"):
+            parts = job.split("/")
+            if len(parts) != 6 or parts[2] != "locations" or parts[4] != "jobs":
+                raise TypeError(f"job must look like projects/P/locations/L/jobs/J, not {job!r}")
+            return job
+        if not project or not region:
+            raise TypeError("give job='projects/P/locations/L/jobs/J', or project= and region= with job= or image=")
+        if job is None:
+            digest = hashlib.sha256(repr((self.image, self.cpu, self.memory, self.python)).encode()).hexdigest()
+            job = f"crew-worker-{digest[:10]}"
+        return f"projects/{project}/locations/{region}/jobs/{job}"
+
+    @property
+    def clients(self) -> tuple[Any, Any]:
+        return run_clients(self.api_endpoint)
+
+    # ------------------------------------------------------------------ the job
+    def _template(self) -> Any:
+        from google.cloud import run_v2
+
+        limits = {key: value for key, value in (("cpu", self.cpu), ("memory", self.memory)) if value}
+        container = run_v2.Container(
+            image=self.image, command=[self.python], resources=run_v2.ResourceRequirements(limits=limits)
+        )
+        task = run_v2.TaskTemplate(containers=[container], max_retries=0)  # crew owns retries
+        return run_v2.Job(template=run_v2.ExecutionTemplate(task_count=1, template=task))
+
+    def ensure_job(self) -> None:
+        """Check the job exists; with ``image=``, create or update it to match first."""
+        from google.api_core.exceptions import NotFound
+
+        jobs, _ = self.clients
+        what = f"launch worker {self.name!r}"
+        try:
+            current = jobs.get_job(name=self.job)
+        except NotFound as exc:
+            if self.image is None:
+                project, region, job = self.job.split("/")[1::2]
+                raise WorkerLaunchError(
+                    f"cannot {what}: Cloud Run job {job!r} does not exist in project {project!r}, region"
+                    f" {region!r}; create it (its container must run python) or pass image= to let crew"
+                ) from exc
+            current = None
+        except Exception as exc:
+            raise _launch_error(exc, what) from exc
+        if self.image is None:
+            return
+        wanted = self._template()
+        try:
+            if current is None:
+                parent, _, job_id = self.job.rpartition("/jobs/")
+                jobs.create_job(parent=parent, job=wanted, job_id=job_id).result(timeout=300)
+            else:
+                have = current.template.template.containers[0]
+                want = wanted.template.template.containers[0]
+                if (have.image, dict(have.resources.limits), list(have.command)) != (
+                    want.image, dict(want.resources.limits), list(want.command)
+                ):  # fmt: skip
+                    wanted.name = self.job
+                    jobs.update_job(job=wanted).result(timeout=300)
+        except Exception as exc:
+            raise _launch_error(exc, what) from exc
+
+    def run_request(self, launch: Launch) -> Any:
+        """The RunJob request: the worker's arguments and env, one task, the timeout."""
+        from google.cloud import run_v2
+
+        override = run_v2.RunJobRequest.Overrides.ContainerOverride(
+            args=launch.command(self.python)[1:],
+            env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(self.env.items())],
+        )
+        overrides = run_v2.RunJobRequest.Overrides(container_overrides=[override], task_count=1)
+        if self.execution_timeout is not None:
+            overrides.timeout = f"{int(self.execution_timeout)}s"
+        return run_v2.RunJobRequest(name=self.job, overrides=overrides)
+
+    # ------------------------------------------------------------------ the Worker verbs
+    def start(self, launch: Launch) -> None:
+        type(self).start_many([(self, launch)])
+
+    @classmethod
+    def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:
+        """Check each job once, then run executions 16 at a time; all or nothing."""
+        checked = set()
+        for worker, _ in launches:
+            if (worker.api_endpoint, worker.job) not in checked:
+                worker.ensure_job()
+                checked.add((worker.api_endpoint, worker.job))
+
+        def run(item: tuple[CloudRunWorker, Launch]) -> None:
+            worker, launch = item
+            worker.execution = None
+            try:
+                operation = worker.clients[0].run_job(request=worker.run_request(launch))
+                worker.execution = operation.metadata.name
+            except Exception as exc:
+                raise _launch_error(exc, f"launch worker {worker.name!r}") from exc
+
+        with ThreadPoolExecutor(max_workers=min(RUN_CONCURRENCY, len(launches))) as pool:
+            outcomes = [pool.submit(run, item) for item in launches]
+        failures = [f.exception() for f in outcomes if f.exception() is not None]
+        if failures:
+            for worker, _ in launches:
+                if worker.execution is not None:
+                    worker.kill()
+                    worker.execution = None
+            raise failures[0]
+
+    def is_running(self) -> bool:
+        return type(self).running([self])[self.name]
+
+    @classmethod
+    def running(cls, workers: list[Any]) -> dict[str, bool]:
+        """One ListExecutions per Cloud Run job, whatever the number of workers on it."""
+        states = cls.states(workers)
+        return {w.name: states.get(w.execution or "", "GONE") in ("RUNNING", "UNKNOWN") for w in workers}
+
+    @classmethod
+    def states(cls, workers: list[Any]) -> dict[str, str]:
+        """``{execution: RUNNING | SUCCEEDED | FAILED | CANCELLED | GONE | UNKNOWN}``."""
+        groups: dict[tuple[str | None, str], list[str]] = {}
+        for worker in workers:
+            if worker.execution:
+                groups.setdefault((worker.api_endpoint, worker.job), []).append(worker.execution)
+        states: dict[str, str] = {}
+        for (endpoint, job), names in groups.items():
+            try:
+                listed = {e.name: e for e in run_clients(endpoint)[1].list_executions(parent=job)}
+            except Exception:  # unreachable: report unknown; heartbeats still find dead workers
+                states.update(dict.fromkeys(names, "UNKNOWN"))
+                continue
+            for name in names:
+                execution = listed.get(name)
+                states[name] = "GONE" if execution is None else _state(execution)
+        return states
+
+    def state(self) -> str | None:
+        return type(self).states([self]).get(self.execution) if self.execution else None
+
+    def kill(self) -> None:
+        from google.api_core.exceptions import NotFound
+
+        if self.execution is None:
+            return
+        try:
+            self.clients[1].cancel_execution(name=self.execution)
+        except NotFound:
+            pass
+        except Exception as exc:
+            raise _launch_error(exc, f"cancel worker {self.name!r}") from exc
+
+
+def _state(execution: Any) -> str:
+    if not execution.completion_time:
+        return "RUNNING"  # created, starting or running: up
+    if execution.cancelled_count:
+        return "CANCELLED"
+    if execution.succeeded_count:
+        return "SUCCEEDED"
+    return "FAILED"

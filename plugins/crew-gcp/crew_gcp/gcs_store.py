@@ -1,0 +1,174 @@
+"""The Google Cloud Storage store: one object per key under ``gs://bucket/prefix/``.
+
+Application Default Credentials and the project come from google-auth; ``STORAGE_EMULATOR_HOST``
+points the client at an emulator (fake-gcs-server) with anonymous credentials. The library is
+imported when the first store is built.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from crew_core import KeyNotFoundError, Store, StoreError
+from crew_core.store import check_key
+
+_PERMISSIONS = {
+    "write": "storage.objects.create (and storage.objects.delete to overwrite)",
+    "read": "storage.objects.get",
+    "list": "storage.objects.list",
+    "delete from": "storage.objects.delete",
+    "open": "storage.buckets.get",
+}
+
+
+def _store_error(exc: BaseException, what: str, where: str) -> StoreError:
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+
+    if isinstance(exc, auth.DefaultCredentialsError):
+        message = (
+            f"cannot {what} {where}: no Google credentials were found; run `gcloud auth"
+            " application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        )
+    elif isinstance(exc, auth.RefreshError):
+        message = f"cannot {what} {where}: the Google credentials could not be refreshed (expired?): {exc}"
+    elif isinstance(exc, api.Forbidden | api.Unauthorized):
+        message = f"permission denied to {what} {where}: the credentials need {_PERMISSIONS.get(what, 'access')}"
+    elif isinstance(exc, api.NotFound):
+        message = f"the bucket of {where} does not exist: create it or fix the store URL"
+    else:
+        message = f"GCS failed to {what} {where}: {exc}"
+    return StoreError(message)
+
+
+class GCSStore(Store):
+    """Keys live under ``prefix`` in ``bucket``.
+
+    Options: ``project`` (default: detected from the credentials or ``GOOGLE_CLOUD_PROJECT``),
+    ``poll_interval`` (shortest and longest pause between an idle party's list requests).
+    Transient errors are retried with the library's default retry; uploads are made idempotent
+    by the library's conditional-retry policy.
+    """
+
+    name = "gcs"
+    schemes = ("gs", "gcs")
+    notifies = False
+    poll_interval = (0.05, 5.0)
+    heartbeat_interval = 30.0
+
+    #: Requests made by every GCSStore in this process, by operation.
+    requests: Counter[str] = Counter()
+    _count_lock = threading.Lock()
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        project: str | None = None,
+        poll_interval: tuple[float, float] | list[float] | None = None,
+    ) -> None:
+        if not bucket or "/" in bucket:
+            raise StoreError(f"invalid GCS bucket name {bucket!r}")
+        self.bucket_name = bucket
+        self.prefix = prefix.strip("/")
+        self._base = f"{self.prefix}/" if self.prefix else ""
+        self.project = project
+        if poll_interval is not None:
+            low, high = (float(v) for v in poll_interval)
+            if not 0 < low <= high:
+                raise StoreError(f"poll_interval must be 0 < shortest <= longest, got {poll_interval!r}")
+            self.poll_interval = (low, high)  # type: ignore[misc]
+        try:
+            from google.cloud import storage
+
+            self._client = storage.Client(project=project)
+            self._count("buckets.get")
+            self._bucket = self._client.get_bucket(bucket)
+        except Exception as exc:
+            raise _store_error(exc, "open", self.describe()) from exc
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> GCSStore:
+        """``gs://bucket`` or ``gs://bucket/some/prefix``."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in cls.schemes:
+            raise StoreError(f"not a GCS URL: {url!r} (expected gs://bucket/prefix)")
+        bucket, _, prefix = rest.partition("/")
+        return cls(bucket, prefix, **options)
+
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"bucket": self.bucket_name, "prefix": self.prefix}
+        if self.project is not None:
+            config["project"] = self.project
+        if self.poll_interval != type(self).poll_interval:
+            config["poll_interval"] = list(self.poll_interval)
+        return config
+
+    def describe(self) -> str:
+        return f"gs://{self.bucket_name}/{self.prefix}" if self.prefix else f"gs://{self.bucket_name}"
+
+    def _count(self, operation: str) -> None:
+        with self._count_lock:
+            self.requests[operation] += 1
+
+    def _key(self, key: str) -> str:
+        return self._base + check_key(key)
+
+    # ------------------------------------------------------------------ the four verbs
+    def put(self, key: str, data: bytes) -> None:
+        name = self._key(key)
+        self._count("objects.insert")
+        try:
+            self._bucket.blob(name).upload_from_string(data, content_type="application/octet-stream")
+        except Exception as exc:
+            raise _store_error(exc, "write", f"{self.describe()}/{key}") from exc
+
+    def get(self, key: str) -> bytes:
+        from google.api_core.exceptions import NotFound
+
+        name = self._key(key)
+        self._count("objects.get")
+        try:
+            return self._bucket.blob(name).download_as_bytes()
+        except NotFound:
+            raise KeyNotFoundError(f"no object {key!r} in {self.describe()}") from None
+        except Exception as exc:
+            raise _store_error(exc, "read", f"{self.describe()}/{key}") from exc
+
+    def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+        arguments: dict[str, Any] = {"prefix": self._base + prefix}
+        if start_after is not None:
+            arguments["start_offset"] = self._base + start_after  # inclusive: dropped below
+        try:
+            pages = self._client.list_blobs(self._bucket, **arguments).pages
+            keys = []
+            for page in pages:
+                self._count("objects.list")
+                keys.extend(blob.name[len(self._base) :] for blob in page)
+        except Exception as exc:
+            raise _store_error(exc, "list", f"{self.describe()}/{prefix}") from exc
+        if start_after is not None:
+            keys = [key for key in keys if key > start_after]
+        return keys
+
+    def delete(self, keys: Iterable[str]) -> None:
+        from google.api_core.exceptions import NotFound
+
+        for key in keys:
+            name = self._key(key)
+            self._count("objects.delete")
+            try:
+                self._bucket.blob(name).delete()
+            except NotFound:
+                pass
+            except Exception as exc:
+                raise _store_error(exc, "delete from", f"{self.describe()}/{key}") from exc
+
+    def close(self) -> None:
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,148 @@
+"""Cloud Run workers end to end: GCS on fake-gcs-server, Cloud Run on crew_gcp.testing's control plane."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from crew_gcp import CloudRunWorker
+from crew_gcp.testing import CloudRunControlPlane
+
+from crew_core import Crew, WorkerLaunchError
+from crew_core.testing import WorkerContract, jobs, wait_for
+
+JOB = "projects/crew-test/locations/us-central1/jobs/crew-worker"
+
+
+@pytest.fixture
+def cloud_run():
+    with CloudRunControlPlane(stop_timeout=1.0) as plane:
+        plane.create_job(JOB, command=[sys.executable])  # the image's python is this machine's
+        yield plane
+
+
+@pytest.fixture
+def options(cloud_run):
+    return {"job": JOB, "api_endpoint": cloud_run.endpoint}
+
+
+@pytest.fixture
+def crew(bucket, options):
+    with Crew(store=f"gs://{bucket}/crews/run", worker_classes=["cloud-run"]) as crew:
+        yield crew
+
+
+class TestCloudRunWorker(WorkerContract):
+    @pytest.fixture
+    def worker_class(self):
+        return "cloud-run"
+
+    @pytest.fixture
+    def worker_options(self, options):
+        return options
+
+    @pytest.fixture
+    def crew_store(self, bucket):
+        return f"gs://{bucket}/crews/contract"
+
+
+def test_the_readme_example_runs_jobs_with_values_errors_and_warnings(crew, options, cloud_run):
+    crew.recruit(workers=2, tags={"gcp"}, timeout=300, env={"MODE": "test"}, execution_timeout=600, **options)
+    ok = crew.send(jobs.warn_and_return, args=("careful", 7), tags="gcp")
+    bad = crew.send(jobs.fail, args=("in the container",), tags="gcp")
+    env = crew.send(jobs.getenv, args=("MODE",), tags="gcp")
+    results = {r.id: r for r in crew.results(timeout=120)}
+    assert results[ok].value == 7 and results[ok].warnings == ["careful"]
+    assert isinstance(results[bad].error, ValueError) and "in the container" in results[bad].traceback
+    assert results[env].value == "test"
+    execution = next(iter(cloud_run.executions.values()))
+    override = execution.overrides["containerOverrides"][0]
+    assert override["args"][:3] == ["-m", "crew_core", "worker"] and execution.overrides["timeout"] == "600s"
+    assert execution.overrides["taskCount"] == 1
+
+
+def test_an_execution_killed_mid_job_is_relaunched_and_the_job_reruns(crew, options, cloud_run):
+    [worker] = crew.recruit(workers=1, **options)
+    job = crew.send(jobs.sleep_then, args=(1.5, "second attempt"))
+    first = worker.execution
+    cloud_run.wait_state(first, ("RUNNING",))
+    cloud_run.kill(first)
+    result = crew.receive(timeout=120)
+    assert (result.id, result.value, result.tries) == (job, "second attempt", 2)
+    assert cloud_run.executions[first].state == "FAILED" and worker.execution != first
+
+
+def test_idle_timeout_ends_the_execution_succeeded(crew, options, cloud_run):
+    [worker] = crew.recruit(workers=1, timeout=0.5, **options)
+    crew.send(jobs.double, args=(3,))
+    assert crew.receive(timeout=120).value == 6
+    wait_for(lambda: not worker.up(), timeout=60, what="the idle worker to leave")
+    assert cloud_run.wait_state(worker.execution, ("SUCCEEDED", "FAILED")) == "SUCCEEDED"
+
+
+def test_status_of_many_workers_is_one_list_call_per_job(crew, options, cloud_run):
+    workers = crew.recruit(workers=5, **options)
+    crew.launch()
+    before = len(cloud_run.requests)
+    assert all(CloudRunWorker.running(workers).values())
+    calls = cloud_run.requests[before:]
+    assert calls == [("GET", f"/v2/{JOB}/executions")]
+
+
+def test_an_unanswered_stop_is_followed_by_cancel_execution(bucket, options, cloud_run, tmp_path):
+    with Crew(store=f"gs://{bucket}/crews/stop", worker_classes=["cloud-run"], stop_grace=0.5) as crew:
+        [worker] = crew.recruit(workers=1, **options)
+        started = tmp_path / "started"
+        crew.send(jobs.touch_then_sleep, args=(str(started), 60))
+        wait_for(started.exists, what="the job to start")
+        first = worker.execution
+        crew.shutdown(idle_only=False)
+        wait_for(lambda: crew.receivable() or cloud_run.executions[first].state == "CANCELLED", what="cancelled")
+    assert ("POST", f"/v2/{first}:cancel") in cloud_run.requests
+
+
+def test_crew_creates_the_job_from_an_image(crew, cloud_run):
+    options = {"image": "example/crew:1", "cpu": "2", "memory": "4Gi", "project": "crew-test",
+               "region": "us-central1", "python": sys.executable, "api_endpoint": cloud_run.endpoint}  # fmt: skip
+    [worker] = crew.recruit(workers=1, **options)
+    crew.send(jobs.double, args=(21,))
+    assert crew.receive(timeout=120).value == 42
+    job = cloud_run.jobs[worker.job]
+    container = job["template"]["template"]["containers"][0]
+    assert container["image"] == "example/crew:1" and container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    crew.recruit(workers=1, **{**options, "memory": "8Gi"})  # another job: settings differ
+    crew.launch()
+    assert len(cloud_run.jobs) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"job": "projects/crew-test/locations/us-central1/jobs/nope"}, "job 'nope' does not exist in project"),
+        ({"job": "projects/other-project/locations/us-central1/jobs/crew-worker"}, "project 'other-project'"),
+        ({"job": "projects/crew-test/locations/europe-west1/jobs/crew-worker"}, "region 'europe-west1'"),
+    ],
+)
+def test_bad_settings_fail_at_launch_and_create_nothing(crew, options, cloud_run, change, message):
+    crew.recruit(workers=2, **{**options, **change})
+    with pytest.raises(WorkerLaunchError, match=message):
+        crew.launch()
+    with pytest.raises(WorkerLaunchError, match=message):
+        crew.send(jobs.double, args=(1,))
+    assert cloud_run.executions == {} and crew.receive() is None
+
+
+def test_missing_options_are_a_clear_error(crew):
+    with pytest.raises(TypeError, match=r"need job= .* or image="):
+        crew.recruit(workers=1)
+
+
+def test_missing_credentials_fail_at_launch(crew, monkeypatch, tmp_path):
+    from crew_gcp import cloud_run_worker
+
+    monkeypatch.setattr(cloud_run_worker, "_clients", {})
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    crew.recruit(workers=1, job=JOB)  # the real API endpoint, with no credentials anywhere
+    with pytest.raises(WorkerLaunchError, match="credentials"):
+        crew.launch()

@@ -1,0 +1,75 @@
+"""The GCS store against fake-gcs-server on 127.0.0.1: the store contract and GCS's failures."""
+
+from __future__ import annotations
+
+import pytest
+from crew_gcp import GCSStore
+
+from crew_core import Crew, StoreError
+from crew_core.testing import StoreContract, WorkerContract, jobs
+
+
+class TestGCSStore(StoreContract):
+    @pytest.fixture
+    def store(self, bucket):
+        store = GCSStore(bucket, "crews/run-1")
+        yield store
+        store.close()
+
+    def raw_put(self, store, key, data):
+        from google.cloud import storage
+
+        storage.Client(project="crew-test").bucket(store.bucket_name).blob(f"crews/run-1/{key}").upload_from_string(
+            data
+        )
+
+    def raw_get(self, store, key):
+        from google.cloud import storage
+
+        return (
+            storage.Client(project="crew-test").bucket(store.bucket_name).blob(f"crews/run-1/{key}").download_as_bytes()
+        )
+
+
+class TestLocalWorkersOverGCS(WorkerContract):
+    @pytest.fixture
+    def worker_class(self):
+        return "subprocess"
+
+    @pytest.fixture
+    def crew_store(self, bucket):
+        return f"gs://{bucket}/crews/contract"
+
+
+def test_a_crew_runs_over_a_gs_url(bucket):
+    with Crew(store=f"gs://{bucket}/crews/run-2", worker_classes=["subprocess"]) as crew:
+        assert crew.heartbeat_interval == 30.0
+        crew.recruit(workers=2)
+        for i in range(10):
+            crew.send(jobs.double, args=(i,))
+        assert sorted(r.value for r in crew.results(timeout=120)) == [2 * i for i in range(10)]
+
+
+def test_a_missing_bucket_is_a_clear_error_at_crew_creation(gcs_endpoint):
+    with pytest.raises(StoreError, match="does not exist: create it or fix the store URL"):
+        Crew(store="gs://no-such-bucket-here/run", worker_classes=["subprocess"])
+
+
+def test_missing_credentials_are_a_clear_error(monkeypatch, tmp_path, gcs_endpoint):
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")  # the real service, with no credentials anywhere
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    with pytest.raises(StoreError, match="credentials"):
+        GCSStore("some-bucket")
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [("Forbidden", "need storage.objects.get"), ("NotFound", "does not exist"), ("Unauthorized", "permission denied")],
+)
+def test_gcs_errors_the_emulator_does_not_produce_become_clear_errors(error, message):
+    """The emulator enforces no IAM: the mapping of Google's errors is checked directly."""
+    from crew_gcp.gcs_store import _store_error
+    from google.api_core import exceptions
+
+    assert message in str(_store_error(getattr(exceptions, error)("from Google"), "read", "gs://b/p/k"))
