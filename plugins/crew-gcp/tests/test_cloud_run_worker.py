@@ -146,3 +146,36 @@ def test_missing_credentials_fail_at_launch(crew, monkeypatch, tmp_path):
     crew.recruit(workers=1, job=JOB)  # the real API endpoint, with no credentials anywhere
     with pytest.raises(WorkerLaunchError, match="credentials"):
         crew.launch()
+
+
+def test_a_named_job_is_updated_when_the_image_changes(crew, cloud_run):
+    options = {"job": "crew-custom", "project": "crew-test", "region": "us-central1", "python": sys.executable,
+               "api_endpoint": cloud_run.endpoint}  # fmt: skip
+    [first] = crew.recruit(workers=1, image="example/crew:1", **options)
+    first.ensure_job()
+    assert cloud_run.jobs[first.job]["generation"] == "1"
+    [second] = crew.recruit(workers=1, image="example/crew:2", **options)
+    second.ensure_job()
+    job = cloud_run.jobs[second.job]
+    assert job["generation"] == "2" and job["template"]["template"]["containers"][0]["image"] == "example/crew:2"
+
+
+def test_an_execution_that_fails_to_start_is_retried(crew, options, cloud_run):
+    cloud_run.fail_next(1)  # e.g. the image could not be pulled, once
+    crew.recruit(workers=1, **options)
+    crew.send(jobs.double, args=(5,))
+    result = crew.receive(timeout=120)
+    assert (result.value, result.tries) == (10, 2)
+    assert sorted(e.state for e in cloud_run.executions.values())[0] == "FAILED"
+
+
+def test_run_jobs_operation_parses_strictly_until_done(cloud_run):
+    """The client parses operations strictly: the control plane's must be exactly right."""
+    from crew_gcp.cloud_run_worker import run_clients
+
+    cloud_run.create_job("projects/crew-test/locations/us-central1/jobs/short", command=["true"])
+    jobs_client, executions_client = run_clients(cloud_run.endpoint)
+    operation = jobs_client.run_job(name="projects/crew-test/locations/us-central1/jobs/short")
+    execution = operation.result(timeout=60)  # polls GetOperation until the execution ends
+    assert execution.succeeded_count == 1 and execution.completion_time
+    assert executions_client.get_execution(name=execution.name).succeeded_count == 1
