@@ -113,6 +113,25 @@ class Store(ABC):
             time.sleep(timeout)
         return False
 
+    def set_poll_interval(self, value: tuple[float, float] | list[float] | None) -> None:
+        """Override :attr:`poll_interval` for this instance (a store option); None keeps the default.
+
+        Stores that take a ``poll_interval`` option call this from ``__init__`` and return
+        :meth:`poll_interval_config` in :meth:`config`, so workers poll as the controller does.
+        """
+        if value is None:
+            return
+        low, high = (float(v) for v in value)
+        if not 0 < low <= high:
+            raise ValueError(f"poll_interval must be 0 < shortest <= longest, got {value!r}")
+        self.poll_interval = (low, high)  # type: ignore[misc]
+
+    def poll_interval_config(self) -> dict[str, Any]:
+        """``{"poll_interval": [low, high]}`` when this instance overrides the default, else ``{}``."""
+        if self.poll_interval == type(self).poll_interval:
+            return {}
+        return {"poll_interval": list(self.poll_interval)}
+
     def close(self) -> None:
         """Release connections, file descriptors or temporary space held by this object."""
 

@@ -6,7 +6,6 @@ import json
 import re
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crew_core import Launch, Worker, WorkerLaunchError
@@ -17,8 +16,6 @@ from .errors import credential_problem, error_code
 OVERRIDES_LIMIT = 8192
 #: Jobs a DescribeJobs call takes.
 DESCRIBE_BATCH = 100
-#: Parallel SubmitJob calls when many workers launch at once.
-SUBMIT_CONCURRENCY = 16
 UP_STATES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"})
 
 _clients: dict[tuple[Any, ...], Any] = {}
@@ -34,7 +31,7 @@ def batch_client(region: str | None, endpoint_url: str | None, profile: str | No
             from botocore.config import Config
 
             session = boto3.session.Session(profile_name=profile, region_name=region)
-            config = Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=SUBMIT_CONCURRENCY)
+            config = Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=16)
             _clients[key] = session.client("batch", endpoint_url=endpoint_url, config=config)
         return _clients[key]
 
@@ -68,6 +65,7 @@ class BatchWorker(Worker):
 
     worker_class = "aws-batch"
     status_interval = 5.0  # DescribeJobs for up to 100 workers per call
+    start_concurrency = 16  # parallel SubmitJob calls when many workers launch
 
     def __init__(
         self,
@@ -151,37 +149,24 @@ class BatchWorker(Worker):
             )
 
     def start(self, launch: Launch) -> None:
-        type(self).start_many([(self, launch)])
+        self.job_id = None
+        try:
+            self.job_id = self.client.submit_job(**self.submit_request(launch))["jobId"]
+        except WorkerLaunchError:
+            raise
+        except Exception as exc:
+            raise _launch_error(exc, f"launch worker {self.name!r}") from exc
 
     @classmethod
     def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:
-        """Submit concurrently (16 at a time); on any refusal, terminate what was submitted."""
+        """Check each queue and job definition once, then submit 16 at a time; all or nothing."""
         checked = set()
-        requests = []
-        for worker, launch in launches:
+        for worker, _ in launches:
             target = (worker.region, worker.endpoint_url, worker.profile, worker.job_queue, worker.job_definition)
             if target not in checked:
                 worker._check_targets()
                 checked.add(target)
-            requests.append((worker, worker.submit_request(launch)))
-
-        def submit(item: tuple[BatchWorker, dict[str, Any]]) -> None:
-            worker, request = item
-            worker.job_id = None
-            try:
-                worker.job_id = worker.client.submit_job(**request)["jobId"]
-            except Exception as exc:
-                raise _launch_error(exc, f"launch worker {worker.name!r}") from exc
-
-        with ThreadPoolExecutor(max_workers=min(SUBMIT_CONCURRENCY, len(requests))) as pool:
-            outcomes = [pool.submit(submit, item) for item in requests]
-        failures = [f.exception() for f in outcomes if f.exception() is not None]
-        if failures:
-            for worker, _ in requests:  # all or nothing
-                if worker.job_id is not None:
-                    worker.kill()
-                    worker.job_id = None
-            raise failures[0]
+        super().start_many(launches)
 
     # ------------------------------------------------------------------ status and stop
     def is_running(self) -> bool:

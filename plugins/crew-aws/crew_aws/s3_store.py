@@ -57,11 +57,10 @@ class S3Store(Store):
         self._base = f"{self.prefix}/" if self.prefix else ""
         self.region, self.endpoint_url, self.profile = region, endpoint_url, profile
         self.max_attempts, self.retry_mode = max_attempts, retry_mode
-        if poll_interval is not None:  # an instance setting: shadows the class default
-            low, high = (float(v) for v in poll_interval)
-            if not 0 < low <= high:
-                raise StoreError(f"poll_interval must be 0 < shortest <= longest, got {poll_interval!r}")
-            self.poll_interval = (low, high)  # type: ignore[misc]
+        try:
+            self.set_poll_interval(poll_interval)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
         self._client = self._make_client()
         self._check_bucket()
 
@@ -78,8 +77,7 @@ class S3Store(Store):
         for key in ("region", "endpoint_url", "profile"):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
-        if self.poll_interval != type(self).poll_interval:
-            config["poll_interval"] = list(self.poll_interval)
+        config.update(self.poll_interval_config())
         if (self.max_attempts, self.retry_mode) != (10, "adaptive"):
             config.update(max_attempts=self.max_attempts, retry_mode=self.retry_mode)
         return config

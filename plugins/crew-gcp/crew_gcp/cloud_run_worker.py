@@ -5,13 +5,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crew_core import Launch, Worker, WorkerLaunchError
-
-#: Parallel RunJob calls when many workers launch at once.
-RUN_CONCURRENCY = 16
 
 _clients: dict[str | None, tuple[Any, Any]] = {}
 _clients_lock = threading.Lock()
@@ -67,6 +63,7 @@ class CloudRunWorker(Worker):
 
     worker_class = "cloud-run"
     status_interval = 5.0  # one ListExecutions per Cloud Run job per poll
+    start_concurrency = 16  # parallel RunJob calls when many workers launch
 
     def __init__(
         self,
@@ -175,35 +172,21 @@ class CloudRunWorker(Worker):
 
     # ------------------------------------------------------------------ the Worker verbs
     def start(self, launch: Launch) -> None:
-        type(self).start_many([(self, launch)])
+        self.execution = None
+        try:
+            self.execution = self.clients[0].run_job(request=self.run_request(launch)).metadata.name
+        except Exception as exc:
+            raise _launch_error(exc, f"launch worker {self.name!r}") from exc
 
     @classmethod
     def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:
-        """Check each job once, then run executions 16 at a time; all or nothing."""
+        """Check (or create) each job once, then run executions 16 at a time; all or nothing."""
         checked = set()
         for worker, _ in launches:
             if (worker.api_endpoint, worker.job) not in checked:
                 worker.ensure_job()
                 checked.add((worker.api_endpoint, worker.job))
-
-        def run(item: tuple[CloudRunWorker, Launch]) -> None:
-            worker, launch = item
-            worker.execution = None
-            try:
-                operation = worker.clients[0].run_job(request=worker.run_request(launch))
-                worker.execution = operation.metadata.name
-            except Exception as exc:
-                raise _launch_error(exc, f"launch worker {worker.name!r}") from exc
-
-        with ThreadPoolExecutor(max_workers=min(RUN_CONCURRENCY, len(launches))) as pool:
-            outcomes = [pool.submit(run, item) for item in launches]
-        failures = [f.exception() for f in outcomes if f.exception() is not None]
-        if failures:
-            for worker, _ in launches:
-                if worker.execution is not None:
-                    worker.kill()
-                    worker.execution = None
-            raise failures[0]
+        super().start_many(launches)
 
     def is_running(self) -> bool:
         return type(self).running([self])[self.name]

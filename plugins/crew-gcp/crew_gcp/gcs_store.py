@@ -77,11 +77,10 @@ class GCSStore(Store):
         self.prefix = prefix.strip("/")
         self._base = f"{self.prefix}/" if self.prefix else ""
         self.project = project
-        if poll_interval is not None:
-            low, high = (float(v) for v in poll_interval)
-            if not 0 < low <= high:
-                raise StoreError(f"poll_interval must be 0 < shortest <= longest, got {poll_interval!r}")
-            self.poll_interval = (low, high)  # type: ignore[misc]
+        try:
+            self.set_poll_interval(poll_interval)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
         try:
             from google.cloud import storage
 
@@ -104,8 +103,7 @@ class GCSStore(Store):
         config: dict[str, Any] = {"bucket": self.bucket_name, "prefix": self.prefix}
         if self.project is not None:
             config["project"] = self.project
-        if self.poll_interval != type(self).poll_interval:
-            config["poll_interval"] = list(self.poll_interval)
+        config.update(self.poll_interval_config())
         return config
 
     def describe(self) -> str:
