@@ -109,9 +109,13 @@ class Worker(ABC):
                     failures.append(exc)
                     break
         if failures:
-            for worker in started:
-                worker.kill()
-            raise failures[0]
+            error = failures[0]
+            for worker in started:  # all or nothing: a failing kill must not spare the others
+                try:
+                    worker.kill()
+                except Exception as exc:
+                    error.add_note(f"also failed to stop worker {worker.name!r} again: {exc}")
+            raise error
 
     @classmethod
     def running(cls, workers: list[Any]) -> dict[str, bool]:

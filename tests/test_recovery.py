@@ -109,3 +109,34 @@ def test_a_worker_that_cannot_be_killed_is_told_to_leave(make_crew):
         assert (result.id, result.value) == (job, "done")
         crew.close()
         assert pool.submit(jobs.double, 1).result(timeout=60) == 2
+
+
+class FailsThirdStart(SubprocessWorker):
+    """The third start of a group fails; killing the first also fails, once."""
+
+    worker_class = "fails-third"
+    start_concurrency = 1
+    calls = 0
+
+    def start(self, launch):
+        type(self).calls += 1
+        if type(self).calls == 3:
+            raise WorkerLaunchError("quota exceeded (simulated)")
+        super().start(launch)
+
+    def kill(self):
+        if self.name.endswith("-1") and not getattr(self, "_refused", False):
+            self._refused = True
+            raise RuntimeError("kill throttled (simulated)")
+        super().kill()
+
+
+def test_a_failed_group_launch_stops_every_started_worker_even_if_a_kill_fails(make_crew):
+    crew = make_crew(worker_classes=[FailsThirdStart])
+    workers = crew.recruit(workers=4)
+    with pytest.raises(WorkerLaunchError, match="quota exceeded") as caught:
+        crew.launch()
+    assert any("kill throttled" in note for note in caught.value.__notes__)
+    assert not workers[1].is_running()  # the second was stopped although the first refused
+    workers[0].kill()
+    assert not any(w.is_running() for w in workers)

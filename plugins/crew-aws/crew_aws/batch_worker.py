@@ -52,6 +52,11 @@ def _launch_error(exc: BaseException, what: str) -> WorkerLaunchError:
     return WorkerLaunchError(f"cannot {what}: AWS Batch said: {message}")
 
 
+def _tag_key(tag: str) -> str:
+    """A Batch tag key for a crew tag: Batch allows letters, digits, spaces and + - = . _ : / @."""
+    return ("crew:tag:" + re.sub(r"[^\w .:/=+\-@]", "_", tag))[:128]
+
+
 class BatchWorker(Worker):
     """One AWS Batch job per worker.
 
@@ -103,7 +108,7 @@ class BatchWorker(Worker):
     def submit_request(self, launch: Launch) -> dict[str, Any]:
         """The SubmitJob request of this worker: the command and resources, never a job's data."""
         requirements = [
-            {"type": kind, "value": str(value)}
+            {"type": kind, "value": f"{value:g}" if isinstance(value, float) else str(value)}
             for kind, value in (("VCPU", self.vcpus), ("MEMORY", self.memory), ("GPU", self.gpus))
             if value is not None
         ]
@@ -124,9 +129,11 @@ class BatchWorker(Worker):
             "jobDefinition": self.job_definition,
             "containerOverrides": overrides,
             "retryStrategy": {"attempts": self.retry_attempts},
-            "tags": {"crew:worker": self.name, **{f"crew:tag:{t}"[:128]: "true" for t in sorted(self.tags)}},
+            "tags": {"crew:worker": self.name, **{_tag_key(t): "true" for t in sorted(self.tags)}},
         }
         if self.job_timeout is not None:
+            if self.job_timeout < 60:
+                raise WorkerLaunchError(f"worker {self.name!r}: job_timeout must be at least 60 s (Batch's minimum)")
             request["timeout"] = {"attemptDurationSeconds": int(self.job_timeout)}
         return request
 
@@ -135,7 +142,12 @@ class BatchWorker(Worker):
         what = f"launch worker {self.name!r}"
         try:
             queues = self.client.describe_job_queues(jobQueues=[self.job_queue]).get("jobQueues", [])
-            definitions = self.client.describe_job_definitions(jobDefinitions=[self.job_definition], status="ACTIVE")
+            if ":" in self.job_definition:  # name:revision or an ARN: jobDefinitions, alone
+                definitions = self.client.describe_job_definitions(jobDefinitions=[self.job_definition])
+            else:  # a bare name: its active revisions
+                definitions = self.client.describe_job_definitions(
+                    jobDefinitionName=self.job_definition, status="ACTIVE"
+                )
         except Exception as exc:
             raise _launch_error(exc, what) from exc
         where = f"in region {self.client.meta.region_name}"
@@ -143,7 +155,7 @@ class BatchWorker(Worker):
             raise WorkerLaunchError(f"cannot {what}: job queue {self.job_queue!r} does not exist {where}")
         if queues[0].get("state") != "ENABLED":
             raise WorkerLaunchError(f"cannot {what}: job queue {self.job_queue!r} is {queues[0].get('state')}")
-        if not definitions.get("jobDefinitions"):
+        if not [d for d in definitions.get("jobDefinitions", []) if d.get("status", "ACTIVE") == "ACTIVE"]:
             raise WorkerLaunchError(
                 f"cannot {what}: job definition {self.job_definition!r} does not exist (or is inactive) {where}"
             )
@@ -189,11 +201,10 @@ class BatchWorker(Worker):
                 groups.setdefault((worker.region, worker.endpoint_url, worker.profile), []).append(worker.job_id)
         states: dict[str, str] = {}
         for (region, endpoint_url, profile), ids in groups.items():
-            client = batch_client(region, endpoint_url, profile)
             for start in range(0, len(ids), DESCRIBE_BATCH):
                 chunk = ids[start : start + DESCRIBE_BATCH]
                 try:
-                    jobs = client.describe_jobs(jobs=chunk)["jobs"]
+                    jobs = batch_client(region, endpoint_url, profile).describe_jobs(jobs=chunk)["jobs"]
                 except Exception:  # Batch unreachable: report "unknown"; heartbeats still find deaths
                     states.update(dict.fromkeys(chunk, "UNKNOWN"))
                     continue

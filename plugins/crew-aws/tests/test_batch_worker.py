@@ -216,3 +216,15 @@ def test_request_shapes_are_accepted_by_motos_batch(s3_endpoint):
         assert job["container"]["command"][1:4] == ["-m", "crew_core", "worker"]
         assert job["tags"]["crew:tag:gpu"] == "true"
         worker.kill()  # TerminateJob accepted
+
+
+def test_job_definition_revisions_and_batch_minimums(crew, options, batch):
+    [pinned] = crew.recruit(workers=1, **{**options, "job_definition": "crew-worker:1"})
+    pinned.launch()
+    assert batch.jobs[pinned.job_id].definition["revision"] == 1
+    [missing] = crew.recruit(workers=1, **{**options, "job_definition": "crew-worker:9"})
+    with pytest.raises(WorkerLaunchError, match="'crew-worker:9' does not exist"):
+        missing.launch()
+    [short] = crew.recruit(workers=1, job_timeout=30, **options)
+    with pytest.raises(WorkerLaunchError, match="at least 60 s"):
+        short.launch()

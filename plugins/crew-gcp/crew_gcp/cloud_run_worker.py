@@ -114,9 +114,8 @@ class CloudRunWorker(Worker):
     def _template(self) -> Any:
         from google.cloud import run_v2
 
-        limits = {key: value for key, value in (("cpu", self.cpu), ("memory", self.memory)) if value}
         container = run_v2.Container(
-            image=self.image, command=[self.python], resources=run_v2.ResourceRequirements(limits=limits)
+            image=self.image, command=[self.python], resources=run_v2.ResourceRequirements(limits=self._limits())
         )
         task = run_v2.TaskTemplate(containers=[container], max_retries=0)  # crew owns retries
         return run_v2.Job(template=run_v2.ExecutionTemplate(task_count=1, template=task))
@@ -125,9 +124,9 @@ class CloudRunWorker(Worker):
         """Check the job exists; with ``image=``, create or update it to match first."""
         from google.api_core.exceptions import NotFound
 
-        jobs, _ = self.clients
         what = f"launch worker {self.name!r}"
         try:
+            jobs, _ = self.clients
             current = jobs.get_job(name=self.job)
         except NotFound as exc:
             if self.image is None:
@@ -141,21 +140,29 @@ class CloudRunWorker(Worker):
             raise _launch_error(exc, what) from exc
         if self.image is None:
             return
-        wanted = self._template()
         try:
             if current is None:
                 parent, _, job_id = self.job.rpartition("/jobs/")
-                jobs.create_job(parent=parent, job=wanted, job_id=job_id).result(timeout=300)
-            else:
-                have = current.template.template.containers[0]
-                want = wanted.template.template.containers[0]
-                if (have.image, dict(have.resources.limits), list(have.command)) != (
-                    want.image, dict(want.resources.limits), list(want.command)
-                ):  # fmt: skip
-                    wanted.name = self.job
-                    jobs.update_job(job=wanted).result(timeout=300)
+                jobs.create_job(parent=parent, job=self._template(), job_id=job_id).result(timeout=300)
+            elif self._differs(current.template.template.containers[0]):
+                # Change only what crew manages: the job's service account, env, VPC access and
+                # secrets stay as their owner set them.
+                container = current.template.template.containers[0]
+                container.image, container.command = self.image, [self.python]
+                for key, value in self._limits().items():
+                    container.resources.limits[key] = value
+                jobs.update_job(job=current).result(timeout=300)
         except Exception as exc:
             raise _launch_error(exc, what) from exc
+
+    def _limits(self) -> dict[str, str]:
+        return {key: value for key, value in (("cpu", self.cpu), ("memory", self.memory)) if value}
+
+    def _differs(self, container: Any) -> bool:
+        """Whether the job's container differs in what this worker asks for (cpu in any unit)."""
+        have = dict(container.resources.limits)
+        limits = any(_normal(key, have.get(key)) != _normal(key, value) for key, value in self._limits().items())
+        return container.image != self.image or list(container.command) != [self.python] or limits
 
     def run_request(self, launch: Launch) -> Any:
         """The RunJob request: the worker's arguments and env, one task, the timeout."""
@@ -240,3 +247,10 @@ def _state(execution: Any) -> str:
     if execution.succeeded_count:
         return "SUCCEEDED"
     return "FAILED"
+
+
+def _normal(key: str, value: str | None) -> str | None:
+    """Cloud Run reports cpu "1" as "1000m": compare limits in one unit."""
+    if key == "cpu" and value:
+        return str(int(float(value[:-1]))) + "m" if value.endswith("m") else str(int(float(value) * 1000)) + "m"
+    return value

@@ -20,7 +20,7 @@ _PERMISSIONS = {
     "read": "storage.objects.get",
     "list": "storage.objects.list",
     "delete from": "storage.objects.delete",
-    "open": "storage.buckets.get",
+    "open": "storage.objects.list",
 }
 
 
@@ -49,8 +49,7 @@ class GCSStore(Store):
 
     Options: ``project`` (default: detected from the credentials or ``GOOGLE_CLOUD_PROJECT``),
     ``poll_interval`` (shortest and longest pause between an idle party's list requests).
-    Transient errors are retried with the library's default retry; uploads are made idempotent
-    by the library's conditional-retry policy.
+    Transient errors are retried with the library's default retry policy.
     """
 
     name = "gcs"
@@ -85,8 +84,11 @@ class GCSStore(Store):
             from google.cloud import storage
 
             self._client = storage.Client(project=project)
-            self._count("buckets.get")
-            self._bucket = self._client.get_bucket(bucket)
+            self._bucket = self._client.bucket(bucket)
+            # Probe with a one-object listing, which object-level roles allow (buckets.get needs
+            # more): a missing bucket or a permission problem shows here, not at the first job.
+            self._count("objects.list")
+            list(self._client.list_blobs(self._bucket, prefix=self._base, max_results=1))
         except Exception as exc:
             raise _store_error(exc, "open", self.describe()) from exc
 

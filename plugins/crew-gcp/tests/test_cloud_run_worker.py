@@ -144,7 +144,7 @@ def test_missing_credentials_fail_at_launch(crew, monkeypatch, tmp_path):
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     monkeypatch.setenv("NO_GCE_CHECK", "True")
     crew.recruit(workers=1, job=JOB)  # the real API endpoint, with no credentials anywhere
-    with pytest.raises(WorkerLaunchError, match="credentials"):
+    with pytest.raises(WorkerLaunchError, match="no Google credentials were found"):
         crew.launch()
 
 
@@ -154,10 +154,17 @@ def test_a_named_job_is_updated_when_the_image_changes(crew, cloud_run):
     [first] = crew.recruit(workers=1, image="example/crew:1", **options)
     first.ensure_job()
     assert cloud_run.jobs[first.job]["generation"] == "1"
-    [second] = crew.recruit(workers=1, image="example/crew:2", **options)
+    cloud_run.jobs[first.job]["template"]["template"]["serviceAccount"] = "crew@crew-test.iam.gserviceaccount.com"
+    first.ensure_job()  # nothing differs: no update
+    assert cloud_run.jobs[first.job]["generation"] == "1"
+    [second] = crew.recruit(workers=1, image="example/crew:2", cpu="1", **options)
     second.ensure_job()
     job = cloud_run.jobs[second.job]
     assert job["generation"] == "2" and job["template"]["template"]["containers"][0]["image"] == "example/crew:2"
+    assert job["template"]["template"]["serviceAccount"] == "crew@crew-test.iam.gserviceaccount.com"  # kept
+    job["template"]["template"]["containers"][0]["resources"]["limits"]["cpu"] = "1000m"  # as Cloud Run reports
+    second.ensure_job()
+    assert cloud_run.jobs[second.job]["generation"] == "2"  # "1" and "1000m" are the same
 
 
 def test_an_execution_that_fails_to_start_is_retried(crew, options, cloud_run):

@@ -73,7 +73,8 @@ class SlurmWorker(Worker):
         ):
             if value is not None:
                 options.append(f"{flag}={value}")
-        return [*options, *self.sbatch_args]
+        # Slurm must not requeue a preempted or failed worker on its own: crew owns retries.
+        return [*options, "--no-requeue", *self.sbatch_args]
 
     def _command(self, launch: Launch) -> str:
         return shlex.join(["exec", *launch.command(self.python)])
@@ -99,8 +100,11 @@ class SlurmWorker(Worker):
             for group in groups.values():
                 cls._submit(group)
                 submitted.extend(worker for worker, _ in group)
-        except BaseException:
-            commands.scancel(w.job_id for w in submitted if w.job_id)  # all or nothing
+        except BaseException as error:
+            try:
+                commands.scancel(w.job_id for w in submitted if w.job_id)  # all or nothing
+            except Exception as exc:
+                error.add_note(f"also failed to cancel the jobs submitted before: {exc}")
             raise
 
     @classmethod

@@ -313,6 +313,10 @@ class BatchControlPlane:
 
     def _describe_job_definitions(self, body: dict[str, Any]) -> dict[str, Any]:
         if body.get("jobDefinitions"):
+            if body.get("jobDefinitionName") or body.get("status"):
+                raise ClientException("jobDefinitions can't be used with other parameters.")
+            if any(":" not in r for r in body["jobDefinitions"]):
+                raise ClientException("jobDefinitions must be name:revision or an ARN.")
             found = [self._definition(r, body) for r in body["jobDefinitions"]]
             return {"jobDefinitions": [d for d in found if d is not None]}
         name = body.get("jobDefinitionName")
@@ -339,6 +343,8 @@ class BatchControlPlane:
         attempts = (body.get("retryStrategy") or {}).get("attempts", 1)
         if not 1 <= attempts <= 10:
             raise ClientException("Error executing request, Exception : attempts must be between 1 and 10.")
+        if (body.get("timeout") or {}).get("attemptDurationSeconds", 60) < 60:
+            raise ClientException("Error executing request, Exception : attemptDurationSeconds must be at least 60.")
         if len(body.get("tags") or {}) > 50:
             raise ClientException("Error executing request, Exception : a resource can have at most 50 tags.")
         job = _Job(self, body, queue, definition)
