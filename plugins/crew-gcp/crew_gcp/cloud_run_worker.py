@@ -213,8 +213,12 @@ class CloudRunWorker(Worker):
                 groups.setdefault((worker.api_endpoint, worker.job), []).append(worker.execution)
         states: dict[str, str] = {}
         for (endpoint, job), names in groups.items():
+            wanted, listed = set(names), {}
             try:
-                listed = {e.name: e for e in run_clients(endpoint)[1].list_executions(parent=job)}
+                for execution in run_clients(endpoint)[1].list_executions(parent=job):  # pages lazily
+                    listed[execution.name] = execution
+                    if wanted <= listed.keys():
+                        break  # a long-lived job keeps old executions: stop once ours are all seen
             except Exception:  # unreachable: report unknown; heartbeats still find dead workers
                 states.update(dict.fromkeys(names, "UNKNOWN"))
                 continue

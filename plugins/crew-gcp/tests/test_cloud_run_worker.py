@@ -89,6 +89,19 @@ def test_status_of_many_workers_is_one_list_call_per_job(crew, options, cloud_ru
     assert calls == [("GET", f"/v2/{JOB}/executions")]
 
 
+def test_status_pages_through_executions_and_stops_once_all_are_seen(crew, options, cloud_run):
+    cloud_run.list_page_size = 2
+    older = crew.recruit(workers=3, timeout=0.2, tags={"old"}, **options)
+    crew.launch()
+    wait_for(lambda: not any(w.up() for w in older), what="the first workers to leave")
+    workers = crew.recruit(workers=3, tags={"new"}, **options)
+    crew.launch(tags="new")
+    before = len(cloud_run.requests)
+    assert all(CloudRunWorker.running(workers).values())  # newest first: two pages hold all three
+    assert cloud_run.requests[before:] == [("GET", f"/v2/{JOB}/executions")] * 2
+    assert not any(CloudRunWorker.running(older).values())  # found on later pages
+
+
 def test_an_unanswered_stop_is_followed_by_cancel_execution(bucket, options, cloud_run, tmp_path):
     with Crew(store=f"gs://{bucket}/crews/stop", worker_classes=["cloud-run"], stop_grace=0.5) as crew:
         [worker] = crew.recruit(workers=1, **options)

@@ -111,6 +111,7 @@ class CloudRunControlPlane:
         self.executions: dict[str, _Execution] = {}
         self.operations: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path), for assertions
+        self.list_page_size = 100
         self._fail_next = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -226,7 +227,7 @@ class CloudRunControlPlane:
         if method == "GET" and len(parts) == 6 and parts[4] == "jobs":
             return self._get_job(resource)
         if method == "GET" and len(parts) == 7 and parts[6] == "executions":
-            return self._list_executions(resource[: -len("/executions")])
+            return self._list_executions(resource[: -len("/executions")], query)
         if method == "GET" and len(parts) == 8 and parts[6] == "executions":
             return self._get_execution(resource)
         raise ApiError(404, "NOT_FOUND", f"no method {method} {resource}")
@@ -322,10 +323,17 @@ class CloudRunControlPlane:
     def _get_execution(self, name: str) -> dict[str, Any]:
         return self._execution(name).to_json()
 
-    def _list_executions(self, job: str) -> dict[str, Any]:
+    def _list_executions(self, job: str, query: str = "") -> dict[str, Any]:
+        """Newest first, ``list_page_size`` a page (or the request's pageSize), with page tokens."""
         self._existing_job(job)
-        found = [e.to_json() for n, e in self.executions.items() if n.startswith(job + "/executions/")]
-        return {"executions": found}
+        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        size = int(params.get("pageSize") or self.list_page_size)
+        start = int(params.get("pageToken") or 0)
+        found = [e for n, e in self.executions.items() if n.startswith(job + "/executions/")][::-1]
+        page = {"executions": [e.to_json() for e in found[start : start + size]]}
+        if start + size < len(found):
+            page["nextPageToken"] = str(start + size)
+        return page
 
     def _cancel(self, name: str) -> dict[str, Any]:
         execution = self._execution(name)
