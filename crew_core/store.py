@@ -8,8 +8,10 @@ does all serialisation, so a backend only moves bytes.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -55,6 +57,19 @@ class Store(ABC):
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 2.0)
     #: Seconds between a worker's heartbeats (one ``put`` each) unless the crew sets its own.
     heartbeat_interval: ClassVar[float] = 2.0
+    #: Backend requests made by every store of this class in this process, by operation, for
+    #: stores whose requests cost money (they call :meth:`count`); each subclass has its own.
+    requests: ClassVar[Counter[str]] = Counter()
+    _requests_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.requests = Counter()
+
+    def count(self, operation: str) -> None:
+        """Count one backend request (thread-safe), e.g. ``self.count("PutObject")``."""
+        with self._requests_lock:
+            type(self).requests[operation] += 1
 
     # ----------------------------------------------------------------- construction and config
     @classmethod

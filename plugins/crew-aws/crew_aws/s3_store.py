@@ -6,8 +6,6 @@ imported when the first store is built, not when crew starts.
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,10 +31,6 @@ class S3Store(Store):
     notifies = False
     poll_interval = (0.05, 5.0)  # an idle worker backs off to one LIST every 5 s
     heartbeat_interval = 30.0  # one PUT per worker every 30 s: ~2,900 a day
-
-    #: Requests made by every S3Store in this process, by operation (for cost reports and tests).
-    requests: Counter[str] = Counter()
-    _count_lock = threading.Lock()
 
     def __init__(
         self,
@@ -96,13 +90,9 @@ class S3Store(Store):
         except Exception as exc:
             raise store_error(exc, "connect to", "s3:ListBucket", self.describe()) from exc
 
-    def _count(self, operation: str) -> None:
-        with self._count_lock:
-            self.requests[operation] += 1
-
     def _check_bucket(self) -> None:
         """Fail at construction, with the reason, rather than at the first job."""
-        self._count("HeadBucket")
+        self.count("HeadBucket")
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
@@ -116,7 +106,7 @@ class S3Store(Store):
 
     def put(self, key: str, data: bytes) -> None:
         name = self._key(key)
-        self._count("PutObject")
+        self.count("PutObject")
         try:
             self._client.put_object(Bucket=self.bucket, Key=name, Body=data)
         except Exception as exc:
@@ -124,7 +114,7 @@ class S3Store(Store):
 
     def get(self, key: str) -> bytes:
         name = self._key(key)
-        self._count("GetObject")
+        self.count("GetObject")
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=name)
             return response["Body"].read()
@@ -140,7 +130,7 @@ class S3Store(Store):
             arguments["StartAfter"] = self._base + start_after
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(**arguments):
-                self._count("ListObjectsV2")
+                self.count("ListObjectsV2")
                 keys.extend(item["Key"][len(self._base) :] for item in page.get("Contents", ()))
         except Exception as exc:
             raise store_error(exc, "list", "s3:ListBucket", f"{self.describe()}/{prefix}") from exc
@@ -150,7 +140,7 @@ class S3Store(Store):
         names = [self._key(key) for key in keys]
         for start in range(0, len(names), _DELETE_BATCH):
             chunk = names[start : start + _DELETE_BATCH]
-            self._count("DeleteObjects")
+            self.count("DeleteObjects")
             try:
                 response = self._client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}

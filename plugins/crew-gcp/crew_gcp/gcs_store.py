@@ -7,8 +7,6 @@ imported when the first store is built.
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -58,10 +56,6 @@ class GCSStore(Store):
     poll_interval = (0.05, 5.0)
     heartbeat_interval = 30.0
 
-    #: Requests made by every GCSStore in this process, by operation.
-    requests: Counter[str] = Counter()
-    _count_lock = threading.Lock()
-
     def __init__(
         self,
         bucket: str,
@@ -87,7 +81,7 @@ class GCSStore(Store):
             self._bucket = self._client.bucket(bucket)
             # Probe with a one-object listing, which object-level roles allow (buckets.get needs
             # more): a missing bucket or a permission problem shows here, not at the first job.
-            self._count("objects.list")
+            self.count("objects.list")
             list(self._client.list_blobs(self._bucket, prefix=self._base, max_results=1))
         except Exception as exc:
             raise _store_error(exc, "open", self.describe()) from exc
@@ -111,17 +105,13 @@ class GCSStore(Store):
     def describe(self) -> str:
         return f"gs://{self.bucket_name}/{self.prefix}" if self.prefix else f"gs://{self.bucket_name}"
 
-    def _count(self, operation: str) -> None:
-        with self._count_lock:
-            self.requests[operation] += 1
-
     def _key(self, key: str) -> str:
         return self._base + check_key(key)
 
     # ------------------------------------------------------------------ the four verbs
     def put(self, key: str, data: bytes) -> None:
         name = self._key(key)
-        self._count("objects.insert")
+        self.count("objects.insert")
         try:
             self._bucket.blob(name).upload_from_string(data, content_type="application/octet-stream")
         except Exception as exc:
@@ -131,7 +121,7 @@ class GCSStore(Store):
         from google.api_core.exceptions import NotFound
 
         name = self._key(key)
-        self._count("objects.get")
+        self.count("objects.get")
         try:
             return self._bucket.blob(name).download_as_bytes()
         except NotFound:
@@ -147,7 +137,7 @@ class GCSStore(Store):
             pages = self._client.list_blobs(self._bucket, **arguments).pages
             keys = []
             for page in pages:
-                self._count("objects.list")
+                self.count("objects.list")
                 keys.extend(blob.name[len(self._base) :] for blob in page)
         except Exception as exc:
             raise _store_error(exc, "list", f"{self.describe()}/{prefix}") from exc
@@ -160,7 +150,7 @@ class GCSStore(Store):
 
         for key in keys:
             name = self._key(key)
-            self._count("objects.delete")
+            self.count("objects.delete")
             try:
                 self._bucket.blob(name).delete()
             except NotFound:
