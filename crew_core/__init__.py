@@ -22,7 +22,9 @@ from .errors import (
     WorkerLaunchError,
     WorkerLostError,
 )
+from .handle import WorkerHandle
 from .plugins import get_plugin_manager, hookimpl
+from .refs import Ref
 from .results import Result
 from .store import Store
 from .worker import Launch, Worker
@@ -37,6 +39,7 @@ __all__ = [
     "Launch",
     "NoWorkersError",
     "PluginError",
+    "Ref",
     "RemoteError",
     "Result",
     "SerializationError",
@@ -45,6 +48,7 @@ __all__ = [
     "UnknownTagError",
     "Worker",
     "WorkerCrashedError",
+    "WorkerHandle",
     "WorkerLaunchError",
     "WorkerLostError",
     "get_plugin_manager",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
-from .results import Job
+if TYPE_CHECKING:
+    from .ledger import Job
 
 
 class Backlog:
@@ -68,7 +70,7 @@ class Backlog:
         self._count -= 1
         return True
 
-    def drain(self, keep: callable) -> list[Job]:  # type: ignore[valid-type]
+    def drain(self, keep: Callable[[Job], bool]) -> list[Job]:
         """Remove and return the jobs for which ``keep(job)`` is false."""
         dropped: list[Job] = []
         for group, queue in self._groups.items():

@@ -7,33 +7,6 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .runtime import WorkerSettings
-
-
-def _worker_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crew worker", description="Run one crew worker.")
-    parser.add_argument("--store", required=True, help="store spec as JSON: {name, config}")
-    parser.add_argument("--crew", required=True, help="id of the crew the worker serves")
-    parser.add_argument("--name", required=True, help="worker name")
-    parser.add_argument("--incarnation", type=int, required=True, help="launch number")
-    parser.add_argument("--timeout", type=float, default=None, help="idle timeout in seconds")
-    parser.add_argument("--heartbeat", type=float, default=2.0, help="seconds between heartbeats")
-    parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process ends")
-    return parser
-
-
-def parse_worker_args(args: Sequence[str]) -> WorkerSettings:
-    ns = _worker_parser().parse_args(list(args))
-    return WorkerSettings(
-        store=json.loads(ns.store),
-        crew=ns.crew,
-        name=ns.name,
-        incarnation=ns.incarnation,
-        timeout=ns.timeout,
-        heartbeat=ns.heartbeat,
-        parent_pid=ns.parent_pid,
-    )
-
 
 def _plugins_command(as_json: bool) -> int:
     from .plugins import default_plugins

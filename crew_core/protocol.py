@@ -1,105 +1,374 @@
-"""The key layout and object encodings that controller and workers share through a store.
+"""The key layout and the records that controller and workers exchange through a store (protocol 2).
 
-Every object has exactly one writer:
+Every object has exactly one writer. Under the crew's prefix ``<crew>/``:
 
-``<crew>/workers/<name>/<incarnation>/``
-    ``tasks/<seq>``    a batch of jobs, written by the controller (seq is 1, 2, 3, ... per incarnation)
-    ``tasks/stop``     the controller's request to stop (sorts after every numbered task)
-    ``results/<seq>``  the results of ``tasks/<seq>``, written by the worker
-    ``heartbeat``      overwritten by the worker every few seconds: a counter that moves while alive
-    ``exit``           written by the worker as it leaves: why, and the last task it processed
+``workers/<name>/<incarnation>/<seq>``
+    task records for one launch ("incarnation") of a worker, written by the controller: a
+    :class:`Batch` of calls, a :class:`Stop` or a :class:`Revoke`. ``seq`` is a crew-wide counter
+    (12 digits), so a worker finds everything new with one listing after the last key it read.
+``inbox/<seq>``
+    the :class:`ResultBatch` answering task ``seq``, written by the worker that ran it.
+``inbox/beat.<name>.<incarnation>.<n>``
+    heartbeat ``n`` of a worker (a new key each time: the listing itself shows the beat).
+``inbox/exit.<name>.<incarnation>``
+    the worker's :class:`ExitNote`, written as it leaves.
+``data/<digest>``
+    an object put once with ``Crew.put`` and read by any worker (content-addressed).
 
-A worker lists ``tasks/`` starting after the last task it processed, so each poll is one listing.
-The controller deletes a task and its result once the result is delivered.
+Everything a controller must notice lies under ``inbox/``, so one listing per poll, with
+``start_after`` past the results already collected, serves the whole crew whatever its size. The
+controller deletes what it has read, in batches.
 """
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CorruptObjectError
 
-VERSION = 1
-STOP = "stop"
+#: Version of this protocol; controller and workers must speak the same one.
+PROTOCOL = 2
 _SEQ_DIGITS = 12
+_MAGIC = b"crew"
 
 
+# ----------------------------------------------------------------------------- keys
 def worker_prefix(crew_id: str, name: str, incarnation: int) -> str:
-    """Key prefix of one launch ("incarnation") of a worker."""
+    """Key prefix of one launch ("incarnation") of a worker: its task records live here."""
     return f"{crew_id}/workers/{name}/{incarnation}/"
 
 
 def task_key(prefix: str, seq: int) -> str:
-    return f"{prefix}tasks/{seq:0{_SEQ_DIGITS}d}"
-
-
-def result_key(prefix: str, seq: int) -> str:
-    return f"{prefix}results/{seq:0{_SEQ_DIGITS}d}"
-
-
-def stop_key(prefix: str) -> str:
-    return f"{prefix}tasks/{STOP}"
-
-
-def heartbeat_key(prefix: str) -> str:
-    return f"{prefix}heartbeat"
-
-
-def exit_key(prefix: str) -> str:
-    return f"{prefix}exit"
+    return f"{prefix}{seq:0{_SEQ_DIGITS}d}"
 
 
 def seq_of(key: str) -> int | None:
-    """The sequence number at the end of a task or result key, or None (``stop``, junk)."""
+    """The sequence number at the end of a task or result key, or None."""
     tail = key.rpartition("/")[2]
     return int(tail) if tail.isdigit() else None
+
+
+def inbox_prefix(crew_id: str) -> str:
+    """Where workers leave everything for the controller."""
+    return f"{crew_id}/inbox/"
+
+
+def result_key(crew_id: str, seq: int) -> str:
+    return f"{crew_id}/inbox/{seq:0{_SEQ_DIGITS}d}"
+
+
+def beat_key(crew_id: str, name: str, incarnation: int, beat: int) -> str:
+    return f"{crew_id}/inbox/beat.{name}.{incarnation}.{beat:0{_SEQ_DIGITS}d}"
+
+
+def exit_key(crew_id: str, name: str, incarnation: int) -> str:
+    return f"{crew_id}/inbox/exit.{name}.{incarnation}"
+
+
+def data_key(crew_id: str, digest: str) -> str:
+    return f"{crew_id}/data/{digest}"
 
 
 # Channels are shaped like keys under the crew's prefix, so a store that keeps something per
 # channel (the local store's named pipes) can keep it beside the keys and clean both together.
 def controller_channel(crew_id: str) -> str:
-    """Notification channel on which workers wake the controller."""
+    """Notification channel on which workers (and the user's threads) wake the controller."""
     return f"{crew_id}/controller"
 
 
-def worker_channel(crew_id: str, name: str, incarnation: int) -> str:
-    """Notification channel on which the controller wakes one worker incarnation."""
-    return f"{worker_prefix(crew_id, name, incarnation)}wake"
+def worker_channel(prefix: str) -> str:
+    """Notification channel on which the controller wakes the incarnation at ``prefix``."""
+    return f"{prefix}wake"
 
 
-# ----------------------------------------------------------------------------- batches of bytes
-def encode_batch(items: list[tuple[int, bytes]]) -> bytes:
-    """Encode ``[(job_id, payload), ...]``: a batch of tasks or of results."""
-    return pickle.dumps((VERSION, items), protocol=5)
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """What an inbox key says by its name alone."""
+
+    key: str
+    kind: str  # "result", "beat" or "exit"
+    seq: int = 0  # result: the task it answers
+    worker: str = ""  # beat, exit
+    incarnation: int = 0
+    beat: int = 0
 
 
-def decode_batch(data: bytes, key: str) -> list[tuple[int, bytes]]:
-    """Decode :func:`encode_batch`; raise :class:`CorruptObjectError` naming ``key``."""
+def parse_inbox_key(key: str) -> InboxEntry | None:
+    """Read an inbox key's name; None for a key this protocol does not know."""
+    tail = key.rpartition("/")[2]
+    if tail.isdigit():
+        return InboxEntry(key, "result", seq=int(tail))
+    kind, _, rest = tail.partition(".")
     try:
-        version, items = pickle.loads(data)
-        if version != VERSION or not isinstance(items, list):
-            raise ValueError(f"unexpected protocol version {version!r}")
-        for job_id, payload in items:
-            if not isinstance(job_id, int) or not isinstance(payload, bytes):
-                raise ValueError("batch items must be (int, bytes)")
+        if kind == "beat":
+            name, incarnation, beat = rest.rsplit(".", 2)
+            return InboxEntry(key, "beat", worker=name, incarnation=int(incarnation), beat=int(beat))
+        if kind == "exit":
+            name, incarnation = rest.rsplit(".", 1)
+            return InboxEntry(key, "exit", worker=name, incarnation=int(incarnation))
+    except ValueError:
+        return None
+    return None
+
+
+# ----------------------------------------------------------------------------- records
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One job as it travels: its id, the digest of its function, its pickled arguments."""
+
+    job_id: int
+    function: str
+    args: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Task record: run these calls in order and answer with one :class:`ResultBatch`."""
+
+    seq: int
+    calls: tuple[Call, ...]
+    functions: dict[str, bytes]  # digest -> pickled function, for every digest in ``calls``
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Task record: start nothing more and leave (the job running now finishes first)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """Task record: hand batch ``target`` back unrun if it has not started (else ignore this)."""
+
+    seq: int
+    target: int
+
+
+TaskRecord = Batch | Stop | Revoke
+
+
+@dataclass(frozen=True, slots=True)
+class ResultBatch:
+    """The worker's answer to one batch: an outcome per call, or ``returned`` (revoked, not run).
+
+    A batch whose task object could not be read comes back with no outcomes: its jobs are retried.
+    """
+
+    seq: int
+    worker: str
+    incarnation: int
+    outcomes: tuple[tuple[int, bytes], ...]  # (job id, pickled outcome: see serialize.py)
+    returned: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one job did, as the worker saw it."""
+
+    status: str
+    value: Any = None
+    error: BaseException | None = None
+    traceback: str = ""
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    started: float | None = None  # wall-clock time (time.time()) the job started
+
+
+@dataclass(frozen=True, slots=True)
+class ExitNote:
+    """Written once by a worker on its way out: why it left and the last task it started."""
+
+    reason: str  # "idle", "stopped", "orphaned", "terminated" or "error"
+    last_seq: int  # tasks after this one never started
+    error: str | None = None  # the traceback, for reason "error"
+
+    @property
+    def clean(self) -> bool:
+        """True when the worker left between jobs, having answered every task it started."""
+        return self.reason in ("idle", "stopped")
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The body of a heartbeat object (the key already carries the beat number)."""
+
+    beat: int
+    pid: int
+    host: str
+    seq: int  # the task running, or the last one run
+
+
+# ----------------------------------------------------------------------------- encodings
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles only plain data (tuples, lists, dicts, str, bytes, numbers): no class, no call."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"a crew record may not name {module}.{name}")
+
+
+def _dump(kind: str, body: tuple[Any, ...]) -> bytes:
+    return pickle.dumps((_MAGIC, PROTOCOL, kind, body), protocol=5)
+
+
+def _load(data: bytes, key: str, kinds: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
+    try:
+        magic, version, kind, body = _PlainUnpickler(io.BytesIO(data)).load()
     except Exception as exc:
+        raise CorruptObjectError(f"store object {key!r} is corrupt ({type(exc).__name__}: {exc})") from exc
+    if magic != _MAGIC or kind not in kinds or not isinstance(body, tuple):
+        raise CorruptObjectError(f"store object {key!r} is not a crew {'/'.join(kinds)} record")
+    if version != PROTOCOL:
         raise CorruptObjectError(
-            f"store object {key!r} is corrupt ({type(exc).__name__}: {exc}); the jobs it held will be retried"
-        ) from exc
-    return items
+            f"store object {key!r} speaks crew protocol {version!r}, this process speaks {PROTOCOL}:"
+            " install the same crew-core version on the controller and the workers"
+        )
+    return kind, body
 
 
-def encode_json(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":")).encode()
+def encode_task(record: TaskRecord) -> bytes:
+    """Encode a task record (:class:`Batch`, :class:`Stop` or :class:`Revoke`)."""
+    if isinstance(record, Batch):
+        calls = tuple((c.job_id, c.function, c.args) for c in record.calls)
+        return _dump("batch", (record.seq, calls, record.functions))
+    if isinstance(record, Stop):
+        return _dump("stop", (record.seq,))
+    return _dump("revoke", (record.seq, record.target))
 
 
-def decode_json(data: bytes, key: str) -> dict[str, Any]:
+def decode_task(data: bytes, key: str) -> TaskRecord:
+    """Decode :func:`encode_task`; raise :class:`CorruptObjectError` naming ``key``."""
+    kind, body = _load(data, key, ("batch", "stop", "revoke"))
     try:
-        record = json.loads(data)
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
-    except Exception as exc:
-        raise CorruptObjectError(f"store object {key!r} is corrupt: {exc}") from exc
+        if kind == "batch":
+            seq, calls, functions = body
+            record: TaskRecord = Batch(seq, tuple(Call(*c) for c in calls), functions)
+            _check_batch(record)
+        elif kind == "stop":
+            (seq,) = body
+            record = Stop(seq)
+        else:
+            seq, target = body
+            record = Revoke(seq, target)
+        if not isinstance(record.seq, int):
+            raise TypeError("seq must be an int")
+    except (TypeError, ValueError) as exc:
+        raise CorruptObjectError(f"store object {key!r} is a malformed {kind} record: {exc}") from exc
     return record
+
+
+def _check_batch(batch: Batch) -> None:
+    if not isinstance(batch.functions, dict):
+        raise TypeError("functions must be a dict")
+    for call in batch.calls:
+        if not (isinstance(call.job_id, int) and isinstance(call.args, bytes) and call.function in batch.functions):
+            raise TypeError("each call must be (int, known function digest, bytes)")
+
+
+def encode_result(record: ResultBatch) -> bytes:
+    return _dump("result", (record.seq, record.worker, record.incarnation, record.outcomes, record.returned))
+
+
+def decode_result(data: bytes, key: str) -> ResultBatch:
+    """Decode :func:`encode_result`; raise :class:`CorruptObjectError` naming ``key``."""
+    _, body = _load(data, key, ("result",))
+    try:
+        seq, worker, incarnation, outcomes, returned = body
+        record = ResultBatch(seq, worker, incarnation, tuple(outcomes), bool(returned))
+        for job_id, outcome in record.outcomes:
+            if not isinstance(job_id, int) or not isinstance(outcome, bytes):
+                raise TypeError("outcomes must be (int, bytes)")
+    except (TypeError, ValueError) as exc:
+        raise CorruptObjectError(f"store object {key!r} is a malformed result record: {exc}") from exc
+    return record
+
+
+def encode_json(record: Any) -> bytes:
+    """Encode an :class:`ExitNote` or :class:`Heartbeat` as JSON (readable by people and tools)."""
+    return json.dumps({name: getattr(record, name) for name in record.__slots__}, separators=(",", ":")).encode()
+
+
+def decode_exit(data: bytes, key: str) -> ExitNote:
+    try:
+        return ExitNote(**json.loads(data))
+    except Exception as exc:
+        raise CorruptObjectError(f"store object {key!r} is not an exit note: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- worker settings
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything a worker needs, as passed on its command line (encoded and parsed here only)."""
+
+    store: dict[str, Any]
+    crew: str
+    name: str
+    incarnation: int
+    timeout: float | None = None
+    heartbeat: float = 2.0
+    parent_pid: int | None = None
+
+    @property
+    def prefix(self) -> str:
+        return worker_prefix(self.crew, self.name, self.incarnation)
+
+    def to_args(self) -> tuple[str, ...]:
+        """The arguments of ``python -m crew_core worker``."""
+        args = [
+            "--store", json.dumps(self.store, separators=(",", ":")),
+            "--crew", self.crew,
+            "--name", self.name,
+            "--incarnation", str(self.incarnation),
+            "--heartbeat", repr(float(self.heartbeat)),
+            "--protocol", str(PROTOCOL),
+        ]  # fmt: skip
+        if self.timeout is not None:
+            args += ["--timeout", repr(float(self.timeout))]
+        if self.parent_pid is not None:
+            args += ["--parent-pid", str(self.parent_pid)]
+        return tuple(args)
+
+    @classmethod
+    def from_args(cls, args: Sequence[str]) -> WorkerSettings:
+        """Parse :meth:`to_args`; exit with status 2 and a message on bad arguments (argparse)."""
+        ns = _worker_parser().parse_args(list(args))
+        if ns.protocol != PROTOCOL:
+            raise SystemExit(
+                f"crew worker: the controller speaks crew protocol {ns.protocol}, this worker's crew-core"
+                f" speaks {PROTOCOL}; install the same crew-core version on both"
+            )
+        return cls(
+            store=json.loads(ns.store),
+            crew=ns.crew,
+            name=ns.name,
+            incarnation=ns.incarnation,
+            timeout=ns.timeout,
+            heartbeat=ns.heartbeat,
+            parent_pid=ns.parent_pid,
+        )
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _worker_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crew worker", description="Run one crew worker (started by a crew).")
+    parser.add_argument("--store", required=True, help="store spec as JSON: {name, class, config}")
+    parser.add_argument("--crew", required=True, help="id of the crew the worker serves")
+    parser.add_argument("--name", required=True, help="worker name")
+    parser.add_argument("--incarnation", type=int, required=True, help="launch number")
+    parser.add_argument("--timeout", type=_positive, default=None, help="idle timeout in seconds")
+    parser.add_argument("--heartbeat", type=_positive, default=2.0, help="seconds between heartbeats")
+    parser.add_argument("--protocol", type=int, default=PROTOCOL, help="protocol version of the controller")
+    parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process ends")
+    return parser

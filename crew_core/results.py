@@ -1,4 +1,4 @@
-"""Jobs as the controller tracks them, and the :class:`Result` a user receives."""
+"""The :class:`Result` a user receives, and the statuses a job can end with."""
 
 from __future__ import annotations
 
@@ -8,17 +8,6 @@ from typing import Any
 SUCCESS = "success"
 ERROR = "error"
 CRASH = "crash"
-
-
-@dataclass(eq=False, slots=True)
-class Job:
-    """A job the controller has accepted and not yet answered (internal bookkeeping)."""
-
-    id: int
-    payload: bytes
-    tags: frozenset[str]
-    kind: str  # module and qualified name of the function: jobs of one kind take alike time
-    tries: int = 0  # runs that ended with the worker dead
 
 
 @dataclass(slots=True)

@@ -1,15 +1,17 @@
-"""The loop that runs inside every worker: read task batches from the store, run, write results.
+"""The loop that runs inside every worker: read task batches from the store, run, answer.
 
 A worker is started with one command (``python -m crew_core worker ...``, see ``cli.py``), or by
-calling :func:`run_worker` inside an executor. It learns of work by listing its ``tasks/`` prefix
-(one request per poll) and sleeps between polls in :meth:`Store.wait`, which a store that
-notifies ends at once when the controller rings; other stores back off from the shortest to the
-longest poll interval so an idle worker costs few requests.
+calling :func:`run_worker` inside an executor. It learns of work from its task feed (one listing
+per look) and sleeps between looks in :meth:`Store.wait`, which a store that notifies ends at
+once when the controller rings; other stores back off from the shortest to the longest poll
+interval, so an idle worker costs few requests. A heartbeat thread writes a beat into the
+controller's inbox every interval while the worker has work (one in ten intervals while idle),
+and reads the feed while a job runs (prefetched batches, revokes).
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import signal
 import socket
@@ -19,16 +21,24 @@ import time
 import traceback
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from . import protocol
-from .errors import CorruptObjectError, KeyNotFoundError, StoreError
-from .serialize import dump_outcome, load_call
+from .backoff import Backoff, retry
+from .errors import KeyNotFoundError, StoreError
+from .feed import TaskFeed
+from .protocol import Batch, Call, ExitNote, Heartbeat, Outcome, ResultBatch, WorkerSettings
+from .refs import ObjectCache
+from .results import ERROR, SUCCESS
+from .serialize import FunctionTable, dump_outcome, load_args
 from .store import Store
+
+log = logging.getLogger("crew")
 
 #: Seconds a worker keeps retrying a store that fails before it gives up and exits.
 STORE_PATIENCE = 120.0
+#: An idle worker beats once every this many heartbeat intervals (it holds no job to lose).
+IDLE_BEATS = 10
 
 
 class _Terminate(BaseException):
@@ -56,8 +66,8 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def run_job(payload: bytes) -> bytes:
-    """Run one pickled call and return its pickled outcome; never raises for the job's sake."""
+def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable) -> bytes:
+    """Run one call and return its pickled outcome; never raises for the job's sake."""
     started = time.time()
     t0 = time.perf_counter()
     value: Any = None
@@ -66,7 +76,8 @@ def run_job(payload: bytes) -> bytes:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fun, args, kwargs = load_call(payload)
+            fun = table.load(call.function, functions[call.function])
+            args, kwargs = load_args(call.args)
             value = fun(*args, **kwargs)
         except _Terminate:
             raise
@@ -76,83 +87,60 @@ def run_job(payload: bytes) -> bytes:
             text = "".join(traceback.format_exception(type(exc), exc, tb))
     seconds = time.perf_counter() - t0
     messages = [str(w.message) for w in caught]
-    return dump_outcome(value, error, text, messages, seconds, started)
-
-
-@dataclass
-class WorkerSettings:
-    """Everything a worker needs, as passed on its command line."""
-
-    store: dict[str, Any]
-    crew: str
-    name: str
-    incarnation: int
-    timeout: float | None = None
-    heartbeat: float = 2.0
-    parent_pid: int | None = None
-
-    def to_args(self) -> tuple[str, ...]:
-        args = [
-            "--store", json.dumps(self.store, separators=(",", ":")),
-            "--crew", self.crew,
-            "--name", self.name,
-            "--incarnation", str(self.incarnation),
-            "--heartbeat", repr(self.heartbeat),
-        ]  # fmt: skip
-        if self.timeout is not None:
-            args += ["--timeout", repr(float(self.timeout))]
-        if self.parent_pid is not None:
-            args += ["--parent-pid", str(self.parent_pid)]
-        return tuple(args)
+    status = SUCCESS if error is None else ERROR
+    return dump_outcome(Outcome(status, value, error, text, messages, seconds, started))
 
 
 class WorkerLoop:
-    """One worker incarnation: polls its tasks, runs them in order, beats, and leaves a note."""
+    """One worker incarnation: runs its batches in order, beats, and leaves an exit note."""
 
     def __init__(self, store: Store, settings: WorkerSettings) -> None:
         self.store = store
         self.settings = settings
-        self.prefix = protocol.worker_prefix(settings.crew, settings.name, settings.incarnation)
-        self.tasks_prefix = self.prefix + "tasks/"
-        self.channel = protocol.worker_channel(settings.crew, settings.name, settings.incarnation)
+        self.channel = protocol.worker_channel(settings.prefix)
         self.controller = protocol.controller_channel(settings.crew)
-        self.last_seq = 0
+        self.feed = TaskFeed(store, settings, self._store_call)
+        self.functions = FunctionTable()
         self.beats = 0
+        self._busy = threading.Event()
         self._done = threading.Event()
         self._orphaned = threading.Event()
 
     def _store_call(self, method: Any, *args: Any) -> Any:
         """Call a store method, riding out an outage of up to :data:`STORE_PATIENCE` seconds."""
-        delay, deadline = 0.05, None
-        while True:
-            try:
-                return method(*args)
-            except KeyNotFoundError:
-                raise
-            except (StoreError, OSError) as exc:
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + STORE_PATIENCE
-                    print(f"crew worker {self.settings.name}: store failing, retrying: {exc}", file=sys.stderr)
-                if now >= deadline:
-                    raise
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, 5.0)
+
+        def first_failure(exc: BaseException) -> None:
+            print(f"crew worker {self.settings.name}: store failing, retrying: {exc}", file=sys.stderr)
+
+        return retry(
+            lambda: method(*args),
+            patience=STORE_PATIENCE,
+            retry_on=(StoreError, OSError),
+            give_up_on=(KeyNotFoundError,),
+            on_first_failure=first_failure,
+        )
 
     # ----------------------------------------------------------------- heartbeats
     def _beat(self) -> None:
         self.beats += 1
-        record = {"beat": self.beats, "pid": os.getpid(), "host": socket.gethostname(), "seq": self.last_seq}
-        self.store.put(protocol.heartbeat_key(self.prefix), protocol.encode_json(record))
+        s = self.settings
+        record = Heartbeat(self.beats, os.getpid(), socket.gethostname(), self.feed.last_started)
+        self.store.put(protocol.beat_key(s.crew, s.name, s.incarnation, self.beats), protocol.encode_json(record))
 
     def _heartbeat_thread(self) -> None:
         parent = self.settings.parent_pid
+        ticks = 0
         while not self._done.wait(self.settings.heartbeat):
+            ticks += 1
             if parent is not None and not _alive(parent):
                 self._orphaned.set()  # the controller's process is gone: nobody will read results
                 self.store.notify(self.channel)
+            busy = self._busy.is_set() or self.feed.queued
             try:
-                self._beat()
+                if busy or ticks % IDLE_BEATS == 0:
+                    self._beat()
+                if self._busy.is_set():
+                    self.feed.read()  # prefetched batches and revokes, while the job runs
             except Exception:  # a store hiccup: the next beat retries; a long outage shows as silence
                 pass
 
@@ -172,9 +160,10 @@ class WorkerLoop:
             error = "".join(traceback.format_exception(exc))
         finally:
             self._done.set()
-            record = {"reason": reason, "last_seq": self.last_seq, "error": error}
+            s = self.settings
+            note = ExitNote(reason, self.feed.last_started, error)
             try:
-                self.store.put(protocol.exit_key(self.prefix), protocol.encode_json(record))
+                self.store.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
                 self.store.notify(self.controller)
             except Exception:
                 pass
@@ -186,57 +175,54 @@ class WorkerLoop:
         # Poll with back-off even when the store notifies: a wake-up ends a wait early, but may never
         # come (the local store's pipes do not cross machines on a shared file system).
         low, high = self.store.poll_interval
+        pause = Backoff(low, high)
         timeout = self.settings.timeout
-        pause = low
         idle_since = time.monotonic()
         while True:
             if self._orphaned.is_set():
                 return "orphaned"
-            after = protocol.task_key(self.prefix, self.last_seq)
-            keys = self._store_call(self.store.list, self.tasks_prefix, after)
-            if keys:
-                if keys[-1] == protocol.stop_key(self.prefix):
+            batch = self.feed.pop()
+            if batch is None:
+                if self.feed.stopped:
                     return "stopped"
-                for key in keys:
-                    seq = protocol.seq_of(key)
-                    if seq is not None and seq > self.last_seq:
-                        self._run_batch(key, seq)
-                        self.last_seq = seq
-                idle_since = time.monotonic()
-                pause = low
+                if self.feed.read():
+                    pause.reset()
+                    continue
+                idle = time.monotonic() - idle_since
+                if timeout is not None and idle >= timeout:
+                    return "idle"
+                wait = pause.next() if timeout is None else min(pause.next(), timeout - idle)
+                self.store.wait(self.channel, wait)
                 continue
-            idle = time.monotonic() - idle_since
-            if timeout is not None and idle >= timeout:
-                return "idle"
-            wait = pause if timeout is None else min(pause, timeout - idle)
-            self.store.wait(self.channel, wait)
-            pause = min(pause * 2, high)
+            self._run_batch(batch)
+            idle_since = time.monotonic()
+            pause.reset()
 
-    def _run_batch(self, key: str, seq: int) -> None:
+    def _run_batch(self, batch: Batch) -> None:
+        self._busy.set()
         try:
-            items = protocol.decode_batch(self._store_call(self.store.get, key), key)
-        except (CorruptObjectError, KeyNotFoundError) as exc:
-            # An empty result batch tells the controller the task never ran: it retries the jobs.
-            warnings.warn(str(exc), stacklevel=1)
-            items = []
-        results = [(job_id, run_job(payload)) for job_id, payload in items]
-        self._store_call(self.store.put, protocol.result_key(self.prefix, seq), protocol.encode_batch(results))
-        self.store.notify(self.controller)
+            outcomes = tuple((call.job_id, run_call(call, batch.functions, self.functions)) for call in batch.calls)
+        finally:
+            self._busy.clear()
+        s = self.settings
+        self.feed.answer(ResultBatch(batch.seq, s.name, s.incarnation, outcomes))
 
 
 def run_worker(args: Sequence[str]) -> str:
     """Run a worker from ``crew worker`` arguments; used by the CLI and by executor workers."""
-    from .cli import parse_worker_args
     from .plugins import store_from_config
 
-    settings = parse_worker_args(args)
+    settings = WorkerSettings.from_args(args)
     try:
         store = store_from_config(settings.store)
     except Exception as exc:
         raise StoreError(f"worker {settings.name!r} cannot open its store: {exc}") from exc
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+    objects = ObjectCache(store)
+    objects.activate()
     try:
         return WorkerLoop(store, settings).run()
     finally:
+        objects.deactivate()
         store.close()

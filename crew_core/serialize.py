@@ -1,72 +1,187 @@
-"""Turning calls and outcomes into bytes (cloudpickle) with errors that say what went wrong."""
+"""Turning calls and outcomes into bytes with errors that say what went wrong.
+
+Functions and arguments travel separately. A function is pickled once and reused while it is
+unchanged (dask does the same), and workers keep unpickled functions by digest, so a stream of
+calls to one function pays for it once. Data is pickled with the C pickler when that is safe and
+with cloudpickle otherwise (lambdas, closures, anything defined in ``__main__``).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import traceback as tb_module
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 import cloudpickle
 
 from .errors import RemoteError, SerializationError
+from .protocol import Outcome
 from .results import ERROR, SUCCESS
 
+_MAIN = b"__main__"
 
-def dump_call(fun: Any, args: tuple, kwargs: dict) -> bytes:
-    """Pickle a call; raise :class:`SerializationError` at once if any part cannot travel."""
-    if not callable(fun):
-        raise TypeError(f"crew can only send callables, not {type(fun).__name__}")
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` as cloudpickle would, taking the C pickler's fast path when that is equivalent.
+
+    The C pickler saves classes and functions by reference; that is what cloudpickle does too,
+    except for those of ``__main__`` and of modules registered to go by value.
+    """
+    if not cloudpickle.list_registry_pickle_by_value():
+        try:
+            data = pickle.dumps(obj, protocol=5)
+        except Exception:
+            pass
+        else:
+            if _MAIN not in data:
+                return data
+    return cloudpickle.dumps(obj, protocol=5)
+
+
+def digest(data: bytes) -> str:
+    """The content address of some bytes (hex, 32 characters)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+# ----------------------------------------------------------------------------- the controller side
+class FunctionCache:
+    """Pickled functions, reused while the function and what it reads by value are unchanged."""
+
+    def __init__(self) -> None:
+        self._by_function: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], str, bytes, str]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @staticmethod
+    def _fingerprint(fun: Any) -> tuple[int, ...]:
+        """Identities of what a by-value pickle captures: rebinding a global it reads changes it."""
+        code = getattr(fun, "__code__", None)
+        if code is None:
+            return ()
+        namespace = getattr(fun, "__globals__", {})
+        ids = [id(namespace.get(name)) for name in code.co_names]
+        ids += [id(cell.cell_contents) for cell in fun.__closure__ or () if _filled(cell)]
+        ids.append(id(fun.__defaults__))
+        ids.append(id(fun.__kwdefaults__))
+        return tuple(ids)
+
+    def dump(self, fun: Any) -> tuple[str, bytes, str]:
+        """``(digest, pickled function, kind)``; raise :class:`SerializationError` if it cannot travel.
+
+        The kind (module and qualified name) groups jobs whose durations are alike.
+        """
+        try:
+            fingerprint = self._fingerprint(fun)
+            cached = self._by_function.get(fun)
+        except TypeError:  # builtins and callables without weak references: no cache
+            fingerprint, cached = (), None
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1], cached[2], cached[3]
+        try:
+            data = dumps(fun)
+        except Exception as exc:
+            raise _unpicklable(fun, "function", exc) from exc
+        key = digest(data)
+        kind = f"{getattr(fun, '__module__', '')}.{getattr(fun, '__qualname__', type(fun).__qualname__)}"
+        try:
+            self._by_function[fun] = (fingerprint, key, data, kind)
+        except TypeError:
+            pass
+        return key, data, kind
+
+
+def _filled(cell: Any) -> bool:
     try:
-        return cloudpickle.dumps((fun, args, kwargs), protocol=5)
+        cell.cell_contents  # noqa: B018
+    except ValueError:  # an empty cell: a closure variable not assigned yet
+        return False
+    return True
+
+
+def _unpicklable(fun: Any, part: str, exc: BaseException) -> SerializationError:
+    return SerializationError(
+        f"cannot send {getattr(fun, '__qualname__', fun)!r}: its {part} cannot be pickled"
+        f" ({type(exc).__name__}: {exc}). Pass data the worker can rebuild (paths, plain"
+        " values) or create the object inside the function."
+    )
+
+
+def dump_args(fun: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """Pickle a call's arguments; raise :class:`SerializationError` naming the part that fails."""
+    try:
+        return dumps((args, kwargs))
     except Exception as exc:
-        part = "call"
-        for name, obj in (("function", fun), ("positional arguments", args), ("keyword arguments", kwargs)):
-            try:
-                cloudpickle.dumps(obj, protocol=5)
-            except Exception:
-                part = name
-                break
-        raise SerializationError(
-            f"cannot send {getattr(fun, '__qualname__', fun)!r}: its {part} cannot be pickled"
-            f" ({type(exc).__name__}: {exc}). Pass data the worker can rebuild (paths, plain"
-            " values) or create the object inside the function."
-        ) from exc
+        part = "positional arguments"
+        try:
+            cloudpickle.dumps(args, protocol=5)
+        except Exception:
+            pass
+        else:
+            part = "keyword arguments"
+        raise _unpicklable(fun, part, exc) from exc
 
 
-def load_call(payload: bytes) -> tuple[Any, tuple, dict]:
-    return cloudpickle.loads(payload)
+# ----------------------------------------------------------------------------- the worker side
+class FunctionTable:
+    """Unpickled functions by digest, most recently used kept (a worker's warm cache)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._functions: OrderedDict[str, Any] = OrderedDict()
+        self._size = size
+
+    def load(self, key: str, data: bytes) -> Any:
+        fun = self._functions.get(key)
+        if fun is None:
+            if digest(data) != key:
+                raise SerializationError(f"function {key} does not match its digest: the task was altered")
+            fun = self._functions[key] = cloudpickle.loads(data)
+            if len(self._functions) > self._size:
+                self._functions.popitem(last=False)
+        else:
+            self._functions.move_to_end(key)
+        return fun
 
 
-def dump_outcome(
-    value: Any,
-    error: BaseException | None,
-    traceback: str,
-    warnings: list[str],
-    seconds: float,
-    started: float,
-) -> bytes:
+def load_args(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args, kwargs = cloudpickle.loads(data)
+    return args, kwargs
+
+
+def dump_outcome(outcome: Outcome) -> bytes:
     """Pickle what a job did; a value or error that cannot be pickled becomes an error outcome."""
-    status = SUCCESS if error is None else ERROR
+    fields = (outcome.value, outcome.error, outcome.traceback, outcome.warnings, outcome.seconds, outcome.started)
     try:
-        return cloudpickle.dumps((status, value, error, traceback, warnings, seconds, started), protocol=5)
+        return dumps((outcome.status, *fields))
     except Exception as exc:
+        error = outcome.error
+        text = outcome.traceback
         if error is None:
+            value_type = type(outcome.value)
             error = SerializationError(
-                f"the job returned a {type(value).__module__}.{type(value).__qualname__} that"
+                f"the job returned a {value_type.__module__}.{value_type.__qualname__} that"
                 f" cannot be pickled ({type(exc).__name__}: {exc}); return plain data instead"
             )
-            traceback = "".join(tb_module.format_exception(exc))
+            text = "".join(tb_module.format_exception(exc))
         else:
             error = RemoteError(f"{type(error).__qualname__}: {error}")
-        return cloudpickle.dumps((ERROR, None, error, traceback, warnings, seconds, started), protocol=5)
+        return cloudpickle.dumps(
+            (ERROR, None, error, text, outcome.warnings, outcome.seconds, outcome.started), protocol=5
+        )
 
 
-def load_outcome(data: bytes) -> tuple:
+def load_outcome(data: bytes) -> Outcome:
     """Unpickle an outcome; one that cannot be rebuilt here becomes an error outcome."""
     try:
-        return cloudpickle.loads(data)
+        status, value, error, text, warnings, seconds, started = cloudpickle.loads(data)
     except Exception as exc:
         error = SerializationError(
             f"the job's outcome cannot be unpickled in the controller ({type(exc).__name__}:"
             f" {exc}); is the module that defines its type importable here?"
         )
-        return (ERROR, None, error, "", [], 0.0, None)
+        return Outcome(ERROR, error=error)
+    if status not in (SUCCESS, ERROR):
+        return Outcome(ERROR, error=SerializationError(f"the job's outcome has an unknown status {status!r}"))
+    return Outcome(status, value, error, text, warnings, seconds, started)

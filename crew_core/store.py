@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
@@ -57,6 +56,9 @@ class Store(ABC):
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 2.0)
     #: Seconds between a worker's heartbeats (one ``put`` each) unless the crew sets its own.
     heartbeat_interval: ClassVar[float] = 2.0
+    #: How many requests the controller makes at once (reads of results, writes for different
+    #: workers). Remote stores gain from several; a local one is faster with 1.
+    request_concurrency: ClassVar[int] = 8
     #: Backend requests made by every store of this class in this process, by operation, for
     #: stores whose requests cost money (they call :meth:`count`); each subclass has its own.
     requests: ClassVar[Counter[str]] = Counter()
@@ -116,17 +118,33 @@ class Store(ABC):
         self.delete(self.list(prefix))
 
     def notify(self, channel: str) -> None:
-        """Wake whoever waits on ``channel``. A hint only: it may be lost, and by default it is."""
+        """Wake whoever waits on ``channel``. A hint only: it may be lost.
+
+        The default wakes waiters in this process only (the controller's own threads); a store
+        with :attr:`notifies` set wakes other processes too.
+        """
+        event = self._channels().get(channel)
+        if event is not None:
+            event.set()
 
     def wait(self, channel: str, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds or until ``channel`` is notified; True if notified.
 
         The first call on a channel starts listening; a caller must look at the store after it,
-        since notifications sent before it are lost. The default just sleeps.
+        since notifications sent before it are lost. The default hears notifications sent in
+        this process and otherwise just sleeps.
         """
-        if timeout > 0:
-            time.sleep(timeout)
-        return False
+        event = self._channels().setdefault(channel, threading.Event())
+        rung = event.wait(timeout) if timeout > 0 else event.is_set()
+        event.clear()
+        return rung
+
+    def _channels(self) -> dict[str, threading.Event]:
+        # Created on first use: subclasses need not call Store.__init__.
+        channels = self.__dict__.get("_in_process_channels")
+        if channels is None:
+            channels = self.__dict__.setdefault("_in_process_channels", {})
+        return channels
 
     def set_poll_interval(self, value: tuple[float, float] | list[float] | None) -> None:
         """Override :attr:`poll_interval` for this instance (a store option); None keeps the default.

@@ -1,20 +1,21 @@
-"""The :class:`Worker` base class: how a backend starts, checks and stops one worker process.
+"""The :class:`Worker` base class that backend plugins subclass: start, check and stop one process.
 
 A backend implements three verbs — :meth:`Worker.start`, :meth:`Worker.is_running` and
 :meth:`Worker.kill` — and may override :meth:`Worker.running` to check many workers in one call.
 The crew does everything else: job assignment, heartbeats, restarts and shutdown requests all go
-through the store, so a backend never sees a job.
+through the store, so a backend never sees a job. Users do not call these methods: they get a
+:class:`~crew_core.handle.WorkerHandle` in ``crew.workers`` (its ``backend`` is this object).
+
+The crew calls these methods from its background threads, possibly at the same time for
+different workers of one class, so a backend keeps per-worker state on the instance.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
-
-if TYPE_CHECKING:
-    from .crew import Crew
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ def as_tags(tags: str | Iterable[str] | None) -> frozenset[str]:
         return frozenset()
     if isinstance(tags, str):
         return frozenset((tags,))
+    if isinstance(tags, Mapping | bytes) or not isinstance(tags, Iterable):
+        raise TypeError(f"tags must be a string or an iterable of strings, not {type(tags).__name__}")
     result = frozenset(tags)
     for tag in result:
         if not isinstance(tag, str):
@@ -62,7 +65,6 @@ class Worker(ABC):
         self.name = name
         self.tags = as_tags(tags)
         self.timeout = timeout
-        self._crew: Crew | None = None
 
     # ----------------------------------------------------------------- what a backend implements
     @abstractmethod
@@ -128,36 +130,6 @@ class Worker(ABC):
 
     def close(self) -> None:
         """Release backend resources once the worker is down for good (dismissed, crew closed)."""
-
-    # ----------------------------------------------------------------- what a user calls
-    def _require_crew(self) -> Crew:
-        if self._crew is None:
-            raise RuntimeError(f"worker {self.name!r} belongs to no crew; use Crew.recruit()")
-        return self._crew
-
-    def up(self) -> bool:
-        """True while the worker is launched and has not ended (starting counts as up)."""
-        return self._require_crew()._worker_up(self)
-
-    def busy(self) -> bool:
-        """True while the worker holds jobs (running, queued for it, or held while stuck)."""
-        return self._require_crew()._worker_busy(self)
-
-    def stuck(self) -> bool:
-        """True when the worker is down but still holds jobs: :meth:`restart` runs them again."""
-        return self._require_crew()._worker_stuck(self)
-
-    def launch(self) -> None:
-        """Start the worker if it is down (jobs will find it; idle timeout ends it)."""
-        self._require_crew()._launch_worker(self)
-
-    def restart(self) -> None:
-        """Relaunch a stuck worker so that the jobs it held run again."""
-        self._require_crew()._restart_worker(self)
-
-    def shutdown(self) -> None:
-        """Ask the worker to stop through the store (killed if it does not answer in time)."""
-        self._require_crew()._request_stop(self)
 
     def __repr__(self) -> str:
         tags = ", ".join(sorted(self.tags))

@@ -151,9 +151,9 @@ def test_with_block_leaves_no_worker_process(make_crew):
         workers = crew.recruit(workers=3)
         crew.send(jobs.sleep_then, args=(60,))  # busy when the block ends
         crew.launch()
-        pids = [w.pid for w in workers]
+        pids = [w.backend.pid for w in workers]
     for worker, pid in zip(workers, pids, strict=True):
-        assert pid is not None and worker.returncode is not None  # ended and reaped
+        assert pid is not None and worker.backend.returncode is not None  # ended and reaped
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
 

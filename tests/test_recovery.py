@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import crew_core.crew
 from crew_core import StoreError, WorkerLaunchError
 from crew_core.testing import jobs, wait_for
 from crew_local import LocalStore, SubprocessWorker
@@ -45,8 +44,7 @@ class FlakyStart(SubprocessWorker):
         super().start(launch)
 
 
-def test_a_failed_automatic_restart_is_tried_again(make_crew, tmp_path, monkeypatch):
-    monkeypatch.setattr(crew_core.crew, "RESTART_RETRY", 0.1)
+def test_a_failed_automatic_restart_is_tried_again(make_crew, tmp_path):
     crew = make_crew(worker_classes=[FlakyStart])
     [worker] = crew.recruit(workers=1)
     job = crew.send(jobs.die_once, args=(str(tmp_path / "marker"),))
@@ -58,12 +56,12 @@ def test_a_failed_automatic_restart_is_tried_again(make_crew, tmp_path, monkeypa
 
 
 class FailsOneTaskWrite(LocalStore):
-    """Fails the write of the second task of a worker's second launch, once."""
+    """Fails the first task write for a worker's second launch, once."""
 
     failed = False
 
     def put(self, key, data):
-        if not self.failed and key.endswith("/2/tasks/000000000002"):
+        if not self.failed and "/workers/subprocess-1/2/" in key:
             self.failed = True
             raise StoreError("simulated write failure")
         super().put(key, data)
@@ -137,6 +135,6 @@ def test_a_failed_group_launch_stops_every_started_worker_even_if_a_kill_fails(m
     with pytest.raises(WorkerLaunchError, match="quota exceeded") as caught:
         crew.launch()
     assert any("kill throttled" in note for note in caught.value.__notes__)
-    assert not workers[1].is_running()  # the second was stopped although the first refused
-    workers[0].kill()
-    assert not any(w.is_running() for w in workers)
+    assert not workers[1].backend.is_running()  # the second was stopped although the first refused
+    workers[0].backend.kill()
+    assert not any(w.backend.is_running() for w in workers)

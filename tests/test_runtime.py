@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from crew_core import StoreError, protocol, runtime
-from crew_core.runtime import WorkerLoop, WorkerSettings
-from crew_core.serialize import dump_call, load_outcome
+from crew_core.protocol import Batch, Call, Revoke, Stop, WorkerSettings
+from crew_core.runtime import WorkerLoop
+from crew_core.serialize import FunctionCache, dump_args, load_outcome
 from crew_core.testing import jobs
 from crew_local import LocalStore
 
@@ -31,49 +32,69 @@ def store(tmp_path):
 
 
 SETTINGS = WorkerSettings(store={}, crew="c", name="w", incarnation=1, timeout=0.2, heartbeat=0.05)
-PREFIX = protocol.worker_prefix("c", "w", 1)
+PREFIX = SETTINGS.prefix
 
 
 def give(store, seq, *calls):
-    items = [(n, dump_call(fun, args, {})) for n, (fun, args) in enumerate(calls, start=1)]
-    store.put(protocol.task_key(PREFIX, seq), protocol.encode_batch(items))
+    cache = FunctionCache()
+    functions, items = {}, []
+    for job_id, (fun, args) in enumerate(calls, start=seq * 100):
+        digest, data, _ = cache.dump(fun)
+        functions[digest] = data
+        items.append(Call(job_id, digest, dump_args(fun, args, {})))
+    store.put(protocol.task_key(PREFIX, seq), protocol.encode_task(Batch(seq, tuple(items), functions)))
+
+
+def answer(store, seq):
+    key = protocol.result_key("c", seq)
+    return protocol.decode_result(store.get(key), key)
 
 
 def outcomes(store, seq):
-    key = protocol.result_key(PREFIX, seq)
-    return [load_outcome(data) for _, data in protocol.decode_batch(store.get(key), key)]
+    return [load_outcome(data) for _, data in answer(store, seq).outcomes]
 
 
 def exit_note(store):
-    key = protocol.exit_key(PREFIX)
-    return protocol.decode_json(store.get(key), key)
+    key = protocol.exit_key("c", "w", 1)
+    return protocol.decode_exit(store.get(key), key)
 
 
 def test_runs_batches_in_order_and_leaves_an_exit_note(store):
     give(store, 1, (jobs.double, (1,)), (jobs.double, (2,)))
-    give(store, 2, (jobs.fail, ("no",)))
+    give(store, 3, (jobs.fail, ("no",)))
     assert WorkerLoop(store, SETTINGS).run() == "idle"
-    assert [o[1] for o in outcomes(store, 1)] == [2, 4]
-    [failed] = outcomes(store, 2)
-    assert failed[0] == "error" and isinstance(failed[2], ValueError)
-    assert exit_note(store) == {"reason": "idle", "last_seq": 2, "error": None}
-    heartbeat = protocol.decode_json(store.get(protocol.heartbeat_key(PREFIX)), "hb")
-    assert heartbeat["beat"] >= 1 and heartbeat["seq"] in (0, 1, 2)
+    assert [o.value for o in outcomes(store, 1)] == [2, 4]
+    [failed] = outcomes(store, 3)
+    assert failed.status == "error" and isinstance(failed.error, ValueError)
+    assert exit_note(store) == protocol.ExitNote("idle", 3, None)
+    beats = [k for k in store.list("c/inbox/") if "/beat.w.1." in k]
+    assert beats and all(protocol.parse_inbox_key(k).kind == "beat" for k in beats)
 
 
 def test_a_stop_request_ends_the_worker_before_unstarted_tasks(store):
     give(store, 1, (jobs.double, (1,)))
-    store.put(protocol.stop_key(PREFIX), b"")
+    store.put(protocol.task_key(PREFIX, 2), protocol.encode_task(Stop(2)))
     assert WorkerLoop(store, SETTINGS).run() == "stopped"
-    assert exit_note(store)["last_seq"] == 0  # the controller requeues task 1 uncharged
-    assert store.list(PREFIX + "results/") == []
+    assert exit_note(store).last_seq == 0  # the controller requeues task 1 uncharged
+    assert [k for k in store.list("c/inbox/") if protocol.parse_inbox_key(k).kind == "result"] == []
+
+
+def test_a_revoked_batch_is_handed_back_unrun(store, tmp_path):
+    marker = tmp_path / "ran"
+    give(store, 1, (jobs.double, (1,)))
+    give(store, 2, (jobs.touch_then_sleep, (str(marker), 0)))
+    store.put(protocol.task_key(PREFIX, 3), protocol.encode_task(Revoke(3, 2)))
+    assert WorkerLoop(store, SETTINGS).run() == "idle"
+    assert [o.value for o in outcomes(store, 1)] == [2]
+    assert answer(store, 2).returned and answer(store, 2).outcomes == ()
+    assert not marker.exists()
 
 
 def test_the_worker_rides_out_a_short_store_outage(store):
     give(store, 1, (jobs.double, (21,)))
     store.failures = 3
     assert WorkerLoop(store, SETTINGS).run() == "idle"
-    assert outcomes(store, 1)[0][1] == 42
+    assert outcomes(store, 1)[0].value == 42
 
 
 def test_the_worker_gives_up_on_a_store_that_stays_down(store, monkeypatch):
@@ -82,8 +103,24 @@ def test_the_worker_gives_up_on_a_store_that_stays_down(store, monkeypatch):
     assert WorkerLoop(store, SETTINGS).run() == "error"
 
 
-def test_a_corrupt_task_gives_an_empty_result_batch(store):
+def test_a_corrupt_task_gives_an_empty_answer(store, caplog):
     store.put(protocol.task_key(PREFIX, 1), b"not a batch")
-    with pytest.warns(UserWarning, match="corrupt"):
-        assert WorkerLoop(store, SETTINGS).run() == "idle"
-    assert outcomes(store, 1) == []  # the controller retries the jobs it had put there
+    assert WorkerLoop(store, SETTINGS).run() == "idle"
+    assert answer(store, 1).outcomes == ()  # the controller retries the jobs it had put there
+    assert "cannot be read" in caplog.text
+
+
+def test_a_record_from_another_protocol_version_is_refused_by_name():
+    data = protocol.encode_task(Stop(1)).replace(b"\x02", b"\x07", 1)
+    with pytest.raises(protocol.CorruptObjectError):
+        protocol.decode_task(data, "k")
+    with pytest.raises(SystemExit, match="protocol 1"):
+        WorkerSettings.from_args([*SETTINGS.to_args(), "--protocol", "1"])
+
+
+def test_records_never_unpickle_classes():
+    import pickle
+
+    evil = pickle.dumps((b"crew", protocol.PROTOCOL, "stop", (OSError("x"),)))
+    with pytest.raises(protocol.CorruptObjectError, match="may not name"):
+        protocol.decode_task(evil, "k")

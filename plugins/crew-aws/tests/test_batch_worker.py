@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -73,12 +74,12 @@ def test_the_readme_example_runs_jobs_with_values_errors_and_warnings(crew, opti
 def test_a_batch_job_killed_mid_job_is_relaunched_and_the_job_reruns(crew, options, batch):
     [worker] = crew.recruit(workers=1, **options)
     job = crew.send(jobs.sleep_then, args=(1.5, "second attempt"))
-    first = worker.job_id
+    first = wait_for(lambda: worker.backend.job_id, what="the job to be submitted")  # send launches in the background
     batch.wait_status(first, ("RUNNING",))
     batch.kill(first)  # a spot reclaim
     result = crew.receive(timeout=120)
     assert (result.id, result.value, result.tries) == (job, "second attempt", 2)
-    assert batch.jobs[first].status == "FAILED" and worker.job_id != first
+    assert batch.jobs[first].status == "FAILED" and worker.backend.job_id != first
 
 
 def test_idle_timeout_ends_the_batch_job_succeeded(crew, options, batch):
@@ -86,7 +87,7 @@ def test_idle_timeout_ends_the_batch_job_succeeded(crew, options, batch):
     crew.send(jobs.double, args=(3,))
     assert crew.receive(timeout=120).value == 6
     wait_for(lambda: not worker.up(), timeout=60, what="the idle worker to leave")
-    assert batch.wait_status(worker.job_id, ("SUCCEEDED", "FAILED")) == "SUCCEEDED"
+    assert batch.wait_status(worker.backend.job_id, ("SUCCEEDED", "FAILED")) == "SUCCEEDED"
 
 
 def test_shutdown_goes_through_the_store_and_terminate_is_the_fallback(bucket, options, batch, tmp_path):
@@ -96,9 +97,9 @@ def test_shutdown_goes_through_the_store_and_terminate_is_the_fallback(bucket, o
         started = tmp_path / "started"
         crew.send(jobs.touch_then_sleep, args=(str(started), 60))
         wait_for(started.exists, what="the job to start")
-        batch.wait_status(idle.job_id, ("RUNNING",))
-        batch.wait_status(busy.job_id, ("RUNNING",))
-        first = {w.name: w.job_id for w in (idle, busy)}
+        batch.wait_status(idle.backend.job_id, ("RUNNING",))
+        batch.wait_status(busy.backend.job_id, ("RUNNING",))
+        first = {w.name: w.backend.job_id for w in (idle, busy)}
         crew.shutdown(idle_only=False)  # the busy worker's job goes back to the backlog, uncharged
         for job_id in first.values():  # the crew kills the one that does not answer when it polls
             wait_for(lambda job_id=job_id: crew.receivable() or batch.jobs[job_id].status in ("SUCCEEDED", "FAILED"))
@@ -109,16 +110,18 @@ def test_shutdown_goes_through_the_store_and_terminate_is_the_fallback(bucket, o
     assert sorted(j.status for j in stopped) == ["FAILED", "SUCCEEDED"]  # the idle one left on request
 
 
-def test_launching_many_workers_is_concurrent_and_status_is_batched(bucket, options):
+def test_launching_many_workers_is_concurrent_and_status_is_batched(bucket, options, monkeypatch):
+    monkeypatch.setattr(BatchWorker, "status_interval", 3600)  # no status check of the crew's own meanwhile
     with BatchControlPlane(start_delay=300) as queued:  # no capacity: jobs wait RUNNABLE, as on a busy queue
         queued.create_queue("crew-queue")
         queued.register_definition("crew-worker")
         with Crew(store=f"s3://{bucket}/crews/many", worker_classes=["aws-batch"]) as crew:
             workers = crew.recruit(workers=120, **{**options, "endpoint_url": queued.endpoint})
             crew.launch()
-            assert len({w.job_id for w in workers}) == 120 and all(w.job_id in queued.jobs for w in workers)
+            assert len({w.backend.job_id for w in workers}) == 120
+            assert all(w.backend.job_id in queued.jobs for w in workers)
             before = sum(1 for op, _ in queued.requests if op == "describejobs")
-            assert all(BatchWorker.running(workers).values())
+            assert all(BatchWorker.running([w.backend for w in workers]).values())
             calls = [body for op, body in queued.requests if op == "describejobs"][before:]
             assert [len(body["jobs"]) for body in calls] == [100, 20]
             assert sum(1 for op, _ in queued.requests if op == "describejobqueues") == 1  # once per queue
@@ -139,8 +142,10 @@ def test_bad_settings_fail_at_launch_and_create_nothing(crew, options, batch, ch
     crew.recruit(workers=3, **{**options, **change})
     with pytest.raises(WorkerLaunchError, match=message):
         crew.launch()
-    with pytest.raises(WorkerLaunchError, match=message):
-        crew.send(jobs.double, args=(1,))
+    job = crew.send(jobs.double, args=(1,))  # accepted; its launches fail until it gives up
+    result = crew.receive(timeout=60)
+    assert (result.id, result.status) == (job, "error") and isinstance(result.error, WorkerLaunchError)
+    assert re.search(message, str(result.error))
     assert batch.jobs == {} and crew.receive() is None
 
 
@@ -164,7 +169,7 @@ def test_a_failed_submission_in_a_group_terminates_the_rest(crew, options, batch
     real = BatchWorker.submit_request
 
     def refuse_third(self, launch):
-        if self is workers[2]:
+        if self is workers[2].backend:
             return {**real(self, launch), "jobName": "bad name!"}
         return real(self, launch)
 
@@ -211,17 +216,17 @@ def test_request_shapes_are_accepted_by_motos_batch(s3_endpoint):
             tags={"gpu"}, endpoint_url=s3_endpoint, region=region,
         )  # fmt: skip
         crew.launch()
-        [job] = client.describe_jobs(jobs=[worker.job_id])["jobs"]
+        [job] = client.describe_jobs(jobs=[worker.backend.job_id])["jobs"]
         assert job["jobName"] == f"crew-{worker.name}"
         assert job["container"]["command"][1:4] == ["-m", "crew_core", "worker"]
         assert job["tags"]["crew:tag:gpu"] == "true"
-        worker.kill()  # TerminateJob accepted
+        worker.backend.kill()  # TerminateJob accepted
 
 
 def test_job_definition_revisions_and_batch_minimums(crew, options, batch):
     [pinned] = crew.recruit(workers=1, **{**options, "job_definition": "crew-worker:1"})
     pinned.launch()
-    assert batch.jobs[pinned.job_id].definition["revision"] == 1
+    assert batch.jobs[pinned.backend.job_id].definition["revision"] == 1
     [missing] = crew.recruit(workers=1, **{**options, "job_definition": "crew-worker:9"})
     with pytest.raises(WorkerLaunchError, match="'crew-worker:9' does not exist"):
         missing.launch()

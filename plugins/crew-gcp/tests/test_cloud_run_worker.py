@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -64,12 +65,12 @@ def test_the_readme_example_runs_jobs_with_values_errors_and_warnings(crew, opti
 def test_an_execution_killed_mid_job_is_relaunched_and_the_job_reruns(crew, options, cloud_run):
     [worker] = crew.recruit(workers=1, **options)
     job = crew.send(jobs.sleep_then, args=(1.5, "second attempt"))
-    first = worker.execution
+    first = wait_for(lambda: worker.backend.execution, what="the execution to start")  # launched in the background
     cloud_run.wait_state(first, ("RUNNING",))
     cloud_run.kill(first)
     result = crew.receive(timeout=120)
     assert (result.id, result.value, result.tries) == (job, "second attempt", 2)
-    assert cloud_run.executions[first].state == "FAILED" and worker.execution != first
+    assert cloud_run.executions[first].state == "FAILED" and worker.backend.execution != first
 
 
 def test_idle_timeout_ends_the_execution_succeeded(crew, options, cloud_run):
@@ -77,19 +78,21 @@ def test_idle_timeout_ends_the_execution_succeeded(crew, options, cloud_run):
     crew.send(jobs.double, args=(3,))
     assert crew.receive(timeout=120).value == 6
     wait_for(lambda: not worker.up(), timeout=60, what="the idle worker to leave")
-    assert cloud_run.wait_state(worker.execution, ("SUCCEEDED", "FAILED")) == "SUCCEEDED"
+    assert cloud_run.wait_state(worker.backend.execution, ("SUCCEEDED", "FAILED")) == "SUCCEEDED"
 
 
-def test_status_of_many_workers_is_one_list_call_per_job(crew, options, cloud_run):
+def test_status_of_many_workers_is_one_list_call_per_job(crew, options, cloud_run, monkeypatch):
+    monkeypatch.setattr(CloudRunWorker, "status_interval", 3600)  # no status check of the crew's own meanwhile
     workers = crew.recruit(workers=5, **options)
     crew.launch()
     before = len(cloud_run.requests)
-    assert all(CloudRunWorker.running(workers).values())
+    assert all(CloudRunWorker.running([w.backend for w in workers]).values())
     calls = cloud_run.requests[before:]
     assert calls == [("GET", f"/v2/{JOB}/executions")]
 
 
-def test_status_pages_through_executions_and_stops_once_all_are_seen(crew, options, cloud_run):
+def test_status_pages_through_executions_and_stops_once_all_are_seen(crew, options, cloud_run, monkeypatch):
+    monkeypatch.setattr(CloudRunWorker, "status_interval", 3600)  # only exit notes prompt the crew's own checks
     cloud_run.list_page_size = 2
     older = crew.recruit(workers=3, timeout=0.2, tags={"old"}, **options)
     crew.launch()
@@ -97,9 +100,9 @@ def test_status_pages_through_executions_and_stops_once_all_are_seen(crew, optio
     workers = crew.recruit(workers=3, tags={"new"}, **options)
     crew.launch(tags="new")
     before = len(cloud_run.requests)
-    assert all(CloudRunWorker.running(workers).values())  # newest first: two pages hold all three
+    assert all(CloudRunWorker.running([w.backend for w in workers]).values())  # newest first: two pages hold all three
     assert cloud_run.requests[before:] == [("GET", f"/v2/{JOB}/executions")] * 2
-    assert not any(CloudRunWorker.running(older).values())  # found on later pages
+    assert not any(CloudRunWorker.running([w.backend for w in older]).values())  # found on later pages
 
 
 def test_an_unanswered_stop_is_followed_by_cancel_execution(bucket, options, cloud_run, tmp_path):
@@ -108,7 +111,7 @@ def test_an_unanswered_stop_is_followed_by_cancel_execution(bucket, options, clo
         started = tmp_path / "started"
         crew.send(jobs.touch_then_sleep, args=(str(started), 60))
         wait_for(started.exists, what="the job to start")
-        first = worker.execution
+        first = worker.backend.execution
         crew.shutdown(idle_only=False)
         wait_for(lambda: crew.receivable() or cloud_run.executions[first].state == "CANCELLED", what="cancelled")
     assert ("POST", f"/v2/{first}:cancel") in cloud_run.requests
@@ -120,7 +123,7 @@ def test_crew_creates_the_job_from_an_image(crew, cloud_run):
     [worker] = crew.recruit(workers=1, **options)
     crew.send(jobs.double, args=(21,))
     assert crew.receive(timeout=120).value == 42
-    job = cloud_run.jobs[worker.job]
+    job = cloud_run.jobs[worker.backend.job]
     container = job["template"]["template"]["containers"][0]
     assert container["image"] == "example/crew:1" and container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
     crew.recruit(workers=1, **{**options, "memory": "8Gi"})  # another job: settings differ
@@ -140,8 +143,10 @@ def test_bad_settings_fail_at_launch_and_create_nothing(crew, options, cloud_run
     crew.recruit(workers=2, **{**options, **change})
     with pytest.raises(WorkerLaunchError, match=message):
         crew.launch()
-    with pytest.raises(WorkerLaunchError, match=message):
-        crew.send(jobs.double, args=(1,))
+    job = crew.send(jobs.double, args=(1,))  # accepted; its launches fail until it gives up
+    result = crew.receive(timeout=60)
+    assert (result.id, result.status) == (job, "error") and isinstance(result.error, WorkerLaunchError)
+    assert re.search(message, str(result.error))
     assert cloud_run.executions == {} and crew.receive() is None
 
 
@@ -165,19 +170,20 @@ def test_a_named_job_is_updated_when_the_image_changes(crew, cloud_run):
     options = {"job": "crew-custom", "project": "crew-test", "region": "us-central1", "python": sys.executable,
                "api_endpoint": cloud_run.endpoint}  # fmt: skip
     [first] = crew.recruit(workers=1, image="example/crew:1", **options)
-    first.ensure_job()
-    assert cloud_run.jobs[first.job]["generation"] == "1"
-    cloud_run.jobs[first.job]["template"]["template"]["serviceAccount"] = "crew@crew-test.iam.gserviceaccount.com"
-    first.ensure_job()  # nothing differs: no update
-    assert cloud_run.jobs[first.job]["generation"] == "1"
+    first.backend.ensure_job()
+    assert cloud_run.jobs[first.backend.job]["generation"] == "1"
+    account = "crew@crew-test.iam.gserviceaccount.com"
+    cloud_run.jobs[first.backend.job]["template"]["template"]["serviceAccount"] = account
+    first.backend.ensure_job()  # nothing differs: no update
+    assert cloud_run.jobs[first.backend.job]["generation"] == "1"
     [second] = crew.recruit(workers=1, image="example/crew:2", cpu="1", **options)
-    second.ensure_job()
-    job = cloud_run.jobs[second.job]
+    second.backend.ensure_job()
+    job = cloud_run.jobs[second.backend.job]
     assert job["generation"] == "2" and job["template"]["template"]["containers"][0]["image"] == "example/crew:2"
     assert job["template"]["template"]["serviceAccount"] == "crew@crew-test.iam.gserviceaccount.com"  # kept
     job["template"]["template"]["containers"][0]["resources"]["limits"]["cpu"] = "1000m"  # as Cloud Run reports
-    second.ensure_job()
-    assert cloud_run.jobs[second.job]["generation"] == "2"  # "1" and "1000m" are the same
+    second.backend.ensure_job()
+    assert cloud_run.jobs[second.backend.job]["generation"] == "2"  # "1" and "1000m" are the same
 
 
 def test_an_execution_that_fails_to_start_is_retried(crew, options, cloud_run):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
 from crew_core import Launch, Worker, WorkerLaunchError
 from crew_core.runtime import run_worker
+
+_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+_CONTEXT = multiprocessing.get_context(_METHOD)
 
 
 class ExecutorWorker(Worker):
@@ -34,30 +39,37 @@ class ExecutorWorker(Worker):
     ) -> None:
         super().__init__(name, tags=tags, timeout=timeout)
         self.executor = executor
-        self._own: ProcessPoolExecutor | None = None
+        self._own: ProcessPoolExecutor | None = None  # kept warm from one incarnation to the next
         self._future: Future[str] | Any = None
+        self._lock = threading.Lock()  # the crew calls start, is_running and kill from several threads
 
     def start(self, launch: Launch) -> None:
-        executor = self.executor
-        args = list(launch.args)
-        if executor is None:
-            self._own = executor = ProcessPoolExecutor(max_workers=1)
-            args += ["--parent-pid", str(os.getpid())]
-        try:
-            self._future = executor.submit(run_worker, args)
-        except Exception as exc:
-            raise WorkerLaunchError(f"executor {executor!r} refused worker {self.name!r}: {exc}") from exc
+        with self._lock:
+            executor = self.executor
+            args = list(launch.args)
+            if executor is None:
+                if self._own is not None and getattr(self._own, "_broken", False):  # its process died
+                    self._own.shutdown(wait=False, cancel_futures=True)
+                    self._own = None
+                if self._own is None:
+                    # forkserver, not fork: a forked copy of a controller whose threads hold locks can deadlock.
+                    self._own = ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT)
+                executor = self._own
+                args += ["--parent-pid", str(os.getpid())]
+            try:
+                self._future = executor.submit(run_worker, args)
+            except Exception as exc:
+                raise WorkerLaunchError(f"executor {executor!r} refused worker {self.name!r}: {exc}") from exc
 
     def is_running(self) -> bool:
-        running = self._future is not None and not self._future.done()
-        if not running and self._own is not None:
-            self.close()  # the loop ended (idle timeout, stop): free its pool process now
-        return running
+        future = self._future
+        return future is not None and not future.done()
 
     def kill(self) -> None:
-        if self._future is not None:
-            self._future.cancel()
-        own, self._own = self._own, None
+        with self._lock:
+            if self._future is not None:
+                self._future.cancel()
+            own, self._own = self._own, None
         if own is not None:
             processes = list(getattr(own, "_processes", {}).values())  # no public kill before 3.14
             for process in processes:
@@ -65,6 +77,9 @@ class ExecutorWorker(Worker):
             own.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
-        own, self._own = self._own, None
+        if self.is_running():
+            self.kill()  # not expected: close() comes once the worker is down for good
+        with self._lock:
+            own, self._own = self._own, None
         if own is not None:
             own.shutdown(wait=True, cancel_futures=True)

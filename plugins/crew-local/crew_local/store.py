@@ -51,6 +51,7 @@ class LocalStore(Store):
     schemes = ("file",)
     notifies = hasattr(os, "mkfifo")
     poll_interval = (0.001, 0.25)
+    request_concurrency = 1  # file operations take microseconds: threads would only add cost
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self._temporary = path is None

@@ -1,0 +1,96 @@
+"""A worker's task feed: its task records, found with one listing and kept in order.
+
+The main loop reads the feed when it has nothing queued; the heartbeat thread reads it while a
+job runs, so a prefetched batch is in hand before the job ends and a :class:`~.protocol.Revoke`
+is answered without waiting for the job: a batch that has not started goes back to the
+controller unrun, one that has started is run and answered as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import protocol
+from .errors import CorruptObjectError, KeyNotFoundError
+from .protocol import Batch, ResultBatch, Revoke, Stop, WorkerSettings
+from .store import Store
+
+log = logging.getLogger("crew")
+
+
+class TaskFeed:
+    """The task records of one worker incarnation, in sequence order."""
+
+    def __init__(self, store: Store, settings: WorkerSettings, call: Callable[..., Any]) -> None:
+        self.store = store
+        self.settings = settings
+        self.prefix = settings.prefix
+        self._call = call  # a store call that rides out outages
+        self._after: str | None = None  # the last key read
+        self._queue: deque[Batch] = deque()
+        self._lock = threading.Lock()  # the queue and the flags
+        self._reading = threading.Lock()  # one reader of the store at a time
+        self.stopped = False
+        self.last_started = 0  # the last batch handed out to run
+
+    def read(self) -> bool:
+        """List and read new task records; True if there were any."""
+        with self._reading:
+            keys = self._call(self.store.list, self.prefix, self._after)
+            for key in keys:
+                self._take(key, self._read_record(key))
+                self._after = key
+            return bool(keys)
+
+    def _read_record(self, key: str) -> protocol.TaskRecord | None:
+        try:
+            return protocol.decode_task(self._call(self.store.get, key), key)
+        except (CorruptObjectError, KeyNotFoundError) as exc:
+            log.warning("task object %r cannot be read (%s); answering it empty so its jobs are retried", key, exc)
+            return None
+
+    def _take(self, key: str, record: protocol.TaskRecord | None) -> None:
+        if record is None:  # unreadable: an empty answer tells the controller to retry its jobs
+            seq = protocol.seq_of(key)
+            if seq is not None:
+                record = Batch(seq, (), {})
+            else:
+                return
+        answer = None
+        with self._lock:
+            if isinstance(record, Batch):
+                self._queue.append(record)
+            elif isinstance(record, Stop):
+                self.stopped = True
+            elif isinstance(record, Revoke):
+                for batch in self._queue:
+                    if batch.seq == record.target:
+                        self._queue.remove(batch)
+                        s = self.settings
+                        answer = ResultBatch(batch.seq, s.name, s.incarnation, (), returned=True)
+                        break
+        if answer is not None:
+            self.answer(answer)
+
+    def answer(self, result: ResultBatch) -> None:
+        """Write a batch's answer to the controller's inbox and ring it."""
+        key = protocol.result_key(self.settings.crew, result.seq)
+        self._call(self.store.put, key, protocol.encode_result(result))
+        self.store.notify(protocol.controller_channel(self.settings.crew))
+
+    def pop(self) -> Batch | None:
+        """The next batch to run, or None (nothing queued, or a stop request came)."""
+        with self._lock:
+            if self.stopped or not self._queue:
+                return None
+            batch = self._queue.popleft()
+            self.last_started = batch.seq
+            return batch
+
+    @property
+    def queued(self) -> bool:
+        return bool(self._queue)

@@ -1,0 +1,675 @@
+"""The manager: the crew's one background thread, which owns all traffic with the workers.
+
+Users' threads only record intentions under the manager's lock (a job accepted, a batch
+planned, a stop requested); the manager thread does the I/O: it writes the outbox (task records,
+in order per worker, in parallel across workers on slow stores), polls the inbox, and hands
+backend calls (start, status, kill) to a small pool so that a slow backend never delays results.
+``send`` therefore never blocks on a store or a backend.
+
+Each step of the loop: apply what the backend pool reported, accept new jobs, poll the inbox if
+due (always after a worker was found ended, so its last results count), settle dead workers,
+kill hung ones, plan (dispatcher), then execute writes and launches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from . import protocol
+from .backoff import Backoff
+from .dispatcher import Dispatcher
+from .errors import CorruptObjectError, CrewError, WorkerLaunchError, WorkerLostError
+from .handle import WorkerHandle
+from .inbox import Inbox, Mail
+from .ledger import Job, Ledger, Task
+from .protocol import Batch, Call, Outcome, TaskRecord
+from .results import ERROR, Result
+from .serialize import load_outcome
+from .store import Store
+from .supervisor import Phase, Supervisor, WorkerRecord
+from .worker import Launch, Worker
+
+log = logging.getLogger("crew")
+
+#: The manager never sleeps longer than this, whatever its deadlines say.
+MAX_SLEEP = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The controller's settings, checked (see ``config.CREW_DEFAULTS``)."""
+
+    max_tries: int
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    stop_grace: float
+    auto_restart: bool
+
+
+@dataclass(slots=True)
+class _Write:
+    """A task record to write for one worker; writes for one worker happen in order."""
+
+    worker: str
+    incarnation: int
+    key: str
+    channel: str
+    record: TaskRecord
+    task: Task | None = None
+
+
+@dataclass(slots=True)
+class _Cleanup:
+    """An incarnation that ended: delete its keys; leave a Stop if it may still be running."""
+
+    worker: str
+    prefix: str
+    stop: protocol.Stop | None
+
+
+class Manager:
+    """State and background thread of one crew (see the module docstring)."""
+
+    def __init__(self, crew_id: str, store: Store, store_spec: dict[str, Any], settings: Settings) -> None:
+        self.crew_id = crew_id
+        self.store = store
+        self.store_spec = store_spec
+        self.settings = settings
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.ledger = Ledger()
+        self.records: dict[str, WorkerRecord] = {}
+        self.supervisor = Supervisor(self)
+        self.dispatcher = Dispatcher(self)
+        concurrency = max(1, int(getattr(store, "request_concurrency", 1)))
+        self.io_pool = ThreadPoolExecutor(concurrency, "crew-io") if concurrency > 1 else None
+        self.backend_pool = ThreadPoolExecutor(8, "crew-backend")
+        self.inbox = Inbox(store, crew_id, self.io_pool)
+        self.channel = protocol.controller_channel(crew_id)
+        low, high = store.poll_interval
+        self._poll_low, self._poll_high = low, high
+        self._poll_backoff = Backoff(low, high)
+        self._next_poll = math.inf
+        #: A prefetched task is written when the running one should end within this many seconds.
+        self.prefetch_horizon = max(1.0, 2 * high)
+        self.incoming: deque[tuple[Job, bytes]] = deque()
+        self._outbox: list[_Write | _Cleanup] = []
+        self._launches: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
+        self._events: deque[Callable[[float], None]] = deque()
+        self._errors: deque[BaseException] = deque(maxlen=100)
+        self._write_backoff = Backoff(0.05, 5.0)
+        self._write_retry_at = 0.0
+        self._wake_pending = False
+        self._store_failing = False
+        self._stopping = False
+        self.store.wait(self.channel, 0)  # listen before any worker can ring
+        self._thread = threading.Thread(target=self._run, name=f"crew-manager-{crew_id}", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ from users' threads
+    def submit(self, job: Job, function: bytes) -> None:
+        """Accept a job without taking the lock: the manager (or the next query) files it."""
+        self.incoming.append((job, function))
+        if not self._wake_pending:  # set after the append: a wake-up is never lost
+            self._wake_pending = True
+            self.wake()
+
+    def wake(self) -> None:
+        self.store.notify(self.channel)
+
+    def sync(self) -> None:
+        """File jobs sent so far and plan them, so that queries see what ``send`` decided."""
+        with self.lock:
+            if self.incoming:
+                self._accept()
+                self._plan(time.monotonic())
+                self.wake()
+
+    def report(self, error: BaseException) -> None:
+        """An error the user must hear of: raised by their next call that waits or asks."""
+        with self.lock:
+            self._errors.append(error)
+            self.changed.notify_all()
+
+    def _store_trouble(self, exc: BaseException) -> None:
+        """A store request failed: the user hears of it once per outage, not once per retry."""
+        if not self._store_failing:
+            self._store_failing = True
+            self.report(exc)
+
+    def raise_errors(self) -> None:
+        with self.lock:
+            if self._errors:
+                raise self._errors.popleft()
+
+    # ------------------------------------------------------------------ the loop
+    def _run(self) -> None:
+        failures = Backoff(0.05, 5.0)
+        while not self._stopping:
+            with self.lock:
+                timeout = self._next_deadline(time.monotonic()) - time.monotonic()
+            try:
+                rung = self.store.wait(self.channel, min(max(timeout, 0.0), MAX_SLEEP))
+            except Exception as exc:  # the store broke under the doorbell: keep polling slowly
+                log.warning("crew %s cannot wait for wake-ups: %s", self.crew_id, exc)
+                time.sleep(failures.next())
+                rung = False
+            if self._stopping:
+                break
+            try:
+                self._step(rung)
+                failures.reset()
+            except Exception as exc:  # never die: report, pause, go on
+                log.exception("crew %s: the manager's step failed", self.crew_id)
+                self.report(exc)
+                time.sleep(failures.next())
+
+    def _step(self, rung: bool) -> None:
+        self._wake_pending = False
+        now = time.monotonic()
+        with self.lock:
+            self._apply_events(now)
+            self._accept()
+            poll = (
+                (rung and self.store.notifies)
+                or now >= self._next_poll
+                or any(record.down_pending for record in self.records.values())
+            )
+        if poll:
+            self._poll()
+        with self.lock:
+            now = time.monotonic()
+            for record in self.records.values():
+                if record.down_pending:
+                    self.supervisor.down(record, now)
+            doomed = self.supervisor.check(now)
+            for record in self.supervisor.restarts_due(now):
+                for item in self.supervisor.restart(record, now):
+                    self._launches.setdefault(type(item[0].backend), []).append(item)
+            statuses = self.supervisor.due_status_checks(now)
+            self._plan(now)
+            outbox, self._outbox = self._outbox, []
+            launches, self._launches = self._launches, {}
+            self.changed.notify_all()
+        for record in doomed:
+            self.backend_pool.submit(self._kill, record, record.incarnation)
+        for cls, group in statuses:
+            self.backend_pool.submit(self._status, cls, group)
+        for cls, items in launches.items():
+            self.backend_pool.submit(self._start, cls, items)
+        if outbox:
+            self._execute(outbox)
+        if self.inbox.flush_due(time.monotonic()) <= time.monotonic():
+            self._flush()
+
+    def _accept(self) -> None:
+        while self.incoming:
+            job, function = self.incoming.popleft()
+            self.ledger.accept(job, function)
+
+    def _plan(self, now: float) -> None:
+        if now < self._write_retry_at:
+            return  # the store refused writes: give it a moment
+        for cls, items in self.dispatcher.plan(now).items():
+            self._launches.setdefault(cls, []).extend(items)
+
+    def _next_deadline(self, now: float) -> float:
+        if self.incoming or self._events or self._outbox or self._launches:
+            return now
+        deadline = min(
+            self._next_poll,
+            self.supervisor.next_deadline(now),
+            self.dispatcher.next_deadline(now),
+            self.inbox.flush_due(now),
+        )
+        if self.ledger.backlog and self._write_retry_at > now:
+            deadline = min(deadline, self._write_retry_at)
+        return deadline
+
+    # ------------------------------------------------------------------ the inbox
+    def _poll(self) -> None:
+        with self.lock:
+            watermark = min(self.ledger.tasks, default=self.ledger.issued + 1) - 1
+        try:
+            mail = self.inbox.poll(watermark)
+        except Exception as exc:
+            log.warning("crew %s cannot read its inbox: %s", self.crew_id, exc)
+            self._store_trouble(exc)
+            with self.lock:
+                self._next_poll = time.monotonic() + self._poll_backoff.next()
+            return
+        outcomes = {
+            entry.seq: {job_id: load_outcome(data) for job_id, data in batch.outcomes}
+            for entry, batch in mail.results
+            if not isinstance(batch, CorruptObjectError)
+        }  # unpickled outside the lock: values may be large
+        with self.lock:
+            self._store_failing = False
+            now = time.monotonic()
+            self._apply_mail(mail, outcomes, now)
+            self._schedule_poll(now, found=bool(mail))
+
+    def _apply_mail(self, mail: Mail, outcomes: dict[int, dict[int, Outcome]], now: float) -> None:
+        for entry, batch in mail.results:
+            task = self.ledger.tasks.get(entry.seq)
+            if task is None:
+                continue  # answered already, or from a worker declared dead meanwhile
+            record = self.records.get(task.worker)
+            if isinstance(batch, CorruptObjectError):
+                self.ledger.close_task(task.seq, now)
+                self.supervisor.charge(task.jobs, record, str(batch))
+                continue
+            if (batch.worker, batch.incarnation) != (task.worker, task.incarnation):
+                log.warning("ignoring result %r: written as %s.%d, the task was for %s.%d", entry.key,
+                            batch.worker, batch.incarnation, task.worker, task.incarnation)  # fmt: skip
+                continue
+            self.ledger.close_task(task.seq, now)
+            if record is not None:
+                self.inbox.discard((protocol.task_key(record.prefix, task.seq),))
+                if not self.ledger.has_tasks(record.name):
+                    record.idle_since = now
+            if batch.returned:
+                self.ledger.requeue(task.jobs)  # revoked before it started
+            else:
+                self._deliver(task, outcomes.get(entry.seq, {}), record)
+        for entry in mail.beats:
+            record = self.records.get(entry.worker)
+            if record is not None:
+                self.supervisor.on_beat(record, entry.incarnation, entry.beat, now)
+        for entry, note in mail.exits:
+            record = self.records.get(entry.worker)
+            if record is not None and note is not None:
+                self.supervisor.on_exit(record, entry.incarnation, note, now)
+
+    def _deliver(self, task: Task, outcomes: dict[int, Outcome], record: WorkerRecord | None) -> None:
+        missing = []
+        for job in task.jobs:
+            outcome = outcomes.get(job.id)
+            if outcome is None:
+                missing.append(job)
+                continue
+            self.dispatcher.durations.record(job.kind, outcome.seconds)
+            result = Result(
+                job.id, outcome.status, outcome.value, outcome.error, outcome.traceback, outcome.warnings,
+                outcome.seconds, task.worker, job.tags, job.tries + 1, outcome.started,
+            )  # fmt: skip
+            self.finish(job, result)
+        if missing:
+            self.supervisor.charge(missing, record, f"worker {task.worker!r} could not read task {task.seq}")
+
+    def _schedule_poll(self, now: float, found: bool) -> None:
+        """Poll again soon after news; back off while quiet; never faster than jobs can end."""
+        if found:
+            self._poll_backoff.reset()
+        if not self.ledger.tasks and not any(record.up for record in self.records.values()):
+            self._next_poll = math.inf
+            return
+        gap = self._poll_backoff.next()
+        if self.ledger.tasks and not self.store.notifies:
+            floor = self.poll_floor()
+            soon = self.dispatcher.next_completion()
+            if soon is not None:
+                gap = min(gap, max(soon - now, 0.0) + self._poll_low)
+            gap = max(gap, floor)
+        self._next_poll = now + gap
+
+    def poll_soon(self) -> None:
+        """Look at the inbox within the shortest poll interval."""
+        self._next_poll = min(self._next_poll, time.monotonic() + self._poll_low)
+
+    def poll_floor(self) -> float:
+        """Half the shortest running job: polling faster would find nothing new on average."""
+        shortest = self.dispatcher.shortest_running()
+        if shortest is None:
+            return self._poll_low
+        return min(self._poll_high, max(self._poll_low, shortest / 2))
+
+    # ------------------------------------------------------------------ writes
+    def write_batch(self, record: WorkerRecord, task: Task) -> None:
+        functions = {job.function: self.ledger.functions[job.function] for job in task.jobs}
+        calls = tuple(Call(job.id, job.function, job.args) for job in task.jobs)
+        self._outbox.append(
+            _Write(record.name, record.incarnation, protocol.task_key(record.prefix, task.seq), record.channel,
+                   Batch(task.seq, calls, functions), task)
+        )  # fmt: skip
+        # News for the inbox soon: but never poll faster than the jobs running can end.
+        now = time.monotonic()
+        self._poll_backoff.reset()
+        self._next_poll = min(self._next_poll, now + (self._poll_low if self.store.notifies else self.poll_floor()))
+
+    def write_control(self, record: WorkerRecord, control: protocol.Stop | protocol.Revoke) -> None:
+        key = protocol.task_key(record.prefix, control.seq)
+        self._outbox.append(_Write(record.name, record.incarnation, key, record.channel, control))
+        self._next_poll = min(self._next_poll, time.monotonic() + self._poll_low)
+
+    def cleanup(self, record: WorkerRecord, straggler: bool) -> None:
+        stop = protocol.Stop(self.ledger.next_seq()) if straggler else None
+        self._outbox.append(_Cleanup(record.name, record.prefix, stop))
+
+    def _execute(self, outbox: list[_Write | _Cleanup]) -> None:
+        groups: dict[str, list[_Write | _Cleanup]] = {}
+        for item in outbox:
+            groups.setdefault(item.worker, []).append(item)
+
+        def run(items: list[_Write | _Cleanup]) -> tuple[list[_Write | _Cleanup], BaseException | None]:
+            for index, item in enumerate(items):
+                try:
+                    if isinstance(item, _Write):
+                        self.store.put(item.key, protocol.encode_task(item.record))
+                        self.store.notify(item.channel)
+                    else:
+                        self.store.delete_prefix(item.prefix)
+                        if item.stop is not None:
+                            key = protocol.task_key(item.prefix, item.stop.seq)
+                            self.store.put(key, protocol.encode_task(item.stop))
+                except Exception as exc:
+                    return items[index:], exc
+            return [], None
+
+        if self.io_pool is not None and len(groups) > 1:
+            outcomes = list(self.io_pool.map(run, groups.values()))
+        else:
+            outcomes = [run(items) for items in groups.values()]
+        failed = [(items, exc) for items, exc in outcomes if exc is not None]
+        with self.lock:
+            if not failed:
+                self._write_backoff.reset()
+                self._store_failing = False
+                return
+            now = time.monotonic()
+            self._write_retry_at = now + self._write_backoff.next()
+            for items, exc in failed:
+                log.warning("crew %s: a store write failed (%s); %d record(s) not written", self.crew_id, exc,
+                            len(items))  # fmt: skip
+                for item in items:
+                    self._unwrite(item, now)
+            self._store_trouble(failed[0][1])
+
+    def _unwrite(self, item: _Write | _Cleanup, now: float) -> None:
+        """A write that failed: put things back as if it had never been planned."""
+        if isinstance(item, _Cleanup):
+            return
+        record = self.records.get(item.worker)
+        if item.task is not None:
+            if self.ledger.close_task(item.task.seq, now) is not None:
+                self.ledger.requeue(item.task.jobs)
+        elif isinstance(item.record, protocol.Stop):
+            if record is not None and record.incarnation == item.incarnation:
+                record.stop_requested = None
+        elif isinstance(item.record, protocol.Revoke):
+            target = self.ledger.tasks.get(item.record.target)
+            if target is not None:
+                target.revoking = False
+
+    def _flush(self) -> None:
+        try:
+            self.inbox.flush()
+        except Exception as exc:
+            log.warning("crew %s cannot delete answered objects yet: %s", self.crew_id, exc)
+
+    # ------------------------------------------------------------------ backend calls (pool)
+    def _event(self, apply: Callable[[float], None]) -> None:
+        self._events.append(apply)
+        self.wake()
+
+    def _apply_events(self, now: float) -> None:
+        while self._events:
+            self._events.popleft()(now)
+
+    def _start(self, cls: type[Worker], items: list[tuple[WorkerRecord, Launch]]) -> None:
+        error = self._start_many(cls, items)
+        group = [(record, record.incarnation) for record, _ in items]
+        self._event(lambda now: self.supervisor.launched(group, error, now))
+
+    @staticmethod
+    def _start_many(cls: type[Worker], items: list[tuple[WorkerRecord, Launch]]) -> BaseException | None:
+        try:
+            cls.start_many([(record.backend, launch) for record, launch in items])
+        except WorkerLaunchError as exc:
+            return exc
+        except Exception as exc:
+            names = ", ".join(repr(record.name) for record, _ in items)
+            error = WorkerLaunchError(f"worker(s) {names} ({cls.__name__}) failed to start: {exc}")
+            error.__cause__ = exc
+            return error
+        return None
+
+    def _status(self, cls: type[Worker], group: list[tuple[WorkerRecord, int]]) -> None:
+        try:
+            answers = cls.running([record.backend for record, _ in group])
+        except Exception as exc:  # cannot ask: count them as running; silence still finds the dead
+            log.warning("cannot get the status of %s workers: %s", cls.__name__, exc)
+            answers = {}
+        report = [(record, inc, bool(answers.get(record.name, True))) for record, inc in group]
+        self._event(lambda now: self.supervisor.on_status(cls, report, now))
+
+    def _kill(self, record: WorkerRecord, incarnation: int) -> None:
+        try:
+            record.backend.kill()
+        except Exception as exc:
+            log.warning("killing worker %r failed: %s", record.name, exc)
+
+        def killed(now: float) -> None:
+            if record.incarnation == incarnation and record.up:
+                record.down_pending = True
+
+        self._event(killed)
+
+    # ------------------------------------------------------------------ outcomes
+    def finish(self, job: Job, result: Result) -> None:
+        self.ledger.finish(job, result)
+
+    def finish_error(self, job: Job, error: BaseException) -> None:
+        self.finish(job, Result(job.id, ERROR, error=error, tags=job.tags, tries=job.tries))
+
+    # ------------------------------------------------------------------ queries (users' threads)
+    def add_worker(self, backend: Worker) -> WorkerHandle:
+        with self.lock:
+            handle = WorkerHandle(self, backend)
+            self.records[backend.name] = WorkerRecord(backend, handle)
+            return handle
+
+    def worker_up(self, name: str) -> bool:
+        self.sync()
+        with self.lock:
+            return self._record(name).up
+
+    def worker_busy(self, name: str) -> bool:
+        self.sync()
+        with self.lock:
+            return self.ledger.has_tasks(name) or bool(self.ledger.held.get(name))
+
+    def worker_stuck(self, name: str) -> bool:
+        self.sync()
+        with self.lock:
+            return self.supervisor.stuck(self._record(name))
+
+    def _record(self, name: str) -> WorkerRecord:
+        try:
+            return self.records[name]
+        except KeyError:
+            raise CrewError(f"worker {name!r} is not in this crew (dismissed?)") from None
+
+    def waiting_on(self, wanted: frozenset[str]) -> bool:
+        """True while a job with ``wanted`` tags may still finish without the user's help.
+
+        Not so for jobs held by stuck workers, nor for waiting jobs that only stuck workers could
+        run: with ``auto_restart`` off they wait for ``restart()``.
+        """
+        jobs = self.ledger.jobs.values()
+        stuck = [r for r in self.records.values() if self.supervisor.stuck(r)]
+        if not stuck or self.settings.auto_restart:
+            return any(wanted <= job.tags for job in jobs) if wanted else bool(self.ledger.jobs)
+        free = [r.tags for r in self.records.values() if not self.supervisor.stuck(r)]
+        for job in jobs:
+            if not wanted <= job.tags or job.holder is not None:
+                continue
+            if job.task is not None or any(job.tags <= tags for tags in free):
+                return True
+        return False
+
+    def sendable(self, wanted: frozenset[str]) -> bool:
+        for record in self.records.values():
+            if not wanted <= record.tags:
+                continue
+            if record.accepting and not self.ledger.has_tasks(record.name):
+                return True
+            if not record.up and not self.supervisor.stuck(record):
+                return True
+        return False
+
+    # ------------------------------------------------------------------ commands (users' threads)
+    def launch(self, records: list[WorkerRecord]) -> None:
+        """Start these down workers now, in this thread (one ``start_many`` per class)."""
+        with self.lock:
+            groups = self.supervisor.prepare(records, time.monotonic())
+        first_error: BaseException | None = None
+        for cls, items in groups.items():
+            error = self._start_many(cls, items)
+            with self.lock:
+                self.supervisor.launched([(r, r.incarnation) for r, _ in items], error, time.monotonic())
+                if error is not None and self._errors and self._errors[-1] is error:
+                    self._errors.pop()  # raised here; not again from the next receive()
+            first_error = first_error or error
+        self.wake()
+        if first_error is not None:
+            raise first_error
+
+    def launch_named(self, names: Iterable[str]) -> None:
+        self.sync()
+        with self.lock:
+            records = [self._record(name) for name in names]
+            stuck = [r for r in records if self.supervisor.stuck(r)]
+            down = [r for r in records if not r.up and r not in stuck]
+        if stuck:
+            self.restart(stuck)  # launching a stuck worker is restarting it
+        if down:
+            self.launch(down)
+
+    def restart(self, records: list[WorkerRecord]) -> None:
+        with self.lock:
+            now = time.monotonic()
+            items = [item for record in records if not record.up for item in self.supervisor.restart(record, now)]
+            groups: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
+            for item in items:
+                groups.setdefault(type(item[0].backend), []).append(item)
+        for cls, group in groups.items():
+            error = self._start_many(cls, group)
+            with self.lock:
+                self.supervisor.launched([(r, r.incarnation) for r, _ in group], error, time.monotonic())
+                if error is not None:
+                    for record, _ in group:  # keep them stuck, to be tried again
+                        record.retry_at = time.monotonic() + record.retry.next()
+                    if self._errors and self._errors[-1] is error:
+                        self._errors.pop()
+            if error is not None:
+                self.wake()
+                raise error
+        self.wake()
+
+    def restart_named(self, names: Iterable[str]) -> None:
+        self.sync()
+        with self.lock:
+            records = [self._record(name) for name in names]
+        self.restart(records)
+
+    def request_stop_named(self, names: Iterable[str], idle_only: bool) -> list[WorkerHandle]:
+        self.sync()
+        chosen = []
+        with self.lock:
+            now = time.monotonic()
+            for name in names:
+                record = self._record(name)
+                if idle_only and self.ledger.has_tasks(name):
+                    continue
+                if self.supervisor.request_stop(record, now):
+                    chosen.append(record.handle)
+        self.wake()
+        return chosen
+
+    def stop_now(self, names: list[str]) -> None:
+        """Stop workers for good and wait until they are down: idle ones politely, busy ones by force."""
+        self.sync()
+        with self.lock:
+            records = [self._record(name) for name in names]
+            for record in records:
+                record.retired = True
+            now = time.monotonic()
+            deadline = now + self.settings.stop_grace
+            for record in records:
+                if record.phase is Phase.UP and not self.ledger.has_tasks(record.name) and not record.killing:
+                    self.supervisor.request_stop(record, now)
+            busy = [r for r in records if r.up and (r.phase is Phase.STARTING or self.ledger.has_tasks(r.name))]
+        self.wake()
+        self._kill_now(busy)
+        with self.lock:
+            while any(record.up for record in records) and time.monotonic() < deadline:
+                self.changed.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            left = [record for record in records if record.up]
+        self._kill_now(left)
+        with self.lock:
+            for record in left:  # killed: they are down, whatever the backend says yet
+                self.supervisor.down(record, time.monotonic())
+        self.wake()
+
+    def _kill_now(self, records: list[WorkerRecord]) -> None:
+        for record in records:
+            with self.lock:
+                while record.phase is Phase.STARTING:  # let its start return before killing it
+                    self.changed.wait(0.05)
+                if not record.up:
+                    continue
+                record.killing = True
+                if record.stop_requested is None:  # deliberate: its jobs go back uncharged
+                    record.stop_requested = time.monotonic()
+            try:
+                record.backend.kill()
+            except Exception as exc:
+                log.warning("killing worker %r failed: %s", record.name, exc)
+            with self.lock:
+                if record.up:
+                    record.down_pending = True
+        if records:
+            self.wake()
+
+    def remove(self, names: list[str]) -> None:
+        """Forget dismissed (down) workers; jobs no remaining worker can run end as errors."""
+        with self.lock:
+            for name in names:
+                record = self.records.pop(name)
+                self.ledger.requeue(self.ledger.held.pop(name, []))
+                record.backend.close()
+            lost = self.ledger.backlog.drain(lambda job: any(job.tags <= r.tags for r in self.records.values()))
+            for job in lost:
+                error = WorkerLostError(
+                    f"job {job.id} needs tags {sorted(job.tags)} but the workers that carry them were dismissed"
+                )
+                self.finish_error(job, error)
+            self.changed.notify_all()
+
+    def close(self) -> None:
+        """Stop every worker, the thread and the pools; remove the crew's objects from the store."""
+        try:
+            self.stop_now(list(self.records))
+        finally:
+            with self.lock:
+                self._stopping = True
+            self.wake()
+            if self._thread is not threading.current_thread():
+                self._thread.join(timeout=10)
+            for record in self.records.values():
+                try:
+                    record.backend.close()
+                except Exception as exc:
+                    log.warning("closing worker %r failed: %s", record.name, exc)
+            self.backend_pool.shutdown(wait=True, cancel_futures=True)
+            if self.io_pool is not None:
+                self.io_pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,335 @@
+"""The supervisor: each worker's life, from launch to death, and what happens to its jobs.
+
+It launches incarnations, reads the backends' status answers, heartbeats and exit notes, asks
+workers to stop, kills the ones that hang or do not answer, and decides the fate of the jobs a
+worker held when it went down: back to the backlog uncharged (it never started them, or we
+stopped it on purpose), or charged one try (it died running them). Everything here runs under
+the manager's lock and does no I/O itself: store writes go to the manager's outbox, backend
+calls to its backend pool.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import protocol
+from .backoff import Backoff
+from .errors import WorkerCrashedError, WorkerLaunchError
+from .handle import WorkerHandle
+from .ledger import Job, Task
+from .protocol import ExitNote, WorkerSettings
+from .results import CRASH, Result
+from .worker import Launch, Worker
+
+if TYPE_CHECKING:
+    from .manager import Manager
+
+log = logging.getLogger("crew")
+
+
+class Phase(enum.Enum):
+    DOWN = "down"  # not running: may be launched
+    STARTING = "starting"  # the backend is starting it
+    UP = "up"  # started (it may still be queued in the backend)
+
+
+@dataclass(eq=False)
+class WorkerRecord:
+    """What the controller knows about one worker and its current incarnation."""
+
+    backend: Worker
+    handle: WorkerHandle
+    phase: Phase = Phase.DOWN
+    incarnation: int = 0
+    prefix: str = ""
+    channel: str = ""
+    stop_requested: float | None = None  # when a Stop was written (or a kill decided)
+    exit: ExitNote | None = None  # the current incarnation's exit note, once seen
+    killing: bool = False  # a kill is under way
+    retired: bool = False  # being dismissed: never launched or given work again
+    down_pending: bool = False  # its backend says it ended: settle after one more inbox poll
+    beat: int = 0
+    beat_seen: bool = False
+    quiet_since: float = 0.0  # since the last beat, or since it was given work
+    idle_since: float = 0.0  # since it last held no task
+    launch_failures: int = 0  # failed launches in a row
+    launch_error: BaseException | None = None  # why the last one failed
+    retry_at: float = 0.0  # no automatic launch before this time
+    retry: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.backend.tags
+
+    @property
+    def up(self) -> bool:
+        return self.phase is not Phase.DOWN
+
+    @property
+    def accepting(self) -> bool:
+        """Up and willing to take new tasks."""
+        return self.up and self.stop_requested is None and self.exit is None and not self.killing and not self.retired
+
+
+class Supervisor:
+    """Launch, liveness, stop and death of the manager's workers."""
+
+    def __init__(self, manager: Manager) -> None:
+        self.m = manager
+        self._status_due: dict[type[Worker], float] = {}
+        self._status_busy: set[type[Worker]] = set()
+
+    # ------------------------------------------------------------------ launching
+    def prepare(self, records: list[WorkerRecord], now: float) -> dict[type[Worker], list[tuple[WorkerRecord, Launch]]]:
+        """Begin a new incarnation of each worker; return what each backend class must start."""
+        groups: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
+        m = self.m
+        for record in records:
+            record.incarnation += 1
+            record.prefix = protocol.worker_prefix(m.crew_id, record.name, record.incarnation)
+            record.channel = protocol.worker_channel(record.prefix)
+            record.phase = Phase.STARTING
+            record.stop_requested, record.exit, record.killing, record.down_pending = None, None, False, False
+            record.beat, record.beat_seen = 0, False
+            record.quiet_since = record.idle_since = now
+            settings = WorkerSettings(
+                store=m.store_spec,
+                crew=m.crew_id,
+                name=record.name,
+                incarnation=record.incarnation,
+                timeout=record.backend.timeout,
+                heartbeat=m.settings.heartbeat_interval,
+            )
+            groups.setdefault(type(record.backend), []).append((record, Launch(settings.to_args())))
+        return groups
+
+    def launched(self, group: list[tuple[WorkerRecord, int]], error: BaseException | None, now: float) -> None:
+        """A ``start_many`` call came back, having started every worker of ``group`` or none."""
+        for record, incarnation in group:
+            if record.incarnation != incarnation or record.phase is not Phase.STARTING:
+                continue
+            if error is None:
+                record.phase = Phase.UP
+                record.launch_failures = 0
+                record.retry.reset()
+            else:
+                self._launch_failed(record, error, now)
+        if error is not None and any(record.launch_failures == 1 for record, _ in group):
+            self.m.report(error)  # the user hears of it once; later failures in a row are logged
+        if group and error is None:
+            self.m.poll_soon()  # its beats and exit note go to the inbox: look there from now on
+            cls = type(group[0][0].backend)
+            self._status_due[cls] = min(self._status_due.get(cls, math.inf), now + cls.status_interval)
+
+    def _launch_failed(self, record: WorkerRecord, error: BaseException, now: float) -> None:
+        m = self.m
+        record.phase = Phase.DOWN
+        record.launch_failures += 1
+        record.launch_error = error
+        record.retry_at = now + record.retry.next()
+        for task in m.ledger.tasks_of(record.name):  # it never ran them
+            m.ledger.close_task(task.seq, now)
+            m.ledger.requeue(task.jobs)
+        m.cleanup(record, straggler=False)
+        log.warning("worker %r failed to start (attempt %d): %s", record.name, record.launch_failures, error)
+
+    # ------------------------------------------------------------------ restarting
+    def restart(self, record: WorkerRecord, now: float) -> list[tuple[WorkerRecord, Launch]]:
+        """Relaunch a stuck worker with the jobs it held (charged ones alone); the launch to start."""
+        m = self.m
+        jobs = m.ledger.release(record.name)
+        runnable = [job for job in jobs if not self._out_of_tries(job, record)]
+        if not runnable or record.up:
+            m.ledger.requeue(runnable)
+            return []
+        [(_, launch)] = self.prepare([record], now)[type(record.backend)]
+        fresh = [job for job in runnable if not job.tries]
+        for batch in [[job] for job in runnable if job.tries] + ([fresh] if fresh else []):
+            m.dispatcher.assign(record, batch, now)
+        return [(record, launch)]
+
+    # ------------------------------------------------------------------ status, beats, exits
+    def due_status_checks(self, now: float) -> list[tuple[type[Worker], list[tuple[WorkerRecord, int]]]]:
+        """Backend classes to ask now about their live workers, each at its own pace."""
+        live: dict[type[Worker], list[tuple[WorkerRecord, int]]] = {}
+        for record in self.m.records.values():
+            if record.phase is Phase.UP and not record.down_pending:
+                live.setdefault(type(record.backend), []).append((record, record.incarnation))
+        due = []
+        for cls, group in live.items():
+            if cls in self._status_busy or now < self._status_due.setdefault(cls, now + cls.status_interval):
+                continue
+            self._status_busy.add(cls)
+            self._status_due[cls] = now + cls.status_interval
+            due.append((cls, group))
+        return due
+
+    def on_status(self, cls: type[Worker], answers: list[tuple[WorkerRecord, int, bool]], now: float) -> None:
+        """The answer of ``cls.running()``: a worker reported not running has ended."""
+        self._status_busy.discard(cls)
+        for record, incarnation, running in answers:
+            if record.incarnation != incarnation or record.phase is not Phase.UP:
+                continue
+            if not running:
+                record.down_pending = True  # settled after the next inbox poll: results first
+            elif record.exit is not None:  # it said goodbye: ask again soon until its backend agrees
+                self._status_due[cls] = min(self._status_due[cls], now + min(cls.status_interval, 0.5))
+
+    def check_soon(self, record: WorkerRecord, now: float) -> None:
+        cls = type(record.backend)
+        self._status_due[cls] = min(self._status_due.get(cls, math.inf), now)
+
+    def on_beat(self, record: WorkerRecord, incarnation: int, beat: int, now: float) -> None:
+        if record.incarnation == incarnation and beat > record.beat:
+            record.beat, record.beat_seen, record.quiet_since = beat, True, now
+
+    def on_exit(self, record: WorkerRecord, incarnation: int, note: ExitNote, now: float) -> None:
+        """The worker is leaving: what it never started goes back to the backlog at once."""
+        if record.incarnation != incarnation or not record.up or record.exit is not None:
+            return
+        record.exit = note
+        m = self.m
+        for task in m.ledger.tasks_of(record.name):
+            if task.seq > note.last_seq:
+                m.ledger.close_task(task.seq, now)
+                m.ledger.requeue(task.jobs)
+        self.check_soon(record, now)
+
+    # ------------------------------------------------------------------ liveness deadlines
+    def check(self, now: float) -> list[WorkerRecord]:
+        """Workers to kill now: silent past the heartbeat timeout, or deaf to a stop request."""
+        settings = self.m.settings
+        doomed = []
+        for record in self.m.records.values():
+            if record.phase is not Phase.UP or record.killing or record.down_pending:
+                continue
+            if record.stop_requested is not None and now - record.stop_requested > settings.stop_grace:
+                log.info("worker %r did not answer its stop request in %.1f s: killing it", record.name,
+                         settings.stop_grace)  # fmt: skip
+                doomed.append(record)
+            elif (
+                record.beat_seen
+                and self.m.ledger.has_tasks(record.name)
+                and now - record.quiet_since > settings.heartbeat_timeout
+            ):
+                log.warning("worker %r has been silent for %.0f s while holding jobs: killing it", record.name,
+                            now - record.quiet_since)  # fmt: skip
+                doomed.append(record)
+        for record in doomed:
+            record.killing = True
+        return doomed
+
+    def restarts_due(self, now: float) -> list[WorkerRecord]:
+        """Stuck workers whose automatic restart failed before and may be tried again now."""
+        if not self.m.settings.auto_restart:
+            return []
+        return [r for r in self.m.records.values() if self.stuck(r) and now >= r.retry_at]
+
+    def next_deadline(self, now: float) -> float:
+        settings = self.m.settings
+        deadline = math.inf
+        for record in self.m.records.values():
+            if record.phase is Phase.UP:
+                deadline = min(deadline, self._status_due.get(type(record.backend), now))
+                if record.stop_requested is not None:
+                    deadline = min(deadline, record.stop_requested + settings.stop_grace)
+                elif record.beat_seen and self.m.ledger.has_tasks(record.name):
+                    deadline = min(deadline, record.quiet_since + settings.heartbeat_timeout)
+            elif self.stuck(record) and settings.auto_restart:
+                deadline = min(deadline, record.retry_at)
+        return deadline
+
+    # ------------------------------------------------------------------ stop and death
+    def request_stop(self, record: WorkerRecord, now: float) -> bool:
+        """Write a Stop for the worker (it finishes the job it runs, starts nothing more)."""
+        if not record.up or record.stop_requested is not None or record.killing:
+            return False
+        record.stop_requested = now
+        self.m.write_control(record, protocol.Stop(self.m.ledger.next_seq()))
+        return True
+
+    def stuck(self, record: WorkerRecord) -> bool:
+        return not record.up and bool(self.m.ledger.held.get(record.name))
+
+    def down(self, record: WorkerRecord, now: float) -> None:
+        """The worker's process has ended: keep what it finished, place what it had not."""
+        if not record.up:
+            return
+        m = self.m
+        note = record.exit
+        deliberate = record.stop_requested is not None
+        record.phase, record.killing, record.down_pending = Phase.DOWN, False, False
+        record.stop_requested = None
+        record.idle_since = now
+        # It left no note: killed, or out of reach and maybe still running (a task in a user's
+        # executor cannot be killed). A Stop left in its place tells such a straggler to leave.
+        m.cleanup(record, straggler=note is None)
+        tasks = m.ledger.tasks_of(record.name)
+        for task in tasks:
+            m.ledger.close_task(task.seq, now)
+        if not tasks:
+            return
+        if deliberate or (note is not None and note.clean):  # it never started these, or we stopped it
+            m.ledger.requeue(job for task in tasks for job in task.jobs)
+            return
+        started = [t for t in tasks if note is None or t.seq <= note.last_seq]
+        running: Task | None = started[0] if started else None
+        m.ledger.requeue(job for task in tasks if task is not running for job in task.jobs)
+        if running is None:
+            return
+        cause = f"exit note {note.reason!r}" if note else "no exit note"
+        log.warning("worker %r died running task %d (%s); its %d job(s) are charged a try", record.name,
+                    running.seq, cause, len(running.jobs))  # fmt: skip
+        survivors = []
+        for job in running.jobs:
+            job.tries += 1
+            if not self._out_of_tries(job, record):
+                survivors.append(job)
+        if m.settings.auto_restart:
+            m.ledger.requeue(survivors)  # they run again, each alone (the dispatcher sees their tries)
+        else:
+            m.ledger.hold(record.name, survivors)
+
+    def _out_of_tries(self, job: Job, record: WorkerRecord) -> bool:
+        """Give a job up as crashed once it has used every try."""
+        max_tries = self.m.settings.max_tries
+        if job.tries < max_tries:
+            return False
+        error = WorkerCrashedError(
+            f"job {job.id} ({job.kind}) ended with its worker dead or its data lost {job.tries}"
+            f" time(s) (max_tries={max_tries}); the last worker was {record.name!r}"
+        )
+        self.m.finish(job, Result(job.id, CRASH, error=error, worker=record.name, tags=job.tags, tries=job.tries))
+        return True
+
+    def charge(self, jobs: list[Job], record: WorkerRecord | None, reason: str) -> None:
+        """Jobs whose data was lost (a corrupt object): charged a try, then run again or crashed."""
+        log.warning("%s; %d job(s) are charged a try and run again", reason, len(jobs))
+        survivors = []
+        for job in jobs:
+            job.tries += 1
+            if record is None or not self._out_of_tries(job, record):
+                survivors.append(job)
+        self.m.ledger.requeue(survivors)
+
+    def launch_error_for(self, job: Job) -> BaseException | None:
+        """Why a waiting job cannot start: every worker able to run it failed to launch too often."""
+        candidates = [r for r in self.m.records.values() if job.tags <= r.tags]
+        if not candidates or any(r.up or r.launch_failures < self.m.settings.max_tries for r in candidates):
+            return None
+        error = WorkerLaunchError(
+            f"job {job.id} cannot start: every worker that could run it failed to launch"
+            f" {self.m.settings.max_tries} times in a row ({', '.join(r.name for r in candidates)});"
+            f" the last error: {candidates[-1].launch_error}"
+        )
+        error.__cause__ = candidates[-1].launch_error
+        return error
+
