@@ -17,13 +17,23 @@ from .errors import store_error
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 
 
+def _is_key(name: str) -> bool:
+    """Whether an object name (relative to the store's prefix) is a key, not someone's private object."""
+    try:
+        check_key(name)
+    except ValueError:
+        return False
+    return True
+
+
 class S3Store(Store):
     """Keys live under ``prefix`` in ``bucket``; credentials come from boto3's default chain.
 
     Options: ``region`` (default: the environment's), ``endpoint_url`` (S3-compatible services),
     ``profile`` (a named AWS profile), ``max_attempts`` and ``retry_mode`` (botocore's retries on
     throttling and transient errors; default 10 attempts, ``"adaptive"``), ``poll_interval``
-    (shortest and longest pause between an idle party's LIST requests; default 0.05 s and 5 s).
+    (shortest and longest pause between an idle party's LIST requests; default 0.05 s and 5 s),
+    ``page_size`` (keys per LIST request; default S3's 1000, tests set a few to exercise paging).
     """
 
     name = "s3"
@@ -43,14 +53,18 @@ class S3Store(Store):
         max_attempts: int = 10,
         retry_mode: str = "adaptive",
         poll_interval: tuple[float, float] | list[float] | None = None,
+        page_size: int | None = None,
     ) -> None:
         if not bucket or "/" in bucket:
             raise StoreError(f"invalid S3 bucket name {bucket!r}")
+        if page_size is not None and not (isinstance(page_size, int) and page_size >= 1):
+            raise StoreError(f"page_size must be a positive number of keys, got {page_size!r}")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._base = f"{self.prefix}/" if self.prefix else ""
         self.region, self.endpoint_url, self.profile = region, endpoint_url, profile
         self.max_attempts, self.retry_mode = max_attempts, retry_mode
+        self.page_size = page_size
         try:
             self.set_poll_interval(poll_interval)
         except ValueError as exc:
@@ -72,6 +86,8 @@ class S3Store(Store):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
         config.update(self.poll_interval_config())
+        if self.page_size is not None:
+            config["page_size"] = self.page_size
         if (self.max_attempts, self.retry_mode) != (10, "adaptive"):
             config.update(max_attempts=self.max_attempts, retry_mode=self.retry_mode)
         return config
@@ -124,20 +140,34 @@ class S3Store(Store):
             raise store_error(exc, "read", "s3:GetObject", f"{self.describe()}/{key}") from exc
 
     def list(self, prefix: str, start_after: str | None = None) -> list[str]:
-        keys: list[str] = []
+        # S3 lists in UTF-8 binary order, which is the contract's code-point order for ASCII keys.
+        return [name for name in self._names(prefix, start_after) if _is_key(name)]
+
+    def _names(self, prefix: str, start_after: str | None = None) -> list[str]:
+        """Every object name under ``prefix`` (relative to the store's), private ones too, all pages."""
+        names: list[str] = []
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._base + prefix}
         if start_after is not None:
             arguments["StartAfter"] = self._base + start_after
+        if self.page_size is not None:
+            arguments["PaginationConfig"] = {"PageSize": self.page_size}
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(**arguments):
                 self.count("ListObjectsV2")
-                keys.extend(item["Key"][len(self._base) :] for item in page.get("Contents", ()))
+                names.extend(item["Key"][len(self._base) :] for item in page.get("Contents", ()))
         except Exception as exc:
             raise store_error(exc, "list", "s3:ListBucket", f"{self.describe()}/{prefix}") from exc
-        return keys  # S3 lists in UTF-8 binary order: sorted, as the contract asks
+        return names
 
     def delete(self, keys: Iterable[str]) -> None:
-        names = [self._key(key) for key in keys]
+        self._delete_names([check_key(key) for key in keys])
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under ``prefix``, including private dot-names that ``list`` hides."""
+        self._delete_names(self._names(prefix))
+
+    def _delete_names(self, relative_names: list[str]) -> None:
+        names = [self._base + name for name in relative_names]
         for start in range(0, len(names), _DELETE_BATCH):
             chunk = names[start : start + _DELETE_BATCH]
             self.count("DeleteObjects")

@@ -57,6 +57,18 @@ def test_an_explicit_endpoint_reaches_s3_compatible_services(bucket, s3_endpoint
     assert store.config() == {"bucket": bucket, "prefix": "p", "endpoint_url": s3_endpoint}
 
 
+def test_page_size_is_the_number_of_keys_per_list_request(bucket):
+    store = S3Store(bucket, "paged", page_size=10)
+    for n in range(25):
+        store.put(f"k/{n:02d}", b"")
+    S3Store.requests.clear()
+    assert store.list("k/") == [f"k/{n:02d}" for n in range(25)]
+    assert S3Store.requests == {"ListObjectsV2": 3}
+    assert S3Store.from_config(store.config()).page_size == 10  # workers list as the controller does
+    with pytest.raises(StoreError, match="page_size must be a positive number"):
+        S3Store(bucket, page_size=0)
+
+
 def test_a_missing_bucket_is_a_clear_error_at_crew_creation(s3_endpoint):
     with pytest.raises(StoreError, match="does not exist: create it or fix the"):
         Crew(store="s3://no-such-bucket-here/run", worker_classes=["subprocess"])

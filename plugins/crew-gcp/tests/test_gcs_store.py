@@ -50,6 +50,18 @@ def test_a_crew_runs_over_a_gs_url(bucket):
         assert sorted(r.value for r in crew.results(timeout=120)) == [2 * i for i in range(10)]
 
 
+def test_page_size_is_the_number_of_objects_per_list_request(bucket):
+    store = GCSStore(bucket, "paged", page_size=10)
+    for n in range(25):
+        store.put(f"k/{n:02d}", b"")
+    GCSStore.requests.clear()
+    assert store.list("k/") == [f"k/{n:02d}" for n in range(25)]
+    assert GCSStore.requests == {"objects.list": 3}
+    assert GCSStore.from_config(store.config()).page_size == 10  # workers list as the controller does
+    with pytest.raises(StoreError, match="page_size must be a positive number"):
+        GCSStore(bucket, page_size=0)
+
+
 def test_a_missing_bucket_is_a_clear_error_at_crew_creation(gcs_endpoint):
     with pytest.raises(StoreError, match="does not exist: create it or fix the store URL"):
         Crew(store="gs://no-such-bucket-here/run", worker_classes=["subprocess"])
