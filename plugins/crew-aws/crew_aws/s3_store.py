@@ -6,6 +6,7 @@ imported when the first store is built, not when crew starts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,9 @@ from crew_core.store import check_key
 from .errors import store_error
 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+_LOCATION = ("bucket", "prefix")  # options that an s3:// URL names itself
+
+logger = logging.getLogger("crew")
 
 
 def _is_key(name: str) -> bool:
@@ -74,10 +78,18 @@ class S3Store(Store):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> S3Store:
-        """``s3://bucket`` or ``s3://bucket/some/prefix``."""
+        """``s3://bucket`` or ``s3://bucket/some/prefix``.
+
+        The URL names the whole location: a ``bucket`` or ``prefix`` among the options (from the
+        ``s3`` config section or ``store_options``) is ignored, as ``s3://bucket`` means the
+        bucket's top level.
+        """
         if not url.startswith("s3://"):
             raise StoreError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)")
         bucket, _, prefix = url[len("s3://") :].partition("/")
+        overridden = {key: options.pop(key) for key in _LOCATION if key in options}
+        if overridden:
+            logger.info("the store URL %s overrides the options %s", url, overridden)
         return cls(bucket, prefix, **options)
 
     def config(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from crew_aws import S3Store
 
-from crew_core import Crew, StoreError
+from crew_core import Crew, StoreError, get_plugin_manager, hookimpl
 from crew_core.testing import StoreContract, WorkerContract, jobs
 
 
@@ -67,6 +67,27 @@ def test_page_size_is_the_number_of_keys_per_list_request(bucket):
     assert S3Store.from_config(store.config()).page_size == 10  # workers list as the controller does
     with pytest.raises(StoreError, match="page_size must be a positive number"):
         S3Store(bucket, page_size=0)
+
+
+def test_the_url_names_the_location_over_the_options(bucket):
+    """Explicit beats defaults: a URL's bucket and prefix win over the config's or store_options'."""
+    store = S3Store.from_url(f"s3://{bucket}/from-url", bucket="config-bucket", prefix="config/prefix")
+    assert (store.bucket, store.prefix) == (bucket, "from-url")
+    store = S3Store.from_url(f"s3://{bucket}", prefix="config/prefix")
+    assert (store.bucket, store.prefix) == (bucket, "")  # the URL names the bucket's top level
+
+
+def test_a_crew_takes_its_location_from_the_url_not_the_config(bucket):
+    class Defaults:
+        @hookimpl
+        def crew_configure(self, config):
+            config["s3"].update(bucket="no-such-bucket-configured", prefix="from-config")
+
+    plugins = get_plugin_manager([Defaults()])
+    with Crew(store=f"s3://{bucket}/from-url", plugins=plugins, worker_classes=["subprocess"]) as crew:
+        assert crew.store.describe() == f"s3://{bucket}/from-url"
+    with Crew(store="s3", plugins=plugins, store_options={"bucket": bucket}, worker_classes=["subprocess"]) as crew:
+        assert crew.store.describe() == f"s3://{bucket}/from-config"  # no URL: the config's prefix
 
 
 def test_a_missing_bucket_is_a_clear_error_at_crew_creation(s3_endpoint):

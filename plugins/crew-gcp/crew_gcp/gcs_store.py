@@ -7,6 +7,7 @@ imported when the first store is built.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,9 @@ _PERMISSIONS = {
     "delete from": "storage.objects.delete",
     "open": "storage.objects.list",
 }
+_LOCATION = ("bucket", "prefix")  # options that a gs:// URL names itself
+
+logger = logging.getLogger("crew")
 
 
 def _is_key(name: str) -> bool:
@@ -102,11 +106,19 @@ class GCSStore(Store):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> GCSStore:
-        """``gs://bucket`` or ``gs://bucket/some/prefix``."""
+        """``gs://bucket`` or ``gs://bucket/some/prefix``.
+
+        The URL names the whole location: a ``bucket`` or ``prefix`` among the options (from the
+        ``gcs`` config section or ``store_options``) is ignored, as ``gs://bucket`` means the
+        bucket's top level.
+        """
         scheme, sep, rest = url.partition("://")
         if not sep or scheme not in cls.schemes:
             raise StoreError(f"not a GCS URL: {url!r} (expected gs://bucket/prefix)")
         bucket, _, prefix = rest.partition("/")
+        overridden = {key: options.pop(key) for key in _LOCATION if key in options}
+        if overridden:
+            logger.info("the store URL %s overrides the options %s", url, overridden)
         return cls(bucket, prefix, **options)
 
     def config(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from crew_gcp import GCSStore
 
-from crew_core import Crew, StoreError
+from crew_core import Crew, StoreError, get_plugin_manager, hookimpl
 from crew_core.testing import StoreContract, WorkerContract, jobs
 
 
@@ -82,6 +82,27 @@ def test_the_emulator_cannot_run_the_libraries_batches(bucket, gcs):
     with pytest.raises(ValueError, match="not multi-part"), gcs.batch():
         gcs.bucket(bucket).delete_blob("k")
     assert [blob.name for blob in gcs.list_blobs(bucket)] == ["k"]
+
+
+def test_the_url_names_the_location_over_the_options(bucket):
+    """Explicit beats defaults: a URL's bucket and prefix win over the config's or store_options'."""
+    store = GCSStore.from_url(f"gs://{bucket}/from-url", bucket="config-bucket", prefix="config/prefix")
+    assert (store.bucket_name, store.prefix) == (bucket, "from-url")
+    store = GCSStore.from_url(f"gs://{bucket}", prefix="config/prefix")
+    assert (store.bucket_name, store.prefix) == (bucket, "")  # the URL names the bucket's top level
+
+
+def test_a_crew_takes_its_location_from_the_url_not_the_config(bucket):
+    class Defaults:
+        @hookimpl
+        def crew_configure(self, config):
+            config["gcs"].update(bucket="no-such-bucket-configured", prefix="from-config")
+
+    plugins = get_plugin_manager([Defaults()])
+    with Crew(store=f"gs://{bucket}/from-url", plugins=plugins, worker_classes=["subprocess"]) as crew:
+        assert crew.store.describe() == f"gs://{bucket}/from-url"
+    with Crew(store="gcs", plugins=plugins, store_options={"bucket": bucket}, worker_classes=["subprocess"]) as crew:
+        assert crew.store.describe() == f"gs://{bucket}/from-config"  # no URL: the config's prefix
 
 
 def test_a_missing_bucket_is_a_clear_error_at_crew_creation(gcs_endpoint):
