@@ -8,23 +8,32 @@ from crew_aws import S3Store
 from crew_core import Crew, StoreError, get_plugin_manager, hookimpl
 from crew_core.testing import StoreContract, WorkerContract, jobs
 
+ROOT = "crews/run-1/"  # where the contract's stores live in their bucket
+
 
 class TestS3Store(StoreContract):
     @pytest.fixture
-    def store(self, bucket):
-        store = S3Store(bucket, "crews/run-1")
+    def store(self, bucket, s3):
+        self.s3 = s3  # the raw helpers' own client: ground truth without the store's methods
+        store = S3Store(bucket, ROOT)
         yield store
         store.close()
 
-    def raw_put(self, store, key, data):
-        import boto3
+    @pytest.fixture
+    def small_page_store(self, store):
+        paged = S3Store(store.bucket, ROOT, page_size=self.small_page)
+        yield paged
+        paged.close()
 
-        boto3.client("s3").put_object(Bucket=store.bucket, Key=f"crews/run-1/{key}", Body=data)
+    def raw_put(self, store, key, data):
+        self.s3.put_object(Bucket=store.bucket, Key=ROOT + key, Body=data)
 
     def raw_get(self, store, key):
-        import boto3
+        return self.s3.get_object(Bucket=store.bucket, Key=ROOT + key)["Body"].read()
 
-        return boto3.client("s3").get_object(Bucket=store.bucket, Key=f"crews/run-1/{key}")["Body"].read()
+    def raw_list(self, store, prefix):
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=ROOT + prefix)
+        return sorted(item["Key"][len(ROOT) :] for page in pages for item in page.get("Contents", ()))
 
 
 class TestLocalWorkersOverS3(WorkerContract):

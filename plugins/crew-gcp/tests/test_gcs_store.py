@@ -8,27 +8,31 @@ from crew_gcp import GCSStore
 from crew_core import Crew, StoreError, get_plugin_manager, hookimpl
 from crew_core.testing import StoreContract, WorkerContract, jobs
 
+ROOT = "crews/run-1/"  # where the contract's stores live in their bucket
+
 
 class TestGCSStore(StoreContract):
     @pytest.fixture
-    def store(self, bucket):
-        store = GCSStore(bucket, "crews/run-1")
+    def store(self, bucket, gcs):
+        self.gcs = gcs.bucket(bucket)  # the raw helpers' own client: ground truth without the store
+        store = GCSStore(bucket, ROOT)
         yield store
         store.close()
 
-    def raw_put(self, store, key, data):
-        from google.cloud import storage
+    @pytest.fixture
+    def small_page_store(self, store):
+        paged = GCSStore(store.bucket_name, ROOT, page_size=self.small_page)
+        yield paged
+        paged.close()
 
-        storage.Client(project="crew-test").bucket(store.bucket_name).blob(f"crews/run-1/{key}").upload_from_string(
-            data
-        )
+    def raw_put(self, store, key, data):
+        self.gcs.blob(ROOT + key).upload_from_string(data)
 
     def raw_get(self, store, key):
-        from google.cloud import storage
+        return self.gcs.blob(ROOT + key).download_as_bytes()
 
-        return (
-            storage.Client(project="crew-test").bucket(store.bucket_name).blob(f"crews/run-1/{key}").download_as_bytes()
-        )
+    def raw_list(self, store, prefix):
+        return sorted(blob.name[len(ROOT) :] for blob in self.gcs.list_blobs(prefix=ROOT + prefix))
 
 
 class TestLocalWorkersOverGCS(WorkerContract):
