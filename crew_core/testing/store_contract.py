@@ -3,30 +3,139 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import pytest
 
 from crew_core import KeyNotFoundError, Store
 
+#: Names that are not keys: ``put``, ``get`` and ``delete`` must raise ValueError for each.
+INVALID_KEYS = ("", "/abs", "a//b", "../x", "a/../b", ".hidden", "a/.hidden", "a/", "a b", "caf\u00e9")
+
+#: Keys whose code-point order differs from a case-insensitive, per-folder or numeric order.
+#: (No two differ only in case: a case-insensitive file system could not hold both.)
+ORDER_KEYS = (
+    "-z", "0", "10", "9", "B", "K1", "Z", "_z", "a-b", "a.b", "a/-x", "a/0", "a/B", "a/_", "a/b",
+    "a0", "aB", "a_b", "k10", "k9",
+)  # fmt: skip
+
+#: Size of the large-object test: past 8 MiB, where SDKs switch to multipart or chunked transfers.
+LARGE_OBJECT_SIZE = 16 * 1024 * 1024 + 7
+
+
+def _show(value: Any, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(value)} items)"
+
+
+def expect_equal(got: Any, want: Any, what: str) -> None:
+    """Fail with both values and what was asked.
+
+    pytest rewrites the asserts of test modules only, not of this suite imported by them, so a
+    bare ``assert`` here would fail without saying what it saw.
+    """
+    if got != want:
+        raise AssertionError(f"{what}: got {_show(got)}, expected {_show(want)}")
+
+
+def expect_same_bytes(got: bytes, want: bytes, what: str) -> None:
+    """Compare large objects without a diff of megabytes; say where they first differ."""
+    if got == want:
+        return
+    size, block = min(len(got), len(want)), 1 << 16
+    left, right = memoryview(got), memoryview(want)
+    start = next((i for i in range(0, size, block) if left[i : i + block] != right[i : i + block]), size)
+    at = next((i for i in range(start, min(start + block, size)) if left[i] != right[i]), size)
+    raise AssertionError(f"{what}: {len(got)} bytes instead of {len(want)}, first difference at byte {at}")
+
+
+def expect_invalid_key_rejected(verb: str, call: Callable[[str], object], key: str) -> None:
+    """``call(key)`` must raise ValueError, as :func:`crew_core.store.check_key` does."""
+    try:
+        call(key)
+    except ValueError:
+        return
+    except Exception as exc:
+        raise AssertionError(f"{verb}({key!r}) raised {exc!r}, not ValueError for an invalid key") from exc
+    raise AssertionError(f"{verb}({key!r}) accepted an invalid key: it must raise ValueError")
+
 
 class StoreContract:
     """Subclass and provide a ``store`` fixture that yields a fresh, empty store.
 
-    Override :meth:`raw_put` and :meth:`raw_get` to read and write the backend *without* the
-    store's own methods (a file on disk, a direct SDK call): the suite then checks the store
-    against the backend rather than against itself. Without them those tests skip.
+    **Ground truth.** Override :meth:`raw_put`, :meth:`raw_get` and :meth:`raw_list` to reach the
+    backend *without* the store's own methods (a file on disk, a direct SDK call with a client of
+    your own): the suite then checks the store against the backend rather than against itself.
+    Tests that need a helper you do not provide skip with a reason.
+
+    **Paging.** Override the ``small_page_store`` fixture to return a second store on the same
+    location as ``store`` that asks the backend for at most :attr:`small_page` keys per list
+    request (S3Store and GCSStore take a ``page_size`` option): paging is then tested with a few
+    dozen keys. Without it the paging test writes 1100 keys, more than one page of S3 or GCS.
+
+    **Cleaning up.** After every test the suite empties the store's location with
+    ``store.delete_prefix("")`` and checks with :meth:`raw_list` that nothing is left in the
+    backend (without ``raw_list``: that ``store.list("")`` is empty); see :meth:`clean_up`.
     """
+
+    #: Keys per list request that the ``small_page_store`` fixture's store asks for.
+    small_page: ClassVar[int] = 10
+    #: Set by a test that closes the fixture's store, so that clean-up does not use it.
+    store_closed_by_test: bool = False
 
     # ------------------------------------------------------------------ ground-truth helpers
     def raw_put(self, store: Store, key: str, data: bytes) -> None:
+        """Write ``data`` under the object name ``key`` (relative to the store's location)."""
         pytest.skip("raw_put is not provided by this test class")
 
     def raw_get(self, store: Store, key: str) -> bytes:
+        """Read the object named ``key`` (relative to the store's location) from the backend."""
         pytest.skip("raw_get is not provided by this test class")
+
+    def raw_list(self, store: Store, prefix: str) -> list[str]:
+        """Every object name under the store's location that starts with ``prefix``, sorted.
+
+        Names are relative to the location (``"a/b"`` for ``s3://bucket/root/a/b``) and include
+        the backend's private objects (any segment starting with ``.``); folders are not objects.
+        """
+        pytest.skip("raw_list is not provided by this test class")
+
+    def provides(self, helper: str) -> bool:
+        """Whether this test class overrides the raw helper named ``helper``."""
+        return getattr(type(self), helper) is not getattr(StoreContract, helper)
+
+    # ------------------------------------------------------------------ fixtures
+    @pytest.fixture
+    def small_page_store(self, store: Store) -> Store | None:
+        """A store on ``store``'s location listing :attr:`small_page` keys per request, or None."""
+        return None
+
+    @pytest.fixture(autouse=True)
+    def clean_up_after_the_test(self, store: Store) -> Iterator[None]:
+        """Run :meth:`clean_up` after each test (before the ``store`` fixture closes the store)."""
+        yield
+        self.clean_up(store)
+
+    def clean_up(self, store: Store) -> None:
+        """Delete everything under the store's location, then check that the backend is empty.
+
+        Uses the store's own ``delete_prefix("")``, which must remove private objects too; a test
+        that leaves anything behind (or a ``delete_prefix`` that misses something) fails here.
+        """
+        if self.provides("raw_list"):
+            if self.raw_list(store, "") and not self.store_closed_by_test:
+                store.delete_prefix("")
+            left = self.raw_list(store, "")
+            expect_equal(left, [], "objects left in the backend after the test and delete_prefix('')")
+        elif not self.store_closed_by_test:
+            store.delete_prefix("")
+            expect_equal(store.list(""), [], "keys left after the test and delete_prefix('')")
 
     # ------------------------------------------------------------------ the four verbs
     def test_put_then_get_returns_the_bytes(self, store: Store) -> None:
@@ -52,9 +161,15 @@ class StoreContract:
         assert store.get("binary") == bytes(range(256)) * 4
 
     def test_large_objects_round_trip(self, store: Store) -> None:
-        data = bytes(range(256)) * (6 * 1024 * 4)  # 6 MiB: above common single-request sizes
-        store.put("large", data)
-        assert store.get("large") == data
+        # Random bytes, not a repeating pattern: a chunk lost, repeated or reordered shows.
+        data = random.Random(LARGE_OBJECT_SIZE).randbytes(LARGE_OBJECT_SIZE)
+        store.put("large/stored", data)
+        expect_same_bytes(store.get("large/stored"), data, "get('large/stored') after put")
+        if self.provides("raw_get"):
+            expect_same_bytes(self.raw_get(store, "large/stored"), data, "the backend's object after put")
+        if self.provides("raw_put"):
+            self.raw_put(store, "large/raw", data)
+            expect_same_bytes(store.get("large/raw"), data, "get('large/raw') of an object the backend holds")
 
     def test_list_is_sorted_recursive_and_prefix_bound(self, store: Store) -> None:
         for key in ["p/b", "p/a", "p/sub/c", "q/a", "pp/x"]:
@@ -71,20 +186,81 @@ class StoreContract:
         assert store.list("t/", start_after="t/0000") == [f"t/{n:04d}" for n in range(1, 6)]
         assert store.list("t/", start_after="t/0005") == []
 
-    def test_list_pages_through_many_keys(self, store: Store) -> None:
-        keys = [f"many/{n:05d}" for n in range(1100)]  # more than one page of S3 or GCS listing
-        for key in keys:
+    def test_list_orders_keys_by_code_point(self, store: Store) -> None:
+        """Python's string order, which is the byte order S3 and GCS list in: '-' < '.' < '/' < digits
+        < upper case < '_' < lower case, character by character, across folders."""
+        for key in random.Random(0).sample(ORDER_KEYS, len(ORDER_KEYS)):
+            store.put(key, b"1")
+        ordered = sorted(ORDER_KEYS)
+        expect_equal(store.list(""), ordered, "list('')")
+        expect_equal(store.list("a"), [k for k in ordered if k.startswith("a")], "list('a')")
+        expect_equal(store.list("", start_after="a.b"), [k for k in ordered if k > "a.b"], "list('', 'a.b')")
+        if self.provides("raw_list"):
+            expect_equal(self.raw_list(store, ""), ordered, "the backend's object names")
+
+    def test_list_reads_every_page(self, store: Store, small_page_store: Store | None) -> None:
+        """All pages, whatever the page size; pages of private names only do not end the listing."""
+        paged, count = (store, 1100) if small_page_store is None else (small_page_store, 3 * self.small_page + 3)
+        keys = [f"many/{n:05d}" for n in range(count)]
+        for key in [*keys, "man/y", "many0/z"]:
             store.put(key, b"")
-        assert store.list("many/") == keys
-        assert store.list("many/", start_after=keys[1049]) == keys[1050:]
+        if small_page_store is not None and self.provides("raw_put"):
+            for n in range(self.small_page + 1):  # a whole first page of private names
+                self.raw_put(store, f"many/.tmp{n:03d}", b"")
+        expect_equal(paged.list("many/"), keys, "list('many/')")
+        expect_equal(paged.list(""), ["man/y", *keys, "many0/z"], "list('')")
+        page = min(self.small_page, count) if small_page_store is not None else 1000
+        expect_equal(paged.list("many/", start_after=keys[page - 1]), keys[page:], "list after the first page")
+        expect_equal(paged.list("many/", start_after=keys[-2]), keys[-1:], "list after all but one key")
+
+    def test_list_hides_private_dot_names(self, store: Store) -> None:
+        """Any name with a segment starting with '.' is the backend's, not a key."""
+        store.put("p/a", b"1")
+        store.put("p/sub/b", b"1")
+        private = ["p/.tmp", "p/.a.1234.tmp", "p/sub/.lock", "p/.hidden/c", ".top", "p/sub/.x/y"]
+        for name in private:
+            self.raw_put(store, name, b"private")
+        expect_equal(store.list("p/"), ["p/a", "p/sub/b"], "list('p/')")
+        expect_equal(store.list(""), ["p/a", "p/sub/b"], "list('')")
+        expect_equal(store.list("p/", start_after="p/."), ["p/a", "p/sub/b"], "list('p/', 'p/.')")
+        if self.provides("raw_list"):
+            expect_equal(self.raw_list(store, ""), sorted([*private, "p/a", "p/sub/b"]), "the backend's names")
+
+    def test_list_is_never_stale(self, store: Store) -> None:
+        """Listings see every put and delete at once, the store's own and those of other processes."""
+        other = type(store).from_config(store.config())  # another party, e.g. a worker
+        try:
+            expect_equal(store.list("c/"), [], "list('c/') of an empty store")
+            store.put("c/1", b"1")
+            expect_equal(store.list("c/"), ["c/1"], "list('c/') after put('c/1')")
+            other.put("c/2", b"2")
+            expect_equal(store.list("c/"), ["c/1", "c/2"], "list('c/') after another store's put('c/2')")
+            expect_equal(store.list("c/", start_after="c/1"), ["c/2"], "list('c/', 'c/1')")
+            if self.provides("raw_put"):
+                self.raw_put(store, "c/3", b"3")
+                expect_equal(store.list("c/"), ["c/1", "c/2", "c/3"], "list('c/') after the backend got 'c/3'")
+                store.delete(["c/3"])
+            store.delete(["c/1"])
+            expect_equal(store.list("c/"), ["c/2"], "list('c/') after delete(['c/1'])")
+            expect_equal(store.list("c/", start_after="c/1"), ["c/2"], "list('c/', 'c/1') after the delete")
+            other.delete(["c/2"])
+            expect_equal(store.list("c/"), [], "list('c/') after another store's delete(['c/2'])")
+            store.put("c/4", b"4")
+            store.delete_prefix("c/")
+            expect_equal(store.list(""), [], "list('') after delete_prefix('c/')")
+        finally:
+            other.close()
 
     def test_delete_removes_and_ignores_missing_keys(self, store: Store) -> None:
         store.put("d/1", b"1")
         store.put("d/2", b"2")
         store.delete(["d/1", "d/never"])
+        store.delete([])
         assert store.list("d/") == ["d/2"]
         with pytest.raises(KeyNotFoundError):
             store.get("d/1")
+        if self.provides("raw_list"):
+            expect_equal(self.raw_list(store, "d/"), ["d/2"], "the backend's names under 'd/' after the delete")
 
     def test_delete_prefix_removes_everything_below(self, store: Store) -> None:
         for key in ["x/1", "x/y/2", "xz/3"]:
@@ -92,10 +268,37 @@ class StoreContract:
         store.delete_prefix("x/")
         assert store.list("") == ["xz/3"]
 
-    def test_invalid_keys_are_rejected(self, store: Store) -> None:
-        for key in ["", "/abs", "a//b", "../up", "a/.hidden", "a b"]:
-            with pytest.raises(ValueError):
-                store.put(key, b"1")
+    def test_delete_prefix_removes_private_objects_too(self, store: Store) -> None:
+        """Cleaning up a worker or a crew leaves nothing behind, not even the backend's own files."""
+        for key in ["x/1", "x/y/2", "xz/3"]:
+            store.put(key, b"1")
+        store.wait("x/y/channel", 0)  # a store that listens through private objects makes one here
+        outside = ["xz/.keep", ".x.private"]
+        for name in ["x/.tmp", "x/y/.lock", "x/.hidden/z", *outside]:
+            self.raw_put(store, name, b"private")
+        store.delete_prefix("x/")
+        expect_equal(self.raw_list(store, "x/"), [], "the backend's names under 'x/' after delete_prefix('x/')")
+        expect_equal(self.raw_list(store, ""), sorted([*outside, "xz/3"]), "the backend's names outside 'x/'")
+        expect_equal(store.list(""), ["xz/3"], "list('') after delete_prefix('x/')")
+
+    def test_put_rejects_invalid_keys(self, store: Store) -> None:
+        for key in INVALID_KEYS:
+            expect_invalid_key_rejected("put", lambda key: store.put(key, b"1"), key)
+
+    def test_get_rejects_invalid_keys(self, store: Store) -> None:
+        for key in INVALID_KEYS:
+            expect_invalid_key_rejected("get", store.get, key)
+        if self.provides("raw_put"):
+            self.raw_put(store, "a/.hidden", b"private")  # a private object is not a key, even where it exists
+            expect_invalid_key_rejected("get", store.get, "a/.hidden")
+
+    def test_delete_rejects_invalid_keys(self, store: Store) -> None:
+        for key in INVALID_KEYS:
+            expect_invalid_key_rejected("delete", lambda key: store.delete([key]), key)
+        if self.provides("raw_put") and self.provides("raw_get"):
+            self.raw_put(store, "a/.hidden", b"private")
+            expect_invalid_key_rejected("delete", lambda key: store.delete([key]), "a/.hidden")
+            expect_equal(self.raw_get(store, "a/.hidden"), b"private", "the private object after delete(['a/.hidden'])")
 
     # ------------------------------------------------------------------ against the backend
     def test_store_writes_what_the_backend_holds(self, store: Store) -> None:
@@ -151,6 +354,17 @@ class StoreContract:
         assert out.returncode == 0, out.stderr
         assert out.stdout == "seen from afar"
         assert store.get("shared/reply") == b"written afar"
+
+    def test_close_is_idempotent_and_keeps_shared_data(self, store: Store) -> None:
+        other = type(store).from_config(store.config())  # as a worker rebuilds it
+        store.put("kept", b"shared")
+        other.close()
+        other.close()
+        expect_equal(store.get("kept"), b"shared", "get('kept') after another store on it closed")
+        store.delete(["kept"])
+        self.store_closed_by_test = True
+        store.close()
+        store.close()  # and the store fixture may close it once more
 
     # ------------------------------------------------------------------ optional wake-ups
     def test_wait_without_notification_returns_false(self, store: Store) -> None:

@@ -6,6 +6,7 @@ imported when the first store is built, not when crew starts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,18 @@ from crew_core.store import check_key
 from .errors import store_error
 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+_LOCATION = ("bucket", "prefix")  # options that an s3:// URL names itself
+
+logger = logging.getLogger("crew")
+
+
+def _is_key(name: str) -> bool:
+    """Whether an object name (relative to the store's prefix) is a key, not someone's private object."""
+    try:
+        check_key(name)
+    except ValueError:
+        return False
+    return True
 
 
 class S3Store(Store):
@@ -23,7 +36,8 @@ class S3Store(Store):
     Options: ``region`` (default: the environment's), ``endpoint_url`` (S3-compatible services),
     ``profile`` (a named AWS profile), ``max_attempts`` and ``retry_mode`` (botocore's retries on
     throttling and transient errors; default 10 attempts, ``"adaptive"``), ``poll_interval``
-    (shortest and longest pause between an idle party's LIST requests; default 0.05 s and 5 s).
+    (shortest and longest pause between an idle party's LIST requests; default 0.05 s and 5 s),
+    ``page_size`` (keys per LIST request; default S3's 1000, tests set a few to exercise paging).
     """
 
     name = "s3"
@@ -43,14 +57,18 @@ class S3Store(Store):
         max_attempts: int = 10,
         retry_mode: str = "adaptive",
         poll_interval: tuple[float, float] | list[float] | None = None,
+        page_size: int | None = None,
     ) -> None:
         if not bucket or "/" in bucket:
             raise StoreError(f"invalid S3 bucket name {bucket!r}")
+        if page_size is not None and not (isinstance(page_size, int) and page_size >= 1):
+            raise StoreError(f"page_size must be a positive number of keys, got {page_size!r}")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._base = f"{self.prefix}/" if self.prefix else ""
         self.region, self.endpoint_url, self.profile = region, endpoint_url, profile
         self.max_attempts, self.retry_mode = max_attempts, retry_mode
+        self.page_size = page_size
         try:
             self.set_poll_interval(poll_interval)
         except ValueError as exc:
@@ -60,10 +78,18 @@ class S3Store(Store):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> S3Store:
-        """``s3://bucket`` or ``s3://bucket/some/prefix``."""
+        """``s3://bucket`` or ``s3://bucket/some/prefix``.
+
+        The URL names the whole location: a ``bucket`` or ``prefix`` among the options (from the
+        ``s3`` config section or ``store_options``) is ignored, as ``s3://bucket`` means the
+        bucket's top level.
+        """
         if not url.startswith("s3://"):
             raise StoreError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)")
         bucket, _, prefix = url[len("s3://") :].partition("/")
+        overridden = {key: options.pop(key) for key in _LOCATION if key in options}
+        if overridden:
+            logger.info("the store URL %s overrides the options %s", url, overridden)
         return cls(bucket, prefix, **options)
 
     def config(self) -> dict[str, Any]:
@@ -72,6 +98,8 @@ class S3Store(Store):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
         config.update(self.poll_interval_config())
+        if self.page_size is not None:
+            config["page_size"] = self.page_size
         if (self.max_attempts, self.retry_mode) != (10, "adaptive"):
             config.update(max_attempts=self.max_attempts, retry_mode=self.retry_mode)
         return config
@@ -124,20 +152,34 @@ class S3Store(Store):
             raise store_error(exc, "read", "s3:GetObject", f"{self.describe()}/{key}") from exc
 
     def list(self, prefix: str, start_after: str | None = None) -> list[str]:
-        keys: list[str] = []
+        # S3 lists in UTF-8 binary order, which is the contract's code-point order for ASCII keys.
+        return [name for name in self._names(prefix, start_after) if _is_key(name)]
+
+    def _names(self, prefix: str, start_after: str | None = None) -> list[str]:
+        """Every object name under ``prefix`` (relative to the store's), private ones too, all pages."""
+        names: list[str] = []
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._base + prefix}
         if start_after is not None:
             arguments["StartAfter"] = self._base + start_after
+        if self.page_size is not None:
+            arguments["PaginationConfig"] = {"PageSize": self.page_size}
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(**arguments):
                 self.count("ListObjectsV2")
-                keys.extend(item["Key"][len(self._base) :] for item in page.get("Contents", ()))
+                names.extend(item["Key"][len(self._base) :] for item in page.get("Contents", ()))
         except Exception as exc:
             raise store_error(exc, "list", "s3:ListBucket", f"{self.describe()}/{prefix}") from exc
-        return keys  # S3 lists in UTF-8 binary order: sorted, as the contract asks
+        return names
 
     def delete(self, keys: Iterable[str]) -> None:
-        names = [self._key(key) for key in keys]
+        self._delete_names([check_key(key) for key in keys])
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under ``prefix``, including private dot-names that ``list`` hides."""
+        self._delete_names(self._names(prefix))
+
+    def _delete_names(self, relative_names: list[str]) -> None:
+        names = [self._base + name for name in relative_names]
         for start in range(0, len(names), _DELETE_BATCH):
             chunk = names[start : start + _DELETE_BATCH]
             self.count("DeleteObjects")

@@ -5,26 +5,35 @@ from __future__ import annotations
 import pytest
 from crew_aws import S3Store
 
-from crew_core import Crew, StoreError
+from crew_core import Crew, StoreError, get_plugin_manager, hookimpl
 from crew_core.testing import StoreContract, WorkerContract, jobs
+
+ROOT = "crews/run-1/"  # where the contract's stores live in their bucket
 
 
 class TestS3Store(StoreContract):
     @pytest.fixture
-    def store(self, bucket):
-        store = S3Store(bucket, "crews/run-1")
+    def store(self, bucket, s3):
+        self.s3 = s3  # the raw helpers' own client: ground truth without the store's methods
+        store = S3Store(bucket, ROOT)
         yield store
         store.close()
 
-    def raw_put(self, store, key, data):
-        import boto3
+    @pytest.fixture
+    def small_page_store(self, store):
+        paged = S3Store(store.bucket, ROOT, page_size=self.small_page)
+        yield paged
+        paged.close()
 
-        boto3.client("s3").put_object(Bucket=store.bucket, Key=f"crews/run-1/{key}", Body=data)
+    def raw_put(self, store, key, data):
+        self.s3.put_object(Bucket=store.bucket, Key=ROOT + key, Body=data)
 
     def raw_get(self, store, key):
-        import boto3
+        return self.s3.get_object(Bucket=store.bucket, Key=ROOT + key)["Body"].read()
 
-        return boto3.client("s3").get_object(Bucket=store.bucket, Key=f"crews/run-1/{key}")["Body"].read()
+    def raw_list(self, store, prefix):
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=ROOT + prefix)
+        return sorted(item["Key"][len(ROOT) :] for page in pages for item in page.get("Contents", ()))
 
 
 class TestLocalWorkersOverS3(WorkerContract):
@@ -55,6 +64,39 @@ def test_an_explicit_endpoint_reaches_s3_compatible_services(bucket, s3_endpoint
     store.put("k", b"v")
     assert S3Store.from_config(store.config()).get("k") == b"v"
     assert store.config() == {"bucket": bucket, "prefix": "p", "endpoint_url": s3_endpoint}
+
+
+def test_page_size_is_the_number_of_keys_per_list_request(bucket):
+    store = S3Store(bucket, "paged", page_size=10)
+    for n in range(25):
+        store.put(f"k/{n:02d}", b"")
+    S3Store.requests.clear()
+    assert store.list("k/") == [f"k/{n:02d}" for n in range(25)]
+    assert S3Store.requests == {"ListObjectsV2": 3}
+    assert S3Store.from_config(store.config()).page_size == 10  # workers list as the controller does
+    with pytest.raises(StoreError, match="page_size must be a positive number"):
+        S3Store(bucket, page_size=0)
+
+
+def test_the_url_names_the_location_over_the_options(bucket):
+    """Explicit beats defaults: a URL's bucket and prefix win over the config's or store_options'."""
+    store = S3Store.from_url(f"s3://{bucket}/from-url", bucket="config-bucket", prefix="config/prefix")
+    assert (store.bucket, store.prefix) == (bucket, "from-url")
+    store = S3Store.from_url(f"s3://{bucket}", prefix="config/prefix")
+    assert (store.bucket, store.prefix) == (bucket, "")  # the URL names the bucket's top level
+
+
+def test_a_crew_takes_its_location_from_the_url_not_the_config(bucket):
+    class Defaults:
+        @hookimpl
+        def crew_configure(self, config):
+            config["s3"].update(bucket="no-such-bucket-configured", prefix="from-config")
+
+    plugins = get_plugin_manager([Defaults()])
+    with Crew(store=f"s3://{bucket}/from-url", plugins=plugins, worker_classes=["subprocess"]) as crew:
+        assert crew.store.describe() == f"s3://{bucket}/from-url"
+    with Crew(store="s3", plugins=plugins, store_options={"bucket": bucket}, worker_classes=["subprocess"]) as crew:
+        assert crew.store.describe() == f"s3://{bucket}/from-config"  # no URL: the config's prefix
 
 
 def test_a_missing_bucket_is_a_clear_error_at_crew_creation(s3_endpoint):

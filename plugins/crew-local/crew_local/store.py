@@ -145,10 +145,29 @@ class LocalStore(Store):
                 pass
 
     def delete_prefix(self, prefix: str) -> None:
+        """Delete every file whose name under the root starts with ``prefix``, dot-names included.
+
+        The base class's ``delete(list(prefix))`` would leave temporary files and doorbells
+        behind, since :meth:`list` hides them.
+        """
         if prefix.endswith("/"):  # the folder goes, doorbells of channels under it included
-            shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
-        else:
-            super().delete_prefix(prefix)
+            shutil.rmtree(self._path(prefix[:-1]), ignore_errors=True)
+            return
+        folder, _, start = prefix.rpartition("/")
+        try:
+            entries = list(os.scandir(self._path(folder) if folder else self._root))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if not entry.name.startswith(start):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass
 
     # ------------------------------------------------------------------ wake-ups
     def _doorbell(self, channel: str) -> str:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from crew_core.testing import StoreContract, WorkerContract
 from crew_local import LocalStore
 
 
-class TestLocalStore(StoreContract):
-    @pytest.fixture
-    def store(self, tmp_path):
-        store = LocalStore(tmp_path / "store")
-        yield store
-        store.close()
+class LocalBackend:
+    """Ground truth for the store contract: the files under the store's root, read without it."""
 
     def raw_put(self, store, key, data):
         path = store.root / key
@@ -23,8 +21,23 @@ class TestLocalStore(StoreContract):
     def raw_get(self, store, key):
         return (store.root / key).read_bytes()
 
+    def raw_list(self, store, prefix):
+        names = []
+        for folder, _, files in os.walk(store.root):  # nothing when the root is gone
+            relative = os.path.relpath(folder, store.root).replace(os.sep, "/")
+            names += [name if relative == "." else f"{relative}/{name}" for name in files]
+        return sorted(name for name in names if name.startswith(prefix))
 
-class TestPrivateLocalStore(StoreContract):
+
+class TestLocalStore(LocalBackend, StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        store = LocalStore(tmp_path / "store")
+        yield store
+        store.close()
+
+
+class TestPrivateLocalStore(LocalBackend, StoreContract):
     """The default store of ``Crew()``: a private folder in RAM where the system has one."""
 
     @pytest.fixture
