@@ -1,93 +1,165 @@
-"""Cloud store requests per job and per idle worker-minute (users pay per request), on emulators.
+"""Efficiency, controller requests per job and LIST rates, side by side on the local store, S3 and GCS.
 
-Run: ``python benchmarks/store_requests.py s3|gcs [--idle-seconds 60]``. S3 runs on moto's server
-(needs crew-aws, moto[server]); GCS on fake-gcs-server (needs crew-gcp and its wrapper wheel).
-Workers run as executor workers on threads of this process, so one counter sees the requests of
-the controller and of the workers alike.
+Run: ``python benchmarks/store_requests.py [--stores local,s3,gcs] [--workers 4,24] [--per-worker 8]
+[--seconds 1] [--idle-seconds 60]``.
+
+For each store and crew size, warm subprocess workers run ``per_worker`` jobs of ``seconds`` each;
+ideal time is ``per_worker * seconds``. Only the controller's requests are counted (workers are
+other processes). S3 is moto's server in a process of its own, GCS is fake-gcs-server; both need
+the test extras (``python3 dev.py test`` installs them). Then one worker loop idles alone on each
+cloud store and its requests per minute are counted once its polls have backed off.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 
-def noop(x: int) -> int:
-    return x
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
 
 
 @contextmanager
-def s3_store() -> Iterator[tuple[str, Any]]:
-    import boto3
-    from crew_aws import S3Store
-    from crew_aws.testing import moto_s3
+def store_url(kind: str) -> Iterator[tuple[str, Any]]:
+    """A fresh store location of ``kind`` and its store class (None for the local store)."""
+    if kind == "local":
+        memory = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        with tempfile.TemporaryDirectory(prefix="crew-bench-", dir=memory) as folder:
+            yield folder, None
+    elif kind == "s3":
+        import boto3
+        from crew_aws import S3Store
+        from crew_aws.testing import moto_s3
 
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    with moto_s3() as endpoint:
-        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
-        boto3.client("s3").create_bucket(Bucket="crew-bench")
-        yield "s3://crew-bench", S3Store
+        os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+        with moto_s3(own_process=True) as endpoint:
+            os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # workers inherit it
+            boto3.client("s3").create_bucket(Bucket="crew-bench")
+            yield "s3://crew-bench", S3Store
+    elif kind == "gcs":
+        from crew_gcp import GCSStore
+        from crew_gcp.testing import gcs_emulator
+        from google.cloud import storage
+
+        with gcs_emulator():
+            os.environ["GOOGLE_CLOUD_PROJECT"] = "crew-bench"
+            storage.Client(project="crew-bench").create_bucket("crew-bench")
+            yield "gs://crew-bench", GCSStore
+    else:
+        raise SystemExit(f"unknown store {kind!r}: local, s3 or gcs")
 
 
-@contextmanager
-def gcs_store() -> Iterator[tuple[str, Any]]:
-    from crew_gcp import GCSStore
-    from crew_gcp.testing import gcs_emulator
-    from google.cloud import storage
+def efficiency(url: str, cls: Any, workers: int, per_worker: int, seconds: float) -> dict[str, Any]:
+    """Run ``workers * per_worker`` jobs of ``seconds`` on warm workers; time and count them."""
+    from crew_core import Crew
 
-    with gcs_emulator():
-        storage.Client(project="crew-bench").create_bucket("crew-bench")
-        os.environ["GOOGLE_CLOUD_PROJECT"] = "crew-bench"
-        yield "gs://crew-bench", GCSStore
+    location = url if cls is None else f"{url}/{uuid.uuid4().hex[:8]}"
+    with Crew(store=location, worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=workers)
+        crew.launch()
+        for _ in range(workers):  # warm: every worker has run one job, durations are known
+            crew.send(sleep_for, args=(seconds,))
+        assert len(list(crew.results(timeout=600))) == workers
+        if cls is not None:
+            cls.requests.clear()
+        start = time.perf_counter()
+        for _ in range(workers * per_worker):
+            crew.send(sleep_for, args=(seconds,))
+        done = list(crew.results(timeout=3600))
+        wall = time.perf_counter() - start
+        counts = dict(cls.requests) if cls is not None else {}
+    assert len(done) == workers * per_worker and all(r.ok for r in done)
+    return {"wall": wall, "ideal": per_worker * seconds, "jobs": len(done), "counts": counts}
+
+
+def idle_worker(url: str, cls: Any, seconds: float) -> tuple[float, dict[str, int]]:
+    """Requests per minute of one worker loop idling alone, after its polls have backed off."""
+    from crew_core import protocol
+    from crew_core.protocol import WorkerSettings
+    from crew_core.runtime import WorkerLoop
+
+    store = cls.from_url(f"{url}/idle")
+    settings = WorkerSettings(store={}, crew=uuid.uuid4().hex[:12], name="idle-1", incarnation=1,
+                              heartbeat=cls.heartbeat_interval)  # fmt: skip
+    loop = WorkerLoop(store, settings)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    low, high = store.poll_interval
+    ramp = 0.0
+    while low < high:  # the pauses double from the shortest to the longest
+        ramp, low = ramp + low, low * 2
+    time.sleep(ramp + high)
+    cls.requests.clear()
+    time.sleep(seconds)
+    counts = dict(cls.requests)
+    store.put(protocol.task_key(settings.prefix, 1), protocol.encode_task(protocol.Stop(1)))
+    thread.join(timeout=2 * high + 10)
+    store.delete_prefix(f"{settings.crew}/")
+    store.close()
+    return sum(counts.values()) * 60 / seconds, counts
+
+
+def short(counts: dict[str, int], jobs: int) -> str:
+    names = {"ListObjectsV2": "LIST", "PutObject": "PUT", "GetObject": "GET", "DeleteObjects": "DELETE",
+             "objects.list": "LIST", "objects.insert": "PUT", "objects.get": "GET", "objects.delete": "DELETE",
+             "HeadBucket": "HEAD"}  # fmt: skip
+    merged: dict[str, int] = {}
+    for op, n in counts.items():
+        merged[names.get(op, op)] = merged.get(names.get(op, op), 0) + n
+    return " ".join(f"{op} {n / jobs:.2f}" for op, n in sorted(merged.items()))
+
+
+def lists(counts: dict[str, int]) -> int:
+    return counts.get("ListObjectsV2", 0) + counts.get("objects.list", 0)
 
 
 def main() -> None:
-    from crew_core import Crew
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("store", choices=["s3", "gcs"])
-    parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stores", default="local,s3,gcs")
+    parser.add_argument("--workers", default="4,24")
+    parser.add_argument("--per-worker", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per store and size; medians are shown")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="0 skips the idle measurement")
     ns = parser.parse_args()
-    with s3_store() if ns.store == "s3" else gcs_store() as (url, cls), ThreadPoolExecutor(2) as pool:
-        with Crew(store=f"{url}/run", worker_classes=["executor"]) as crew:
-            crew.recruit(workers=2, executor=pool)
-            crew.launch()
-            crew.send(noop, args=(0,))
-            crew.receive()
-
-            def measure(label: str, send_all: bool, count: int) -> None:
-                cls.requests.clear()
-                for i in range(count):
-                    crew.send(noop, args=(i,))
-                    if not send_all:
-                        crew.receive()
-                if send_all:
-                    list(crew.results())
-                total = sum(cls.requests.values())
-                detail = ", ".join(f"{op} {n / count:.2f}" for op, n in sorted(cls.requests.items()))
-                print(f"{label}: {total / count:.2f} requests per job ({detail})")
-
-            measure("one job at a time (send, receive)", send_all=False, count=100)
-            measure(f"{ns.jobs} jobs sent at once", send_all=True, count=ns.jobs)
-
-        with Crew(store=f"{url}/idle", worker_classes=["executor"]) as crew:
-            crew.recruit(workers=1, executor=pool)
-            crew.launch()
-            time.sleep(1.0)  # let it start
-            cls.requests.clear()
-            time.sleep(ns.idle_seconds)  # the controller is not called: only the worker asks
-            per_minute = sum(cls.requests.values()) * 60 / ns.idle_seconds
-            print(
-                f"idle worker: {per_minute:.1f} requests per minute ({dict(cls.requests)} in {ns.idle_seconds:.0f} s)"
-            )
-            print(f"  defaults: poll back-off {cls.poll_interval[0]}-{cls.poll_interval[1]} s,"
-                  f" heartbeat every {cls.heartbeat_interval:.0f} s")  # fmt: skip
+    sizes = [int(n) for n in ns.workers.split(",")]
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    print(f"jobs of {ns.seconds:g} s, {ns.per_worker} per warm subprocess worker; controller requests only")
+    header = f"{'store':6} {'workers':>7} {'wall / ideal':>14} {'efficiency':>10} {'req/job':>8} {'LIST/s':>7}"
+    print(f"{header}  requests per job")
+    list_rates: dict[str, dict[int, float]] = {}
+    for kind in ns.stores.split(","):
+        with store_url(kind) as (url, cls):
+            for workers in sizes:
+                runs = [efficiency(url, cls, workers, ns.per_worker, ns.seconds) for _ in range(ns.repeat)]
+                run = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
+                wall, jobs, counts = run["wall"], run["jobs"], run["counts"]
+                total = sum(counts.values())
+                rate = statistics.median(lists(r["counts"]) / r["wall"] for r in runs)
+                list_rates.setdefault(kind, {})[workers] = rate
+                per_job = f"{total / jobs:8.2f}" if cls else f"{'-':>8}"
+                list_rate = f"{rate:7.2f}" if cls else f"{'-':>7}"
+                print(f"{kind:6} {workers:7d} {wall:6.1f} s / {run['ideal']:3.0f} s {run['ideal'] / wall:10.2f}"
+                      f" {per_job} {list_rate}  {short(counts, jobs) if cls else '(local requests are not counted)'}",
+                      flush=True)  # fmt: skip
+            if cls is not None and len(sizes) > 1 and list_rates[kind].get(sizes[0]):
+                ratio = list_rates[kind][sizes[-1]] / list_rates[kind][sizes[0]]
+                print(f"{'':6} LIST rate at {sizes[-1]} workers / at {sizes[0]}: {ratio:.2f}x")
+            if cls is not None and ns.idle_seconds > 0:
+                per_minute, counts = idle_worker(url, cls, ns.idle_seconds)
+                print(f"{kind:6} idle worker: {per_minute:.1f} requests per minute ({counts} in"
+                      f" {ns.idle_seconds:.0f} s, polls backed off to {cls.poll_interval[1]:g} s)", flush=True)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

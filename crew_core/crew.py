@@ -253,24 +253,23 @@ class Crew:
         deadline = None if timeout is None else time.monotonic() + _seconds("timeout", timeout)
         manager = self._manager
         manager.sync()
-        with manager.lock:
+        manager.enter_driver()
+        try:
             while True:
-                manager.raise_errors()
-                result = manager.ledger.pop_result(wanted)
-                if result is not None:
-                    return result
-                if manager.incoming:
-                    manager.sync()
-                    continue
-                if not manager.waiting_on(wanted):
-                    return None
-                if deadline is None:
-                    manager.changed.wait()
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                with manager.lock:
+                    manager.raise_errors()
+                    result = manager.ledger.pop_result(wanted)
+                    if result is not None:
+                        return result
+                    if not manager.incoming and not manager.waiting_on(wanted):
                         return None
-                    manager.changed.wait(left)
+                manager.sync()
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                manager.drive(min(left, 1.0))
+        finally:
+            manager.leave_driver()
 
     def receivable(self, tags: str | Iterable[str] | None = None) -> bool:
         """True when :meth:`receive` would return a result at once (for jobs with ``tags``)."""

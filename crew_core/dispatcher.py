@@ -72,6 +72,8 @@ class Dispatcher:
         """Assign what can be assigned; return the workers to launch, by class."""
         m = self.m
         launches: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
+        if not m.ledger.backlog and not m.ledger.queued_behind():
+            return launches  # nothing waits, nothing to take back: the common case, kept cheap
         if m.ledger.backlog:
             for record in m.records.values():  # 1. idle running workers
                 if record.accepting and not m.ledger.has_tasks(record.name):
@@ -120,8 +122,12 @@ class Dispatcher:
             if len(tasks) != 1:
                 continue
             end = self.expected_end(tasks[0])
-            if end is not None and end - now <= horizon:
-                busy.append((end, record))
+            if end is None or end - now > horizon:
+                continue
+            seconds = self.durations.of_task(tasks[0]) or 0.0
+            if now > end + 0.5 * seconds + self.m.poll_floor():
+                continue  # it runs well past its estimate: nobody knows when it ends
+            busy.append((end, record))
         for _, record in sorted(busy, key=lambda item: item[0]):  # who frees up first gets first pick
             batch = self.take_batch(record)
             if batch:
@@ -203,9 +209,14 @@ class Dispatcher:
         return task.running_since + seconds
 
     def remaining(self, task: Task, now: float) -> float:
-        """Seconds the running task has left by estimate; unmeasured ones count by time run."""
+        """Seconds the running task has left by estimate.
+
+        One that is unmeasured, or has run past its estimate, has no known end: it counts as
+        endless once it has run for a heartbeat interval (a busy worker reads its tasks once a
+        beat, so taking work back from it sooner would not be faster).
+        """
         end = self.expected_end(task)
-        if end is not None:
+        if end is not None and end > now:
             return end - now
         since = task.running_since if task.running_since is not None else now
         return math.inf if now - since > self.m.settings.heartbeat_interval else 0.0

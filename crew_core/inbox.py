@@ -1,8 +1,11 @@
 """The controller's side of ``<crew>/inbox/``: one listing finds every new result, beat and exit.
 
-Keys are read once, then kept in a trash that is deleted in batches (one request per 1,000 keys
-on S3), so a poll costs one listing whatever the number of workers, plus one read per new result
-or exit note. Results are listed after a watermark: every task below it has been answered.
+A poll costs one listing whatever the number of workers, plus one read per new result or exit
+note. Results are listed after a watermark (every task up to it is answered), so a result below
+it is never listed again and need not be deleted one by one: it goes with the crew's objects when
+the crew closes. Only keys a listing would show again (beats, exit notes, results above the
+watermark) are deleted, in batches (see ``Store.delete_batch``). A store with
+``delete_batch == 1`` (local files: leftovers slow every listing) has each key deleted once read.
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ from .store import Store
 
 log = logging.getLogger("crew")
 
-#: Delete the trash once it holds this many keys...
-TRASH_KEYS = 1000
-#: ... or once its oldest key has waited this many seconds.
+#: Delete the trash once its oldest key has waited this many seconds (or it holds the store's
+#: ``delete_batch`` keys, or the crew has nothing outstanding).
 TRASH_SECONDS = 2.0
 
 
@@ -47,17 +49,21 @@ class Inbox:
         self.crew_id = crew_id
         self.prefix = protocol.inbox_prefix(crew_id)
         self.pool = pool  # parallel reads for stores with slow requests
+        self.eager = store.delete_batch <= 1
         self._trash: dict[str, None] = {}  # keys read and not yet deleted, in order
         self._trash_since = 0.0
+        self._seen: dict[str, int] = {}  # results read above the watermark: key -> task seq
 
     def poll(self, watermark: int) -> Mail:
         """List past ``watermark`` (every task up to it is answered) and read what is new."""
+        if self._seen:
+            self._seen = {key: seq for key, seq in self._seen.items() if seq > watermark}
         start_after = protocol.result_key(self.crew_id, watermark) if watermark else None
         keys = self.store.list(self.prefix, start_after)
         mail = Mail()
         reads: list[InboxEntry] = []
         for key in keys:
-            if key in self._trash:
+            if key in self._trash or key in self._seen:
                 continue
             entry = protocol.parse_inbox_key(key)
             if entry is None:
@@ -66,7 +72,13 @@ class Inbox:
                 mail.beats.append(entry)
             else:
                 reads.append(entry)
-            self.discard((key,))
+            if entry is not None and entry.kind == "result" and not self.eager:
+                self._seen[key] = entry.seq  # listed again only while the watermark is below it
+            else:
+                self.discard((key,))
+        if len(self._seen) >= self.store.delete_batch:  # a long job holds the watermark back
+            self.discard(self._seen)
+            self._seen = {}
         for entry, data in zip(reads, self._read(reads), strict=True):
             if entry.kind == "result":
                 if isinstance(data, BaseException):
@@ -92,8 +104,13 @@ class Inbox:
             return [get(entry) for entry in entries]
         return list(self.pool.map(get, entries))
 
+    def discard_task(self, key: str) -> None:
+        """An answered task: deleted now where leftovers slow listings, else with its worker's keys."""
+        if self.eager:
+            self.discard((key,))
+
     def discard(self, keys: Iterable[str]) -> None:
-        """Keys to delete at the next flush (read results, answered tasks)."""
+        """Keys to delete at the next flush."""
         if not self._trash:
             self._trash_since = time.monotonic()
         for key in keys:
@@ -103,7 +120,7 @@ class Inbox:
         """When the trash should be deleted next (inf when empty)."""
         if not self._trash:
             return float("inf")
-        if len(self._trash) >= TRASH_KEYS:
+        if len(self._trash) >= self.store.delete_batch:
             return now
         return self._trash_since + TRASH_SECONDS
 

@@ -110,6 +110,10 @@ class Ledger:
         """The worker's outstanding tasks, oldest (the one running, presumably) first."""
         return list(self._by_worker.get(worker, {}).values())
 
+    def queued_behind(self) -> bool:
+        """True when some worker has a task queued behind the one it runs (a prefetch)."""
+        return len(self.tasks) > sum(1 for queue in self._by_worker.values() if queue)
+
     def has_tasks(self, worker: str) -> bool:
         return bool(self._by_worker.get(worker))
 

@@ -41,6 +41,8 @@ log = logging.getLogger("crew")
 
 #: The manager never sleeps longer than this, whatever its deadlines say.
 MAX_SLEEP = 1.0
+#: While a user's thread drives the loop, the manager thread checks this often whether it still does.
+PARK = 0.05
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,13 @@ class Manager:
         self._write_backoff = Backoff(0.05, 5.0)
         self._write_retry_at = 0.0
         self._wake_pending = False
+        self._io = threading.Lock()  # one thread does the store I/O at a time: writes stay in order
+        self._drivers = 0  # users' threads inside receive(), which run the loop themselves
+        self._parked = threading.Condition(self.lock)
+        self._failures = Backoff(0.05, 5.0)
+        self._housekeeping_due = False
+        self._polls = 0  # inbox polls so far: a worker found ended is settled after the next one
+        self._inline = concurrency == 1
         self._store_failing = False
         self._stopping = False
         self.store.wait(self.channel, 0)  # listen before any worker can ring
@@ -126,12 +135,24 @@ class Manager:
         self.store.notify(self.channel)
 
     def sync(self) -> None:
-        """File jobs sent so far and plan them, so that queries see what ``send`` decided."""
+        """File jobs sent so far and plan them, so that queries see what ``send`` decided.
+
+        On a store whose requests take microseconds (``request_concurrency == 1``) the calling
+        thread also writes what was planned, if the manager is not busy writing: one thread
+        hand-off less per round trip.
+        """
         with self.lock:
-            if self.incoming:
-                self._accept()
-                self._plan(time.monotonic())
-                self.wake()
+            if not self.incoming:
+                return
+            self._accept()
+            self._plan(time.monotonic())
+        if self._inline and self._io.acquire(blocking=False):
+            try:
+                self._write_out()
+            finally:
+                self._io.release()
+        else:
+            self.wake()
 
     def report(self, error: BaseException) -> None:
         """An error the user must hear of: raised by their next call that waits or asks."""
@@ -152,43 +173,111 @@ class Manager:
 
     # ------------------------------------------------------------------ the loop
     def _run(self) -> None:
-        failures = Backoff(0.05, 5.0)
         while not self._stopping:
             with self.lock:
-                timeout = self._next_deadline(time.monotonic()) - time.monotonic()
+                if self._drivers:  # a user's thread waits in receive() and drives meanwhile
+                    self._parked.wait(PARK)
+                    continue
+            if not self._io.acquire(timeout=PARK):
+                continue
             try:
-                rung = self.store.wait(self.channel, min(max(timeout, 0.0), MAX_SLEEP))
-            except Exception as exc:  # the store broke under the doorbell: keep polling slowly
-                log.warning("crew %s cannot wait for wake-ups: %s", self.crew_id, exc)
-                time.sleep(failures.next())
-                rung = False
-            if self._stopping:
-                break
-            try:
-                self._step(rung)
-                failures.reset()
-            except Exception as exc:  # never die: report, pause, go on
-                log.exception("crew %s: the manager's step failed", self.crew_id)
-                self.report(exc)
-                time.sleep(failures.next())
+                if not self._drivers:
+                    self._turn(MAX_SLEEP)
+            finally:
+                self._io.release()
 
-    def _step(self, rung: bool) -> None:
+    def _turn(self, limit: float) -> None:
+        """One turn of the loop (holding ``self._io``): wait for a wake-up or a deadline, then step."""
+        if self._housekeeping_due:  # left over by a hurried turn: done while workers work
+            self._housekeeping()
+        with self.lock:
+            timeout = self._next_deadline(time.monotonic()) - time.monotonic()
+        try:
+            rung = self.store.wait(self.channel, min(max(timeout, 0.0), limit))
+        except Exception as exc:  # the store broke under the doorbell: keep polling slowly
+            log.warning("crew %s cannot wait for wake-ups: %s", self.crew_id, exc)
+            time.sleep(self._failures.next())
+            rung = False
+        if self._stopping:
+            return
+        try:
+            self._step_io(rung, hurry=limit < MAX_SLEEP)
+            self._failures.reset()
+        except Exception as exc:  # never die: report, pause, go on
+            log.exception("crew %s: a step of the crew's loop failed", self.crew_id)
+            self.report(exc)
+            time.sleep(self._failures.next())
+
+    def drive(self, limit: float) -> None:
+        """Called by a user's thread that would otherwise block: run the loop here for a while.
+
+        On a store whose requests take microseconds this saves two thread hand-offs per round
+        trip (the manager's and back); elsewhere, and when another thread drives, just wait.
+        """
+        if self._inline and self._io.acquire(blocking=False):
+            try:
+                self._turn(limit)
+            finally:
+                self._io.release()
+            return
+        with self.lock:
+            if self._inline:
+                self.wake()  # the manager may sit in a long wait: let it step and park
+                limit = min(limit, 0.005)
+            self.changed.wait(limit)
+
+    def enter_driver(self) -> None:
+        """A user's thread will wait for results; on a fast store it drives the loop meanwhile."""
+        if self._inline:
+            with self.lock:
+                self._drivers += 1
+
+    def leave_driver(self) -> None:
+        if self._inline:
+            with self.lock:
+                self._drivers -= 1
+
+    def _write_out(self) -> None:
+        """Write the outbox and start the launches planned so far (holding ``self._io``)."""
+        with self.lock:
+            outbox, self._outbox = self._outbox, []
+            launches, self._launches = self._launches, {}
+        for cls, items in launches.items():
+            self.backend_pool.submit(self._start, cls, items)
+        if outbox:
+            self._execute(outbox)
+
+    def _step_io(self, rung: bool, hurry: bool = False) -> None:
+        """New work out, then the inbox, then housekeeping.
+
+        ``hurry`` (a user's thread waiting for a result) leaves the housekeeping for the start of
+        its next turn, once the result is in the user's hands.
+        """
         self._wake_pending = False
         now = time.monotonic()
         with self.lock:
             self._apply_events(now)
             self._accept()
+            self._plan(now)
+        self._write_out()  # new work goes out before the inbox is read
+        with self.lock:
             poll = (
-                (rung and self.store.notifies)
+                (rung and self.store.notifies and bool(self.ledger.tasks))  # else: a send rang
                 or now >= self._next_poll
                 or any(record.down_pending for record in self.records.values())
             )
-        if poll:
-            self._poll()
+        if poll and self._poll() and hurry:
+            self._housekeeping_due = True
+            return
+        self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        """Settle dead workers, kill hung ones, restart, ask backends, plan again, delete trash."""
+        self._housekeeping_due = False
         with self.lock:
             now = time.monotonic()
             for record in self.records.values():
-                if record.down_pending:
+                if record.down_pending and record.down_poll < self._polls:  # its last results are in
                     self.supervisor.down(record, now)
             doomed = self.supervisor.check(now)
             for record in self.supervisor.restarts_due(now):
@@ -196,18 +285,14 @@ class Manager:
                     self._launches.setdefault(type(item[0].backend), []).append(item)
             statuses = self.supervisor.due_status_checks(now)
             self._plan(now)
-            outbox, self._outbox = self._outbox, []
-            launches, self._launches = self._launches, {}
             self.changed.notify_all()
         for record in doomed:
             self.backend_pool.submit(self._kill, record, record.incarnation)
         for cls, group in statuses:
             self.backend_pool.submit(self._status, cls, group)
-        for cls, items in launches.items():
-            self.backend_pool.submit(self._start, cls, items)
-        if outbox:
-            self._execute(outbox)
-        if self.inbox.flush_due(time.monotonic()) <= time.monotonic():
+        self._write_out()
+        now = time.monotonic()
+        if self.inbox.flush_due(now) <= now:
             self._flush()
 
     def _accept(self) -> None:
@@ -235,8 +320,10 @@ class Manager:
         return deadline
 
     # ------------------------------------------------------------------ the inbox
-    def _poll(self) -> None:
+    def _poll(self) -> bool:
+        """Read the inbox and apply what it holds; True if results came."""
         with self.lock:
+            self._polls += 1
             watermark = min(self.ledger.tasks, default=self.ledger.issued + 1) - 1
         try:
             mail = self.inbox.poll(watermark)
@@ -245,7 +332,7 @@ class Manager:
             self._store_trouble(exc)
             with self.lock:
                 self._next_poll = time.monotonic() + self._poll_backoff.next()
-            return
+            return False
         outcomes = {
             entry.seq: {job_id: load_outcome(data) for job_id, data in batch.outcomes}
             for entry, batch in mail.results
@@ -256,6 +343,9 @@ class Manager:
             now = time.monotonic()
             self._apply_mail(mail, outcomes, now)
             self._schedule_poll(now, found=bool(mail))
+            if mail.results:
+                self.changed.notify_all()  # results first; the rest of the step can wait
+        return bool(mail.results)
 
     def _apply_mail(self, mail: Mail, outcomes: dict[int, dict[int, Outcome]], now: float) -> None:
         for entry, batch in mail.results:
@@ -273,7 +363,7 @@ class Manager:
                 continue
             self.ledger.close_task(task.seq, now)
             if record is not None:
-                self.inbox.discard((protocol.task_key(record.prefix, task.seq),))
+                self.inbox.discard_task(protocol.task_key(record.prefix, task.seq))
                 if not self.ledger.has_tasks(record.name):
                     record.idle_since = now
             if batch.returned:
@@ -320,6 +410,10 @@ class Manager:
                 gap = min(gap, max(soon - now, 0.0) + self._poll_low)
             gap = max(gap, floor)
         self._next_poll = now + gap
+
+    def mark_down(self, record: WorkerRecord) -> None:
+        """The worker's process ended (or was killed): settle it once the inbox was read again."""
+        record.down_pending, record.down_poll = True, self._polls
 
     def poll_soon(self) -> None:
         """Look at the inbox within the shortest poll interval."""
@@ -459,7 +553,7 @@ class Manager:
 
         def killed(now: float) -> None:
             if record.incarnation == incarnation and record.up:
-                record.down_pending = True
+                self.mark_down(record)
 
         self._event(killed)
 
@@ -636,7 +730,7 @@ class Manager:
                 log.warning("killing worker %r failed: %s", record.name, exc)
             with self.lock:
                 if record.up:
-                    record.down_pending = True
+                    self.mark_down(record)
         if records:
             self.wake()
 

@@ -59,6 +59,9 @@ class Store(ABC):
     #: How many requests the controller makes at once (reads of results, writes for different
     #: workers). Remote stores gain from several; a local one is faster with 1.
     request_concurrency: ClassVar[int] = 8
+    #: How many keys the controller gathers before deleting them in one :meth:`delete` call (S3
+    #: deletes 1,000 per request). 1: delete at once, where a key left over slows later listings.
+    delete_batch: ClassVar[int] = 1000
     #: Backend requests made by every store of this class in this process, by operation, for
     #: stores whose requests cost money (they call :meth:`count`); each subclass has its own.
     requests: ClassVar[Counter[str]] = Counter()

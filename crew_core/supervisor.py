@@ -52,6 +52,7 @@ class WorkerRecord:
     killing: bool = False  # a kill is under way
     retired: bool = False  # being dismissed: never launched or given work again
     down_pending: bool = False  # its backend says it ended: settle after one more inbox poll
+    down_poll: int = 0  # the manager's poll count when it was found ended
     beat: int = 0
     beat_seen: bool = False
     quiet_since: float = 0.0  # since the last beat, or since it was given work
@@ -179,7 +180,7 @@ class Supervisor:
             if record.incarnation != incarnation or record.phase is not Phase.UP:
                 continue
             if not running:
-                record.down_pending = True  # settled after the next inbox poll: results first
+                self.m.mark_down(record)  # settled after the next inbox poll: results first
             elif record.exit is not None:  # it said goodbye: ask again soon until its backend agrees
                 self._status_due[cls] = min(self._status_due[cls], now + min(cls.status_interval, 0.5))
 

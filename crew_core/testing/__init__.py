@@ -17,8 +17,16 @@ A plugin's test module subclasses a suite and provides fixtures::
 Every test uses the public API the way a user would; see ``docs/specification.md``.
 """
 
-from .polling import wait_for
-from .store_contract import StoreContract
-from .worker_contract import WorkerContract
+import pytest
 
-__all__ = ["StoreContract", "WorkerContract", "wait_for"]
+# Plain asserts in the suites show their values when they fail, as in a plugin's own tests.
+pytest.register_assert_rewrite(
+    "crew_core.testing.crew_contract", "crew_core.testing.store_contract", "crew_core.testing.worker_contract"
+)
+
+from .crew_contract import CrewContract  # noqa: E402
+from .polling import wait_for  # noqa: E402
+from .store_contract import StoreContract  # noqa: E402
+from .worker_contract import WorkerContract  # noqa: E402
+
+__all__ = ["CrewContract", "StoreContract", "WorkerContract", "wait_for"]

@@ -69,3 +69,21 @@ def touch_then_sleep(path: str, seconds: float, value: object = None) -> object:
         handle.write(str(os.getpid()))
     time.sleep(seconds)
     return value
+
+
+def mark_then_sleep(folder: str, name: str, seconds: float) -> str:
+    """Leave a file ``<name>.<unique>.<pid>`` in ``folder`` (one per run), then sleep."""
+    import uuid
+
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{name}.{uuid.uuid4().hex}.{os.getpid()}"), "w"):
+        pass
+    time.sleep(seconds)
+    return name
+
+
+def length_and_byte(data: bytes | list[bytes], n: int) -> tuple[int, int]:
+    """The length of ``data`` (or of the bytes in a one-item list) and ``n``: for ``crew.put``."""
+    if isinstance(data, list):
+        data = data[0]
+    return len(data), n

@@ -6,7 +6,7 @@ import pytest
 from crew_aws import S3Store
 
 from crew_core import Crew, StoreError, get_plugin_manager, hookimpl
-from crew_core.testing import StoreContract, WorkerContract, jobs
+from crew_core.testing import CrewContract, StoreContract, WorkerContract, jobs
 
 ROOT = "crews/run-1/"  # where the contract's stores live in their bucket
 
@@ -34,6 +34,14 @@ class TestS3Store(StoreContract):
     def raw_list(self, store, prefix):
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=ROOT + prefix)
         return sorted(item["Key"][len(ROOT) :] for page in pages for item in page.get("Contents", ()))
+
+
+class TestCrewOverS3(CrewContract):
+    """Prefetch, revoke, a long backlog and put objects, every message going through S3."""
+
+    @pytest.fixture
+    def crew_store(self, bucket):
+        return f"s3://{bucket}/crews/protocol"
 
 
 class TestLocalWorkersOverS3(WorkerContract):

@@ -67,8 +67,10 @@ class GCSStore(Store):
     name = "gcs"
     schemes = ("gs", "gcs")
     notifies = False
-    poll_interval = (0.05, 5.0)
+    # An idle worker backs off to one list every 6 s and beats every 300 s: 10.2 requests a minute.
+    poll_interval = (0.05, 6.0)
     heartbeat_interval = 30.0
+    request_concurrency = 16  # the controller reads results and writes tasks in parallel
 
     def __init__(
         self,
@@ -191,7 +193,7 @@ class GCSStore(Store):
         # with an empty response and deletes nothing, so a batched delete could not be tested.
         from google.api_core.exceptions import NotFound
 
-        for name in relative_names:
+        def delete(name: str) -> None:
             self.count("objects.delete")
             try:
                 self._bucket.blob(self._base + name).delete()
@@ -199,6 +201,15 @@ class GCSStore(Store):
                 pass
             except Exception as exc:
                 raise _store_error(exc, "delete from", f"{self.describe()}/{name}") from exc
+
+        if len(relative_names) < 4:
+            for name in relative_names:
+                delete(name)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(16, len(relative_names))) as pool:  # a crew's leftovers: thousands
+            list(pool.map(delete, relative_names))
 
     def close(self) -> None:
         close = getattr(self._client, "close", None)

@@ -6,7 +6,7 @@ import pytest
 from crew_gcp import GCSStore
 
 from crew_core import Crew, StoreError, get_plugin_manager, hookimpl
-from crew_core.testing import StoreContract, WorkerContract, jobs
+from crew_core.testing import CrewContract, StoreContract, WorkerContract, jobs
 
 ROOT = "crews/run-1/"  # where the contract's stores live in their bucket
 
@@ -33,6 +33,14 @@ class TestGCSStore(StoreContract):
 
     def raw_list(self, store, prefix):
         return sorted(blob.name[len(ROOT) :] for blob in self.gcs.list_blobs(prefix=ROOT + prefix))
+
+
+class TestCrewOverGCS(CrewContract):
+    """Prefetch, revoke, a long backlog and put objects, every message going through GCS."""
+
+    @pytest.fixture
+    def crew_store(self, bucket):
+        return f"gs://{bucket}/crews/protocol"
 
 
 class TestLocalWorkersOverGCS(WorkerContract):

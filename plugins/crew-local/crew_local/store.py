@@ -52,6 +52,7 @@ class LocalStore(Store):
     notifies = hasattr(os, "mkfifo")
     poll_interval = (0.001, 0.25)
     request_concurrency = 1  # file operations take microseconds: threads would only add cost
+    delete_batch = 1  # a file left over would slow every listing of its folder
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self._temporary = path is None

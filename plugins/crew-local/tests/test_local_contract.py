@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from crew_core.testing import StoreContract, WorkerContract
+from crew_core.testing import CrewContract, StoreContract, WorkerContract
 from crew_local import LocalStore
 
 
@@ -76,3 +76,9 @@ def test_a_store_path_that_is_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="not a directory"):
         LocalStore(tmp_path / "file")
+
+
+class TestCrewOverLocalStore(CrewContract):
+    @pytest.fixture
+    def crew_store(self, tmp_path):
+        return str(tmp_path / "crew-store")

@@ -1,0 +1,139 @@
+"""The crew protocol over a given store, with real worker processes, as a pytest suite to subclass.
+
+A store plugin runs it to show that crews work through its store: prefetched batches of a killed
+worker run elsewhere exactly once, a long backlog on many workers comes back whole and once, a
+batch queued behind a job that overruns is taken back for an idle worker, and objects put once
+reach every job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crew_core import Crew
+
+from . import jobs
+from .polling import wait_for
+
+
+class CrewContract:
+    """Subclass and provide a ``crew_store`` fixture: what ``Crew(store=...)`` gets (a URL or a
+    :class:`Store`) reaching a fresh location. Optional: ``timeout_scale`` for slow backends.
+
+    Workers are local subprocesses, so a test can kill one; they rebuild the store from its
+    ``config()`` as any remote worker would.
+    """
+
+    @pytest.fixture
+    def timeout_scale(self) -> float:
+        return 1.0
+
+    @pytest.fixture
+    def make_crew(self, crew_store: Any) -> Iterator[Callable[..., Crew]]:
+        crews: list[Crew] = []
+
+        def make(**settings: Any) -> Crew:
+            crew = Crew(store=crew_store, worker_classes=["subprocess"], **settings)
+            crews.append(crew)
+            return crew
+
+        yield make
+        for crew in crews:
+            crew.close()
+
+    @staticmethod
+    def _runs(folder: Path) -> Counter[str]:
+        return Counter(name.split(".")[0] for name in os.listdir(folder))
+
+    def test_prefetched_jobs_of_a_killed_worker_run_elsewhere_exactly_once(
+        self, make_crew: Callable[..., Crew], tmp_path: Path, timeout_scale: float
+    ) -> None:
+        crew = make_crew()
+        first, _ = crew.recruit(workers=2)
+        for _ in range(2):  # measure the kind's duration: prefetching needs it
+            crew.send(jobs.mark_then_sleep, args=(str(tmp_path / "warm"), "warm", 0.3))
+        assert len(list(crew.results(timeout=120 * timeout_scale))) == 2
+        runs = tmp_path / "runs"
+        runs.mkdir()
+        ids = {crew.send(jobs.mark_then_sleep, args=(str(runs), f"job{n}", 0.6)): f"job{n}" for n in range(6)}
+        manager = crew._manager
+
+        def prefetched() -> bool:
+            with manager.lock:
+                return len(manager.ledger.tasks_of(first.name)) == 2
+
+        wait_for(prefetched, timeout=60 * timeout_scale, what="a batch queued behind the running one")
+        pid = first.backend.pid
+        wait_for(lambda: any(f.endswith(f".{pid}") for f in os.listdir(runs)), timeout=60 * timeout_scale,
+                 what="the first worker to start a job")  # fmt: skip
+        os.kill(pid, signal.SIGKILL)
+        results = {}
+        for result in crew.results(timeout=180 * timeout_scale):
+            assert result.id not in results, "a result was delivered twice"
+            results[result.id] = result
+        assert set(results) == set(ids) and all(r.ok for r in results.values())
+        killed = [name for name in os.listdir(runs) if name.endswith(f".{pid}")]
+        assert len(killed) == 1, killed  # it ran one job; the one queued behind it never started there
+        counts = self._runs(runs)
+        interrupted = killed[0].split(".")[0]
+        assert counts[interrupted] == 2, counts  # charged and run again
+        assert all(n == 1 for name, n in counts.items() if name != interrupted), counts  # the rest exactly once
+        by_name = {ids[job]: result for job, result in results.items()}
+        assert by_name[interrupted].tries == 2
+        assert all(r.tries == 1 for name, r in by_name.items() if name != interrupted)
+
+    def test_a_long_backlog_on_many_workers_comes_back_whole_and_once(
+        self, make_crew: Callable[..., Crew], timeout_scale: float
+    ) -> None:
+        crew = make_crew()
+        crew.recruit(workers=24)
+        ids = [crew.send(jobs.double, args=(n,)) for n in range(1000)]
+        seen: dict[int, Any] = {}
+        for result in crew.results(timeout=600 * timeout_scale):
+            assert result.id not in seen, "a result was delivered twice"
+            seen[result.id] = result.value
+        assert sorted(seen) == ids
+        assert [seen[job] for job in ids] == [2 * n for n in range(1000)]
+        assert crew.receive() is None
+
+    def test_a_batch_queued_behind_an_overrunning_job_goes_to_an_idle_worker(
+        self, make_crew: Callable[..., Crew], tmp_path: Path, timeout_scale: float
+    ) -> None:
+        crew = make_crew(heartbeat_interval=0.2, heartbeat_timeout=600)
+        crew.recruit(workers=2)
+        crew.send(jobs.sleep_then, args=(0.2,))  # learned: sleep_then takes 0.2 s
+        crew.send(jobs.mark_then_sleep, args=(str(tmp_path), "warm", 1.0))  # mark_then_sleep: 1 s
+        assert len(list(crew.results(timeout=120 * timeout_scale))) == 2
+        crew.send(jobs.sleep_then, args=(120, "long"))  # estimated at 0.2 s: a misjudged job
+        medium = crew.send(jobs.mark_then_sleep, args=(str(tmp_path), "medium", 1.0))
+        short = crew.send(jobs.sleep_then, args=(0.05, "short"))  # queued behind the job said to end first
+        results = {}
+        while short not in results:  # the long job is still running: it cannot be what comes
+            result = crew.receive(timeout=120 * timeout_scale)
+            assert result is not None and result.value != "long", results
+            results[result.id] = result
+        assert results[short].value == "short"
+        assert results[short].worker == results[medium].worker  # taken back, run by the worker that idled
+
+    def test_an_object_put_once_reaches_every_job(
+        self, make_crew: Callable[..., Crew], timeout_scale: float
+    ) -> None:
+        crew = make_crew()
+        crew.recruit(workers=2)
+        data = bytes(range(256)) * 4096  # 1 MiB
+        ref = crew.put(data)
+        assert crew.put(data) == ref  # content-addressed: nothing uploaded again
+        for n in range(10):
+            crew.send(jobs.length_and_byte, args=(ref, n), kwargs={})
+            crew.send(jobs.length_and_byte, args=([ref], n))  # inside another object too
+        results = list(crew.results(timeout=120 * timeout_scale))
+        assert len(results) == 20 and all(r.ok for r in results), [r.error for r in results if not r.ok]
+        assert sorted(r.value for r in results) == sorted([(len(data), n) for n in range(10)] * 2)
+
