@@ -7,6 +7,7 @@ each peer on the same machine in the same run, their ratio, and single-job round
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -60,30 +61,35 @@ def dask_throughput(jobs: int) -> float | None:
     return jobs / elapsed
 
 
-def crew_round_trips(count: int) -> list[float]:
+def round_trips(count: int, rounds: int = 10) -> tuple[list[float], list[float]]:
+    """Single-job round trips of a 1-worker crew and of ``ProcessPoolExecutor(1)``, interleaved."""
     from crew_core import Crew
 
-    times = []
-    with Crew(store="local", worker_classes=["subprocess"]) as crew:
-        crew.recruit(workers=1)
-        for i in range(count + 20):
+    def trips(call: object, n: int) -> list[float]:
+        times = []
+        for i in range(n):
             start = time.perf_counter()
+            call(i)  # type: ignore[operator]
+            times.append(time.perf_counter() - start)
+        return times
+
+    with Crew(store="local", worker_classes=["subprocess"]) as crew, ProcessPoolExecutor(1) as pool:
+        crew.recruit(workers=1)
+
+        def crew_trip(i: int) -> None:
             crew.send(noop, args=(i,))
             crew.receive()
-            if i >= 20:  # skip the launch and warm-up
-                times.append(time.perf_counter() - start)
-    return times
 
-
-def pool_round_trips(count: int) -> list[float]:
-    times = []
-    with ProcessPoolExecutor(1) as pool:
-        for i in range(count + 20):
-            start = time.perf_counter()
+        def pool_trip(i: int) -> None:
             pool.submit(noop, i).result()
-            if i >= 20:
-                times.append(time.perf_counter() - start)
-    return times
+
+        trips(crew_trip, 50), trips(pool_trip, 50)  # launch and warm up both
+        crew_times: list[float] = []
+        pool_times: list[float] = []
+        for _ in range(rounds):  # interleaved, so a noisy moment hurts both alike
+            crew_times += trips(crew_trip, count // rounds)
+            pool_times += trips(pool_trip, count // rounds)
+    return crew_times, pool_times
 
 
 def import_time() -> float:
@@ -125,6 +131,8 @@ def main() -> None:
         print(SAMPLES[ns.sample](ns.jobs))
         return
 
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average at start: {load} ({os.cpu_count()} cores)")
     print(f"no-op jobs through 2 workers: {ns.jobs} (median of {ns.repeat} interleaved runs, each in a fresh process)")
     peers = ["crew-subprocess", "crew-executor", "pool"] + ([] if ns.no_dask else ["dask"])
     runs: dict[str, list[float]] = {peer: [] for peer in peers}
@@ -144,12 +152,13 @@ def main() -> None:
             print(f"  dask.distributed LocalCluster(2) {dask_rate:9.0f} jobs/s")
             print(f"  ratio crew/dask                 {crew_rate / dask_rate:10.2f}x")
 
-    print(f"single-job round trip (send, then receive), {ns.round_trips} trips:")
-    crew_rt = crew_round_trips(ns.round_trips)
-    pool_rt = pool_round_trips(ns.round_trips)
-    print(f"  crew                 p50 {pct(crew_rt, 50):6.3f} ms   p95 {pct(crew_rt, 95):6.3f} ms")
-    print(f"  ProcessPoolExecutor  p50 {pct(pool_rt, 50):6.3f} ms   p95 {pct(pool_rt, 95):6.3f} ms")
+    print(f"single-job round trip (send, then receive), {ns.round_trips} trips each, interleaved in 10 rounds:")
+    crew_rt, pool_rt = round_trips(ns.round_trips)
+    print(f"  crew                    p50 {pct(crew_rt, 50):6.3f} ms   p95 {pct(crew_rt, 95):6.3f} ms")
+    print(f"  ProcessPoolExecutor(1)  p50 {pct(pool_rt, 50):6.3f} ms   p95 {pct(pool_rt, 95):6.3f} ms")
+    print(f"  ratio crew/ProcessPoolExecutor p50 {pct(crew_rt, 50) / pct(pool_rt, 50):.2f}x")
     print(f"import crew_core: {import_time() * 1000:.1f} ms (best of 5 fresh interpreters)")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

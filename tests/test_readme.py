@@ -27,4 +27,5 @@ def test_readme_walkthrough_runs(capsys):
     assert "left: ['subprocess-1', 'subprocess-2']" in out
     assert out.count("hello after") == 3
     assert "None\n" in out  # receive() with nothing in flight
+    assert "[0, 1, 4]" in out  # jobs got the object put once
     assert crew._closed
