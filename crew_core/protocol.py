@@ -22,7 +22,6 @@ controller deletes what it has read, in batches.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import pickle
@@ -357,11 +356,13 @@ class WorkerSettings:
 def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+        raise ValueError(f"must be a positive number of seconds, got {text!r}")
     return value
 
 
-def _worker_parser() -> argparse.ArgumentParser:
+def _worker_parser() -> Any:
+    import argparse  # only workers parse arguments: importing it costs every controller time
+
     parser = argparse.ArgumentParser(prog="crew worker", description="Run one crew worker (started by a crew).")
     parser.add_argument("--store", required=True, help="store spec as JSON: {name, class, config}")
     parser.add_argument("--crew", required=True, help="id of the crew the worker serves")
