@@ -27,6 +27,7 @@ from .plugins import Plugins, default_plugins, store_spec
 from .refs import Ref
 from .results import Result
 from .serialize import FunctionCache, digest, dump_args, dumps
+from .signing import new_secret
 from .store import Store
 from .worker import Worker, as_tags
 
@@ -128,7 +129,7 @@ class Crew:
         self._ids = itertools.count(1)
         self._next_worker = 1
         self._put: set[str] = set()  # digests of objects put in the store
-        self._manager = Manager(self.id, self.store, store_spec(self.store), checked)
+        self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret())
         self._closed = False
         _open_crews.add(self)
 
@@ -313,7 +314,7 @@ class Crew:
             raise SerializationError(f"crew.put() cannot pickle the {type(obj).__name__}: {exc}") from exc
         key = digest(data)
         if key not in self._put:
-            self.store.put(protocol.data_key(self.id, key), data)
+            self._manager.sealed.put(protocol.data_key(self.id, key), data)
             self._put.add(key)
         return Ref(self.id, key, len(data))
 

@@ -52,3 +52,7 @@ class WorkerLostError(CrewError):
 
 class RemoteError(CrewError):
     """Stands in for an exception raised by a job that could not be pickled back."""
+
+
+class TamperedObjectError(CorruptObjectError):
+    """A store object is not signed with the crew's secret: forged, altered, or another crew's."""

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import protocol
-from .errors import CorruptObjectError, KeyNotFoundError
+from .errors import CorruptObjectError, KeyNotFoundError, TamperedObjectError
 from .protocol import Batch, ResultBatch, Revoke, Stop, WorkerSettings
-from .store import Store
+from .signing import Sealed
 
 log = logging.getLogger("crew")
 
@@ -25,12 +25,14 @@ log = logging.getLogger("crew")
 class TaskFeed:
     """The task records of one worker incarnation, in sequence order."""
 
-    def __init__(self, store: Store, settings: WorkerSettings, call: Callable[..., Any]) -> None:
-        self.store = store
+    def __init__(self, sealed: Sealed, settings: WorkerSettings, call: Callable[..., Any]) -> None:
+        self.sealed = sealed
+        self.store = sealed.store
         self.settings = settings
         self.prefix = settings.prefix
         self._call = call  # a store call that rides out outages
-        self._after: str | None = None  # the last key read
+        self._after: str | None = None  # the last key read and trusted
+        self._refused: set[str] = set()  # keys that failed their signature check: never read again
         self._queue: deque[Batch] = deque()
         self._lock = threading.Lock()  # the queue and the flags
         self._reading = threading.Lock()  # one reader of the store at a time
@@ -40,18 +42,29 @@ class TaskFeed:
     def read(self) -> bool:
         """List and read new task records; True if there were any."""
         with self._reading:
-            keys = self._call(self.store.list, self.prefix, self._after)
+            keys = [key for key in self._call(self.store.list, self.prefix, self._after) if key not in self._refused]
             for key in keys:
-                self._take(key, self._read_record(key))
+                try:
+                    record = protocol.decode_task(self._call(self.sealed.get, key), key)
+                except TamperedObjectError as exc:
+                    # Not the controller's: nothing in it runs, and the listing does not skip past it
+                    # (a forged key that sorts late must not hide the real tasks before it).
+                    log.warning("refusing task object %r: %s", key, exc)
+                    self._refused.add(key)
+                    self._answer_empty(key)
+                    continue
+                except (CorruptObjectError, KeyNotFoundError) as exc:
+                    log.warning("task object %r cannot be read (%s); answering it empty: its jobs are retried",
+                                key, exc)  # fmt: skip
+                    record = None
+                self._take(key, record)
                 self._after = key
             return bool(keys)
 
-    def _read_record(self, key: str) -> protocol.TaskRecord | None:
-        try:
-            return protocol.decode_task(self._call(self.store.get, key), key)
-        except (CorruptObjectError, KeyNotFoundError) as exc:
-            log.warning("task object %r cannot be read (%s); answering it empty so its jobs are retried", key, exc)
-            return None
+    def _answer_empty(self, key: str) -> None:
+        seq = protocol.seq_of(key)
+        if seq is not None:  # if it was a real task, the controller retries its jobs
+            self.answer(ResultBatch(seq, self.settings.name, self.settings.incarnation, ()))
 
     def _take(self, key: str, record: protocol.TaskRecord | None) -> None:
         if record is None:  # unreadable: an empty answer tells the controller to retry its jobs
@@ -79,7 +92,7 @@ class TaskFeed:
     def answer(self, result: ResultBatch) -> None:
         """Write a batch's answer to the controller's inbox and ring it."""
         key = protocol.result_key(self.settings.crew, result.seq)
-        self._call(self.store.put, key, protocol.encode_result(result))
+        self._call(self.sealed.put, key, protocol.encode_result(result))
         self.store.notify(protocol.controller_channel(self.settings.crew))
 
     def pop(self) -> Batch | None:

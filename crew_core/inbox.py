@@ -20,7 +20,7 @@ from typing import Any
 from . import protocol
 from .errors import CorruptObjectError, KeyNotFoundError
 from .protocol import ExitNote, InboxEntry, ResultBatch
-from .store import Store
+from .signing import Sealed
 
 log = logging.getLogger("crew")
 
@@ -44,8 +44,9 @@ class Mail:
 class Inbox:
     """Lists, reads and (in batches) deletes what workers leave for the controller."""
 
-    def __init__(self, store: Store, crew_id: str, pool: Executor | None) -> None:
-        self.store = store
+    def __init__(self, sealed: Sealed, crew_id: str, pool: Executor | None) -> None:
+        self.sealed = sealed
+        self.store = store = sealed.store
         self.crew_id = crew_id
         self.prefix = protocol.inbox_prefix(crew_id)
         self.pool = pool  # parallel reads for stores with slow requests
@@ -96,7 +97,7 @@ class Inbox:
     def _read(self, entries: list[InboxEntry]) -> list[bytes | BaseException]:
         def get(entry: InboxEntry) -> bytes | BaseException:
             try:
-                return self.store.get(entry.key)
+                return self.sealed.get(entry.key)  # checked before anything is unpickled
             except (KeyNotFoundError, CorruptObjectError) as exc:
                 return exc
 

@@ -33,6 +33,7 @@ from .ledger import Job, Ledger, Task
 from .protocol import Batch, Call, Outcome, TaskRecord
 from .results import ERROR, Result
 from .serialize import load_outcome
+from .signing import Sealed
 from .store import Store
 from .supervisor import Phase, Supervisor, WorkerRecord
 from .worker import Launch, Worker
@@ -80,9 +81,13 @@ class _Cleanup:
 class Manager:
     """State and background thread of one crew (see the module docstring)."""
 
-    def __init__(self, crew_id: str, store: Store, store_spec: dict[str, Any], settings: Settings) -> None:
+    def __init__(
+        self, crew_id: str, store: Store, store_spec: dict[str, Any], settings: Settings, secret: bytes
+    ) -> None:
         self.crew_id = crew_id
         self.store = store
+        self.secret = secret
+        self.sealed = Sealed(store, secret)  # every record is signed with the crew's secret
         self.store_spec = store_spec
         self.settings = settings
         self.lock = threading.RLock()
@@ -94,7 +99,7 @@ class Manager:
         concurrency = max(1, int(getattr(store, "request_concurrency", 1)))
         self.io_pool = ThreadPoolExecutor(concurrency, "crew-io") if concurrency > 1 else None
         self.backend_pool = ThreadPoolExecutor(8, "crew-backend")
-        self.inbox = Inbox(store, crew_id, self.io_pool)
+        self.inbox = Inbox(self.sealed, crew_id, self.io_pool)
         self.channel = protocol.controller_channel(crew_id)
         low, high = store.poll_interval
         self._poll_low, self._poll_high = low, high
@@ -457,13 +462,13 @@ class Manager:
             for index, item in enumerate(items):
                 try:
                     if isinstance(item, _Write):
-                        self.store.put(item.key, protocol.encode_task(item.record))
+                        self.sealed.put(item.key, protocol.encode_task(item.record))
                         self.store.notify(item.channel)
                     else:
                         self.store.delete_prefix(item.prefix)
                         if item.stop is not None:
                             key = protocol.task_key(item.prefix, item.stop.seq)
-                            self.store.put(key, protocol.encode_task(item.stop))
+                            self.sealed.put(key, protocol.encode_task(item.stop))
                 except Exception as exc:
                     return items[index:], exc
             return [], None

@@ -17,7 +17,7 @@ from typing import Any
 from . import protocol
 from .errors import CorruptObjectError, KeyNotFoundError, SerializationError
 from .serialize import digest as content_digest
-from .store import Store
+from .signing import Sealed
 
 
 class Ref:
@@ -62,8 +62,8 @@ def _resolve(crew: str, digest: str, size: int) -> Any:
 class ObjectCache:
     """A worker's copies of put objects, fetched on first use; the least recently used go first."""
 
-    def __init__(self, store: Store, max_bytes: int = 2 << 30) -> None:
-        self.store = store
+    def __init__(self, sealed: Sealed, max_bytes: int = 2 << 30) -> None:
+        self.sealed = sealed
         self.max_bytes = max_bytes
         self._objects: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
         self._bytes = 0
@@ -78,7 +78,7 @@ class ObjectCache:
                 return hit[0]
         name = protocol.data_key(crew, digest)
         try:
-            data = self.store.get(name)
+            data = self.sealed.get(name)  # signed by the crew: checked before it is unpickled
         except KeyNotFoundError:
             raise SerializationError(
                 f"the object put with crew.put() as {digest[:12]} is gone from the store ({name});"

@@ -20,18 +20,18 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import protocol
 from .backoff import Backoff, retry
-from .errors import KeyNotFoundError, StoreError
+from .errors import CorruptObjectError, KeyNotFoundError, StoreError
 from .feed import TaskFeed
 from .protocol import Batch, Call, ExitNote, Heartbeat, Outcome, ResultBatch, WorkerSettings
 from .refs import ObjectCache
 from .results import ERROR, SUCCESS
 from .serialize import FunctionTable, dump_outcome, load_args
-from .store import Store
+from .signing import SECRET_ENV, Sealed, secret_from
 
 log = logging.getLogger("crew")
 
@@ -94,12 +94,13 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable) -> b
 class WorkerLoop:
     """One worker incarnation: runs its batches in order, beats, and leaves an exit note."""
 
-    def __init__(self, store: Store, settings: WorkerSettings) -> None:
-        self.store = store
+    def __init__(self, sealed: Sealed, settings: WorkerSettings) -> None:
+        self.sealed = sealed
+        self.store = sealed.store
         self.settings = settings
         self.channel = protocol.worker_channel(settings.prefix)
         self.controller = protocol.controller_channel(settings.crew)
-        self.feed = TaskFeed(store, settings, self._store_call)
+        self.feed = TaskFeed(sealed, settings, self._store_call)
         self.functions = FunctionTable()
         self.beats = 0
         self._busy = threading.Event()
@@ -116,7 +117,7 @@ class WorkerLoop:
             lambda: method(*args),
             patience=STORE_PATIENCE,
             retry_on=(StoreError, OSError),
-            give_up_on=(KeyNotFoundError,),
+            give_up_on=(KeyNotFoundError, CorruptObjectError),  # waiting mends neither
             on_first_failure=first_failure,
         )
 
@@ -125,7 +126,7 @@ class WorkerLoop:
         self.beats += 1
         s = self.settings
         record = Heartbeat(self.beats, os.getpid(), socket.gethostname(), self.feed.last_started)
-        self.store.put(protocol.beat_key(s.crew, s.name, s.incarnation, self.beats), protocol.encode_json(record))
+        self.sealed.put(protocol.beat_key(s.crew, s.name, s.incarnation, self.beats), protocol.encode_json(record))
 
     def _heartbeat_thread(self) -> None:
         parent = self.settings.parent_pid
@@ -163,7 +164,7 @@ class WorkerLoop:
             s = self.settings
             note = ExitNote(reason, self.feed.last_started, error)
             try:
-                self.store.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
+                self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
                 self.store.notify(self.controller)
             except Exception:
                 pass
@@ -208,21 +209,29 @@ class WorkerLoop:
         self.feed.answer(ResultBatch(batch.seq, s.name, s.incarnation, outcomes))
 
 
-def run_worker(args: Sequence[str]) -> str:
-    """Run a worker from ``crew worker`` arguments; used by the CLI and by executor workers."""
+def run_worker(args: Sequence[str], environment: Mapping[str, str] | None = None) -> str:
+    """Run a worker from ``crew worker`` arguments; used by the CLI and by executor workers.
+
+    ``environment`` is the launch's (``Launch.environment``); by default the process's own, from
+    which the crew's secret is then removed, so that programs a job starts do not inherit it.
+    """
     from .plugins import store_from_config
 
     settings = WorkerSettings.from_args(args)
+    secret = secret_from(environment)
+    if environment is None:
+        os.environ.pop(SECRET_ENV, None)
     try:
         store = store_from_config(settings.store)
     except Exception as exc:
         raise StoreError(f"worker {settings.name!r} cannot open its store: {exc}") from exc
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
-    objects = ObjectCache(store)
+    sealed = Sealed(store, secret)
+    objects = ObjectCache(sealed)
     objects.activate()
     try:
-        return WorkerLoop(store, settings).run()
+        return WorkerLoop(sealed, settings).run()
     finally:
         objects.deactivate()
         store.close()

@@ -23,6 +23,7 @@ from .handle import WorkerHandle
 from .ledger import Job, Task
 from .protocol import ExitNote, WorkerSettings
 from .results import CRASH, Result
+from .signing import SECRET_ENV
 from .worker import Launch, Worker
 
 if TYPE_CHECKING:
@@ -109,7 +110,8 @@ class Supervisor:
                 timeout=record.backend.timeout,
                 heartbeat=m.settings.heartbeat_interval,
             )
-            groups.setdefault(type(record.backend), []).append((record, Launch(settings.to_args())))
+            launch = Launch(settings.to_args(), {SECRET_ENV: m.secret.hex()})
+            groups.setdefault(type(record.backend), []).append((record, launch))
         return groups
 
     def launched(self, group: list[tuple[WorkerRecord, int]], error: BaseException | None, now: float) -> None:

@@ -14,15 +14,22 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
 class Launch:
-    """What a backend needs to start one worker: the arguments of the ``crew worker`` command."""
+    """What a backend needs to start one worker.
+
+    ``args`` are the arguments of the ``crew worker`` command; ``environment`` holds variables
+    the worker process **must** get in its environment (the crew's secret, ``CREW_SECRET``), on
+    top of the backend's own. Pass them through the backend's environment mechanism, never on
+    a command line or through the store.
+    """
 
     args: tuple[str, ...]
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     def command(self, python: str = "python") -> list[str]:
         """The full command line, e.g. ``["python", "-m", "crew_core", "worker", "--store", ...]``."""

@@ -150,8 +150,8 @@ def test_with_block_leaves_no_worker_process(make_crew):
     with crew:
         workers = crew.recruit(workers=3)
         crew.send(jobs.sleep_then, args=(60,))  # busy when the block ends
-        crew.launch()
-        pids = [w.backend.pid for w in workers]
+        crew.launch()  # the others; send() launched one in the background
+        pids = wait_for(lambda: [w.backend.pid for w in workers] if all(w.backend.pid for w in workers) else None)
     for worker, pid in zip(workers, pids, strict=True):
         assert pid is not None and worker.backend.returncode is not None  # ended and reaped
         with pytest.raises(ProcessLookupError):

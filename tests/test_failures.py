@@ -134,7 +134,7 @@ def test_a_corrupt_result_object_is_reported_and_its_jobs_retried(make_crew, tmp
     job = crew.send(jobs.double, args=(21,))
     result = crew.receive(timeout=60)
     assert (result.id, result.value, result.tries) == (job, 42, 2)
-    assert store.corrupted and "is corrupt" in caplog.text
+    assert store.corrupted and "not signed with this crew's secret" in caplog.text  # damaged: its signature fails
     store.close()
 
 

@@ -8,6 +8,7 @@ from crew_core import StoreError, protocol, runtime
 from crew_core.protocol import Batch, Call, Revoke, Stop, WorkerSettings
 from crew_core.runtime import WorkerLoop
 from crew_core.serialize import FunctionCache, dump_args, load_outcome
+from crew_core.signing import Sealed
 from crew_core.testing import jobs
 from crew_local import LocalStore
 
@@ -33,6 +34,15 @@ def store(tmp_path):
 
 SETTINGS = WorkerSettings(store={}, crew="c", name="w", incarnation=1, timeout=0.2, heartbeat=0.05)
 PREFIX = SETTINGS.prefix
+SECRET = bytes(range(32))
+
+
+def sealed(store):
+    return Sealed(store, SECRET)
+
+
+def loop(store):
+    return WorkerLoop(sealed(store), SETTINGS)
 
 
 def give(store, seq, *calls):
@@ -42,12 +52,12 @@ def give(store, seq, *calls):
         digest, data, _ = cache.dump(fun)
         functions[digest] = data
         items.append(Call(job_id, digest, dump_args(fun, args, {})))
-    store.put(protocol.task_key(PREFIX, seq), protocol.encode_task(Batch(seq, tuple(items), functions)))
+    sealed(store).put(protocol.task_key(PREFIX, seq), protocol.encode_task(Batch(seq, tuple(items), functions)))
 
 
 def answer(store, seq):
     key = protocol.result_key("c", seq)
-    return protocol.decode_result(store.get(key), key)
+    return protocol.decode_result(sealed(store).get(key), key)
 
 
 def outcomes(store, seq):
@@ -56,13 +66,13 @@ def outcomes(store, seq):
 
 def exit_note(store):
     key = protocol.exit_key("c", "w", 1)
-    return protocol.decode_exit(store.get(key), key)
+    return protocol.decode_exit(sealed(store).get(key), key)
 
 
 def test_runs_batches_in_order_and_leaves_an_exit_note(store):
     give(store, 1, (jobs.double, (1,)), (jobs.double, (2,)))
     give(store, 3, (jobs.fail, ("no",)))
-    assert WorkerLoop(store, SETTINGS).run() == "idle"
+    assert loop(store).run() == "idle"
     assert [o.value for o in outcomes(store, 1)] == [2, 4]
     [failed] = outcomes(store, 3)
     assert failed.status == "error" and isinstance(failed.error, ValueError)
@@ -73,8 +83,8 @@ def test_runs_batches_in_order_and_leaves_an_exit_note(store):
 
 def test_a_stop_request_ends_the_worker_before_unstarted_tasks(store):
     give(store, 1, (jobs.double, (1,)))
-    store.put(protocol.task_key(PREFIX, 2), protocol.encode_task(Stop(2)))
-    assert WorkerLoop(store, SETTINGS).run() == "stopped"
+    sealed(store).put(protocol.task_key(PREFIX, 2), protocol.encode_task(Stop(2)))
+    assert loop(store).run() == "stopped"
     assert exit_note(store).last_seq == 0  # the controller requeues task 1 uncharged
     assert [k for k in store.list("c/inbox/") if protocol.parse_inbox_key(k).kind == "result"] == []
 
@@ -83,8 +93,8 @@ def test_a_revoked_batch_is_handed_back_unrun(store, tmp_path):
     marker = tmp_path / "ran"
     give(store, 1, (jobs.double, (1,)))
     give(store, 2, (jobs.touch_then_sleep, (str(marker), 0)))
-    store.put(protocol.task_key(PREFIX, 3), protocol.encode_task(Revoke(3, 2)))
-    assert WorkerLoop(store, SETTINGS).run() == "idle"
+    sealed(store).put(protocol.task_key(PREFIX, 3), protocol.encode_task(Revoke(3, 2)))
+    assert loop(store).run() == "idle"
     assert [o.value for o in outcomes(store, 1)] == [2]
     assert answer(store, 2).returned and answer(store, 2).outcomes == ()
     assert not marker.exists()
@@ -93,21 +103,49 @@ def test_a_revoked_batch_is_handed_back_unrun(store, tmp_path):
 def test_the_worker_rides_out_a_short_store_outage(store):
     give(store, 1, (jobs.double, (21,)))
     store.failures = 3
-    assert WorkerLoop(store, SETTINGS).run() == "idle"
+    assert loop(store).run() == "idle"
     assert outcomes(store, 1)[0].value == 42
 
 
 def test_the_worker_gives_up_on_a_store_that_stays_down(store, monkeypatch):
     monkeypatch.setattr(runtime, "STORE_PATIENCE", 0.2)
     store.failures = 10**9
-    assert WorkerLoop(store, SETTINGS).run() == "error"
+    assert loop(store).run() == "error"
 
 
 def test_a_corrupt_task_gives_an_empty_answer(store, caplog):
-    store.put(protocol.task_key(PREFIX, 1), b"not a batch")
-    assert WorkerLoop(store, SETTINGS).run() == "idle"
+    sealed(store).put(protocol.task_key(PREFIX, 1), b"not a batch")
+    assert loop(store).run() == "idle"
     assert answer(store, 1).outcomes == ()  # the controller retries the jobs it had put there
     assert "cannot be read" in caplog.text
+
+
+def test_an_unsigned_task_runs_nothing_and_hides_no_real_task(store, tmp_path, caplog):
+    """A pickle written by someone without the secret: refused before it is unpickled."""
+    marker = tmp_path / "pwned"
+    evil = FunctionCache().dump(jobs.touch_then_sleep)
+    call = Call(1, evil[0], dump_args(jobs.touch_then_sleep, (str(marker), 0), {}))
+    forged = protocol.encode_task(Batch(900000000000, (call,), {evil[0]: evil[1]}))
+    store.put(protocol.task_key(PREFIX, 900000000000), forged)  # unsigned, sorts after every real task
+    Sealed(store, b"another crew's secret!!!!!!!!!!").put(protocol.task_key(PREFIX, 1), forged)
+    give(store, 2, (jobs.double, (21,)))  # a real task that sorts before the forged one
+    assert loop(store).run() == "idle"
+    assert not marker.exists()  # nothing in the forged objects ran
+    assert [o.value for o in outcomes(store, 2)] == [42]
+    assert answer(store, 1).outcomes == ()  # answered empty: if it was real, its jobs are retried
+    assert "not signed with this crew's secret" in caplog.text
+
+
+def test_a_worker_without_the_secret_refuses_to_start(tmp_path, monkeypatch):
+    from crew_core.runtime import run_worker
+
+    monkeypatch.delenv("CREW_SECRET", raising=False)
+    store = LocalStore(tmp_path / "s")
+    settings = WorkerSettings(store={"name": "local", "config": store.config()}, crew="c", name="w", incarnation=1)
+    with pytest.raises(RuntimeError, match="no CREW_SECRET in the worker's environment"):
+        run_worker(settings.to_args())
+    with pytest.raises(RuntimeError, match="at least 16 bytes"):
+        run_worker(settings.to_args(), {"CREW_SECRET": "abcd"})
 
 
 def test_a_record_from_another_protocol_version_is_refused_by_name():

@@ -9,6 +9,7 @@ reach every job.
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from crew_core import Crew
+from crew_core import Crew, protocol
+from crew_core.serialize import FunctionCache, dump_args
 
 from . import jobs
 from .polling import wait_for
@@ -137,3 +139,73 @@ class CrewContract:
         assert len(results) == 20 and all(r.ok for r in results), [r.error for r in results if not r.ok]
         assert sorted(r.value for r in results) == sorted([(len(data), n) for n in range(10)] * 2)
 
+
+    # ------------------------------------------------------------------ who can write the store
+    def test_forged_task_records_run_nothing(
+        self, make_crew: Callable[..., Crew], tmp_path: Path, timeout_scale: float
+    ) -> None:
+        """Someone with write access to the store plants calls for a worker: none of them runs."""
+        crew = make_crew()
+        [worker] = crew.recruit(workers=1)
+        crew.send(jobs.double, args=(1,))
+        assert crew.receive(timeout=120 * timeout_scale).value == 2
+        manager = crew._manager
+        with manager.lock:
+            record = manager.records[worker.name]
+            prefix, next_seq = record.prefix, manager.ledger.issued + 1
+        marker = tmp_path / "forged-call-ran"
+        digest, function, _ = FunctionCache().dump(jobs.touch_then_sleep)
+        call = protocol.Call(1, digest, dump_args(jobs.touch_then_sleep, (str(marker), 0), {}))
+        for seq in (next_seq, next_seq + 1, 10**11):  # where the next real task will go, and far after
+            batch = protocol.Batch(seq, (call,), {digest: function})
+            crew.store.put(protocol.task_key(prefix, seq), protocol.encode_task(batch))  # no signature
+        crew.store.put(protocol.task_key(prefix, 10**11 + 1), pickle.dumps(_Trap(str(marker))))  # a bare pickle
+        for n in range(3):
+            crew.send(jobs.double, args=(n,))
+        results = list(crew.results(timeout=180 * timeout_scale))
+        assert sorted(r.value for r in results) == [0, 2, 4] and all(r.ok for r in results)
+        assert not marker.exists(), "a forged task record ran on a worker"
+
+    def test_forged_results_are_never_delivered_or_unpickled(
+        self, make_crew: Callable[..., Crew], tmp_path: Path, timeout_scale: float
+    ) -> None:
+        crew = make_crew()
+        crew.recruit(workers=1)
+        started = tmp_path / "started"
+        job = crew.send(jobs.touch_then_sleep, args=(str(started), 1.0, "real"))
+        wait_for(started.exists, timeout=120 * timeout_scale, what="the job to start")
+        marker = tmp_path / "forged-result-unpickled"
+        with crew._manager.lock:
+            seqs = list(crew._manager.ledger.tasks)
+        for seq in seqs:  # a forged answer for the running task, written before the worker's own
+            outcome = pickle.dumps(("success", _Trap(str(marker)), None, "", [], 0.0, None))
+            forged = protocol.ResultBatch(seq, "subprocess-1", 1, ((job, outcome),))
+            crew.store.put(protocol.result_key(crew.id, seq), protocol.encode_result(forged))
+        result = crew.receive(timeout=180 * timeout_scale)
+        assert result is not None and (result.id, result.status, result.value) == (job, "success", "real")
+        assert not marker.exists(), "the controller unpickled a forged result"
+        assert crew.receive(timeout=0) is None
+
+    def test_a_forged_put_object_is_refused_by_name(
+        self, make_crew: Callable[..., Crew], tmp_path: Path, timeout_scale: float
+    ) -> None:
+        crew = make_crew()
+        crew.recruit(workers=1)
+        ref = crew.put(b"the real data")
+        marker = tmp_path / "forged-object-unpickled"
+        crew.store.put(protocol.data_key(crew.id, ref.digest), pickle.dumps(_Trap(str(marker))))
+        crew.send(jobs.length_and_byte, args=(ref, 0))
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and result.status == "error"
+        assert "not signed with this crew's secret" in str(result.error) and ref.digest in str(result.error)
+        assert not marker.exists()
+
+
+class _Trap:
+    """Unpickling it creates a file: proof that forged bytes were (or were not) unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (self.path, "w"))

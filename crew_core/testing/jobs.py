@@ -87,3 +87,13 @@ def length_and_byte(data: bytes | list[bytes], n: int) -> tuple[int, int]:
     if isinstance(data, list):
         data = data[0]
     return len(data), n
+
+
+def secret_exposure() -> tuple[str | None, str]:
+    """What a job can see of its worker's secret: the environment variable, and the command line."""
+    try:
+        with open("/proc/self/cmdline", "rb") as handle:
+            command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        command = " ".join(sys.argv)
+    return os.environ.get("CREW_SECRET"), command

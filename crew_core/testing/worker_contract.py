@@ -64,6 +64,21 @@ class WorkerContract:
         assert results[warned].value == "value" and results[warned].warnings == ["heads up"]
         assert {r.worker for r in results.values()} <= set(crew.workers)
 
+    def test_the_crew_secret_reaches_the_worker_in_its_environment_only(
+        self, make_crew, worker_options, timeout_scale
+    ) -> None:
+        """``start`` must pass ``launch.environment`` (the crew's secret) and nothing else carries it."""
+        crew = make_crew()
+        crew.recruit(workers=1, **worker_options)
+        crew.send(jobs.secret_exposure)
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None, (
+            "the worker never answered: does start() pass launch.environment (CREW_SECRET) to the process?"
+        )
+        variable, command = result.get()
+        assert variable is None, "the worker left CREW_SECRET in the environment jobs see"
+        assert crew._manager.secret.hex() not in command, "the crew's secret is on the worker's command line"
+
     def test_worker_survives_a_job_that_raises_or_exits(self, make_crew, worker_options, timeout_scale) -> None:
         crew = make_crew()
         [worker] = crew.recruit(workers=1, **worker_options)

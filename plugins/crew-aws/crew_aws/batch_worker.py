@@ -113,8 +113,9 @@ class BatchWorker(Worker):
             if value is not None
         ]
         overrides: dict[str, Any] = {"command": launch.command(self.python)}
-        if self.environment:
-            overrides["environment"] = [{"name": k, "value": v} for k, v in sorted(self.environment.items())]
+        environment = {**self.environment, **launch.environment}  # the crew's secret travels here
+        if environment:
+            overrides["environment"] = [{"name": k, "value": v} for k, v in sorted(environment.items())]
         if requirements:
             overrides["resourceRequirements"] = requirements
         size = len(json.dumps(overrides))

@@ -170,7 +170,7 @@ class CloudRunWorker(Worker):
 
         override = run_v2.RunJobRequest.Overrides.ContainerOverride(
             args=launch.command(self.python)[1:],
-            env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(self.env.items())],
+            env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted({**self.env, **launch.environment}.items())],
         )
         overrides = run_v2.RunJobRequest.Overrides(container_overrides=[override], task_count=1)
         if self.execution_timeout is not None:

@@ -57,7 +57,9 @@ class ExecutorWorker(Worker):
                 executor = self._own
                 args += ["--parent-pid", str(os.getpid())]
             try:
-                self._future = executor.submit(run_worker, args)
+                # The secret goes with the call (pickled through the pool's pipe), not into os.environ:
+                # a thread pool shares the controller's environment.
+                self._future = executor.submit(run_worker, args, dict(launch.environment))
             except Exception as exc:
                 raise WorkerLaunchError(f"executor {executor!r} refused worker {self.name!r}: {exc}") from exc
 

@@ -48,6 +48,7 @@ class SubprocessWorker(Worker):
         # The worker imports what the controller can: functions pickled by reference resolve.
         env["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, env.get("PYTHONPATH", "")] if p)
         env.update(self.env)
+        env.update(launch.environment)  # the crew's secret: in the environment, never on the command line
         command = [*launch.command(self.python), "--parent-pid", str(os.getpid())]
         try:
             self._process = subprocess.Popen(

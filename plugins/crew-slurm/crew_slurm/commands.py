@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from crew_core import WorkerLaunchError
 
@@ -19,17 +20,24 @@ class SlurmCommandError(RuntimeError):
     """A Slurm client command failed for a reason other than the request itself."""
 
 
-def _run(command: list[str], stdin: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def _run(
+    command: list[str], stdin: str | None = None, timeout: float = 60.0, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     if shutil.which(command[0]) is None:
         raise WorkerLaunchError(
             f"{command[0]} is not on PATH: run the crew on a Slurm login node (or `module load slurm`)"
         )
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
+    environment = None if env is None else {**os.environ, **env}
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
-def sbatch(script: str, options: Iterable[str]) -> str:
-    """Submit ``script`` (read from stdin) and return the job id; refusals become WorkerLaunchError."""
-    out = _run(["sbatch", "--parsable", *options], stdin=script)
+def sbatch(script: str, options: Iterable[str], environment: Mapping[str, str] | None = None) -> str:
+    """Submit ``script`` (read from stdin) and return the job id; refusals become WorkerLaunchError.
+
+    ``environment`` is added to sbatch's own environment, which the job inherits (``--export``
+    defaults to ALL): secrets go there rather than into the script or the command line.
+    """
+    out = _run(["sbatch", "--parsable", *options], stdin=script, env=environment)
     if out.returncode != 0:
         message = " ".join(line.strip() for line in out.stderr.splitlines() if line.strip()) or "no message"
         raise WorkerLaunchError(f"Slurm refused the worker job: {message}")

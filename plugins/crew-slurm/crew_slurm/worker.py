@@ -93,7 +93,9 @@ class SlurmWorker(Worker):
         """Submit one job array per group of workers with the same options (one sbatch each)."""
         groups: dict[tuple[Any, ...], list[tuple[SlurmWorker, Launch]]] = {}
         for worker, launch in launches:
-            key = (tuple(worker.sbatch_options()), worker.log_dir, worker.python, tuple(sorted(worker.env.items())))
+            environment = tuple(sorted(launch.environment.items()))
+            key = (tuple(worker.sbatch_options()), worker.log_dir, worker.python, tuple(sorted(worker.env.items())),
+                   environment)  # fmt: skip
             groups.setdefault(key, []).append((worker, launch))
         submitted: list[SlurmWorker] = []
         try:
@@ -129,7 +131,7 @@ class SlurmWorker(Worker):
                 "--job-name=crew-workers",
                 f"--output={first.log_dir}/%x-%A_%a.out",
             ]
-        job_id = commands.sbatch("\n".join(lines) + "\n", options)
+        job_id = commands.sbatch("\n".join(lines) + "\n", options, launch.environment)
         for index, (worker, _) in enumerate(group):
             worker.job_id = job_id if len(group) == 1 else f"{job_id}_{index}"
 
