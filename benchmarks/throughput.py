@@ -92,6 +92,25 @@ def round_trips(count: int, rounds: int = 10) -> tuple[list[float], list[float]]
     return crew_times, pool_times
 
 
+def signing_cost(count: int = 20000) -> float:
+    """Seconds per job to sign and check a one-job task and its answer (a job's whole signing cost)."""
+    from crew_core import protocol
+    from crew_core.serialize import FunctionCache, dump_args
+    from crew_core.signing import Sealed, new_secret
+
+    sealed = Sealed(None, new_secret())  # type: ignore[arg-type]  # seal/unseal only: no store needed
+    digest, function, _ = FunctionCache().dump(noop)
+    call = protocol.Call(1, digest, dump_args(noop, (1,), {}))
+    task = protocol.encode_task(protocol.Batch(7, (call,), {digest: function}))
+    answer = protocol.encode_result(protocol.ResultBatch(7, "w-1", 1, ((1, b"x" * 60),)))
+    key_task, key_answer = "c/workers/w-1/1/000000000007", "c/inbox/000000000007"
+    start = time.perf_counter()
+    for _ in range(count):
+        sealed.unseal(key_task, sealed.seal(key_task, task))
+        sealed.unseal(key_answer, sealed.seal(key_answer, answer))
+    return (time.perf_counter() - start) / count
+
+
 def import_time() -> float:
     code = "import time; t = time.perf_counter(); import crew_core; print(time.perf_counter() - t)"
     runs = [float(subprocess.check_output([sys.executable, "-c", code])) for _ in range(5)]
@@ -157,6 +176,7 @@ def main() -> None:
     print(f"  crew                    p50 {pct(crew_rt, 50):6.3f} ms   p95 {pct(crew_rt, 95):6.3f} ms")
     print(f"  ProcessPoolExecutor(1)  p50 {pct(pool_rt, 50):6.3f} ms   p95 {pct(pool_rt, 95):6.3f} ms")
     print(f"  ratio crew/ProcessPoolExecutor p50 {pct(crew_rt, 50) / pct(pool_rt, 50):.2f}x")
+    print(f"signing: {signing_cost() * 1e6:.1f} µs per job (sign and check a one-job task and its answer)")
     print(f"import crew_core: {import_time() * 1000:.1f} ms (best of 5 fresh interpreters)")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

@@ -1,8 +1,9 @@
 """Signed store objects: anyone who can write the store must not run code on workers or forge results.
 
 Each crew has a secret made by its controller. Every object a worker or the controller reads is
-signed with it (HMAC-SHA256 over the object's key and bytes, so an object cannot be moved to
-another key or to another crew) and checked before anything is unpickled. The secret never goes
+signed with it (keyed BLAKE2b, a MAC by design and about twice as fast here as HMAC-SHA256, over
+the object's key and bytes, so an object cannot be moved to another key or to another crew) and
+checked, in constant time, before anything is unpickled. The secret never goes
 through the store or a command line: workers get it in their environment (``CREW_SECRET``), which
 each backend passes on from ``Launch.environment``.
 """
@@ -10,7 +11,7 @@ each backend passes on from ``Launch.environment``.
 from __future__ import annotations
 
 import hashlib
-import hmac
+import hmac  # compare_digest
 import os
 import secrets
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from .store import Store
 
 #: The environment variable through which a worker gets its crew's secret (hex).
 SECRET_ENV = "CREW_SECRET"
-_TAG = 32  # bytes of an HMAC-SHA256
+_TAG = 32  # bytes of a tag
 
 
 def new_secret() -> bytes:
@@ -53,7 +54,7 @@ class Sealed:
         self._secret = secret
 
     def _tag(self, key: str, payload: bytes | memoryview) -> bytes:
-        mac = hmac.new(self._secret, key.encode(), hashlib.sha256)
+        mac = hashlib.blake2b(key.encode(), key=self._secret, digest_size=_TAG, person=b"crew-seal")
         mac.update(b"\0")
         mac.update(payload)
         return mac.digest()
