@@ -44,8 +44,48 @@ def _memory_dir() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
+def _check_folder(root: Path) -> None:
+    """Refuse a folder others could write into, or swap for their own (see the class docstring)."""
+    uid = os.geteuid()
+    folder = root
+    while True:
+        try:
+            info = os.stat(folder)
+        except FileNotFoundError:
+            info = None  # created later, mode 0700
+        if info is not None:
+            mine = info.st_uid == uid
+            if folder == root and not mine:
+                raise StoreError(
+                    f"the store folder {root} belongs to another user (uid {info.st_uid}): its owner could"
+                    " read and forge what the crew exchanges; use a folder of your own"
+                )
+            if not mine and info.st_uid != 0:
+                raise StoreError(
+                    f"the store folder {root} lies inside {folder}, which belongs to another user (uid"
+                    f" {info.st_uid}), who could swap it for a folder of their own; use a folder whose"
+                    " parents belong to you or to root"
+                )
+            others_write = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            sticky = info.st_mode & stat.S_ISVTX and folder != root
+            if others_write and not sticky:
+                raise StoreError(
+                    f"the store folder {root} {'is' if folder == root else 'lies inside ' + str(folder) + ', which is'}"
+                    f" writable by other users (mode {stat.filemode(info.st_mode)}): they could plant or swap"
+                    f" objects. Run `chmod go-w {folder}` or use another folder"
+                )
+        if folder.parent == folder:
+            return
+        folder = folder.parent
+
+
 class LocalStore(Store):
-    """Keys are files under ``path`` (a private temporary directory if none is given)."""
+    """Keys are files under ``path`` (a private temporary directory if none is given).
+
+    The folder must belong to the user, and neither it nor a folder above it may be writable by
+    other users (a sticky folder such as ``/tmp`` is fine above it) or belong to another user
+    than root: whoever could write there could delete or swap the crew's objects.
+    """
 
     name = "local"
     schemes = ("file",)
@@ -61,6 +101,7 @@ class LocalStore(Store):
         self.root = Path(path).expanduser().absolute()
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"the store path {self.root} exists and is not a directory")
+        _check_folder(self.root)
         try:
             _make_dirs(str(self.root))
         except OSError as exc:
@@ -87,22 +128,39 @@ class LocalStore(Store):
     def _path(self, key: str) -> str:
         return f"{self._root}/{check_key(key)}"
 
+    def _failed(self, what: str, path: str, exc: OSError) -> StoreError:
+        if not os.path.isdir(self._root):
+            return StoreError(f"the store folder {self._root} is gone (deleted?): cannot {what} {path}")
+        return StoreError(f"cannot {what} {path}: {exc.strerror or exc} (errno {exc.errno})")
+
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         folder, base = os.path.split(path)
         temp = os.path.join(folder, f".{base}.{os.getpid()}.{next(_counter)}.tmp")
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileNotFoundError:
-            _make_dirs(folder)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileNotFoundError:
+                if not os.path.isdir(self._root):  # never recreate a store folder deleted under us
+                    raise
+                _make_dirs(folder)
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise self._failed("write", path, exc) from exc
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(temp, path)  # atomic: readers see the old file or the whole new one
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(temp, path)  # atomic: readers see the old file or the whole new one
+        except OSError as exc:  # a full disk, a read-only one: leave nothing behind
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise self._failed("write", path, exc) from exc
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -110,13 +168,22 @@ class LocalStore(Store):
             with open(path, "rb") as handle:
                 return handle.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            if not os.path.isdir(self._root):
+                raise StoreError(f"the store folder {self._root} is gone (deleted?): cannot read {path}") from None
             raise KeyNotFoundError(f"no object {key!r} in {self._root}") from None
+        except OSError as exc:
+            raise self._failed("read", path, exc) from exc
 
     def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         folder, _, _ = prefix.rpartition("/")
         base = os.path.join(self._root, folder) if folder else self._root
         keys: list[str] = []
-        self._walk(base, f"{folder}/" if folder else "", prefix, keys)
+        try:
+            self._walk(base, f"{folder}/" if folder else "", prefix, keys)
+        except OSError as exc:
+            raise self._failed("list", base, exc) from exc
+        if not keys and not os.path.isdir(self._root):  # an empty answer must not hide a lost store
+            raise StoreError(f"the store folder {self._root} is gone (deleted?): cannot list {prefix!r}")
         if start_after is not None:
             keys = [key for key in keys if key > start_after]
         keys.sort()
@@ -140,10 +207,13 @@ class LocalStore(Store):
 
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
+            path = self._path(key)
             try:
-                os.unlink(self._path(key))
+                os.unlink(path)
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                raise self._failed("delete", path, exc) from exc
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete every file whose name under the root starts with ``prefix``, dot-names included.
