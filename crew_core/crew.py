@@ -43,8 +43,12 @@ def _close_open_crews() -> None:  # no worker outlives the interpreter that laun
             pass
 
 
-def _check_settings(config: dict[str, Any], store: Store) -> Settings:
-    """Validate the controller's settings; every error names the setting."""
+def _check_settings(config: dict[str, Any], heartbeat_default: float) -> Settings:
+    """Validate the controller's settings; every error names the setting.
+
+    ``heartbeat_default`` is the store's own interval, used when the setting is None.
+    """
+    config = dict(config)
 
     def number(name: str, *, integer: bool = False, minimum: float = 0.0, strict: bool = True) -> float:
         value = config[name]
@@ -59,7 +63,7 @@ def _check_settings(config: dict[str, Any], store: Store) -> Settings:
         raise TypeError(f"auto_restart must be True or False, not {config['auto_restart']!r}")
     max_tries = int(number("max_tries", integer=True, minimum=1, strict=False))
     if config["heartbeat_interval"] is None:
-        config["heartbeat_interval"] = store.heartbeat_interval  # heartbeats are paid writes on S3
+        config["heartbeat_interval"] = heartbeat_default  # heartbeats are paid writes on S3
     interval = number("heartbeat_interval")
     if config["heartbeat_timeout"] is None:
         config["heartbeat_timeout"] = max(60.0, 10 * interval)
@@ -111,9 +115,10 @@ class Crew:
         self.worker_classes: list[type[Worker]] = [self._worker_class(n) for n in names]
 
         self.id = uuid.uuid4().hex[:12]
+        _check_settings(config, 1.0)  # before the store exists: a bad setting leaves no folder behind
         self.store, self._owns_store = self._make_store(store or config.get("store"), store_options or {})
         try:
-            checked = _check_settings(config, self.store)
+            checked = _check_settings(config, self.store.heartbeat_interval)
         except BaseException:
             if self._owns_store:
                 self.store.close()
@@ -431,6 +436,8 @@ class Crew:
 
 
 def _seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
+    if not value >= 0:  # negative or NaN
+        raise ValueError(f"{name} must be zero or more seconds, not {value!r}")
     return float(value)
