@@ -12,6 +12,7 @@ CREW_DEFAULTS: dict[str, Any] = {
     # None: max(60, 10 heartbeat intervals)
     "stop_grace": 5.0,  # seconds a worker has to answer a stop request before it is killed
     "auto_restart": True,  # relaunch a worker that died holding jobs, without waiting for restart()
+    "lease_timeout": 900.0,  # seconds a worker goes on without its controller renewing the crew's lease
 }
 
 

@@ -71,7 +71,8 @@ def _check_settings(config: dict[str, Any], heartbeat_default: float) -> Setting
     if timeout <= interval:
         raise ValueError(f"heartbeat_timeout ({timeout!r} s) must be longer than heartbeat_interval ({interval!r} s)")
     grace = number("stop_grace", minimum=0.0, strict=False)
-    return Settings(max_tries, float(interval), float(timeout), float(grace), config["auto_restart"])
+    lease = number("lease_timeout")
+    return Settings(max_tries, float(interval), float(timeout), float(grace), config["auto_restart"], float(lease))
 
 
 class Crew:
@@ -128,6 +129,7 @@ class Crew:
         self.heartbeat_timeout = checked.heartbeat_timeout
         self.stop_grace = checked.stop_grace
         self.auto_restart = checked.auto_restart
+        self.lease_timeout = checked.lease_timeout
         self.workers: dict[str, WorkerHandle] = {}
         self._tag_sets: tuple[frozenset[str], ...] = ()  # the workers' tags, read without the lock
         self._functions = FunctionCache()

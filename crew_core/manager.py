@@ -55,6 +55,7 @@ class Settings:
     heartbeat_timeout: float
     stop_grace: float
     auto_restart: bool
+    lease_timeout: float = 900.0
 
 
 @dataclass(slots=True)
@@ -124,6 +125,9 @@ class Manager:
         self._inline = concurrency == 1
         self._store_failing = False
         self._stopping = False
+        self._lease = 0
+        self._lease_due = 0.0
+        self._renew_lease()  # before any worker starts: it leaves at once if there is no lease
         self.store.wait(self.channel, 0)  # listen before any worker can ring
         self._thread = threading.Thread(target=self._run, name=f"crew-manager-{crew_id}", daemon=True)
         self._thread.start()
@@ -276,9 +280,23 @@ class Manager:
             return
         self._housekeeping()
 
+    def _renew_lease(self) -> None:
+        """Move the crew's lease on; workers leave once it has stood still for ``lease_timeout``."""
+        self._lease += 1
+        lease = protocol.Lease(self._lease, self.settings.lease_timeout)
+        self.sealed.put(protocol.lease_key(self.crew_id), protocol.encode_json(lease))
+        self._lease_due = time.monotonic() + protocol.lease_renewal(self.settings.lease_timeout)
+
     def _housekeeping(self) -> None:
-        """Settle dead workers, kill hung ones, restart, ask backends, plan again, delete trash."""
+        """Renew the lease, settle dead workers, kill hung ones, restart, ask backends, plan, delete trash."""
         self._housekeeping_due = False
+        if time.monotonic() >= self._lease_due:
+            try:
+                self._renew_lease()
+            except Exception as exc:
+                log.warning("crew %s cannot renew its lease: %s", self.crew_id, exc)
+                self._store_trouble(exc)
+                self._lease_due = time.monotonic() + self._poll_low
         with self.lock:
             now = time.monotonic()
             for record in self.records.values():
@@ -316,6 +334,7 @@ class Manager:
             return now
         deadline = min(
             self._next_poll,
+            self._lease_due,
             self.supervisor.next_deadline(now),
             self.dispatcher.next_deadline(now),
             self.inbox.flush_due(now),

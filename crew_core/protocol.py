@@ -14,6 +14,9 @@ Every object has exactly one writer. Under the crew's prefix ``<crew>/``:
     the worker's :class:`ExitNote`, written as it leaves.
 ``data/<digest>``
     an object put once with ``Crew.put`` and read by any worker (content-addressed).
+``lease``
+    the controller's :class:`Lease`, renewed every minute or so: a worker that sees it stand
+    still for its ``lease_timeout`` (or vanish) leaves, so no worker outlives its controller.
 
 Everything a controller must notice lies under ``inbox/``, so one listing per poll, with
 ``start_after`` past the results already collected, serves the whole crew whatever its size. The
@@ -72,6 +75,16 @@ def exit_key(crew_id: str, name: str, incarnation: int) -> str:
 
 def data_key(crew_id: str, digest: str) -> str:
     return f"{crew_id}/data/{digest}"
+
+
+def lease_key(crew_id: str) -> str:
+    """The crew's lease, renewed by its controller; workers leave once it stops moving."""
+    return f"{crew_id}/lease"
+
+
+def lease_renewal(lease_timeout: float) -> float:
+    """Seconds between renewals of a lease (and between workers' looks at it)."""
+    return max(0.05, min(60.0, lease_timeout / 4))
 
 
 # Channels are shaped like keys under the crew's prefix, so a store that keeps something per
@@ -195,6 +208,21 @@ class ExitNote:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """The controller's lease: workers watch ``renewal`` move (by their own clocks, not this one's)."""
+
+    renewal: int
+    timeout: float
+
+
+def decode_lease(data: bytes, key: str) -> Lease:
+    try:
+        return Lease(**json.loads(data))
+    except Exception as exc:
+        raise CorruptObjectError(f"store object {key!r} is not a lease: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """The body of a heartbeat object (the key already carries the beat number)."""
 
@@ -311,6 +339,7 @@ class WorkerSettings:
     incarnation: int
     timeout: float | None = None
     heartbeat: float = 2.0
+    lease_timeout: float = 900.0
     parent_pid: int | None = None
 
     @property
@@ -325,6 +354,7 @@ class WorkerSettings:
             "--name", self.name,
             "--incarnation", str(self.incarnation),
             "--heartbeat", repr(float(self.heartbeat)),
+            "--lease-timeout", repr(float(self.lease_timeout)),
             "--protocol", str(PROTOCOL),
         ]  # fmt: skip
         if self.timeout is not None:
@@ -349,6 +379,7 @@ class WorkerSettings:
             incarnation=ns.incarnation,
             timeout=ns.timeout,
             heartbeat=ns.heartbeat,
+            lease_timeout=ns.lease_timeout,
             parent_pid=ns.parent_pid,
         )
 
@@ -370,6 +401,7 @@ def _worker_parser() -> Any:
     parser.add_argument("--incarnation", type=int, required=True, help="launch number")
     parser.add_argument("--timeout", type=_positive, default=None, help="idle timeout in seconds")
     parser.add_argument("--heartbeat", type=_positive, default=2.0, help="seconds between heartbeats")
+    parser.add_argument("--lease-timeout", type=_positive, default=900.0, help="leave once the lease stands still")
     parser.add_argument("--protocol", type=int, default=PROTOCOL, help="protocol version of the controller")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process ends")
     return parser

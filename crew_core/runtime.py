@@ -94,7 +94,9 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable) -> b
 class WorkerLoop:
     """One worker incarnation: runs its batches in order, beats, and leaves an exit note."""
 
-    def __init__(self, sealed: Sealed, settings: WorkerSettings) -> None:
+    def __init__(self, sealed: Sealed, settings: WorkerSettings, interruptible: bool = False) -> None:
+        """``interruptible``: the loop runs in its process's main thread with SIGTERM handled, so a
+        worker orphaned mid-job can stop the job rather than finish it for nobody."""
         self.sealed = sealed
         self.store = sealed.store
         self.settings = settings
@@ -106,6 +108,7 @@ class WorkerLoop:
         self._busy = threading.Event()
         self._done = threading.Event()
         self._orphaned = threading.Event()
+        self._interruptible = interruptible
 
     def _store_call(self, method: Any, *args: Any) -> Any:
         """Call a store method, riding out an outage of up to :data:`STORE_PATIENCE` seconds."""
@@ -129,13 +132,23 @@ class WorkerLoop:
         self.sealed.put(protocol.beat_key(s.crew, s.name, s.incarnation, self.beats), protocol.encode_json(record))
 
     def _heartbeat_thread(self) -> None:
-        parent = self.settings.parent_pid
+        s = self.settings
+        renewal = protocol.lease_renewal(s.lease_timeout)
+        now = time.monotonic()
+        next_beat, next_lease = now + s.heartbeat, now + renewal
+        self._lease_seen, self._lease_moved = 0, now
         ticks = 0
-        while not self._done.wait(self.settings.heartbeat):
+        while not self._done.wait(max(0.0, min(next_beat, next_lease) - time.monotonic())):
+            now = time.monotonic()
+            if s.parent_pid is not None and not _alive(s.parent_pid):
+                self._orphan("its controller's process has ended")
+            if now >= next_lease:
+                next_lease = now + renewal
+                self._check_lease(now)
+            if now < next_beat:
+                continue
+            next_beat = now + s.heartbeat
             ticks += 1
-            if parent is not None and not _alive(parent):
-                self._orphaned.set()  # the controller's process is gone: nobody will read results
-                self.store.notify(self.channel)
             busy = self._busy.is_set() or self.feed.queued
             try:
                 if busy or ticks % IDLE_BEATS == 0:
@@ -144,6 +157,31 @@ class WorkerLoop:
                     self.feed.read()  # prefetched batches and revokes, while the job runs
             except Exception:  # a store hiccup: the next beat retries; a long outage shows as silence
                 pass
+
+    def _check_lease(self, now: float) -> None:
+        """Leave once the crew's lease has stood still for ``lease_timeout`` (by this clock), or is gone."""
+        key = protocol.lease_key(self.settings.crew)
+        try:
+            lease = protocol.decode_lease(self.sealed.get(key), key)
+        except KeyNotFoundError:
+            self._orphan("its crew's lease is gone: the crew was closed")
+            return
+        except Exception:  # the store is down, or the object forged: neither renews the lease
+            lease = None
+        if lease is not None and lease.renewal != self._lease_seen:
+            self._lease_seen, self._lease_moved = lease.renewal, now
+        elif now - self._lease_moved > self.settings.lease_timeout:
+            self._orphan(f"its controller has not renewed the crew's lease for {now - self._lease_moved:.0f} s")
+
+    def _orphan(self, why: str) -> None:
+        """Nobody will read what this worker does: leave, stopping the job it runs if it can."""
+        if self._orphaned.is_set():
+            return
+        print(f"crew worker {self.settings.name}: leaving, {why}", file=sys.stderr)
+        self._orphaned.set()
+        self.store.notify(self.channel)
+        if self._interruptible and self._busy.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)  # the job stops where it is (see _on_sigterm)
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> str:
@@ -156,7 +194,7 @@ class WorkerLoop:
             beater.start()
             reason = self._serve()
         except _Terminate:
-            reason = "terminated"
+            reason = "orphaned" if self._orphaned.is_set() else "terminated"
         except BaseException as exc:  # the store went away, most likely: say so in the exit note
             error = "".join(traceback.format_exception(exc))
         finally:
@@ -225,13 +263,14 @@ def run_worker(args: Sequence[str], environment: Mapping[str, str] | None = None
         store = store_from_config(settings.store)
     except Exception as exc:
         raise StoreError(f"worker {settings.name!r} cannot open its store: {exc}") from exc
-    if threading.current_thread() is threading.main_thread():
+    main = threading.current_thread() is threading.main_thread()
+    if main:
         signal.signal(signal.SIGTERM, _on_sigterm)
     sealed = Sealed(store, secret)
     objects = ObjectCache(sealed)
     objects.activate()
     try:
-        return WorkerLoop(sealed, settings).run()
+        return WorkerLoop(sealed, settings, interruptible=main).run()
     finally:
         objects.deactivate()
         store.close()

@@ -109,6 +109,7 @@ class Supervisor:
                 incarnation=record.incarnation,
                 timeout=record.backend.timeout,
                 heartbeat=m.settings.heartbeat_interval,
+                lease_timeout=m.settings.lease_timeout,
             )
             launch = Launch(settings.to_args(), {SECRET_ENV: m.secret.hex()})
             groups.setdefault(type(record.backend), []).append((record, launch))

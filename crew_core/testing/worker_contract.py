@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from crew_core import Crew, Store, WorkerCrashedError
+from crew_core import Crew, Store, WorkerCrashedError, protocol
+from crew_core.plugins import store_from_config, store_spec
 
 from . import jobs
 from .polling import wait_for
@@ -120,6 +124,40 @@ class WorkerContract:
         # A backend may end jobs asynchronously (scancel, terminate_job): wait for it to say so.
         self._wait(lambda: not any(w.backend.is_running() for w in workers), timeout_scale, "the backend to end them")
 
+    def test_workers_leave_by_themselves_when_their_controller_dies(
+        self, worker_class, crew_store, worker_options, timeout_scale, tmp_path
+    ) -> None:
+        """A controller killed with SIGKILL: its workers stop even mid-job, judged by the store."""
+        import cloudpickle
+
+        if crew_store == "local":  # a folder of the test's, not a private one the killed process would leave
+            crew_store = str(tmp_path / "store")
+        store = crew_store if isinstance(crew_store, str) else store_spec(crew_store)
+        started = tmp_path / "started"
+        arguments = tmp_path / "arguments.pickle"
+        arguments.write_bytes(cloudpickle.dumps((store, worker_class, worker_options, str(started))))
+        controller = subprocess.Popen(
+            [sys.executable, "-c", _ORPHANING_CONTROLLER, str(arguments)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            crew_id, location = controller.stdout.readline().split()  # type: ignore[union-attr]
+            self._wait(started.exists, timeout_scale, "the long job to start")
+        finally:
+            controller.kill()  # no close(), no atexit: an orphan, as after a crash
+            controller.wait()
+        found = store_from_config(json.loads(location))
+        try:
+
+            def exited() -> list[str]:
+                keys = found.list(protocol.inbox_prefix(crew_id))
+                return [key for key in keys if key.rpartition("/")[2].startswith("exit.")]
+
+            notes = self._wait(exited, timeout_scale, "the worker to leave (an exit note in the store)", timeout=120)
+            assert len(notes) == 1
+        finally:
+            found.delete_prefix(f"{crew_id}/")
+            found.close()
+
     # ------------------------------------------------------------------ crashes
     def test_a_job_that_kills_its_worker_comes_back_as_crash(self, make_crew, worker_options, timeout_scale) -> None:
         crew = make_crew(max_tries=2)
@@ -142,3 +180,22 @@ class WorkerContract:
         result = crew.receive(timeout=180 * timeout_scale)  # out of tries: a crash, nothing held
         assert result.id == job and result.status == "crash" and result.tries == 2
         assert not worker.stuck() and not worker.busy()
+
+
+# Run by the test above in a process of its own, which the test then kills.
+_ORPHANING_CONTROLLER = """
+import json, sys, cloudpickle
+from crew_core import Crew
+from crew_core.plugins import store_from_config, store_spec
+from crew_core.testing import jobs
+store, worker_class, options, started = cloudpickle.loads(open(sys.argv[1], "rb").read())
+if isinstance(store, dict):
+    store = store_from_config(store)
+crew = Crew(store=store, worker_classes=[worker_class], lease_timeout=3, heartbeat_interval=0.5,
+            heartbeat_timeout=60)
+crew.recruit(workers=1, **options)
+crew.send(jobs.touch_then_sleep, args=(started, 600))
+print(crew.id, json.dumps(store_spec(crew.store), separators=(",", ":")), flush=True)
+import time
+time.sleep(3600)
+"""
