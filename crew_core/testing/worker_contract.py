@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ class WorkerContract:
     """Subclass and provide a ``worker_class`` fixture (a registered name or a class).
 
     Optional fixtures: ``worker_options`` (keyword options for ``recruit``), ``crew_store``
-    (what ``Crew(store=...)`` gets; the default is ``"local"``), and ``timeout_scale`` (multiply
+    (what ``Crew(store=...)`` gets; the default is a local folder of the test's), and ``timeout_scale`` (multiply
     the generous waiting ceilings for slow backends). Every test runs real worker processes.
     """
 
@@ -30,8 +31,8 @@ class WorkerContract:
         return {}
 
     @pytest.fixture
-    def crew_store(self) -> str | Store:
-        return "local"
+    def crew_store(self, tmp_path: Any) -> str | Store:
+        return str(tmp_path / "store")  # a local folder the tests can still look into after close()
 
     @pytest.fixture
     def timeout_scale(self) -> float:
@@ -43,6 +44,7 @@ class WorkerContract:
         crews: list[Crew] = []
 
         def make(**settings: Any) -> Crew:
+            settings.setdefault("lease_timeout", 60)  # a plugin that fails to stop a worker leaks it a minute
             crew = Crew(store=crew_store, worker_classes=[worker_class], **settings)
             crews.append(crew)
             return crew
@@ -114,15 +116,37 @@ class WorkerContract:
         assert set(crew.shutdown(idle_only=True)) == set(workers)
         self._wait(lambda: not any(w.up() for w in workers), timeout_scale, "workers to stop")
 
-    def test_close_leaves_no_worker_running(self, make_crew, worker_options, timeout_scale) -> None:
-        crew = make_crew()
+    def test_close_leaves_no_worker_running(self, make_crew, worker_options, timeout_scale, tmp_path) -> None:
+        """Judged by the store, not by the plugin's own ``running()``: after close() nothing writes."""
+        crew = make_crew(heartbeat_interval=0.2, heartbeat_timeout=60)
         workers = crew.recruit(workers=2, **worker_options)
-        crew.send(jobs.sleep_then, args=(60,))  # busy: close must not wait for it
+        started = tmp_path / "started"
+        crew.send(jobs.touch_then_sleep, args=(str(started), 60))  # busy, beating every 0.2 s
         crew.launch()
-        self._wait(lambda: all(w.backend.is_running() for w in workers), timeout_scale, "workers to start")
+        self._wait(started.exists, timeout_scale, "the job to start")
+        for _ in range(2):
+            crew.send(jobs.double, args=(1,))
+        assert len([crew.receive(timeout=120 * timeout_scale) for _ in range(2)]) == 2  # the other one is up
         crew.close()
-        # A backend may end jobs asynchronously (scancel, terminate_job): wait for it to say so.
+        store, prefix = crew.store, f"{crew.id}/"
+        assert store.list(prefix) == [], "close() left objects of the crew in the store"
+        deadline = time.monotonic() + 3.0 * timeout_scale  # 15 heartbeat intervals of the busy worker
+        while time.monotonic() < deadline:
+            written = store.list(prefix)
+            assert written == [], f"a worker still writes to the store after close(): {written}"
+            time.sleep(0.1)
+        # A backend may end jobs asynchronously (scancel, terminate_job): wait for it to say so too.
         self._wait(lambda: not any(w.backend.is_running() for w in workers), timeout_scale, "the backend to end them")
+
+    def test_a_job_that_outlasts_several_status_checks_is_not_taken_for_dead(
+        self, make_crew, worker_class, worker_options, timeout_scale
+    ) -> None:
+        crew = make_crew()
+        [worker] = crew.recruit(workers=1, **worker_options)
+        seconds = min(3 * worker.backend.status_interval + 0.5, 20.0)
+        job = crew.send(jobs.sleep_then, args=(seconds, "survived"))
+        result = crew.receive(timeout=(seconds + 120) * timeout_scale)
+        assert (result.id, result.value, result.tries) == (job, "survived", 1)
 
     def test_workers_leave_by_themselves_when_their_controller_dies(
         self, worker_class, crew_store, worker_options, timeout_scale, tmp_path
@@ -130,8 +154,6 @@ class WorkerContract:
         """A controller killed with SIGKILL: its workers stop even mid-job, judged by the store."""
         import cloudpickle
 
-        if crew_store == "local":  # a folder of the test's, not a private one the killed process would leave
-            crew_store = str(tmp_path / "store")
         store = crew_store if isinstance(crew_store, str) else store_spec(crew_store)
         started = tmp_path / "started"
         arguments = tmp_path / "arguments.pickle"
