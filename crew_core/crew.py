@@ -255,6 +255,8 @@ class Crew:
         """Return the next finished job's :class:`Result`, waiting up to ``timeout`` seconds.
 
         Returns None when the timeout passes, or at once when no job (with ``tags``) is in flight.
+        Raises what the crew could not do meanwhile (the store failing, a worker that could not
+        start), once, when it has no result to hand out.
         """
         self._check_open()
         wanted = as_tags(tags)
@@ -265,10 +267,10 @@ class Crew:
         try:
             while True:
                 with manager.lock:
-                    manager.raise_errors()
                     result = manager.ledger.pop_result(wanted)
                     if result is not None:
-                        return result
+                        return result  # results already collected come first, whatever fails meanwhile
+                    manager.raise_errors()
                     if not manager.incoming and not manager.waiting_on(wanted):
                         return None
                 manager.sync()
@@ -283,9 +285,11 @@ class Crew:
         """True when :meth:`receive` would return a result at once (for jobs with ``tags``)."""
         self._check_open()
         wanted = as_tags(tags)
-        self._manager.raise_errors()
         with self._manager.lock:
-            return self._manager.ledger.has_result(wanted)
+            if self._manager.ledger.has_result(wanted):
+                return True
+            self._manager.raise_errors()
+            return False
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
         """Yield results as they finish until nothing is in flight (or ``timeout`` passes)."""

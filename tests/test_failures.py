@@ -240,3 +240,20 @@ def test_workers_leave_when_their_controller_dies(tmp_path):
             return True
 
     wait_for(gone, timeout=60, what="the orphaned worker to exit")
+
+
+def test_results_already_collected_are_handed_out_while_the_store_fails(make_crew, tmp_path):
+    store = FlakyStore(tmp_path / "store")
+    crew = make_crew(store=store)
+    crew.recruit(workers=1)
+    ids = [crew.send(jobs.double, args=(n,)) for n in range(3)]
+    wait_for(lambda: len(crew._manager.ledger.results) == 3, what="the results to be collected")
+    store.down = True
+    crew.send(jobs.double, args=(10,))  # its task cannot be written
+    got = [crew.receive(timeout=60) for _ in range(3)]  # the results in hand come first
+    assert sorted(r.id for r in got) == ids
+    with pytest.raises(StoreError, match="unreachable"):
+        crew.receive(timeout=60)  # then the failure
+    store.down = False
+    assert crew.receive(timeout=60).value == 20
+    store.close()
