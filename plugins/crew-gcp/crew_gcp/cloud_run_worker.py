@@ -139,18 +139,28 @@ class CloudRunWorker(Worker):
         except Exception as exc:
             raise _launch_error(exc, what) from exc
         if self.image is None:
+            retries = _retries(current.template.template)
+            if retries:
+                project, region, job = self.job.split("/")[1::2]
+                raise WorkerLaunchError(
+                    f"cannot {what}: Cloud Run job {job!r} starts a failed task again {retries} time(s) on its own,"
+                    " behind crew's back (crew counts a job's tries and relaunches workers itself); set"
+                    f" `gcloud run jobs update {job} --max-retries=0 --region={region} --project={project}`,"
+                    " or pass image= to let crew manage the job"
+                )
             return
         try:
             if current is None:
                 parent, _, job_id = self.job.rpartition("/jobs/")
                 jobs.create_job(parent=parent, job=self._template(), job_id=job_id).result(timeout=300)
-            elif self._differs(current.template.template.containers[0]):
+            elif self._differs(current.template.template.containers[0]) or _retries(current.template.template):
                 # Change only what crew manages: the job's service account, env, VPC access and
                 # secrets stay as their owner set them.
                 container = current.template.template.containers[0]
                 container.image, container.command = self.image, [self.python]
                 for key, value in self._limits().items():
                     container.resources.limits[key] = value
+                current.template.template.max_retries = 0  # crew owns retries
                 jobs.update_job(job=current).result(timeout=300)
         except Exception as exc:
             raise _launch_error(exc, what) from exc
@@ -258,3 +268,8 @@ def _normal(key: str, value: str | None) -> str | None:
     if key == "cpu" and value:
         return str(int(float(value[:-1]))) + "m" if value.endswith("m") else str(int(float(value) * 1000)) + "m"
     return value
+
+
+def _retries(task: Any) -> int:
+    """How often Cloud Run starts a failed task of this template again (3 unless set)."""
+    return int(task.max_retries) if "max_retries" in task else 3

@@ -18,7 +18,7 @@ JOB = "projects/crew-test/locations/us-central1/jobs/crew-worker"
 @pytest.fixture
 def cloud_run():
     with CloudRunControlPlane(stop_timeout=1.0) as plane:
-        plane.create_job(JOB, command=[sys.executable])  # the image's python is this machine's
+        plane.create_job(JOB, command=[sys.executable], max_retries=0)  # the image's python is this machine's
         yield plane
 
 
@@ -205,3 +205,35 @@ def test_run_jobs_operation_parses_strictly_until_done(cloud_run):
     execution = operation.result(timeout=60)  # polls GetOperation until the execution ends
     assert execution.succeeded_count == 1 and execution.completion_time
     assert executions_client.get_execution(name=execution.name).succeeded_count == 1
+
+
+def test_a_job_that_retries_failed_tasks_on_its_own_is_refused(bucket, cloud_run):
+    """Cloud Run retries a failed task 3 times by default: a dead worker would start again behind crew's back."""
+    name = "projects/crew-test/locations/us-central1/jobs/retrying"
+    cloud_run.create_job(name, command=[sys.executable])  # maxRetries left at Cloud Run's default
+    with Crew(store=f"gs://{bucket}/crews/retrying", worker_classes=["cloud-run"]) as crew:
+        crew.recruit(workers=1, job=name, api_endpoint=cloud_run.endpoint)
+        with pytest.raises(WorkerLaunchError, match=r"starts a failed task again 3 time\(s\).*--max-retries=0"):
+            crew.launch()
+    assert cloud_run.executions == {}
+
+
+def test_the_control_plane_retries_failed_tasks_as_cloud_run_does(cloud_run):
+    from crew_gcp.cloud_run_worker import run_clients
+
+    name = "projects/crew-test/locations/us-central1/jobs/flaky"
+    cloud_run.create_job(name, command=["false"], max_retries=2)
+    jobs_client, _ = run_clients(cloud_run.endpoint)
+    execution = jobs_client.run_job(name=name).result(timeout=60)
+    assert execution.failed_count == 1 and execution.retried_count == 2  # three runs of the task in all
+
+
+def test_crew_sets_max_retries_to_zero_on_the_jobs_it_manages(crew, cloud_run):
+    options = {"image": "example/crew:1", "project": "crew-test", "region": "us-central1",
+               "python": sys.executable, "api_endpoint": cloud_run.endpoint}  # fmt: skip
+    [worker] = crew.recruit(workers=1, **options)
+    worker.backend.ensure_job()  # created by crew, with maxRetries 0
+    assert cloud_run.jobs[worker.backend.job]["template"]["template"]["maxRetries"] == 0
+    cloud_run.jobs[worker.backend.job]["template"]["template"]["maxRetries"] = 3  # changed by hand since
+    worker.backend.ensure_job()
+    assert cloud_run.jobs[worker.backend.job]["template"]["template"]["maxRetries"] == 0

@@ -51,6 +51,7 @@ class _Execution:
         self.completed: float | None = None
         self.state = "PENDING"  # PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED
         self.exit_code: int | None = None
+        self.retried = 0  # tasks started again after they failed (maxRetries)
         self.process: subprocess.Popen[bytes] | None = None
         self.cancel = threading.Event()
         self.lock = threading.Lock()
@@ -81,6 +82,7 @@ class _Execution:
             "succeededCount": 1 if self.state == "SUCCEEDED" else 0,
             "failedCount": 1 if self.state == "FAILED" else 0,
             "cancelledCount": 1 if self.state == "CANCELLED" else 0,
+            "retriedCount": self.retried,
             "reconciling": self.state in ("PENDING", "RUNNING"),
             "etag": f'"{self.uid[:8]}"',
             "template": {"containers": [self.container()]},
@@ -169,10 +171,22 @@ class CloudRunControlPlane:
         self.stop()
 
     # ------------------------------------------------------------------ set-up and control
-    def create_job(self, name: str, command: list[str], image: str = "crew:latest", **container: Any) -> dict:
-        """Create a job directly (``projects/P/locations/L/jobs/J``) whose container runs ``command``."""
-        job = self._job_record(name, {"template": {"template": {"containers": [
-            {"image": image, "command": command, **container}]}}})  # fmt: skip
+    def create_job(
+        self,
+        name: str,
+        command: list[str],
+        image: str = "crew:latest",
+        max_retries: int | None = None,
+        **container: Any,
+    ) -> dict:
+        """Create a job directly (``projects/P/locations/L/jobs/J``) whose container runs ``command``.
+
+        Without ``max_retries`` the job retries a failed task 3 times, Cloud Run's default.
+        """
+        task: dict[str, Any] = {"containers": [{"image": image, "command": command, **container}]}
+        if max_retries is not None:
+            task["maxRetries"] = max_retries
+        job = self._job_record(name, {"template": {"template": task}})
         self.jobs[name] = job
         return job
 
@@ -238,12 +252,16 @@ class CloudRunControlPlane:
         containers = task.get("containers") or []
         if not containers:
             raise ApiError(400, "INVALID_ARGUMENT", "template.template.containers: at least one container is required")
+        retries = int(task.get("maxRetries", 3))  # Cloud Run retries a failed task 3 times unless told
         return {
             "name": name,
             "uid": str(uuid.uuid4()),
             "generation": "1",
             "createTime": _timestamp(),
-            "template": {"taskCount": template.get("taskCount", 1), "template": {**task, "containers": containers}},
+            "template": {
+                "taskCount": template.get("taskCount", 1),
+                "template": {**task, "containers": containers, "maxRetries": retries},
+            },
         }
 
     def _existing_job(self, name: str) -> dict[str, Any]:
@@ -378,16 +396,25 @@ class CloudRunControlPlane:
             if fail:
                 self._finish(execution, "FAILED")
                 return
-            try:
-                execution.process = subprocess.Popen(execution.command(), env=env, stdin=subprocess.DEVNULL)
-            except OSError:
-                self._finish(execution, "FAILED")
-                return
             execution.state = "RUNNING"
-        code = execution.process.wait()
-        with execution.lock:
-            execution.exit_code = code
-            if execution.cancel.is_set():
-                self._finish(execution, "CANCELLED")
-            else:
-                self._finish(execution, "SUCCEEDED" if code == 0 else "FAILED")
+        retries = int(execution.job["template"]["template"].get("maxRetries", 3))
+        while True:  # as Cloud Run does: a task that fails is started again, maxRetries times
+            with execution.lock:
+                if execution.cancel.is_set():
+                    self._finish(execution, "CANCELLED")
+                    return
+                try:
+                    execution.process = subprocess.Popen(execution.command(), env=env, stdin=subprocess.DEVNULL)
+                except OSError:
+                    self._finish(execution, "FAILED")
+                    return
+            code = execution.process.wait()
+            with execution.lock:
+                execution.exit_code = code
+                if execution.cancel.is_set():
+                    self._finish(execution, "CANCELLED")
+                    return
+                if code == 0 or execution.retried >= retries:
+                    self._finish(execution, "SUCCEEDED" if code == 0 else "FAILED")
+                    return
+                execution.retried += 1
