@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import math
 import os
 import time
 import uuid
@@ -181,7 +182,9 @@ class Crew:
     ) -> list[WorkerHandle]:
         """Add ``workers`` workers (not started yet) and return their handles.
 
-        ``timeout`` is each worker's idle timeout in seconds (None: until shut down); ``tags``
+        ``timeout`` is each worker's idle timeout in seconds (None: the class's default, which is
+        15 minutes for the cloud and cluster classes and none for local ones; ``math.inf``: until
+        shut down); ``tags``
         are the tags it carries; other keyword ``options`` go to the worker class (on top of
         defaults set by ``crew_configure``).
         """
@@ -197,6 +200,10 @@ class Crew:
                 raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         worker_tags = as_tags(tags)
         cls = self._worker_class(worker_class) if worker_class is not None else self._default_worker_class()
+        if timeout is None:
+            timeout = cls.default_timeout  # remote classes set one: an idle cloud worker still bills
+        elif timeout == math.inf:
+            timeout = None
         merged = {**self._plugins.config[cls.worker_class], **options}
         recruited = []
         for _ in range(workers):

@@ -67,6 +67,9 @@ class Worker(ABC):
     python: ClassVar[str] = "python"
     #: How many :meth:`start` calls :meth:`start_many` makes at once (remote APIs: 16 or so).
     start_concurrency: ClassVar[int] = 1
+    #: Idle timeout (seconds) of a worker recruited with ``timeout=None``: remote workers that bill
+    #: while they wait set one (``timeout=math.inf`` asks for none); None keeps workers until shut down.
+    default_timeout: ClassVar[float | None] = None
 
     def __init__(self, name: str, *, tags: Iterable[str] | str | None = None, timeout: float | None = None) -> None:
         self.name = name

@@ -70,6 +70,7 @@ class BatchWorker(Worker):
 
     worker_class = "aws-batch"
     status_interval = 5.0  # DescribeJobs for up to 100 workers per call
+    default_timeout = 900.0  # an idle Batch job still bills its instance
     start_concurrency = 16  # parallel SubmitJob calls when many workers launch
 
     def __init__(

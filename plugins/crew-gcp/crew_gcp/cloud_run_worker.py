@@ -63,6 +63,7 @@ class CloudRunWorker(Worker):
 
     worker_class = "cloud-run"
     status_interval = 5.0  # one ListExecutions per Cloud Run job per poll
+    default_timeout = 900.0  # an idle execution still bills its CPU and memory
     start_concurrency = 16  # parallel RunJob calls when many workers launch
 
     def __init__(

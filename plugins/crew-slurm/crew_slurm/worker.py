@@ -28,6 +28,7 @@ class SlurmWorker(Worker):
 
     worker_class = "slurm"
     status_interval = 1.0  # one squeue call per poll for every Slurm worker of the crew
+    default_timeout = 900.0  # an idle job still holds its allocation from other users
 
     def __init__(
         self,
