@@ -270,23 +270,21 @@ class Crew:
         deadline = None if timeout is None else time.monotonic() + _seconds("timeout", timeout)
         manager = self._manager
         manager.sync()
-        manager.enter_driver()
-        try:
-            while True:
-                with manager.lock:
-                    result = manager.ledger.pop_result(wanted)
-                    if result is not None:
-                        return result  # results already collected come first, whatever fails meanwhile
-                    manager.raise_errors()
-                    if not manager.incoming and not manager.waiting_on(wanted):
-                        return None
-                manager.sync()
-                left = 1.0 if deadline is None else deadline - time.monotonic()
-                if left <= 0:
+        while True:
+            with manager.lock:
+                result = manager.ledger.pop_result(wanted)
+                if result is not None:
+                    return result  # results already collected come first, whatever fails meanwhile
+                manager.raise_errors()
+                if self._closed:
+                    raise CrewError("the crew was closed while this call waited for a result")
+                if not manager.incoming and not manager.waiting_on(wanted):
                     return None
-                manager.drive(min(left, 1.0))
-        finally:
-            manager.leave_driver()
+            manager.sync()
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return None
+            manager.drive(min(left, 1.0))
 
     def receivable(self, tags: str | Iterable[str] | None = None) -> bool:
         """True when :meth:`receive` would return a result at once (for jobs with ``tags``)."""

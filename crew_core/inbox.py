@@ -36,13 +36,19 @@ class Mail:
     results: list[tuple[InboxEntry, ResultBatch | CorruptObjectError]] = field(default_factory=list)
     beats: list[InboxEntry] = field(default_factory=list)
     exits: list[tuple[InboxEntry, ExitNote | None]] = field(default_factory=list)
+    handled: list[InboxEntry | str] = field(default_factory=list)  # to mark read once applied
+    failed: list[BaseException] = field(default_factory=list)  # reads to try again at the next poll
 
     def __bool__(self) -> bool:
         return bool(self.results or self.beats or self.exits)
 
 
 class Inbox:
-    """Lists, reads and (in batches) deletes what workers leave for the controller."""
+    """Lists, reads and (in batches) deletes what workers leave for the controller.
+
+    :meth:`poll` changes nothing: what it found is marked read by :meth:`mark` once the
+    controller has applied it, so a poll cut short (a failed read, an exception) loses nothing.
+    """
 
     def __init__(self, sealed: Sealed, crew_id: str, pool: Executor | None) -> None:
         self.sealed = sealed
@@ -69,18 +75,17 @@ class Inbox:
             entry = protocol.parse_inbox_key(key)
             if entry is None:
                 log.warning("ignoring an unknown object in the crew's inbox: %r", key)
+                mail.handled.append(key)
             elif entry.kind == "beat":
                 mail.beats.append(entry)
+                mail.handled.append(entry)
             else:
                 reads.append(entry)
-            if entry is not None and entry.kind == "result" and not self.eager:
-                self._seen[key] = entry.seq  # listed again only while the watermark is below it
-            else:
-                self.discard((key,))
-        if len(self._seen) >= self.store.delete_batch:  # a long job holds the watermark back
-            self.discard(self._seen)
-            self._seen = {}
         for entry, data in zip(reads, self._read(reads), strict=True):
+            if isinstance(data, BaseException) and not isinstance(data, KeyNotFoundError | CorruptObjectError):
+                mail.failed.append(data)  # the store failed us: read it again next time
+                continue
+            mail.handled.append(entry)
             if entry.kind == "result":
                 if isinstance(data, BaseException):
                     mail.results.append((entry, _as_corrupt(entry, data)))
@@ -94,11 +99,24 @@ class Inbox:
                 mail.exits.append((entry, note))
         return mail
 
+    def mark(self, mail: Mail) -> None:
+        """What ``mail`` holds has been applied: never read it again, delete what would be listed again."""
+        for item in mail.handled:
+            if isinstance(item, str):
+                self.discard((item,))
+            elif item.kind == "result" and not self.eager:
+                self._seen[item.key] = item.seq  # listed again only while the watermark is below it
+            else:
+                self.discard((item.key,))
+        if len(self._seen) >= self.store.delete_batch:  # a long job holds the watermark back
+            self.discard(self._seen)
+            self._seen = {}
+
     def _read(self, entries: list[InboxEntry]) -> list[bytes | BaseException]:
         def get(entry: InboxEntry) -> bytes | BaseException:
             try:
                 return self.sealed.get(entry.key)  # checked before anything is unpickled
-            except (KeyNotFoundError, CorruptObjectError) as exc:
+            except Exception as exc:
                 return exc
 
         if self.pool is None or len(entries) < 2:

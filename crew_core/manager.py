@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +46,29 @@ log = logging.getLogger("crew")
 MAX_SLEEP = 1.0
 #: While a user's thread drives the loop, the manager thread checks this often whether it still does.
 PARK = 0.05
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it as it would have been."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread gets KeyboardInterrupt
+        return
+    caught: list[tuple[int, Any]] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    except (ValueError, TypeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
@@ -117,7 +142,8 @@ class Manager:
         self._write_retry_at = 0.0
         self._wake_pending = False
         self._io = threading.Lock()  # one thread does the store I/O at a time: writes stay in order
-        self._drivers = 0  # users' threads inside receive(), which run the loop themselves
+        self._user_turn = -math.inf  # when a user's thread last ran (or asked to run) the loop
+        self._io_holder: int | None = None  # the thread that holds self._io, if any
         self._parked = threading.Condition(self.lock)
         self._failures = Backoff(0.05, 5.0)
         self._housekeeping_due = False
@@ -157,7 +183,8 @@ class Manager:
             self._plan(time.monotonic())
         if self._inline and self._io.acquire(blocking=False):
             try:
-                self._write_out()
+                with _uninterrupted():
+                    self._write_out()
             finally:
                 self._io.release()
         else:
@@ -182,79 +209,99 @@ class Manager:
 
     # ------------------------------------------------------------------ the loop
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:  # not even SystemExit may end the crew's loop unnoticed
+            log.exception("crew %s: its loop ended", self.crew_id)
+            raise
+
+    def _loop(self) -> None:
         while not self._stopping:
-            with self.lock:
-                if self._drivers:  # a user's thread waits in receive() and drives meanwhile
+            if self._user_driving():
+                with self.lock:
                     self._parked.wait(PARK)
-                    continue
+                continue
             if not self._io.acquire(timeout=PARK):
                 continue
+            self._io_holder = threading.get_ident()
             try:
-                if not self._drivers:
+                if not self._user_driving():
                     self._turn(MAX_SLEEP)
             finally:
+                self._io_holder = None
                 self._io.release()
 
-    def _turn(self, limit: float) -> None:
+    def _user_driving(self) -> bool:
+        """A user's thread waiting in receive() runs the loop (or asked to, within PARK seconds)."""
+        return self._inline and time.monotonic() - self._user_turn < PARK
+
+    def _turn(self, limit: float, hurry: bool = False) -> None:
         """One turn of the loop (holding ``self._io``): wait for a wake-up or a deadline, then step."""
         if self._housekeeping_due:  # left over by a hurried turn: done while workers work
-            self._housekeeping()
+            with _uninterrupted():
+                self._housekeeping()
         with self.lock:
             timeout = self._next_deadline(time.monotonic()) - time.monotonic()
         try:
             rung = self.store.wait(self.channel, min(max(timeout, 0.0), limit))
         except Exception as exc:  # the store broke under the doorbell: keep polling slowly
             log.warning("crew %s cannot wait for wake-ups: %s", self.crew_id, exc)
-            time.sleep(self._failures.next())
+            time.sleep(min(limit, self._failures.next()))
             rung = False
         if self._stopping:
             return
         try:
-            self._step_io(rung, hurry=limit < MAX_SLEEP)
+            with _uninterrupted():  # a step cut in half by Ctrl-C would lose jobs: it finishes first
+                self._step_io(rung, hurry=hurry)
             self._failures.reset()
-        except Exception as exc:  # never die: report, pause, go on
+        except Exception as exc:  # never die: report, pause, go on (an interrupt goes to the user)
             log.exception("crew %s: a step of the crew's loop failed", self.crew_id)
             self.report(exc)
-            time.sleep(self._failures.next())
+            time.sleep(min(limit, self._failures.next()))
 
     def drive(self, limit: float) -> None:
         """Called by a user's thread that would otherwise block: run the loop here for a while.
 
         On a store whose requests take microseconds this saves two thread hand-offs per round
-        trip (the manager's and back); elsewhere, and when another thread drives, just wait.
+        trip (the manager's and back); elsewhere, and while another thread drives, just wait.
         """
-        if self._inline and self._io.acquire(blocking=False):
+        if not self._inline or self._stopping:
+            with self.lock:
+                self.changed.wait(limit)
+            return
+        self._user_turn = time.monotonic()  # before trying: the manager thread parks
+        limit = min(limit, PARK / 2)  # turn often enough that the manager stays parked
+        if self._io.acquire(blocking=False):
+            self._io_holder = threading.get_ident()
             try:
-                self._turn(limit)
+                self._turn(limit, hurry=True)
             finally:
+                self._io_holder = None
                 self._io.release()
             return
+        if self._io_holder == self._thread.ident:
+            self.wake()  # the manager thread sits in a long wait: it steps once more and parks
         with self.lock:
-            if self._inline:
-                self.wake()  # the manager may sit in a long wait: let it step and park
-                limit = min(limit, 0.005)
             self.changed.wait(limit)
-
-    def enter_driver(self) -> None:
-        """A user's thread will wait for results; on a fast store it drives the loop meanwhile."""
-        if self._inline:
-            with self.lock:
-                self._drivers += 1
-
-    def leave_driver(self) -> None:
-        if self._inline:
-            with self.lock:
-                self._drivers -= 1
 
     def _write_out(self) -> None:
         """Write the outbox and start the launches planned so far (holding ``self._io``)."""
         with self.lock:
-            outbox, self._outbox = self._outbox, []
+            if time.monotonic() >= self._write_retry_at:  # after a failed write, give the store a moment
+                outbox, self._outbox = self._outbox, []
+            else:
+                outbox = []
             launches, self._launches = self._launches, {}
         for cls, items in launches.items():
             self.backend_pool.submit(self._start, cls, items)
-        if outbox:
+        if not outbox:
+            return
+        try:
             self._execute(outbox)
+        except BaseException:  # cut short: every record is written later (writing one twice is harmless)
+            with self.lock:
+                self._outbox[:0] = [i for i in outbox if i not in self._outbox and self._still_wanted(i)]
+            raise
 
     def _step_io(self, rung: bool, hurry: bool = False) -> None:
         """New work out, then the inbox, then housekeeping.
@@ -330,7 +377,7 @@ class Manager:
             self._launches.setdefault(cls, []).extend(items)
 
     def _next_deadline(self, now: float) -> float:
-        if self.incoming or self._events or self._outbox or self._launches:
+        if self.incoming or self._events or self._launches or (self._outbox and now >= self._write_retry_at):
             return now
         deadline = min(
             self._next_poll,
@@ -339,7 +386,7 @@ class Manager:
             self.dispatcher.next_deadline(now),
             self.inbox.flush_due(now),
         )
-        if self.ledger.backlog and self._write_retry_at > now:
+        if (self.ledger.backlog or self._outbox) and self._write_retry_at > now:
             deadline = min(deadline, self._write_retry_at)
         return deadline
 
@@ -347,7 +394,6 @@ class Manager:
     def _poll(self) -> bool:
         """Read the inbox and apply what it holds; True if results came."""
         with self.lock:
-            self._polls += 1
             watermark = min(self.ledger.tasks, default=self.ledger.issued + 1) - 1
         try:
             mail = self.inbox.poll(watermark)
@@ -363,10 +409,18 @@ class Manager:
             if not isinstance(batch, CorruptObjectError)
         }  # unpickled outside the lock: values may be large
         with self.lock:
-            self._store_failing = False
             now = time.monotonic()
             self._apply_mail(mail, outcomes, now)
-            self._schedule_poll(now, found=bool(mail))
+            self.inbox.mark(mail)  # only now: a poll cut short is read again, nothing is lost
+            if mail.failed:  # some reads failed: read those again soon, and say so once
+                log.warning("crew %s cannot read %d answer(s) yet: %s", self.crew_id, len(mail.failed),
+                            mail.failed[0])  # fmt: skip
+                self._store_trouble(mail.failed[0])
+                self._next_poll = now + self._poll_backoff.next()
+            else:
+                self._store_failing = False
+                self._polls += 1  # a complete poll: workers found ended before it can be settled
+                self._schedule_poll(now, found=bool(mail))
             if mail.results:
                 self.changed.notify_all()  # results first; the rest of the step can wait
         return bool(mail.results)
@@ -488,7 +542,7 @@ class Manager:
                         if item.stop is not None:
                             key = protocol.task_key(item.prefix, item.stop.seq)
                             self.sealed.put(key, protocol.encode_task(item.stop))
-                except Exception as exc:
+                except BaseException as exc:  # whatever it was, what is not written is written later
                     return items[index:], exc
             return [], None
 
@@ -502,30 +556,28 @@ class Manager:
                 self._write_backoff.reset()
                 self._store_failing = False
                 return
-            now = time.monotonic()
-            self._write_retry_at = now + self._write_backoff.next()
+            # Written again later, not taken back: a put that failed may have been stored (a timeout
+            # after the write), and the worker may run it; writing the same record twice is harmless.
+            self._write_retry_at = time.monotonic() + self._write_backoff.next()
+            retry = [item for items, _ in failed for item in items if self._still_wanted(item)]
+            self._outbox[:0] = retry
             for items, exc in failed:
-                log.warning("crew %s: a store write failed (%s); %d record(s) not written", self.crew_id, exc,
-                            len(items))  # fmt: skip
-                for item in items:
-                    self._unwrite(item, now)
-            self._store_trouble(failed[0][1])
+                log.warning("crew %s: a store write failed (%s); %d record(s) will be written again",
+                            self.crew_id, exc, len(items))  # fmt: skip
+            errors = [exc for _, exc in failed]
+            self._store_trouble(errors[0])
+        for exc in errors:
+            if not isinstance(exc, Exception):
+                raise exc  # an interrupt or an exit: after the records were put back
 
-    def _unwrite(self, item: _Write | _Cleanup, now: float) -> None:
-        """A write that failed: put things back as if it had never been planned."""
+    def _still_wanted(self, item: _Write | _Cleanup) -> bool:
+        """Whether a record that failed to be written is still worth writing."""
         if isinstance(item, _Cleanup):
-            return
+            return True
         record = self.records.get(item.worker)
-        if item.task is not None:
-            if self.ledger.close_task(item.task.seq, now) is not None:
-                self.ledger.requeue(item.task.jobs)
-        elif isinstance(item.record, protocol.Stop):
-            if record is not None and record.incarnation == item.incarnation:
-                record.stop_requested = None
-        elif isinstance(item.record, protocol.Revoke):
-            target = self.ledger.tasks.get(item.record.target)
-            if target is not None:
-                target.revoking = False
+        if record is None or not record.up or record.incarnation != item.incarnation:
+            return False  # that incarnation is over: its tasks went back to the backlog
+        return item.task is None or item.task.seq in self.ledger.tasks
 
     def _flush(self) -> None:
         try:
@@ -780,6 +832,7 @@ class Manager:
         finally:
             with self.lock:
                 self._stopping = True
+                self.changed.notify_all()  # users' threads waiting in receive() learn the crew closed
             self.wake()
             if self._thread is not threading.current_thread():
                 self._thread.join(timeout=10)

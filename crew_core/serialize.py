@@ -176,7 +176,7 @@ def load_outcome(data: bytes) -> Outcome:
     """Unpickle an outcome; one that cannot be rebuilt here becomes an error outcome."""
     try:
         status, value, error, text, warnings, seconds, started = cloudpickle.loads(data)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit from a __reduce__ too: it must not take the controller down
         error = SerializationError(
             f"the job's outcome cannot be unpickled in the controller ({type(exc).__name__}:"
             f" {exc}); is the module that defines its type importable here?"

@@ -266,6 +266,8 @@ class LocalStore(Store):
         try:
             os.mkfifo(path, 0o600)
         except FileNotFoundError:
+            if not os.path.isdir(self._root):  # never recreate a store folder deleted under us
+                raise StoreError(f"the store folder {self._root} is gone (deleted?)") from None
             _make_dirs(os.path.dirname(path))
             os.mkfifo(path, 0o600)
         except FileExistsError:
