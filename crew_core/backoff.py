@@ -54,7 +54,6 @@ def retry(
     Errors in ``give_up_on`` (checked first) and any other exception propagate at once; the last
     retried error propagates once patience runs out.
     """
-    pause = pause or Backoff(0.05, 5.0)
     deadline: float | None = None
     while True:
         try:
@@ -65,8 +64,9 @@ def retry(
             now = time.monotonic()
             if deadline is None:
                 deadline = now + patience
+                pause = pause or Backoff(0.05, 5.0)  # made on the first failure: calls that succeed cost nothing
                 if on_first_failure is not None:
                     on_first_failure(exc)
             if now >= deadline:
                 raise
-            time.sleep(min(pause.next(), deadline - now))
+            time.sleep(min(pause.next(), deadline - now))  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ kill hung ones, plan (dispatcher), then execute writes and launches.
 
 from __future__ import annotations
 
+import _signal
 import logging
 import math
 import signal
@@ -48,22 +49,27 @@ MAX_SLEEP = 1.0
 PARK = 0.05
 
 
+# The C function: the signal module's wrapper converts enums and costs 10x as much, per step.
+_set_handler = getattr(_signal, "signal", signal.signal)
+_MAIN = threading.main_thread()
+
+
 @contextmanager
 def _uninterrupted() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) until the block ends, then deliver it as it would have been."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not _MAIN:
         yield  # only the main thread gets KeyboardInterrupt
         return
     caught: list[tuple[int, Any]] = []
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+        previous = _set_handler(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
     except (ValueError, TypeError):
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _set_handler(signal.SIGINT, previous)
         if caught:
             if callable(previous):
                 previous(*caught[0])
@@ -162,6 +168,8 @@ class Manager:
     def submit(self, job: Job, function: bytes) -> None:
         """Accept a job without taking the lock: the manager (or the next query) files it."""
         self.incoming.append((job, function))
+        if self._user_driving():
+            return  # the thread that drives files it at its next receive(); else the manager, within PARK
         if not self._wake_pending:  # set after the append: a wake-up is never lost
             self._wake_pending = True
             self.wake()
@@ -311,18 +319,19 @@ class Manager:
         """
         self._wake_pending = False
         now = time.monotonic()
+        if self._events or self.incoming or self._outbox or self._launches:
+            with self.lock:
+                self._apply_events(now)
+                self._accept()
+                self._plan(now)
+            self._write_out()  # new work goes out before the inbox is read
         with self.lock:
-            self._apply_events(now)
-            self._accept()
-            self._plan(now)
-        self._write_out()  # new work goes out before the inbox is read
-        with self.lock:
-            poll = (
-                (rung and self.store.notifies and bool(self.ledger.tasks))  # else: a send rang
-                or now >= self._next_poll
-                or any(record.down_pending for record in self.records.values())
-            )
-        if poll and self._poll() and hurry:
+            rang = rung and self.store.notifies and bool(self.ledger.tasks)  # else: a send rang
+            scheduled = now >= self._next_poll or any(record.down_pending for record in self.records.values())
+            poll = rang or scheduled
+            # A worker rang about one of a few tasks: read their answers without listing first.
+            expected = list(self.ledger.tasks) if rang and not scheduled and len(self.ledger.tasks) <= 4 else None
+        if poll and self._poll(expected) and hurry:
             self._housekeeping_due = True
             return
         self._housekeeping()
@@ -391,12 +400,12 @@ class Manager:
         return deadline
 
     # ------------------------------------------------------------------ the inbox
-    def _poll(self) -> bool:
+    def _poll(self, expected: list[int] | None = None) -> bool:
         """Read the inbox and apply what it holds; True if results came."""
         with self.lock:
             watermark = min(self.ledger.tasks, default=self.ledger.issued + 1) - 1
         try:
-            mail = self.inbox.poll(watermark)
+            mail = self.inbox.poll(watermark, expected)
         except Exception as exc:
             log.warning("crew %s cannot read its inbox: %s", self.crew_id, exc)
             self._store_trouble(exc)

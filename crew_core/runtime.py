@@ -105,7 +105,7 @@ class WorkerLoop:
         self.feed = TaskFeed(sealed, settings, self._store_call)
         self.functions = FunctionTable()
         self.beats = 0
-        self._busy = threading.Event()
+        self._busy = False  # a batch is running (read by the heartbeat thread)
         self._done = threading.Event()
         self._orphaned = threading.Event()
         self._interruptible = interruptible
@@ -149,11 +149,11 @@ class WorkerLoop:
                 continue
             next_beat = now + s.heartbeat
             ticks += 1
-            busy = self._busy.is_set() or self.feed.queued
+            busy = self._busy or self.feed.queued
             try:
                 if busy or ticks % IDLE_BEATS == 0:
                     self._beat()
-                if self._busy.is_set():
+                if self._busy:
                     self.feed.read()  # prefetched batches and revokes, while the job runs
             except Exception:  # a store hiccup: the next beat retries; a long outage shows as silence
                 pass
@@ -180,7 +180,7 @@ class WorkerLoop:
         print(f"crew worker {self.settings.name}: leaving, {why}", file=sys.stderr)
         self._orphaned.set()
         self.store.notify(self.channel)
-        if self._interruptible and self._busy.is_set():
+        if self._interruptible and self._busy:
             os.kill(os.getpid(), signal.SIGTERM)  # the job stops where it is (see _on_sigterm)
 
     # ----------------------------------------------------------------- the loop
@@ -238,11 +238,11 @@ class WorkerLoop:
             pause.reset()
 
     def _run_batch(self, batch: Batch) -> None:
-        self._busy.set()
+        self._busy = True
         try:
             outcomes = tuple((call.job_id, run_call(call, batch.functions, self.functions)) for call in batch.calls)
         finally:
-            self._busy.clear()
+            self._busy = False
         s = self.settings
         self.feed.answer(ResultBatch(batch.seq, s.name, s.incarnation, outcomes))
 
