@@ -66,6 +66,8 @@ def _check_settings(config: dict[str, Any], heartbeat_default: float) -> Setting
     if config["heartbeat_interval"] is None:
         config["heartbeat_interval"] = heartbeat_default  # heartbeats are paid writes on S3
     interval = number("heartbeat_interval")
+    if interval < 0.01:
+        raise ValueError(f"heartbeat_interval must be at least 0.01 s (a write each time), not {interval!r}")
     if config["heartbeat_timeout"] is None:
         config["heartbeat_timeout"] = max(60.0, 10 * interval)
     timeout = number("heartbeat_timeout")
@@ -100,7 +102,7 @@ class Crew:
         plugins: Plugins | None = None,
         **settings: Any,
     ) -> None:
-        self._closed = True  # until fully built: close() and __del__ have nothing to do
+        self._closed = True  # until fully built: close() has nothing to do
         self._plugins = plugins or default_plugins()
         config = dict(self._plugins.config["crew"])
         for key, value in settings.items():
@@ -118,6 +120,8 @@ class Crew:
 
         self.id = uuid.uuid4().hex[:12]
         _check_settings(config, 1.0)  # before the store exists: a bad setting leaves no folder behind
+        if isinstance(store, str) and not store:
+            raise ValueError("store must name a store, a URL or a path, not an empty string (None: the default)")
         self.store, self._owns_store = self._make_store(store or config.get("store"), store_options or {})
         try:
             checked = _check_settings(config, self.store.heartbeat_interval)
@@ -350,7 +354,9 @@ class Crew:
     def launch(self, workers: int | None = None, tags: str | Iterable[str] | None = None) -> list[WorkerHandle]:
         """Start up to ``workers`` down workers carrying ``tags`` (all of them by default)."""
         self._check_open()
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+            raise TypeError(f"workers must be None or an integer, not {workers!r}")
+        if workers is not None and workers < 0:
             raise ValueError(f"workers must be None or a number >= 0, not {workers!r}")
         manager = self._manager
         manager.sync()

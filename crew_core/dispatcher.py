@@ -37,17 +37,23 @@ MAX_BATCH = 1000
 
 
 class Durations:
-    """Mean measured seconds per job kind (module and qualified name of the function)."""
+    """Mean (and slowly forgotten longest) measured seconds per job kind (module and qualified name)."""
 
     def __init__(self) -> None:
         self._mean: dict[str, float] = {}
+        self._longest: dict[str, float] = {}
 
     def record(self, kind: str, seconds: float) -> None:
         mean = self._mean.get(kind)
         self._mean[kind] = seconds if mean is None else 0.8 * mean + 0.2 * seconds
+        self._longest[kind] = max(seconds, 0.99 * self._longest.get(kind, 0.0))
 
     def of(self, kind: str) -> float | None:
         return self._mean.get(kind)
+
+    def batchable(self, kind: str) -> bool:
+        """Whether calls of this kind may share a batch: none was ever long (one could hold up the rest)."""
+        return self._longest.get(kind, 0.0) <= 10 * BATCH_SECONDS
 
     def of_task(self, task: Task) -> float | None:
         """Expected seconds of a whole batch, or None while any of its kinds is unmeasured."""
@@ -87,8 +93,6 @@ class Dispatcher:
         if m.ledger.backlog:
             self._prefetch(now)  # 3.
         self._revoke_for_idle(now)  # 4.
-        if m.ledger.backlog and any(r.launch_failures >= m.settings.max_tries for r in m.records.values()):
-            self._give_up_unlaunchable()
         return launches
 
     def _launch_for_backlog(self, now: float) -> dict[type[Worker], list[tuple[WorkerRecord, Launch]]]:
@@ -96,8 +100,6 @@ class Dispatcher:
         starting: list[tuple[WorkerRecord, list[Job]]] = []
         for record in m.records.values():
             if record.up or record.retired or now < record.retry_at or m.supervisor.stuck(record):
-                continue
-            if record.launch_failures >= m.settings.max_tries:
                 continue
             batch = self.take_batch(record)
             if batch:
@@ -162,12 +164,6 @@ class Dispatcher:
                 task.revoking = True
                 m.write_control(owner, protocol.Revoke(m.ledger.next_seq(), task.seq))
 
-    def _give_up_unlaunchable(self) -> None:
-        for job in list(self.m.ledger.backlog):
-            error = self.m.supervisor.launch_error_for(job)
-            if error is not None:
-                self.m.finish_error(job, error)
-
     # ------------------------------------------------------------------ batches and estimates
     def take_batch(self, record: WorkerRecord) -> list[Job]:
         """Take the oldest job the worker may run, plus more of known short duration."""
@@ -177,16 +173,16 @@ class Dispatcher:
             return []
         batch = [first]
         total = self.durations.of(first.kind)
-        if first.tries or total is None:  # a job that may kill its worker runs alone
-            return batch
+        if first.tries or first.solo or total is None or not self.durations.batchable(first.kind):
+            return batch  # a job that may kill its worker, or whose calls can take long, runs alone
         share = math.ceil((len(backlog) + 1) / max(1, len(self.m.records)))
         limit = min(MAX_BATCH, share)
         while len(batch) < limit and total < BATCH_SECONDS:
             job = backlog.peek(record.tags)
-            if job is None or job.tries:
+            if job is None or job.tries or job.solo:
                 break
             estimate = self.durations.of(job.kind)
-            if estimate is None:
+            if estimate is None or not self.durations.batchable(job.kind):
                 break
             backlog.pop(record.tags)
             batch.append(job)

@@ -42,6 +42,8 @@ class Job:
     tags: frozenset[str]
     kind: str  # module and qualified name of the function: jobs of one kind take alike time
     tries: int = 0  # runs that ended with the worker dead
+    refusals: int = 0  # launches meant to run it that the backend refused (or that died unstarted)
+    solo: bool = False  # its batch died: it runs alone from now on, so a death is charged to it only
     state: JobState = JobState.WAITING
     task: Task | None = None  # ASSIGNED: the task that carries it
     holder: str | None = None  # HELD: the worker that holds it
@@ -58,7 +60,6 @@ class Task:
     assigned: float  # monotonic time of assignment
     running_since: float | None = None  # when it became the oldest task of its worker
     revoking: bool = False  # a Revoke for it was written
-    written: bool = False  # its store object exists
 
 
 @dataclass

@@ -708,7 +708,8 @@ class Manager:
     # ------------------------------------------------------------------ commands (users' threads)
     def launch(self, records: list[WorkerRecord]) -> None:
         """Start these down workers now, in this thread (one ``start_many`` per class)."""
-        with self.lock:
+        with self.lock:  # the crew's own loop may have launched some since they were chosen
+            records = [record for record in records if not record.up and not record.retired]
             groups = self.supervisor.prepare(records, time.monotonic())
         first_error: BaseException | None = None
         for cls, items in groups.items():

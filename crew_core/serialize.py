@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
 import traceback as tb_module
+import types
 import weakref
 from collections import OrderedDict
 from typing import Any
@@ -48,57 +50,95 @@ def digest(data: bytes) -> str:
 
 # ----------------------------------------------------------------------------- the controller side
 class FunctionCache:
-    """Pickled functions, reused while the function and what it reads by value are unchanged."""
+    """Pickled functions, reused while a fresh pickle could not differ.
+
+    Only plain functions are cached: one imported by name (its pickle is the name), or one
+    pickled by value whose globals, closure and defaults are all immutable (numbers, strings,
+    tuples of them, classes, modules, other such functions) and not rebound since. Anything
+    else (a callable object, a bound method, a ``functools.partial``, a function that reads a
+    dict or a list) is pickled at every send, so a job always sees what the caller holds.
+    """
 
     def __init__(self) -> None:
         self._by_function: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], str, bytes, str]] = (
             weakref.WeakKeyDictionary()
         )
 
-    @staticmethod
-    def _fingerprint(fun: Any) -> tuple[int, ...]:
-        """Identities of what a by-value pickle captures: rebinding a global it reads changes it."""
-        code = getattr(fun, "__code__", None)
-        if code is None:
-            return ()
-        namespace = getattr(fun, "__globals__", {})
-        ids = [id(namespace.get(name)) for name in code.co_names]
-        ids += [id(cell.cell_contents) for cell in fun.__closure__ or () if _filled(cell)]
-        ids.append(id(fun.__defaults__))
-        ids.append(id(fun.__kwdefaults__))
-        return tuple(ids)
-
     def dump(self, fun: Any) -> tuple[str, bytes, str]:
         """``(digest, pickled function, kind)``; raise :class:`SerializationError` if it cannot travel.
 
         The kind (module and qualified name) groups jobs whose durations are alike.
         """
-        try:
-            fingerprint = self._fingerprint(fun)
+        fingerprint = _fingerprint(fun)
+        if fingerprint is not None:
             cached = self._by_function.get(fun)
-        except TypeError:  # builtins and callables without weak references: no cache
-            fingerprint, cached = (), None
-        if cached is not None and cached[0] == fingerprint:
-            return cached[1], cached[2], cached[3]
+            if cached is not None and cached[0] == fingerprint:
+                return cached[1], cached[2], cached[3]
         try:
             data = dumps(fun)
         except Exception as exc:
             raise _unpicklable(fun, "function", exc) from exc
         key = digest(data)
         kind = f"{getattr(fun, '__module__', '')}.{getattr(fun, '__qualname__', type(fun).__qualname__)}"
-        try:
+        if fingerprint is not None:
             self._by_function[fun] = (fingerprint, key, data, kind)
-        except TypeError:
-            pass
         return key, data, kind
 
 
-def _filled(cell: Any) -> bool:
-    try:
-        cell.cell_contents  # noqa: B018
-    except ValueError:  # an empty cell: a closure variable not assigned yet
+_PLAIN = (int, float, complex, str, bytes, bool, type(None), type, types.ModuleType, types.BuiltinFunctionType, range)
+
+
+def _fingerprint(fun: Any, depth: int = 0) -> tuple[int, ...] | None:
+    """Identities of everything a pickle of ``fun`` captures by value; None if it may change unseen."""
+    if isinstance(fun, types.BuiltinFunctionType):
+        return ()
+    if not isinstance(fun, types.FunctionType) or depth > 3:
+        return None
+    if _by_reference(fun):
+        return ()
+    names: set[str] = set()
+    codes = [fun.__code__]
+    while codes:  # the names the function and the functions defined in it read
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+    values = [fun.__globals__.get(name) for name in sorted(names)]
+    for cell in fun.__closure__ or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell: a closure variable not assigned yet
+            values.append(None)
+    values += [*(fun.__defaults__ or ()), *(fun.__kwdefaults__ or {}).values()]
+    ids = []
+    for value in values:
+        if isinstance(value, types.FunctionType):
+            inner = _fingerprint(value, depth + 1)
+            if inner is None:
+                return None
+            ids.extend(inner)
+        elif not _immutable(value):
+            return None
+        ids.append(id(value))
+    return tuple(ids)
+
+
+def _immutable(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, tuple | frozenset) and depth < 2:
+        return all(_immutable(item, depth + 1) for item in value)
+    return False
+
+
+def _by_reference(fun: types.FunctionType) -> bool:
+    """Whether ``fun`` is pickled by name (importable where the worker runs) rather than by value."""
+    module = getattr(fun, "__module__", None)
+    if not module or module == "__main__" or module in cloudpickle.list_registry_pickle_by_value():
         return False
-    return True
+    found: Any = sys.modules.get(module)
+    for part in fun.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is fun
 
 
 def _unpicklable(fun: Any, part: str, exc: BaseException) -> SerializationError:

@@ -133,7 +133,7 @@ class Supervisor:
             cls = type(group[0][0].backend)
             self._status_due[cls] = min(self._status_due.get(cls, math.inf), now + cls.status_interval)
 
-    def _launch_failed(self, record: WorkerRecord, error: BaseException, now: float) -> None:
+    def _launch_failed(self, record: WorkerRecord, error: BaseException, now: float, straggler: bool = False) -> None:
         m = self.m
         record.phase = Phase.DOWN
         record.launch_failures += 1
@@ -141,9 +141,26 @@ class Supervisor:
         record.retry_at = now + record.retry.next()
         for task in m.ledger.tasks_of(record.name):  # it never ran them
             m.ledger.close_task(task.seq, now)
-            m.ledger.requeue(task.jobs)
-        m.cleanup(record, straggler=False)
+            self.refused(task.jobs, error)
+        m.cleanup(record, straggler=straggler)
         log.warning("worker %r failed to start (attempt %d): %s", record.name, record.launch_failures, error)
+
+    def refused(self, jobs: list[Job], error: BaseException) -> None:
+        """Jobs whose worker did not start: tried again, until ``max_tries`` launches failed for each."""
+        max_tries = self.m.settings.max_tries
+        again = []
+        for job in jobs:
+            job.refusals += 1
+            if job.refusals < max_tries:
+                again.append(job)
+                continue
+            failure = WorkerLaunchError(
+                f"job {job.id} ({job.kind}) never ran: the {job.refusals} worker launches meant to run it"
+                f" failed (max_tries={max_tries}); the last: {error}"
+            )
+            failure.__cause__ = error
+            self.m.finish_error(job, failure)
+        self.m.ledger.requeue(again)
 
     # ------------------------------------------------------------------ restarting
     def restart(self, record: WorkerRecord, now: float) -> list[tuple[WorkerRecord, Launch]]:
@@ -284,14 +301,32 @@ class Supervisor:
         if deliberate or (note is not None and note.clean):  # it never started these, or we stopped it
             m.ledger.requeue(job for task in tasks for job in task.jobs)
             return
+        if note is None and not record.beat_seen:  # it died before its first beat: it ran nothing
+            error = WorkerLaunchError(
+                f"worker {record.name!r} ended before it started (no heartbeat, no exit note): its backend's"
+                " logs say why (a missing package, an image that cannot be pulled, a node lost at boot)"
+            )
+            record.launch_failures += 1
+            record.launch_error = error
+            record.retry_at = now + record.retry.next()
+            log.warning("%s", error)
+            self.refused([job for task in tasks for job in task.jobs], error)
+            return
         started = [t for t in tasks if note is None or t.seq <= note.last_seq]
         running: Task | None = started[0] if started else None
         m.ledger.requeue(job for task in tasks if task is not running for job in task.jobs)
         if running is None:
             return
         cause = f"exit note {note.reason!r}" if note else "no exit note"
-        log.warning("worker %r died running task %d (%s); its %d job(s) are charged a try", record.name,
-                    running.seq, cause, len(running.jobs))  # fmt: skip
+        if len(running.jobs) > 1:  # which of them killed it is unknown: each runs again alone, uncharged
+            log.warning("worker %r died running a batch of %d jobs (%s): each runs again alone", record.name,
+                        len(running.jobs), cause)  # fmt: skip
+            for job in running.jobs:
+                job.solo = True
+            m.ledger.requeue(running.jobs)
+            return
+        log.warning("worker %r died running task %d (%s); its job is charged a try", record.name, running.seq,
+                    cause)  # fmt: skip
         survivors = []
         for job in running.jobs:
             job.tries += 1
@@ -323,17 +358,3 @@ class Supervisor:
             if record is None or not self._out_of_tries(job, record):
                 survivors.append(job)
         self.m.ledger.requeue(survivors)
-
-    def launch_error_for(self, job: Job) -> BaseException | None:
-        """Why a waiting job cannot start: every worker able to run it failed to launch too often."""
-        candidates = [r for r in self.m.records.values() if job.tags <= r.tags]
-        if not candidates or any(r.up or r.launch_failures < self.m.settings.max_tries for r in candidates):
-            return None
-        error = WorkerLaunchError(
-            f"job {job.id} cannot start: every worker that could run it failed to launch"
-            f" {self.m.settings.max_tries} times in a row ({', '.join(r.name for r in candidates)});"
-            f" the last error: {candidates[-1].launch_error}"
-        )
-        error.__cause__ = candidates[-1].launch_error
-        return error
-

@@ -185,3 +185,38 @@ def test_executor_workers_run_in_a_dask_distributed_client(make_crew):
         assert {r.worker for r in results} == {"executor-1", "executor-2"}
         crew.close()  # the loops leave through the store; dask's slots are free again
         assert client.submit(jobs.double, 4).result(timeout=60) == 8
+
+
+class Scaler:
+    def __init__(self, factor):
+        self.factor = factor
+
+    def __call__(self, x):
+        return self.factor * x
+
+
+SETTINGS = {"scale": 2}
+
+
+def scaled(x):
+    return SETTINGS["scale"] * x
+
+
+def test_what_a_function_reads_is_shipped_as_it_is_at_each_send(make_crew, monkeypatch):
+    """Pickles are reused only while they cannot differ: mutable state goes with every send."""
+    import functools
+
+    monkeypatch.setattr(scaled, "__module__", "__main__")  # as if defined in a script: pickled by value
+    crew = make_crew()
+    crew.recruit(workers=1)
+    scaler = Scaler(2)
+    mapping = {"x": 2}
+    lookup = functools.partial(dict.get, mapping)
+    first = [crew.send(scaler, args=(1,)), crew.send(lookup, args=("x",)), crew.send(scaled, args=(1,))]
+    scaler.factor = 10  # a callable object changed in place
+    mapping["x"] = 30  # what a partial holds, changed in place
+    SETTINGS["scale"] = 20  # a global dict the function reads, changed in place
+    second = [crew.send(scaler, args=(1,)), crew.send(lookup, args=("x",)), crew.send(scaled, args=(1,))]
+    results = {r.id: r.value for r in crew.results(timeout=60)}
+    assert [results[i] for i in first] == [2, 2, 2]
+    assert [results[i] for i in second] == [10, 30, 20]

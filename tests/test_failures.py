@@ -70,11 +70,13 @@ def test_unknown_worker_class_and_store_names_are_clear_errors():
         Crew(max_retries=3)
 
 
-def test_a_worker_killed_mid_job_is_relaunched_and_the_job_runs_again(make_crew):
+def test_a_worker_killed_mid_job_is_relaunched_and_the_job_runs_again(make_crew, tmp_path):
     crew = make_crew()
     [worker] = crew.recruit(workers=1)
-    job = crew.send(jobs.sleep_then, args=(0.5, "second time lucky"))
-    first_pid = wait_for(lambda: worker.backend.pid, what="the worker to start")  # send launches it in the background
+    started = tmp_path / "started"
+    job = crew.send(jobs.touch_then_sleep, args=(str(started), 0.5, "second time lucky"))
+    wait_for(started.exists, what="the job to start")
+    first_pid = worker.backend.pid
     os.kill(first_pid, signal.SIGKILL)
     result = crew.receive(timeout=60)
     assert (result.id, result.status, result.value, result.tries) == (job, "success", "second time lucky", 2)
@@ -201,20 +203,39 @@ def test_a_worker_that_cannot_start_is_a_launch_error(make_crew):
         crew.receive(timeout=60)  # the first failed launch is raised at once
     result = crew.receive(timeout=60)  # relaunches fail too: after max_tries the job gives up
     assert (result.id, result.status) == (job, "error") and isinstance(result.error, WorkerLaunchError)
-    assert "failed to launch 2 times" in str(result.error)
+    assert "never ran: the 2 worker launches meant to run it failed" in str(result.error)
     assert crew.receive() is None
     with pytest.raises(WorkerLaunchError, match="/nonexistent/python3"):
         crew.launch()  # an explicit launch raises in the caller
 
 
-def test_a_worker_that_dies_at_start_ends_as_crash_not_a_relaunch_loop(make_crew, tmp_path):
+def test_a_worker_that_dies_at_start_is_not_a_crash_of_the_job_nor_a_relaunch_loop(make_crew, tmp_path):
     broken = tmp_path / "python"
     broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: crew_core' >&2\nexit 1\n")  # a broken install
     broken.chmod(0o755)
     crew = make_crew(max_tries=2)
     crew.recruit(workers=1, python=str(broken), stderr=subprocess.DEVNULL)
     result = crew.send(jobs.double, args=(1,)) and crew.receive(timeout=60)
-    assert result.status == "crash" and result.tries == 2
+    assert result.status == "error" and isinstance(result.error, WorkerLaunchError)  # it never ran
+    assert "ended before it started" in str(result.error) and result.tries == 0
+
+
+def test_a_job_that_kills_a_batch_does_not_charge_its_neighbours(make_crew, tmp_path):
+    crew = make_crew(max_tries=1)
+    crew.recruit(workers=1)
+    for n in range(5):  # measured short: the next ones travel in batches
+        crew.send(jobs.die_once, args=(str(tmp_path / f"warm{n}"),))
+    marker = tmp_path / "warm-exists"
+    marker.touch()
+    [crew.receive(timeout=60) for _ in range(5)]
+    ok = tmp_path / "ok"
+    ok.touch()
+    ids = [crew.send(jobs.die_once, args=(str(ok),)) for _ in range(40)]
+    killer = crew.send(jobs.die_once, args=(str(tmp_path / "kills-once"),))
+    ids += [crew.send(jobs.die_once, args=(str(ok),)) for _ in range(40)]
+    results = {r.id: r for r in crew.results(timeout=120)}
+    assert all(results[i].value == "survived" for i in ids)  # with max_tries=1 any charge would be a crash
+    assert results[killer].value == "survived"  # its batch died; alone, it ran again uncharged
 
 
 def test_workers_leave_when_their_controller_dies(tmp_path):

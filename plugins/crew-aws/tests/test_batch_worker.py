@@ -71,12 +71,13 @@ def test_the_readme_example_runs_jobs_with_values_errors_and_warnings(crew, opti
     assert len(str(request)) < 2000  # the command, never a job's payload
 
 
-def test_a_batch_job_killed_mid_job_is_relaunched_and_the_job_reruns(crew, options, batch):
+def test_a_batch_job_killed_mid_job_is_relaunched_and_the_job_reruns(crew, options, batch, tmp_path):
     [worker] = crew.recruit(workers=1, **options)
-    job = crew.send(jobs.sleep_then, args=(1.5, "second attempt"))
-    first = wait_for(lambda: worker.backend.job_id, what="the job to be submitted")  # send launches in the background
-    batch.wait_status(first, ("RUNNING",))
-    batch.kill(first)  # a spot reclaim
+    started = tmp_path / "started"
+    job = crew.send(jobs.touch_then_sleep, args=(str(started), 1.5, "second attempt"))
+    wait_for(started.exists, timeout=120, what="the job to start")
+    first = worker.backend.job_id
+    batch.kill(first)  # a spot reclaim, mid-job
     result = crew.receive(timeout=120)
     assert (result.id, result.value, result.tries) == (job, "second attempt", 2)
     assert batch.jobs[first].status == "FAILED" and worker.backend.job_id != first

@@ -66,8 +66,9 @@ def test_a_tagged_crew_mixes_local_and_slurm_workers(crew, tmp_path):
 
 def test_scancel_mid_job_is_detected_and_the_job_runs_again(crew, tmp_path):
     [worker] = crew.recruit(workers=1, log_dir=tmp_path / "logs")
-    job = crew.send(jobs.sleep_then, args=(2.0, "after scancel"))
-    wait_for(lambda: worker.backend.state() == "RUNNING", timeout=120, what="the job to run")
+    started = tmp_path / "started"
+    job = crew.send(jobs.touch_then_sleep, args=(str(started), 2.0, "after scancel"))
+    wait_for(started.exists, timeout=120, what="the job to run")
     first = worker.backend.job_id
     subprocess.run(["scancel", first], check=True)
     result = crew.receive(timeout=180)
