@@ -87,11 +87,15 @@ def idle_worker(url: str, cls: Any, seconds: float) -> tuple[float, dict[str, in
     from crew_core import protocol
     from crew_core.protocol import WorkerSettings
     from crew_core.runtime import WorkerLoop
+    from crew_core.signing import Sealed, new_secret
 
     store = cls.from_url(f"{url}/idle")
+    sealed = Sealed(store, new_secret())
     settings = WorkerSettings(store={}, crew=uuid.uuid4().hex[:12], name="idle-1", incarnation=1,
                               heartbeat=cls.heartbeat_interval)  # fmt: skip
-    loop = WorkerLoop(store, settings)
+    lease = protocol.Lease(1, settings.lease_timeout)  # a live controller's lease: the worker stays
+    sealed.put(protocol.lease_key(settings.crew), protocol.encode_json(lease))
+    loop = WorkerLoop(sealed, settings)
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     low, high = store.poll_interval
@@ -102,7 +106,7 @@ def idle_worker(url: str, cls: Any, seconds: float) -> tuple[float, dict[str, in
     cls.requests.clear()
     time.sleep(seconds)
     counts = dict(cls.requests)
-    store.put(protocol.task_key(settings.prefix, 1), protocol.encode_task(protocol.Stop(1)))
+    sealed.put(protocol.task_key(settings.prefix, 1), protocol.encode_task(protocol.Stop(1)))
     thread.join(timeout=2 * high + 10)
     store.delete_prefix(f"{settings.crew}/")
     store.close()
