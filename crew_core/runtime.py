@@ -27,6 +27,7 @@ from . import protocol
 from .backoff import Backoff, retry
 from .errors import CorruptObjectError, KeyNotFoundError, StoreError
 from .feed import TaskFeed
+from .processes import process_alive
 from .protocol import Batch, Call, ExitNote, Heartbeat, Outcome, ResultBatch, WorkerSettings
 from .refs import ObjectCache
 from .results import ERROR, SUCCESS
@@ -51,19 +52,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` exists (our parent, or the controller above a process pool)."""
-    if os.getppid() == pid:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited and only waits to be reaped (Linux tells us so)
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    return os.getppid() == pid or process_alive(pid)
 
 
 def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable) -> bytes:
@@ -108,6 +97,7 @@ class WorkerLoop:
         self._busy = False  # a batch is running (read by the heartbeat thread)
         self._done = threading.Event()
         self._orphaned = threading.Event()
+        self._crew_gone = False  # the lease was deleted: write nothing more
         self._interruptible = interruptible
 
     def _store_call(self, method: Any, *args: Any) -> Any:
@@ -126,6 +116,8 @@ class WorkerLoop:
 
     # ----------------------------------------------------------------- heartbeats
     def _beat(self) -> None:
+        if self._crew_gone:
+            return  # writing would only put back a folder of a crew that was removed
         self.beats += 1
         s = self.settings
         record = Heartbeat(self.beats, os.getpid(), socket.gethostname(), self.feed.last_started)
@@ -164,7 +156,8 @@ class WorkerLoop:
         try:
             lease = protocol.decode_lease(self.sealed.get(key), key)
         except KeyNotFoundError:
-            self._orphan("its crew's lease is gone: the crew was closed")
+            self._crew_gone = True
+            self._orphan("its crew's lease is gone: the crew was closed or stopped")
             return
         except Exception:  # the store is down, or the object forged: neither renews the lease
             lease = None
@@ -202,8 +195,9 @@ class WorkerLoop:
             s = self.settings
             note = ExitNote(reason, self.feed.last_started, error)
             try:
-                self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
-                self.store.notify(self.controller)
+                if not self._crew_gone:  # else nobody is left to read it
+                    self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
+                    self.store.notify(self.controller)
             except Exception:
                 pass
             if beater.is_alive():

@@ -20,7 +20,7 @@ from crew_core import (
     WorkerCrashedError,
     WorkerLaunchError,
 )
-from crew_core.testing import jobs, wait_for
+from crew_core.testing import jobs, process_gone, wait_for
 from crew_local import LocalStore
 
 
@@ -253,14 +253,7 @@ def test_workers_leave_when_their_controller_dies(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     pid = int(out.stdout)
 
-    def gone() -> bool:
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                return "zombie" in status.read()
-        except FileNotFoundError:
-            return True
-
-    wait_for(gone, timeout=60, what="the orphaned worker to exit")
+    wait_for(lambda: process_gone(pid), timeout=60, what="the orphaned worker to exit")
 
 
 def test_results_already_collected_are_handed_out_while_the_store_fails(make_crew, tmp_path):

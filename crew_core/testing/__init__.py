@@ -25,8 +25,8 @@ pytest.register_assert_rewrite(
 )
 
 from .crew_contract import CrewContract  # noqa: E402
-from .polling import wait_for  # noqa: E402
+from .polling import process_gone, wait_for  # noqa: E402
 from .store_contract import StoreContract  # noqa: E402
 from .worker_contract import WorkerContract  # noqa: E402
 
-__all__ = ["CrewContract", "StoreContract", "WorkerContract", "wait_for"]
+__all__ = ["CrewContract", "StoreContract", "WorkerContract", "process_gone", "wait_for"]

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from ..processes import process_alive
+
 T = TypeVar("T")
 
 
@@ -22,3 +24,8 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def process_gone(pid: int) -> bool:
+    """True once process ``pid`` has exited (for :func:`wait_for`)."""
+    return not process_alive(pid)
