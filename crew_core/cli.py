@@ -1,4 +1,5 @@
-"""The ``crew`` command: ``crew plugins`` lists plugins, ``crew worker`` runs a worker."""
+"""The ``crew`` command: ``crew plugins`` lists plugins, ``crew ps`` the crews in a store, ``crew stop``
+ends one whose controller is gone, ``crew worker`` runs a worker."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _plugins_command(as_json: bool) -> int:
@@ -38,6 +40,65 @@ def _plugins_command(as_json: bool) -> int:
     return 0
 
 
+def _open(url: str) -> Any:
+    from .plugins import default_plugins, open_store
+
+    store, _ = open_store(default_plugins(), url, {})
+    return store
+
+
+def _ps_command(url: str, as_json: bool) -> int:
+    from .leftovers import find_crews
+
+    store = _open(url)
+    try:
+        crews = [crew.describe() for crew in find_crews(store)]
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(crews, indent=2))
+        return 0
+    if not crews:
+        print(f"no crews in {url}")
+    for crew in crews:
+        age = crew["lease_age_seconds"]
+        lease = "no lease (closed, or its workers are leaving)" if crew["controller"] is None else (
+            f"controller {crew['controller']}, lease renewed {'?' if age is None else f'{age:.0f} s'} ago"
+            f" (workers leave after {crew['lease_timeout']} s without a renewal)"
+        )  # fmt: skip
+        kind = "named" if crew["named"] else "unnamed"
+        print(f"{crew['crew']} ({kind}): {lease}; {crew['answers_waiting']} answer(s) waiting", end="")
+        print(f", {crew['journal_objects']} journal object(s)" if crew["named"] else "")
+        for worker in crew["workers"]:
+            state = f"left ({worker['exit']})" if worker["exit"] else "no exit note"
+            where = f" pid {worker['pid']} on {worker['host']}" if worker["pid"] else ""
+            print(f"  {worker['name']} launch {worker['incarnation']}: {state}, beat {worker['beats']}{where},"
+                  f" {worker['tasks']} task record(s)")  # fmt: skip
+    return 0
+
+
+def _stop_command(url: str, crew_id: str, force: bool) -> int:
+    from .durable import forget_secret
+    from .errors import CrewError
+    from .leftovers import stop_crew
+
+    store = _open(url)
+    try:
+        crew = stop_crew(store, crew_id, force=force)
+        if crew.named:
+            forget_secret(store.describe(), crew.id)
+    except CrewError as exc:
+        print(f"crew stop: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    lease = crew.lease or {}
+    period = min(60.0, float(lease.get("timeout", 900)) / 4)
+    print(f"removed crew {crew_id!r} from {url}: its {len(crew.workers)} worker launch(es) leave within"
+          f" {period:.0f} s, on any backend (each stops the job it runs)")  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crew`` console script and of ``python -m crew_core``."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -50,10 +111,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     plugins = sub.add_parser("plugins", help="list installed plugins, their versions and registrations")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    ps = sub.add_parser("ps", help="list the crews in a store: controller, workers, pending work")
+    ps.add_argument("--store", required=True, help="the store's URL or path, as given to Crew(store=...)")
+    ps.add_argument("--json", action="store_true", help="machine-readable output")
+    stop = sub.add_parser("stop", help="end a crew whose controller is gone: its workers leave, its objects go")
+    stop.add_argument("crew", help="the crew's name or id (see crew ps)")
+    stop.add_argument("--store", required=True, help="the store's URL or path")
+    stop.add_argument("--force", action="store_true", help="even if its controller runs on this machine")
     sub.add_parser("worker", help="run one worker (started by the crew, not by hand)")
     ns = parser.parse_args(argv)
     if ns.command == "plugins":
         return _plugins_command(ns.json)
+    if ns.command == "ps":
+        return _ps_command(ns.store, ns.json)
+    if ns.command == "stop":
+        return _stop_command(ns.store, ns.crew, ns.force)
     return 2
 
 

@@ -12,23 +12,26 @@ import atexit
 import itertools
 import math
 import os
+import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from . import protocol
+from . import durable, protocol
 from .config import CREW_DEFAULTS
 from .errors import CrewError, NoWorkersError, PluginError, UnknownTagError
 from .handle import WorkerHandle
 from .ledger import Job
 from .manager import Manager, Settings
-from .plugins import Plugins, default_plugins, store_spec
+from .plugins import Plugins, default_plugins, open_store, store_spec
 from .refs import Ref
 from .results import Result
+from .resume import check_no_other_controller, roster_entry, take_over
 from .serialize import FunctionCache, digest, dump_args, dumps
-from .signing import new_secret
+from .signing import Sealed, new_secret
 from .store import Store
 from .worker import Worker, as_tags
 
@@ -90,7 +93,14 @@ class Crew:
     ``store`` is a store name (``"local"``), a URL or path, or a :class:`Store`; ``worker_classes``
     are names or :class:`Worker` subclasses, the first being the default of :meth:`recruit`.
     Keyword settings (``max_tries``, ``heartbeat_interval``, ``heartbeat_timeout``,
-    ``stop_grace``, ``auto_restart``) override the defaults that plugins set in ``crew_configure``.
+    ``stop_grace``, ``auto_restart``, ``lease_timeout``) override the defaults that plugins set
+    in ``crew_configure``.
+
+    ``name`` makes the crew durable: it keeps in the store what another controller needs to go
+    on (its jobs, before :meth:`send` returns; which results were received; its workers). If a
+    controller dies, ``Crew(name=..., store=...)`` on the same store resumes the crew
+    (:attr:`resumed` is then True): finished results are delivered, unfinished jobs run, live
+    workers are adopted. :meth:`close` ends a named crew and removes its objects.
     """
 
     def __init__(
@@ -100,9 +110,11 @@ class Crew:
         *,
         store_options: dict[str, Any] | None = None,
         plugins: Plugins | None = None,
+        name: str | None = None,
         **settings: Any,
     ) -> None:
         self._closed = True  # until fully built: close() has nothing to do
+        self.name = durable.check_name(name) if name is not None else None
         self._plugins = plugins or default_plugins()
         config = dict(self._plugins.config["crew"])
         for key, value in settings.items():
@@ -118,11 +130,11 @@ class Crew:
             raise TypeError(f"worker_classes must be a list of names or Worker classes, not {names!r}")
         self.worker_classes: list[type[Worker]] = [self._worker_class(n) for n in names]
 
-        self.id = uuid.uuid4().hex[:12]
+        self.id = self.name or uuid.uuid4().hex[:12]
         _check_settings(config, 1.0)  # before the store exists: a bad setting leaves no folder behind
         if isinstance(store, str) and not store:
             raise ValueError("store must name a store, a URL or a path, not an empty string (None: the default)")
-        self.store, self._owns_store = self._make_store(store or config.get("store"), store_options or {})
+        self.store, self._owns_store = open_store(self._plugins, store or config.get("store"), store_options or {})
         try:
             checked = _check_settings(config, self.store.heartbeat_interval)
         except BaseException:
@@ -141,32 +153,64 @@ class Crew:
         self._ids = itertools.count(1)
         self._next_worker = 1
         self._put: set[str] = set()  # digests of objects put in the store
-        self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret())
+        self._last_id = 0
+        self._journal: durable.JobJournal | None = None
+        self._batching = threading.local()  # jobs sent inside ``with crew.batch():``, per thread
+        #: True when this crew resumed a named crew that an earlier controller left.
+        self.resumed = False
+        try:
+            if self.name is None:
+                self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret())
+            else:
+                self._open_named(checked)
+        except BaseException:
+            if self._owns_store:
+                self.store.close()
+            raise
+        self._manager.start()
         self._closed = False
         _open_crews.add(self)
 
-    # ------------------------------------------------------------------ construction helpers
-    def _make_store(self, store: Any, options: dict[str, Any]) -> tuple[Store, bool]:
-        if isinstance(store, Store):
-            return store, False
-        if isinstance(store, os.PathLike):
-            store = os.fspath(store)
-        if not store:
-            raise PluginError("no store given and no plugin sets a default one: pip install crew-local")
-        if not isinstance(store, str):
-            raise TypeError(f"store must be a name, a URL, a path or a Store, not {type(store).__name__}")
-        if "://" in store:
-            cls = self._plugins.store_class_for_scheme(store.split("://", 1)[0])
-            return cls.from_url(store, **{**self._plugins.config[cls.name], **options}), True
-        if store in self._plugins.stores:
-            cls = self._plugins.store_class(store)
-            return cls(**{**self._plugins.config[cls.name], **options}), True
-        if store.startswith(("/", ".", "~")) or os.sep in store:
-            cls = self._plugins.store_class_for_scheme("file")
-            return cls.from_url(store, **{**self._plugins.config[cls.name], **options}), True
-        self._plugins.store_class(store)  # raises PluginError listing the known stores
-        raise AssertionError("unreachable")
+    def _open_named(self, checked: Settings) -> None:
+        """Take over what an earlier controller of this named crew left, or start it afresh."""
+        assert self.name is not None
+        secret = durable.secret_for(self.store.describe(), self.name)
+        recovery = durable.recover(Sealed(self.store, secret), self.name)
+        here = self.store.describe()
+        open_here = any(c.id == self.name and not c._closed and c.store.describe() == here for c in _open_crews)
+        check_no_other_controller(self.name, recovery, open_here)
+        epoch = recovery.lease.epoch + 1 if recovery.lease is not None else 1
+        self._manager = Manager(self.id, self.store, store_spec(self.store), checked, secret, epoch=epoch,
+                                durable=True, jobs_sent=lambda: self._last_id)  # fmt: skip
+        self._journal = durable.JobJournal(self._manager.sealed, self.id, epoch)
+        if recovery.empty:
+            return
+        self.resumed = True
+        with self._manager.lock:
+            workers, self._last_id = take_over(self._manager, recovery, self._remake_worker)
+        self._ids = itertools.count(self._last_id + 1)
+        for backend in workers:
+            self.workers[backend.name] = self._manager.records[backend.name].handle
+            number = backend.name.rpartition("-")[2]
+            if number.isdigit():
+                self._next_worker = max(self._next_worker, int(number) + 1)
+        self._tag_sets = tuple(handle.tags for handle in self.workers.values())
 
+    def _remake_worker(self, name: str, entry: protocol.RosterEntry) -> Worker | None:
+        classes = {cls.worker_class: cls for cls in self.worker_classes}
+        cls = classes.get(entry.worker_class)
+        if cls is None:
+            try:
+                cls = self._plugins.workers.get(entry.worker_class)
+            except PluginError as exc:
+                import logging
+
+                logging.getLogger("crew").warning("crew %s cannot make worker %r again: %s", self.id, name, exc)
+                return None
+        options = {**self._plugins.config[cls.worker_class], **entry.options}
+        return cls(name, tags=entry.tags, timeout=entry.timeout, **options)
+
+    # ------------------------------------------------------------------ construction helpers
     def _worker_class(self, spec: str | type[Worker]) -> type[Worker]:
         if isinstance(spec, type) and issubclass(spec, Worker):
             return spec
@@ -217,6 +261,11 @@ class Crew:
             except TypeError as exc:
                 raise TypeError(f"worker class {cls.worker_class!r} rejected its options: {exc}") from exc
             self._next_worker += 1
+            if self.name is not None:  # a next controller must be able to make it again
+                entry = roster_entry(cls, worker_tags, timeout, options)
+                key = f"{protocol.roster_prefix(self.id)}{name}"
+                self._manager.sealed.put(key, protocol.encode_json(entry))
+                self._manager.rosters[name] = entry
             handle = self._manager.add_worker(backend)
             self.workers[name] = handle
             recruited.append(handle)
@@ -259,8 +308,46 @@ class Crew:
             raise TypeError(f"kwargs must be a dict with string keys, not {kwargs!r}")
         function, pickled, kind = self._functions.dump(fun)
         job = Job(next(self._ids), function, dump_args(fun, args, kwargs), job_tags, kind)
-        self._manager.submit(job, pickled)
+        self._last_id = job.id
+        if self._journal is not None:  # durable before send returns; not accepted if it cannot be
+            saved = protocol.JournalJob(job.id, function, job.args, tuple(sorted(job_tags)), kind)
+            batched = getattr(self._batching, "jobs", None)
+            if batched is not None:
+                batched.append((job, saved, pickled))
+                return job.id
+            self._accept_durably([(job, saved, pickled)])
+        else:
+            self._manager.submit(job, pickled)
         return job.id
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send many jobs to a named crew with one store write: they are durable when the block ends.
+
+        Inside the block :meth:`send` returns at once (ids as usual) and its jobs wait; at the end
+        of the block they are written together, then accepted, or (the write failed, or the block
+        raised) none is. On an unnamed crew the block changes nothing.
+        """
+        if self._journal is None or getattr(self._batching, "jobs", None) is not None:
+            yield  # unnamed, or nested in another batch: that one writes
+            return
+        self._batching.jobs = jobs = []
+        try:
+            yield
+        finally:
+            self._batching.jobs = None
+        if jobs:
+            self._accept_durably(jobs)
+
+    def _accept_durably(self, jobs: list[tuple[Job, protocol.JournalJob, bytes]]) -> None:
+        assert self._journal is not None
+        key = self._journal.commit([(saved, pickled) for _, saved, pickled in jobs])
+        manager = self._manager
+        with manager.lock:
+            for job, _, _ in jobs:
+                manager.keeper.journaled(job.id, key)  # type: ignore[union-attr]
+        for job, _, pickled in jobs:
+            manager.submit(job, pickled)
 
     def receive(self, timeout: float | None = None, tags: str | Iterable[str] | None = None) -> Result | None:
         """Return the next finished job's :class:`Result`, waiting up to ``timeout`` seconds.
@@ -274,10 +361,13 @@ class Crew:
         deadline = None if timeout is None else time.monotonic() + _seconds("timeout", timeout)
         manager = self._manager
         manager.sync()
+        if manager.keeper is not None:
+            manager.write_receipts_now()
         while True:
             with manager.lock:
                 result = manager.ledger.pop_result(wanted)
                 if result is not None:
+                    manager.received(result.id)  # a named crew writes a receipt at once
                     return result  # results already collected come first, whatever fails meanwhile
                 manager.raise_errors()
                 if self._closed:
@@ -424,6 +514,8 @@ class Crew:
                 logging.getLogger("crew").warning("crew %s could not clean its store objects: %s", self.id, exc)
             if self._owns_store:
                 self.store.close()
+            if self.name is not None:
+                durable.forget_secret(self.store.describe(), self.name)
 
     def __enter__(self) -> Crew:
         return self

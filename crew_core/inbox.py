@@ -6,6 +6,8 @@ it is never listed again and need not be deleted one by one: it goes with the cr
 the crew closes. Only keys a listing would show again (beats, exit notes, results above the
 watermark) are deleted, in batches (see ``Store.delete_batch``). A store with
 ``delete_batch == 1`` (local files: leftovers slow every listing) has each key deleted once read.
+A named crew keeps each result until the user has received it (``keep_results``): then the
+controller discards it here itself.
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ class Inbox:
     controller has applied it, so a poll cut short (a failed read, an exception) loses nothing.
     """
 
-    def __init__(self, sealed: Sealed, crew_id: str, pool: Executor | None) -> None:
+    def __init__(self, sealed: Sealed, crew_id: str, pool: Executor | None, keep_results: bool = False) -> None:
         self.sealed = sealed
         self.store = store = sealed.store
         self.crew_id = crew_id
         self.prefix = protocol.inbox_prefix(crew_id)
         self.pool = pool  # parallel reads for stores with slow requests
         self.eager = store.delete_batch <= 1
+        self.keep_results = keep_results
         self._trash: dict[str, None] = {}  # keys read and not yet deleted, in order
         self._trash_since = 0.0
         self._seen: dict[str, int] = {}  # results read above the watermark: key -> task seq
@@ -127,11 +130,11 @@ class Inbox:
         for item in mail.handled:
             if isinstance(item, str):
                 self.discard((item,))
-            elif item.kind == "result" and not self.eager:
+            elif item.kind == "result" and (self.keep_results or not self.eager):
                 self._seen[item.key] = item.seq  # listed again only while the watermark is below it
             else:
                 self.discard((item.key,))
-        if len(self._seen) >= self.store.delete_batch:  # a long job holds the watermark back
+        if not self.keep_results and len(self._seen) >= self.store.delete_batch:  # a long job holds the watermark back
             self.discard(self._seen)
             self._seen = {}
 
@@ -166,14 +169,15 @@ class Inbox:
             return now
         return self._trash_since + TRASH_SECONDS
 
-    def flush(self) -> None:
-        """Delete the trash (one batched request per 1,000 keys on S3)."""
+    def flush(self) -> list[str]:
+        """Delete the trash (one batched request per 1,000 keys on S3); return the keys deleted."""
         if not self._trash:
-            return
+            return []
         keys = list(self._trash)
         self.store.delete(keys)
         for key in keys:
             self._trash.pop(key, None)
+        return keys
 
 
 def _as_corrupt(entry: InboxEntry, exc: BaseException) -> CorruptObjectError:

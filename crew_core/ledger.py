@@ -87,17 +87,21 @@ class Ledger:
         return len(self.jobs)
 
     # ------------------------------------------------------------------ transitions
-    def accept(self, job: Job, function: bytes) -> None:
-        """A new job: WAITING at the back of the backlog."""
+    def accept(self, job: Job, function: bytes, queue: bool = True) -> None:
+        """A new job: WAITING at the back of the backlog (``queue``), or for the caller to assign."""
         self.jobs[job.id] = job
         if job.function not in self.functions:
             self.functions[job.function] = function
         self._uses[job.function] = self._uses.get(job.function, 0) + 1
-        self.backlog.push(job)
+        if queue:
+            self.backlog.push(job)
 
-    def assign(self, worker: str, incarnation: int, jobs: list[Job], now: float) -> Task:
-        """WAITING jobs (already taken off the backlog) become ASSIGNED to a new task."""
-        task = Task(self.next_seq(), worker, incarnation, jobs, now)
+    def assign(self, worker: str, incarnation: int, jobs: list[Job], now: float, seq: int | None = None) -> Task:
+        """WAITING jobs (already taken off the backlog) become ASSIGNED to a new task.
+
+        ``seq``: a task an earlier controller of a named crew wrote (restored in seq order).
+        """
+        task = Task(self.next_seq() if seq is None else seq, worker, incarnation, jobs, now)
         for job in jobs:
             job.state, job.task = JobState.ASSIGNED, task
         self.tasks[task.seq] = task

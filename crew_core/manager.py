@@ -16,7 +16,9 @@ from __future__ import annotations
 import _signal
 import logging
 import math
+import os
 import signal
+import socket
 import threading
 import time
 from collections import deque
@@ -29,11 +31,12 @@ from typing import Any
 from . import protocol
 from .backoff import Backoff
 from .dispatcher import Dispatcher
+from .durable import EPOCH_SPAN, Keeper
 from .errors import CorruptObjectError, CrewError, WorkerLaunchError, WorkerLostError
 from .handle import WorkerHandle
 from .inbox import Inbox, Mail
 from .ledger import Job, Ledger, Task
-from .protocol import Batch, Call, Outcome, TaskRecord
+from .protocol import Batch, Call, Outcome, RosterEntry, TaskRecord
 from .results import ERROR, Result
 from .serialize import load_outcome
 from .signing import Sealed
@@ -114,8 +117,19 @@ class Manager:
     """State and background thread of one crew (see the module docstring)."""
 
     def __init__(
-        self, crew_id: str, store: Store, store_spec: dict[str, Any], settings: Settings, secret: bytes
+        self,
+        crew_id: str,
+        store: Store,
+        store_spec: dict[str, Any],
+        settings: Settings,
+        secret: bytes,
+        *,
+        epoch: int = 0,
+        durable: bool = False,
+        jobs_sent: Callable[[], int] = lambda: 0,
     ) -> None:
+        """``epoch``: this controller's number in a named crew (``durable``), whose objects stay
+        in the store for the next controller; ``jobs_sent``: the highest job id so far."""
         self.crew_id = crew_id
         self.store = store
         self.secret = secret
@@ -125,13 +139,18 @@ class Manager:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.ledger = Ledger()
+        self.ledger.issued = epoch * EPOCH_SPAN  # keys sort after those of earlier controllers
+        self.epoch = epoch
+        self.keeper = Keeper(self.sealed, crew_id, epoch) if durable else None
+        self.rosters: dict[str, RosterEntry] = {}  # named crews: how to make each worker again
+        self._jobs_sent = jobs_sent
         self.records: dict[str, WorkerRecord] = {}
         self.supervisor = Supervisor(self)
         self.dispatcher = Dispatcher(self)
         concurrency = max(1, int(getattr(store, "request_concurrency", 1)))
         self.io_pool = ThreadPoolExecutor(concurrency, "crew-io") if concurrency > 1 else None
         self.backend_pool = ThreadPoolExecutor(8, "crew-backend")
-        self.inbox = Inbox(self.sealed, crew_id, self.io_pool)
+        self.inbox = Inbox(self.sealed, crew_id, self.io_pool, keep_results=durable)
         self.channel = protocol.controller_channel(crew_id)
         low, high = store.poll_interval
         self._poll_low, self._poll_high = low, high
@@ -162,6 +181,11 @@ class Manager:
         self._renew_lease()  # before any worker starts: it leaves at once if there is no lease
         self.store.wait(self.channel, 0)  # listen before any worker can ring
         self._thread = threading.Thread(target=self._run, name=f"crew-manager-{crew_id}", daemon=True)
+
+    def start(self) -> None:
+        """Start the crew's loop (after a named crew's recovery has filled the ledger)."""
+        if self.ledger.tasks:
+            self._next_poll = time.monotonic()  # adopted workers' answers may be waiting already
         self._thread.start()
 
     # ------------------------------------------------------------------ from users' threads
@@ -302,6 +326,8 @@ class Manager:
             launches, self._launches = self._launches, {}
         for cls, items in launches.items():
             self.backend_pool.submit(self._start, cls, items)
+        if self._receipts_due() and time.monotonic() >= self._write_retry_at:
+            self._write_receipt()
         if not outbox:
             return
         try:
@@ -319,7 +345,7 @@ class Manager:
         """
         self._wake_pending = False
         now = time.monotonic()
-        if self._events or self.incoming or self._outbox or self._launches:
+        if self._events or self.incoming or self._outbox or self._launches or self._receipts_due():
             with self.lock:
                 self._apply_events(now)
                 self._accept()
@@ -339,7 +365,8 @@ class Manager:
     def _renew_lease(self) -> None:
         """Move the crew's lease on; workers leave once it has stood still for ``lease_timeout``."""
         self._lease += 1
-        lease = protocol.Lease(self._lease, self.settings.lease_timeout)
+        lease = protocol.Lease(self._lease, self.settings.lease_timeout, self.epoch, self._jobs_sent(),
+                               socket.gethostname(), os.getpid(), time.time())  # fmt: skip
         self.sealed.put(protocol.lease_key(self.crew_id), protocol.encode_json(lease))
         self._lease_due = time.monotonic() + protocol.lease_renewal(self.settings.lease_timeout)
 
@@ -387,6 +414,8 @@ class Manager:
 
     def _next_deadline(self, now: float) -> float:
         if self.incoming or self._events or self._launches or (self._outbox and now >= self._write_retry_at):
+            return now
+        if self._receipts_due() and now >= self._write_retry_at:
             return now
         deadline = min(
             self._next_poll,
@@ -438,11 +467,13 @@ class Manager:
         for entry, batch in mail.results:
             task = self.ledger.tasks.get(entry.seq)
             if task is None:
-                continue  # answered already, or from a worker declared dead meanwhile
+                self._drop_result(entry.key)  # answered already, or from a worker declared dead meanwhile
+                continue
             record = self.records.get(task.worker)
             if isinstance(batch, CorruptObjectError):
                 self.ledger.close_task(task.seq, now)
                 self.supervisor.charge(task.jobs, record, str(batch))
+                self._drop_result(entry.key)
                 continue
             if (batch.worker, batch.incarnation) != (task.worker, task.incarnation):
                 log.warning("ignoring result %r: written as %s.%d, the task was for %s.%d", entry.key,
@@ -455,8 +486,9 @@ class Manager:
                     record.idle_since = now
             if batch.returned:
                 self.ledger.requeue(task.jobs)  # revoked before it started
+                self._drop_result(entry.key)
             else:
-                self._deliver(task, outcomes.get(entry.seq, {}), record)
+                self._deliver(task, outcomes.get(entry.seq, {}), record, entry.key)
         for entry in mail.beats:
             record = self.records.get(entry.worker)
             if record is not None:
@@ -466,8 +498,9 @@ class Manager:
             if record is not None and note is not None:
                 self.supervisor.on_exit(record, entry.incarnation, note, now)
 
-    def _deliver(self, task: Task, outcomes: dict[int, Outcome], record: WorkerRecord | None) -> None:
+    def _deliver(self, task: Task, outcomes: dict[int, Outcome], record: WorkerRecord | None, key: str) -> None:
         missing = []
+        kept = False
         for job in task.jobs:
             outcome = outcomes.get(job.id)
             if outcome is None:
@@ -478,9 +511,18 @@ class Manager:
                 job.id, outcome.status, outcome.value, outcome.error, outcome.traceback, outcome.warnings,
                 outcome.seconds, task.worker, job.tags, job.tries + 1, outcome.started,
             )  # fmt: skip
-            self.finish(job, result)
+            if self.ledger.finish(job, result) and self.keeper is not None:
+                self.keeper.answered(job.id, key)  # kept in the store until the user has it
+                kept = True
+        if not kept:
+            self._drop_result(key)
         if missing:
             self.supervisor.charge(missing, record, f"worker {task.worker!r} could not read task {task.seq}")
+
+    def _drop_result(self, key: str) -> None:
+        """A named crew keeps results until received (see ``Inbox.mark`` for the others): not this one."""
+        if self.keeper is not None and key not in self.keeper.left:
+            self.inbox.discard((key,))
 
     def _schedule_poll(self, now: float, found: bool) -> None:
         """Poll again soon after news; back off while quiet; never faster than jobs can end."""
@@ -579,6 +621,40 @@ class Manager:
             if not isinstance(exc, Exception):
                 raise exc  # an interrupt or an exit: after the records were put back
 
+    def _receipts_due(self) -> bool:
+        return self.keeper is not None and bool(self.keeper.unreceipted)
+
+    def received(self, job_id: int) -> None:
+        """The user has the job's result (under the lock): a named crew writes a receipt soon."""
+        if self.keeper is not None:
+            self.keeper.received(job_id)
+            if not self._user_driving() and not self._wake_pending:
+                self._wake_pending = True
+                self.wake()
+
+    def write_receipts_now(self) -> None:
+        """On a store whose requests take microseconds, the user's thread writes the receipt itself
+        before it takes another result: a crash can then repeat only the last result handed out."""
+        if self._inline and self._receipts_due() and self._io.acquire(blocking=False):
+            try:
+                with _uninterrupted():
+                    self._write_receipt()
+            finally:
+                self._io.release()
+
+    def _write_receipt(self) -> None:
+        """Say in the store which results the user has: a next controller will not hand them out again."""
+        assert self.keeper is not None
+        with self.lock:
+            try:
+                garbage = self.keeper.write_receipt()
+            except Exception as exc:
+                log.warning("crew %s cannot write a receipt yet: %s", self.crew_id, exc)
+                self._write_retry_at = time.monotonic() + self._write_backoff.next()
+                self._store_trouble(exc)
+                return
+            self.inbox.discard(garbage)
+
     def _still_wanted(self, item: _Write | _Cleanup) -> bool:
         """Whether a record that failed to be written is still worth writing."""
         if isinstance(item, _Cleanup):
@@ -590,9 +666,15 @@ class Manager:
 
     def _flush(self) -> None:
         try:
-            self.inbox.flush()
+            deleted = self.inbox.flush()
         except Exception as exc:
             log.warning("crew %s cannot delete answered objects yet: %s", self.crew_id, exc)
+            return
+        if self.keeper is not None:
+            with self.lock:
+                self.keeper.deleted(deleted)
+                freed, self.keeper.freed_receipts = self.keeper.freed_receipts, []
+                self.inbox.discard(freed)  # only now: a receipt outlives the journal objects it covers
 
     # ------------------------------------------------------------------ backend calls (pool)
     def _event(self, apply: Callable[[float], None]) -> None:
@@ -603,14 +685,25 @@ class Manager:
         while self._events:
             self._events.popleft()(now)
 
+    def enroll(self, record: WorkerRecord) -> None:
+        """A named crew writes down how to make the worker again, and which launch is current."""
+        entry = self.rosters.get(record.name)
+        if entry is None:
+            return
+        entry = self.rosters[record.name] = RosterEntry(
+            entry.worker_class, entry.tags, entry.timeout, entry.options, record.incarnation
+        )
+        self.sealed.put(f"{protocol.roster_prefix(self.crew_id)}{record.name}", protocol.encode_json(entry))
+
     def _start(self, cls: type[Worker], items: list[tuple[WorkerRecord, Launch]]) -> None:
         error = self._start_many(cls, items)
         group = [(record, record.incarnation) for record, _ in items]
         self._event(lambda now: self.supervisor.launched(group, error, now))
 
-    @staticmethod
-    def _start_many(cls: type[Worker], items: list[tuple[WorkerRecord, Launch]]) -> BaseException | None:
+    def _start_many(self, cls: type[Worker], items: list[tuple[WorkerRecord, Launch]]) -> BaseException | None:
         try:
+            for record, _ in items:
+                self.enroll(record)  # before it starts: a next controller must know this launch
             cls.start_many([(record.backend, launch) for record, launch in items])
         except WorkerLaunchError as exc:
             return exc
@@ -631,16 +724,23 @@ class Manager:
         self._event(lambda now: self.supervisor.on_status(cls, report, now))
 
     def _kill(self, record: WorkerRecord, incarnation: int) -> None:
-        try:
-            record.backend.kill()
-        except Exception as exc:
-            log.warning("killing worker %r failed: %s", record.name, exc)
+        self._kill_backend(record)
 
         def killed(now: float) -> None:
             if record.incarnation == incarnation and record.up:
                 self.mark_down(record)
 
         self._event(killed)
+
+    @staticmethod
+    def _kill_backend(record: WorkerRecord) -> None:
+        if record.adopted:  # started by an earlier controller: its backend object never knew it
+            log.info("worker %r was adopted from an earlier controller: a Stop in the store ends it", record.name)
+            return
+        try:
+            record.backend.kill()
+        except Exception as exc:
+            log.warning("killing worker %r failed: %s", record.name, exc)
 
     # ------------------------------------------------------------------ outcomes
     def finish(self, job: Job, result: Result) -> None:
@@ -810,10 +910,7 @@ class Manager:
                 record.killing = True
                 if record.stop_requested is None:  # deliberate: its jobs go back uncharged
                     record.stop_requested = time.monotonic()
-            try:
-                record.backend.kill()
-            except Exception as exc:
-                log.warning("killing worker %r failed: %s", record.name, exc)
+            self._kill_backend(record)
             with self.lock:
                 if record.up:
                     self.mark_down(record)

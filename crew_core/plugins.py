@@ -215,6 +215,31 @@ def default_plugins() -> Plugins:
     return _default
 
 
+def open_store(plugins: Plugins, store: Any, options: dict[str, Any]) -> tuple[Any, bool]:
+    """The store ``Crew(store=...)`` names (a name, URL, path or Store), and whether it was made here."""
+    from .store import Store
+
+    if isinstance(store, Store):
+        return store, False
+    if isinstance(store, os.PathLike):
+        store = os.fspath(store)
+    if not store:
+        raise PluginError("no store given and no plugin sets a default one: pip install crew-local")
+    if not isinstance(store, str):
+        raise TypeError(f"store must be a name, a URL, a path or a Store, not {type(store).__name__}")
+    if "://" in store:
+        cls = plugins.store_class_for_scheme(store.split("://", 1)[0])
+        return cls.from_url(store, **{**plugins.config[cls.name], **options}), True
+    if store in plugins.stores:
+        cls = plugins.store_class(store)
+        return cls(**{**plugins.config[cls.name], **options}), True
+    if store.startswith(("/", ".", "~")) or os.sep in store:
+        cls = plugins.store_class_for_scheme("file")
+        return cls.from_url(store, **{**plugins.config[cls.name], **options}), True
+    plugins.store_class(store)  # raises PluginError listing the known stores
+    raise AssertionError("unreachable")
+
+
 def store_spec(store: Any) -> dict[str, Any]:
     """What a worker needs to rebuild ``store``: its registered name, class path and config."""
     cls = type(store)

@@ -18,6 +18,16 @@ Every object has exactly one writer. Under the crew's prefix ``<crew>/``:
     the controller's :class:`Lease`, renewed every minute or so: a worker that sees it stand
     still for its ``lease_timeout`` (or vanish) leaves, so no worker outlives its controller.
 
+A named crew (``Crew(name=...)``) also keeps what another controller needs to go on after its
+own dies (see ``durable.py``):
+
+``journal/<seq>``
+    a :class:`JobBatch`: jobs accepted by ``send``, written before ``send`` returns.
+``received/<seq>``
+    a :class:`Receipt`: ids of jobs whose results the user has received.
+``roster/<name>``
+    a :class:`RosterEntry` (JSON): how to make the worker again, and its current incarnation.
+
 Everything a controller must notice lies under ``inbox/``, so one listing per poll, with
 ``start_after`` past the results already collected, serves the whole crew whatever its size. The
 controller deletes what it has read, in batches.
@@ -80,6 +90,22 @@ def data_key(crew_id: str, digest: str) -> str:
 def lease_key(crew_id: str) -> str:
     """The crew's lease, renewed by its controller; workers leave once it stops moving."""
     return f"{crew_id}/lease"
+
+
+def journal_prefix(crew_id: str) -> str:
+    return f"{crew_id}/journal/"
+
+
+def receipt_prefix(crew_id: str) -> str:
+    return f"{crew_id}/received/"
+
+
+def roster_prefix(crew_id: str) -> str:
+    return f"{crew_id}/roster/"
+
+
+def workers_prefix(crew_id: str) -> str:
+    return f"{crew_id}/workers/"
 
 
 def lease_renewal(lease_timeout: float) -> float:
@@ -213,6 +239,11 @@ class Lease:
 
     renewal: int
     timeout: float
+    epoch: int = 0  # the controller's number: each one that resumes a named crew takes the next
+    jobs: int = 0  # the highest job id accepted so far (ids go on from it after a resume)
+    host: str = ""  # where the controller runs, and its process: one controller per named crew
+    pid: int = 0
+    written: float = 0.0  # wall-clock time of this renewal
 
 
 def decode_lease(data: bytes, key: str) -> Lease:
@@ -230,6 +261,53 @@ class Heartbeat:
     pid: int
     host: str
     seq: int  # the task running, or the last one run
+
+
+@dataclass(frozen=True, slots=True)
+class JournalJob:
+    """A job as a named crew's journal keeps it."""
+
+    job_id: int
+    function: str  # digest of the pickled function, a key of JobBatch.functions
+    args: bytes
+    tags: tuple[str, ...]
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobBatch:
+    """Journal record: jobs accepted together, with every function they call."""
+
+    jobs: tuple[JournalJob, ...]
+    functions: dict[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Journal record: these jobs' results were handed to the user."""
+
+    job_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RosterEntry:
+    """How a named crew's controller makes one of its workers again, and which launch is current."""
+
+    worker_class: str
+    tags: list[str]
+    timeout: float | None
+    options: dict[str, Any]  # those that JSON can carry
+    incarnation: int
+
+
+def decode_roster(data: bytes, key: str) -> RosterEntry:
+    try:
+        entry = RosterEntry(**json.loads(data))
+        if not isinstance(entry.incarnation, int) or not isinstance(entry.options, dict):
+            raise TypeError("incarnation must be an int and options a dict")
+    except Exception as exc:
+        raise CorruptObjectError(f"store object {key!r} is not a roster entry: {exc}") from exc
+    return entry
 
 
 # ----------------------------------------------------------------------------- encodings
@@ -316,8 +394,45 @@ def decode_result(data: bytes, key: str) -> ResultBatch:
     return record
 
 
+def encode_jobs(record: JobBatch) -> bytes:
+    jobs = tuple((j.job_id, j.function, j.args, j.tags, j.kind) for j in record.jobs)
+    return _dump("jobs", (jobs, record.functions))
+
+
+def decode_jobs(data: bytes, key: str) -> JobBatch:
+    """Decode :func:`encode_jobs`; raise :class:`CorruptObjectError` naming ``key``."""
+    _, body = _load(data, key, ("jobs",))
+    try:
+        jobs, functions = body
+        record = JobBatch(tuple(JournalJob(*job) for job in jobs), functions)
+        if not isinstance(functions, dict):
+            raise TypeError("functions must be a dict")
+        for job in record.jobs:
+            ok = isinstance(job.job_id, int) and isinstance(job.args, bytes) and job.function in functions
+            if not (ok and isinstance(job.tags, tuple) and isinstance(job.kind, str)):
+                raise TypeError("each job must be (int, known function digest, bytes, tuple of tags, str)")
+    except (TypeError, ValueError) as exc:
+        raise CorruptObjectError(f"store object {key!r} is a malformed jobs record: {exc}") from exc
+    return record
+
+
+def encode_receipt(record: Receipt) -> bytes:
+    return _dump("receipt", (record.job_ids,))
+
+
+def decode_receipt(data: bytes, key: str) -> Receipt:
+    _, body = _load(data, key, ("receipt",))
+    try:
+        (ids,) = body
+        if not all(isinstance(i, int) for i in ids):
+            raise TypeError("job ids must be ints")
+        return Receipt(tuple(ids))
+    except (TypeError, ValueError) as exc:
+        raise CorruptObjectError(f"store object {key!r} is a malformed receipt: {exc}") from exc
+
+
 def encode_json(record: Any) -> bytes:
-    """Encode an :class:`ExitNote` or :class:`Heartbeat` as JSON (readable by people and tools)."""
+    """Encode a :class:`Lease`, :class:`ExitNote`, :class:`Heartbeat` or :class:`RosterEntry` as JSON."""
     return json.dumps({name: getattr(record, name) for name in record.__slots__}, separators=(",", ":")).encode()
 
 

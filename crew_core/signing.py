@@ -77,3 +77,9 @@ class Sealed:
 
     def get(self, key: str) -> bytes:
         return self.unseal(key, self.store.get(key))
+
+
+def unchecked_payload(data: bytes) -> bytes:
+    """The payload of a signed object, unchecked: only for showing plain JSON records to people
+    (``crew ps``), never for anything that is unpickled or acted on."""
+    return data[_TAG:]

@@ -62,6 +62,7 @@ class WorkerRecord:
     launch_error: BaseException | None = None  # why the last one failed
     retry_at: float = 0.0  # no automatic launch before this time
     retry: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
+    adopted: bool = False  # launched by an earlier controller of a named crew: known by its beats only
 
     @property
     def name(self) -> str:
@@ -100,7 +101,7 @@ class Supervisor:
             record.channel = protocol.worker_channel(record.prefix)
             record.phase = Phase.STARTING
             record.stop_requested, record.exit, record.killing, record.down_pending = None, None, False, False
-            record.beat, record.beat_seen = 0, False
+            record.beat, record.beat_seen, record.adopted = 0, False, False
             record.quiet_since = record.idle_since = now
             settings = WorkerSettings(
                 store=m.store_spec,
@@ -182,7 +183,7 @@ class Supervisor:
         """Backend classes to ask now about their live workers, each at its own pace."""
         live: dict[type[Worker], list[tuple[WorkerRecord, int]]] = {}
         for record in self.m.records.values():
-            if record.phase is Phase.UP and not record.down_pending:
+            if record.phase is Phase.UP and not record.down_pending and not record.adopted:
                 live.setdefault(type(record.backend), []).append((record, record.incarnation))
         due = []
         for cls, group in live.items():
@@ -222,9 +223,17 @@ class Supervisor:
             if task.seq > note.last_seq:
                 m.ledger.close_task(task.seq, now)
                 m.ledger.requeue(task.jobs)
-        self.check_soon(record, now)
+        if record.adopted:  # its backend cannot be asked: the note is the last word
+            m.mark_down(record)
+        else:
+            self.check_soon(record, now)
 
     # ------------------------------------------------------------------ liveness deadlines
+    def adoption_patience(self) -> float:
+        """How long an adopted worker given jobs may take to beat before it counts as gone."""
+        settings = self.m.settings
+        return min(settings.heartbeat_timeout, 2 * settings.heartbeat_interval + 2 * self.m.store.poll_interval[1] + 5)
+
     def check(self, now: float) -> list[WorkerRecord]:
         """Workers to kill now: silent past the heartbeat timeout, or deaf to a stop request."""
         settings = self.m.settings
@@ -232,7 +241,17 @@ class Supervisor:
         for record in self.m.records.values():
             if record.phase is not Phase.UP or record.killing or record.down_pending:
                 continue
-            if record.stop_requested is not None and now - record.stop_requested > settings.stop_grace:
+            if (
+                record.adopted
+                and not record.beat_seen
+                and self.m.ledger.has_tasks(record.name)
+                and now - record.quiet_since > self.adoption_patience()
+            ):
+                log.warning("adopted worker %r has not beaten since this controller took over: counted as gone,"
+                            " its jobs run elsewhere", record.name)  # fmt: skip
+                record.stop_requested = record.stop_requested or now  # its jobs go back uncharged
+                self.m.mark_down(record)
+            elif record.stop_requested is not None and now - record.stop_requested > settings.stop_grace:
                 log.info("worker %r did not answer its stop request in %.1f s: killing it", record.name,
                          settings.stop_grace)  # fmt: skip
                 doomed.append(record)
@@ -259,11 +278,14 @@ class Supervisor:
         deadline = math.inf
         for record in self.m.records.values():
             if record.phase is Phase.UP:
-                deadline = min(deadline, self._status_due.get(type(record.backend), now))
+                if not record.adopted:
+                    deadline = min(deadline, self._status_due.get(type(record.backend), now))
                 if record.stop_requested is not None:
                     deadline = min(deadline, record.stop_requested + settings.stop_grace)
                 elif record.beat_seen and self.m.ledger.has_tasks(record.name):
                     deadline = min(deadline, record.quiet_since + settings.heartbeat_timeout)
+                elif record.adopted and self.m.ledger.has_tasks(record.name):
+                    deadline = min(deadline, record.quiet_since + self.adoption_patience())
             elif self.stuck(record) and settings.auto_restart:
                 deadline = min(deadline, record.retry_at)
         return deadline

@@ -2,15 +2,20 @@
 
 A store plugin runs it to show that crews work through its store: prefetched batches of a killed
 worker run elsewhere exactly once, a long backlog on many workers comes back whole and once, a
-batch queued behind a job that overruns is taken back for an idle worker, and objects put once
-reach every job.
+batch queued behind a job that overruns is taken back for an idle worker, objects put once
+reach every job, forged objects run nothing, and a named crew whose controller is killed goes on
+under a new one, adopting its workers.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +27,7 @@ from crew_core import Crew, protocol
 from crew_core.serialize import FunctionCache, dump_args
 
 from . import jobs
-from .polling import wait_for
+from .polling import process_gone, wait_for
 
 
 class CrewContract:
@@ -199,6 +204,51 @@ class CrewContract:
         assert result is not None and result.status == "error"
         assert "not signed with this crew's secret" in str(result.error) and ref.digest in str(result.error)
         assert not marker.exists()
+
+
+    # ------------------------------------------------------------------ a controller that dies
+    def test_a_named_crew_resumes_after_its_controller_is_killed(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """kill -9 of the controller mid-run; a new one resumes by name: nothing lost, nothing run twice,
+        the live workers adopted (not launched again); only the last results handed out (since the last
+        receipt was written: on a local store the last one) may be delivered again."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the crew's key file, shared by both
+        runs, report = tmp_path / "runs", tmp_path / "first.json"
+        script = textwrap.dedent(
+            f"""
+            import json, os
+            from crew_core import Crew
+            from crew_core.testing import jobs
+            crew = Crew(store={crew_store!r}, name="resumed", worker_classes=["subprocess"])
+            workers = crew.recruit(workers=2, detached=True)
+            ids = [crew.send(jobs.mark_then_sleep, args=({str(runs)!r}, f"job{{n}}", 0.2)) for n in range(30)]
+            got = [crew.receive(timeout=120).id for _ in range(5)]
+            pids = [w.backend.pid for w in workers]
+            with open({str(report)!r}, "w") as out:
+                json.dump({{"ids": ids, "got": got, "pids": pids}}, out)
+            os.kill(os.getpid(), 9)
+            """
+        )
+        with open(tmp_path / "first.log", "wb") as log:  # not a pipe: the detached workers keep it open
+            subprocess.run([sys.executable, "-c", script], timeout=300 * timeout_scale, stdout=log, stderr=log)
+        assert report.exists(), (tmp_path / "first.log").read_text()
+        first = json.loads(report.read_text())
+        with Crew(store=crew_store, name="resumed", worker_classes=["subprocess"]) as crew:
+            assert crew.resumed and sorted(crew.workers) == ["subprocess-1", "subprocess-2"]
+            results = list(crew.results(timeout=300 * timeout_scale))
+            assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+            with crew._manager.lock:  # adopted, not launched again
+                assert [record.incarnation for record in crew._manager.records.values()] == [1, 1]
+        second = [r.id for r in results]
+        delivered = first["got"] + second
+        assert sorted(set(delivered)) == sorted(first["ids"]), "a job was lost"
+        again = [job for job in first["got"] if job in second]  # handed out after the last receipt was written
+        assert again == first["got"][len(first["got"]) - len(again) :], "an older received result came again"
+        assert len(second) == len(set(second))
+        assert set(self._runs(runs).values()) == {1}, f"jobs ran twice: {self._runs(runs)}"
+        for pid in first["pids"]:  # closing the resumed crew ended the adopted workers
+            wait_for(lambda pid=pid: process_gone(pid), timeout=60 * timeout_scale, what=f"adopted worker {pid} to end")
 
 
 class _Trap:

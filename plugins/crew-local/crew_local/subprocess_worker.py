@@ -17,7 +17,9 @@ class SubprocessWorker(Worker):
     Options: ``env`` (extra environment variables), ``cwd`` (working directory, default the
     controller's), ``stdout``/``stderr`` (file objects or ``subprocess.DEVNULL``; by default the
     worker writes where the controller does, as ``ProcessPoolExecutor`` workers do), ``python``
-    (the interpreter; default the controller's own).
+    (the interpreter; default the controller's own), ``detached`` (True: the worker does not end
+    with the controller's process but once the crew's lease stands still, so that a named crew
+    resumed by a new controller adopts it).
     """
 
     worker_class = "subprocess"
@@ -34,6 +36,7 @@ class SubprocessWorker(Worker):
         stdout: IO[Any] | int | None = None,
         stderr: IO[Any] | int | None = None,
         python: str | None = None,
+        detached: bool = False,
     ) -> None:
         super().__init__(name, tags=tags, timeout=timeout)
         self.env = dict(env or {})
@@ -41,6 +44,9 @@ class SubprocessWorker(Worker):
         self.stdout = stdout
         self.stderr = stderr
         self.python = python or sys.executable  # type: ignore[misc]
+        if not isinstance(detached, bool):
+            raise TypeError(f"detached must be True or False, not {detached!r}")
+        self.detached = detached
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, launch: Launch) -> None:
@@ -49,11 +55,14 @@ class SubprocessWorker(Worker):
         env["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, env.get("PYTHONPATH", "")] if p)
         env.update(self.env)
         env.update(launch.environment)  # the crew's secret: in the environment, never on the command line
-        command = [*launch.command(self.python), "--parent-pid", str(os.getpid())]
+        command = launch.command(self.python)
+        if not self.detached:
+            command += ["--parent-pid", str(os.getpid())]
         try:
             self._process = subprocess.Popen(
-                command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr
-            )
+                command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr,
+                start_new_session=self.detached,  # Ctrl-C in the controller's terminal leaves it be
+            )  # fmt: skip
         except OSError as exc:
             raise WorkerLaunchError(f"cannot start worker {self.name!r} with {self.python!r}: {exc}") from exc
 

@@ -1,0 +1,62 @@
+"""``crew ps`` and ``crew stop``: finding a crew whose controller died, and ending its workers by the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from crew_core import Crew
+from crew_core.cli import main
+from crew_core.leftovers import find_crews
+from crew_core.testing import process_gone, wait_for
+from crew_local import LocalStore
+
+
+def test_ps_then_stop_ends_the_workers_of_a_dead_controller(tmp_path, capsys):
+    store, started = str(tmp_path / "store"), tmp_path / "started"
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        from crew_core import Crew
+        from crew_core.testing import jobs
+        crew = Crew(store={store!r}, worker_classes=["subprocess"], lease_timeout=8)
+        [worker] = crew.recruit(workers=1, detached=True)  # outlives this process, until the lease goes
+        crew.send(jobs.touch_then_sleep, args=({str(started)!r}, 600))
+        while not os.path.exists({str(started)!r}):
+            time.sleep(0.01)
+        print(crew.id, worker.backend.pid, flush=True)
+        os.kill(os.getpid(), 9)
+        """
+    )
+    with open(tmp_path / "out", "w") as out:  # not a pipe: the detached worker would hold it open
+        subprocess.run([sys.executable, "-c", script], stdout=out, timeout=120, stdin=subprocess.DEVNULL)
+    crew_id, pid = (tmp_path / "out").read_text().split()
+    assert not process_gone(int(pid))  # the controller is dead; its worker runs on
+    local = LocalStore(store)
+    wait_for(lambda: any(w.pid for c in find_crews(local) for w in c.workers), what="a heartbeat nobody reads")
+    assert main(["ps", "--store", store, "--json"]) == 0
+    [seen] = json.loads(capsys.readouterr().out)
+    assert seen["crew"] == crew_id and not seen["named"] and seen["lease_timeout"] == 8
+    [worker] = seen["workers"]
+    assert (worker["name"], worker["exit"], worker["pid"]) == ("subprocess-1", None, int(pid))
+    assert main(["ps", "--store", store]) == 0
+    assert f"{crew_id} (unnamed)" in capsys.readouterr().out
+    assert main(["stop", crew_id, "--store", store]) == 0
+    assert "leave within 2 s" in capsys.readouterr().out
+    wait_for(lambda: process_gone(int(pid)), timeout=60, what="the worker to leave once its crew's lease is gone")
+    assert os.listdir(store) == []
+
+
+def test_stop_refuses_a_crew_whose_controller_runs_here_and_unknown_crews(tmp_path, capsys):
+    store = str(tmp_path / "store")
+    with Crew(store=store, worker_classes=["subprocess"]) as crew:
+        assert main(["stop", crew.id, "--store", store]) == 1
+        assert "has a live controller here" in capsys.readouterr().err
+        assert main(["stop", "nosuchcrew", "--store", store]) == 1
+        error = capsys.readouterr().err
+        assert "no crew 'nosuchcrew'" in error and crew.id in error  # it names the crews there
+        crew.recruit(workers=1)
+        assert crew.send(pow, args=(2, 3)) and crew.receive(timeout=60).value == 8  # untouched

@@ -1,0 +1,109 @@
+"""Named, durable crews on the local store: names, keys, one controller at a time, what stays behind.
+
+Resuming after a controller is killed is in ``test_fault_matrix.py`` (workers that end with it)
+and in ``CrewContract`` (workers adopted, on every store).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from crew_core import Crew, CrewError
+from crew_core.testing import jobs, wait_for
+
+
+def _die(crew: Crew) -> None:
+    """As if the controller died: its workers and loop end, its objects stay in the store."""
+    crew._manager.close()
+    crew._closed = True
+
+
+@pytest.fixture(autouse=True)
+def private_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("CREW_SECRET", raising=False)
+    return tmp_path / "state" / "crew" / "keys"
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "match"),
+    [
+        (42, TypeError, "name must be a string"),
+        ("", ValueError, "1-63 lower-case"),
+        ("Nightly", ValueError, "1-63 lower-case"),
+        ("a/b", ValueError, "1-63 lower-case"),
+        ("x" * 64, ValueError, "1-63 lower-case"),
+        ("0123456789ab", ValueError, "looks like the id of an unnamed crew"),
+    ],
+)
+def test_bad_names_are_refused_before_the_store_is_touched(tmp_path, name, error, match):
+    with pytest.raises(error, match=match):
+        Crew(store=str(tmp_path / "store"), name=name)
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_named_crew_runs_and_close_removes_its_objects_and_key(tmp_path, private_keys):
+    store = tmp_path / "store"
+    with Crew(store=str(store), name="nightly", worker_classes=["subprocess"]) as crew:
+        assert not crew.resumed and crew.id == "nightly"
+        crew.recruit(workers=2)
+        ids = [crew.send(jobs.double, args=(n,)) for n in range(20)]
+        assert sorted(r.value for r in crew.results(timeout=60)) == [2 * n for n in range(20)]
+        assert ids == list(range(1, 21))
+        assert len(list(private_keys.iterdir())) == 1
+        assert os.stat(next(private_keys.iterdir())).st_mode & 0o777 == 0o600
+    assert os.listdir(store) == [] and list(private_keys.iterdir()) == []
+    with Crew(store=str(store), name="nightly") as again:  # closed: a new crew, not a resumed one
+        assert not again.resumed
+
+
+def test_one_controller_at_a_time(tmp_path):
+    store = str(tmp_path / "store")
+    with Crew(store=store, name="nightly"):
+        with pytest.raises(CrewError, match="is open in process"):
+            Crew(store=store, name="nightly")
+        with Crew(store=store, name="weekly"):  # another name: another crew
+            pass
+
+
+def test_resuming_with_another_key_says_so(tmp_path, monkeypatch):
+    store = str(tmp_path / "store")
+    crew = Crew(store=store, name="nightly")
+    _die(crew)
+    monkeypatch.setenv("CREW_SECRET", "ab" * 32)
+    with pytest.raises(CrewError, match="not made with this key"):
+        Crew(store=store, name="nightly")
+
+
+def test_a_result_received_is_not_delivered_by_the_next_controller(tmp_path):
+    store = str(tmp_path / "store")
+    crew = Crew(store=store, name="nightly", worker_classes=["subprocess"])
+    crew.recruit(workers=1)
+    first, second, third = (crew.send(jobs.double, args=(n,)) for n in range(3))
+    received = [crew.receive(timeout=60).id for _ in range(2)]
+    wait_for(crew.receivable, what="the third result to come in")  # and stay unreceived
+    _die(crew)
+    with Crew(store=store, name="nightly", worker_classes=["subprocess"]) as resumed:
+        assert resumed.resumed
+        left = sorted(r.id for r in resumed.results(timeout=60))
+        assert left == sorted({first, second, third} - set(received))
+        assert resumed.send(jobs.double, args=(5,)) == 4  # ids go on
+        assert resumed.receive(timeout=60).value == 10
+
+
+def test_a_batch_of_sends_is_written_once_and_accepted_whole_or_not_at_all(tmp_path):
+    store = tmp_path / "store"
+    with Crew(store=str(store), name="nightly", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=1)
+        with pytest.raises(RuntimeError, match="changed my mind"), crew.batch():
+            crew.send(jobs.double, args=(1,))
+            raise RuntimeError("changed my mind")
+        assert "pending=0" in repr(crew) and crew.receive(timeout=0) is None  # none was accepted
+        with crew.batch():
+            ids = [crew.send(jobs.double, args=(n,)) for n in range(100)]
+            assert not (store / "nightly" / "journal").exists()  # not yet: at the end of the block
+        assert len(os.listdir(store / "nightly" / "journal")) == 1
+        results = {r.id: r.value for r in crew.results(timeout=60)}
+        assert results == {job: 2 * n for n, job in enumerate(ids)}
