@@ -355,8 +355,9 @@ class Manager:
             rang = rung and self.store.notifies and bool(self.ledger.tasks)  # else: a send rang
             scheduled = now >= self._next_poll or any(record.down_pending for record in self.records.values())
             poll = rang or scheduled
-            # A worker rang about one of a few tasks: read their answers without listing first.
-            expected = list(self.ledger.tasks) if rang and not scheduled and len(self.ledger.tasks) <= 4 else None
+            # A worker rang about one of a few tasks: read their answers without listing first (the
+            # listing, for beats and exit notes too, comes at the next poll).
+            expected = list(self.ledger.tasks) if rang and len(self.ledger.tasks) <= 4 else None
         if poll and self._poll(expected) and hurry:
             self._housekeeping_due = True
             return

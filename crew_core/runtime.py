@@ -211,6 +211,7 @@ class WorkerLoop:
         pause = Backoff(low, high)
         timeout = self.settings.timeout
         idle_since = time.monotonic()
+        look = True  # list the queue before waiting
         while True:
             if self._orphaned.is_set():
                 return "orphaned"
@@ -218,9 +219,10 @@ class WorkerLoop:
             if batch is None:
                 if self.feed.stopped:
                     return "stopped"
-                if self.feed.read():
+                if look and self.feed.read():
                     pause.reset()
                     continue
+                look = True  # after any wait: a ring, or the poll that stands in for a ring never heard
                 idle = time.monotonic() - idle_since
                 if timeout is not None and idle >= timeout:
                     return "idle"
@@ -230,6 +232,9 @@ class WorkerLoop:
             self._run_batch(batch)
             idle_since = time.monotonic()
             pause.reset()
+            # Where the store rings, a task written meanwhile has rung: without a ring, wait (the
+            # controller reads the answer meanwhile) before listing again.
+            look = not self.store.notifies or self.store.wait(self.channel, 0)
 
     def _run_batch(self, batch: Batch) -> None:
         self._busy = True

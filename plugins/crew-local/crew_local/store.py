@@ -79,6 +79,22 @@ def _check_folder(root: Path) -> None:
         folder = folder.parent
 
 
+def _read_file(path: str) -> bytes:
+    """A whole file, in half the system calls of ``open().read()`` (this is on every round trip)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) <= size:  # short read, or it grew: read on to the end
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data
+    finally:
+        os.close(fd)
+
+
 class LocalStore(Store):
     """Keys are files under ``path`` (a private temporary directory if none is given).
 
@@ -165,8 +181,7 @@ class LocalStore(Store):
     def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
-            with open(path, "rb") as handle:
-                return handle.read()
+            return _read_file(path)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             if not os.path.isdir(self._root):
                 raise StoreError(f"the store folder {self._root} is gone (deleted?): cannot read {path}") from None
