@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from crew_core import Crew, Store, WorkerCrashedError, protocol
+from crew_core import Crew, Store, WorkerCrashedError, WorkerLaunchError, protocol
 from crew_core.plugins import store_from_config, store_spec
 
 from . import jobs
@@ -21,7 +21,9 @@ from .polling import wait_for
 class WorkerContract:
     """Subclass and provide a ``worker_class`` fixture (a registered name or a class).
 
-    Optional fixtures: ``worker_options`` (keyword options for ``recruit``), ``crew_store``
+    Optional fixtures: ``worker_options`` (keyword options for ``recruit``), ``refused_options``
+    (options the backend refuses at launch, e.g. a queue that does not exist; None skips those
+    tests), ``crew_store``
     (what ``Crew(store=...)`` gets; the default is a local folder of the test's), and ``timeout_scale`` (multiply
     the generous waiting ceilings for slow backends). Every test runs real worker processes.
     """
@@ -29,6 +31,10 @@ class WorkerContract:
     @pytest.fixture
     def worker_options(self) -> dict[str, Any]:
         return {}
+
+    @pytest.fixture
+    def refused_options(self) -> dict[str, Any] | None:
+        return None
 
     @pytest.fixture
     def crew_store(self, tmp_path: Any) -> str | Store:
@@ -137,6 +143,52 @@ class WorkerContract:
             time.sleep(0.1)
         # A backend may end jobs asynchronously (scancel, terminate_job): wait for it to say so too.
         self._wait(lambda: not any(w.backend.is_running() for w in workers), timeout_scale, "the backend to end them")
+
+    # ------------------------------------------------------------------ launches the backend refuses
+    def test_a_refused_launch_is_a_launch_error_and_the_job_gives_up(
+        self, make_crew, refused_options, timeout_scale
+    ) -> None:
+        if refused_options is None:
+            pytest.skip("this backend has no launch it refuses (no refused_options fixture)")
+        crew = make_crew(max_tries=2)
+        [worker] = crew.recruit(workers=1, **refused_options)
+        with pytest.raises(WorkerLaunchError) as refused:
+            crew.launch()
+        assert str(refused.value).strip(), "a refused launch must say what to fix"
+        assert not worker.up()
+        job = crew.send(jobs.double, args=(1,))
+        result = None
+        while result is None:
+            try:
+                result = crew.receive(timeout=120 * timeout_scale)
+            except WorkerLaunchError:
+                continue  # the first failure in a row is raised once
+        assert (result.id, result.status) == (job, "error") and isinstance(result.error, WorkerLaunchError)
+
+    def test_start_many_is_all_or_nothing(
+        self, make_crew, worker_options, refused_options, timeout_scale
+    ) -> None:
+        """A good and a refused worker started together: neither may be left running (judged by the store)."""
+        if refused_options is None:
+            pytest.skip("this backend has no launch it refuses (no refused_options fixture)")
+        crew = make_crew(heartbeat_interval=0.2)
+        good, bad = crew.recruit(workers=1, **worker_options)[0], crew.recruit(workers=1, **refused_options)[0]
+        with pytest.raises(WorkerLaunchError):
+            crew.launch()  # one start_many call for both: the backend's class is the same
+        assert not good.up() and not bad.up()
+        incarnation = crew._manager.records[good.name].incarnation
+        inbox = protocol.inbox_prefix(crew.id)
+
+        def last_beat() -> int:  # read in the store: the crew itself no longer looks for this worker
+            entries = [protocol.parse_inbox_key(key) for key in crew.store.list(inbox)]
+            return max([e.beat for e in entries if e and e.kind == "beat" and e.worker == good.name
+                        and e.incarnation == incarnation], default=0)  # fmt: skip
+
+        seen = last_beat()  # a first beat, written before it was stopped, is fine
+        deadline = time.monotonic() + 3 * timeout_scale  # 15 heartbeat intervals
+        while time.monotonic() < deadline:
+            assert last_beat() <= seen, "the good worker of a failed start_many runs on: it must be stopped too"
+            time.sleep(0.1)
 
     def test_a_job_that_outlasts_several_status_checks_is_not_taken_for_dead(
         self, make_crew, worker_class, worker_options, timeout_scale

@@ -48,6 +48,10 @@ class TestBatchWorker(WorkerContract):
         return options
 
     @pytest.fixture
+    def refused_options(self, options):
+        return {**options, "job_queue": "no-such-queue"}
+
+    @pytest.fixture
     def crew_store(self, bucket):
         return f"s3://{bucket}/crews/contract"
 

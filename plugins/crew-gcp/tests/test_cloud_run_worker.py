@@ -43,6 +43,10 @@ class TestCloudRunWorker(WorkerContract):
         return options
 
     @pytest.fixture
+    def refused_options(self, options):
+        return {**options, "job": "projects/crew-test/locations/us-central1/jobs/nope"}
+
+    @pytest.fixture
     def crew_store(self, bucket):
         return f"gs://{bucket}/crews/contract"
 

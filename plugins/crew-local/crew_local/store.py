@@ -27,15 +27,23 @@ _counter = itertools.count()
 _MAX_BELLS = 64  # open write ends of other parties' pipes kept per store object
 
 
-def _make_dirs(path: str) -> None:
-    """``os.makedirs`` with mode 0700 for every level it creates, not just the last."""
+def _make_dirs(path: str, root: str | None = None) -> None:
+    """``os.makedirs`` with mode 0700 for every level it creates, not just the last; never ``root``
+    itself (a store folder deleted while a party writes into it stays deleted)."""
+    if path == root:
+        if not os.path.isdir(path):
+            raise FileNotFoundError(errno.ENOENT, "the store folder is gone", path)
+        return
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
     except FileNotFoundError:
-        _make_dirs(os.path.dirname(path))
-        _make_dirs(path)
+        parent = os.path.dirname(path)
+        if parent == root:
+            raise
+        _make_dirs(parent, root)
+        _make_dirs(path, root)
 
 
 def _memory_dir() -> str | None:
@@ -110,7 +118,8 @@ class LocalStore(Store):
     request_concurrency = 1  # file operations take microseconds: threads would only add cost
     delete_batch = 1  # a file left over would slow every listing of its folder
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, create: bool = True) -> None:
+        """``create=False`` (how workers rebuild it, see :meth:`config`): the folder must exist."""
         self._temporary = path is None
         if path is None:
             path = tempfile.mkdtemp(prefix="crew-", dir=_memory_dir())  # mode 0700 already
@@ -118,6 +127,8 @@ class LocalStore(Store):
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"the store path {self.root} exists and is not a directory")
         _check_folder(self.root)
+        if not create and not self.root.is_dir():  # a worker: never recreate a store deleted under it
+            raise StoreError(f"the store folder {self.root} is gone (deleted?)")
         try:
             _make_dirs(str(self.root))
         except OSError as exc:
@@ -135,7 +146,7 @@ class LocalStore(Store):
         return cls(url, **options)
 
     def config(self) -> dict[str, Any]:
-        return {"path": self._root}
+        return {"path": self._root, "create": False}
 
     def describe(self) -> str:
         return self._root
@@ -159,7 +170,7 @@ class LocalStore(Store):
             except FileNotFoundError:
                 if not os.path.isdir(self._root):  # never recreate a store folder deleted under us
                     raise
-                _make_dirs(folder)
+                _make_dirs(folder, self._root)
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise self._failed("write", path, exc) from exc
@@ -283,7 +294,7 @@ class LocalStore(Store):
         except FileNotFoundError:
             if not os.path.isdir(self._root):  # never recreate a store folder deleted under us
                 raise StoreError(f"the store folder {self._root} is gone (deleted?)") from None
-            _make_dirs(os.path.dirname(path))
+            _make_dirs(os.path.dirname(path), self._root)
             os.mkfifo(path, 0o600)
         except FileExistsError:
             if not stat.S_ISFIFO(os.stat(path).st_mode):

@@ -53,6 +53,10 @@ class TestSubprocessWorker(WorkerContract):
     def worker_class(self):
         return "subprocess"
 
+    @pytest.fixture
+    def refused_options(self):
+        return {"python": "/nonexistent/python3"}
+
 
 class TestExecutorWorker(WorkerContract):
     @pytest.fixture

@@ -21,6 +21,10 @@ class TestSlurmWorker(WorkerContract):
         return {"log_dir": str(tmp_path / "logs")}
 
     @pytest.fixture
+    def refused_options(self, tmp_path):
+        return {"log_dir": str(tmp_path / "logs"), "partition": "nonexistent"}
+
+    @pytest.fixture
     def crew_store(self, tmp_path):
         return str(tmp_path / "store")  # a folder every node sees (one node here)
 
