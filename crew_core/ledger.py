@@ -60,6 +60,8 @@ class Task:
     assigned: float  # monotonic time of assignment
     running_since: float | None = None  # when it became the oldest task of its worker
     revoking: bool = False  # a Revoke for it was written
+    written: bool = False  # its record is in the store (the put returned)
+    checked: float = 0.0  # when the store was last asked whether its record is still there
 
 
 @dataclass

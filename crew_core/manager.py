@@ -391,12 +391,15 @@ class Manager:
                 for item in self.supervisor.restart(record, now):
                     self._launches.setdefault(type(item[0].backend), []).append(item)
             statuses = self.supervisor.due_status_checks(now)
+            suspects = self.supervisor.due_presence_checks(now)
             self._plan(now)
             self.changed.notify_all()
         for record in doomed:
             self.backend_pool.submit(self._kill, record, record.incarnation)
         for cls, group in statuses:
             self.backend_pool.submit(self._status, cls, group)
+        if suspects:
+            self._check_presence(suspects)
         self._write_out()
         now = time.monotonic()
         if self.inbox.flush_due(now) <= now:
@@ -588,6 +591,8 @@ class Manager:
                 try:
                     if isinstance(item, _Write):
                         self.sealed.put(item.key, protocol.encode_task(item.record))
+                        if item.task is not None:
+                            item.task.written = True
                         self.store.notify(item.channel)
                     else:
                         self.store.delete_prefix(item.prefix)
@@ -621,6 +626,30 @@ class Manager:
         for exc in errors:
             if not isinstance(exc, Exception):
                 raise exc  # an interrupt or an exit: after the records were put back
+
+    def _check_presence(self, suspects: dict[str, list[Task]]) -> None:
+        """Long-unanswered tasks whose records left the store (deleted by someone else, lost by
+        the store) are never found by their worker: their jobs run again, uncharged."""
+        gone: list[tuple[str, Task]] = []
+        for prefix, tasks in suspects.items():
+            try:
+                present = set(self.store.list(prefix))
+            except Exception as exc:  # cannot look now: the next check will
+                log.warning("crew %s cannot check its task records under %s: %s", self.crew_id, prefix, exc)
+                continue
+            gone += [(prefix, task) for task in tasks if protocol.task_key(prefix, task.seq) not in present]
+        if not gone:
+            return
+        with self.lock:
+            now = time.monotonic()
+            for prefix, task in gone:
+                if self.ledger.close_task(task.seq, now) is None:
+                    continue  # answered meanwhile
+                log.warning("crew %s: task record %s vanished from the store before worker %r read it;"
+                            " its %d job(s) run again", self.crew_id, protocol.task_key(prefix, task.seq),
+                            task.worker, len(task.jobs))  # fmt: skip
+                self.ledger.requeue(task.jobs)
+            self._plan(now)
 
     def _receipts_due(self) -> bool:
         return self.keeper is not None and bool(self.keeper.unreceipted)

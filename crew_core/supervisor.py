@@ -194,6 +194,23 @@ class Supervisor:
             due.append((cls, group))
         return due
 
+    def due_presence_checks(self, now: float) -> dict[str, list[Task]]:
+        """Tasks unanswered for a heartbeat timeout, by worker prefix: is their record still there?
+
+        A worker finds its tasks by listing; one whose record vanished before it was listed
+        would wait forever, its worker idle and beating. One listing per such worker, at most
+        once per heartbeat timeout per task, tells.
+        """
+        patience = self.m.settings.heartbeat_timeout
+        due: dict[str, list[Task]] = {}
+        for task in self.m.ledger.tasks.values():
+            if task.written and now - max(task.assigned, task.checked) > patience:
+                record = self.m.records.get(task.worker)
+                if record is not None and record.up and record.incarnation == task.incarnation:
+                    task.checked = now
+                    due.setdefault(record.prefix, []).append(task)
+        return due
+
     def on_status(self, cls: type[Worker], answers: list[tuple[WorkerRecord, int, bool]], now: float) -> None:
         """The answer of ``cls.running()``: a worker reported not running has ended."""
         self._status_busy.discard(cls)

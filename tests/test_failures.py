@@ -271,3 +271,26 @@ def test_results_already_collected_are_handed_out_while_the_store_fails(make_cre
     store.down = False
     assert crew.receive(timeout=60).value == 20
     store.close()
+
+
+class LosingStore(LocalStore):
+    """A local store that loses the first task record written to it (the put returns, nothing is kept)."""
+
+    lost: str | None = None
+
+    def put(self, key, data):
+        if self.lost is None and "/workers/" in key:
+            self.lost = key
+            return
+        super().put(key, data)
+
+
+def test_a_task_record_that_vanishes_is_noticed_and_its_job_runs_again(make_crew, tmp_path):
+    store = LosingStore(tmp_path / "store")
+    # The idle worker beats every second: never silent long enough to be taken for hung.
+    crew = make_crew(store=store, heartbeat_interval=0.1, heartbeat_timeout=3.0)
+    crew.recruit(workers=1)
+    job = crew.send(jobs.double, args=(21,))
+    result = crew.receive(timeout=60)  # not a hang: after a heartbeat timeout the crew looks, and resends
+    assert store.lost is not None and (result.id, result.value, result.tries) == (job, 42, 1)
+    store.close()
