@@ -123,7 +123,7 @@ def test_store_deleted(make_crew, tmp_path):
     while (tmp_path / "store").exists():  # the crew may write into it while it is being deleted
         shutil.rmtree(tmp_path / "store", ignore_errors=True)
     # An error, not a hang: "is gone", or the failed write that came first, as the folder went.
-    with pytest.raises(StoreError, match="is gone|No such file or directory"):
+    with pytest.raises(StoreError, match=r"is gone|No such file or directory"):
         crew.receive(timeout=60)
     assert not (tmp_path / "store").exists()  # not recreated by anyone
 
