@@ -40,6 +40,18 @@ def _plugins_command(as_json: bool) -> int:
     return 0
 
 
+def _version() -> str:
+    """crew-core's version and protocol, and each installed plugin's distribution and version."""
+    from . import __version__, protocol
+    from .plugins import default_plugins
+
+    lines = [f"crew-core {__version__} (protocol {protocol.PROTOCOL})"]
+    for info in default_plugins().infos:
+        if info.distribution:
+            lines.append(f"{info.distribution} {info.version}")
+    return "\n".join(lines)
+
+
 def _open(url: str) -> Any:
     from .plugins import default_plugins, open_store
 
@@ -108,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = run_worker(argv[1:])
         return 0 if reason in ("idle", "stopped", "orphaned") else 1
     parser = argparse.ArgumentParser(prog="crew", description="crew: Python jobs on semi-persistent workers.")
+    parser.add_argument("--version", action="store_true", help="crew-core's version and protocol, and the plugins'")
+    if argv[:1] == ["--version"]:  # before the subcommand is required
+        print(_version())
+        return 0
     sub = parser.add_subparsers(dest="command", required=True)
     plugins = sub.add_parser("plugins", help="list installed plugins, their versions and registrations")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")

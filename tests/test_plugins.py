@@ -36,6 +36,16 @@ def test_crew_plugins_lists_plugins_versions_and_registrations():
     assert local["hooks"] == ["crew_configure", "crew_register_stores", "crew_register_workers"]
 
 
+def test_crew_version_names_the_protocol_and_the_plugins():
+    from crew_core import __version__, protocol
+
+    out = crew_command("--version")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"crew-core {__version__} (protocol {protocol.PROTOCOL})"
+    assert "crew-local 0.1.0" in lines[1:]
+
+
 @pytest.fixture
 def broken_distribution(tmp_path, monkeypatch):
     """A real installed distribution whose ``crew`` entry point cannot be imported."""
