@@ -33,6 +33,7 @@ from .resume import check_no_other_controller, roster_entry, take_over
 from .serialize import FunctionCache, digest, dump_args, dumps
 from .signing import Sealed, new_secret
 from .store import Store
+from .summary import Summary
 from .worker import Worker, as_tags
 
 _open_crews: weakref.WeakSet[Crew] = weakref.WeakSet()
@@ -427,6 +428,15 @@ class Crew:
             self._manager.sealed.put(protocol.data_key(self.id, key), data)
             self._put.add(key)
         return Ref(self.id, key, len(data))
+
+    def summary(self) -> Summary:
+        """What each worker has done: launches, refused launches, jobs, errors, crashes, busy seconds.
+
+        A list of dicts, one per worker (``summary.totals`` sums them); ``print(crew.summary())``
+        shows an aligned table.
+        """
+        self._check_open()
+        return Summary(self._manager.summary())
 
     def _check_runnable(self, tags: frozenset[str]) -> None:
         tag_sets = self._tag_sets

@@ -511,6 +511,10 @@ class Manager:
                 missing.append(job)
                 continue
             self.dispatcher.durations.record(job.kind, outcome.seconds)
+            if record is not None:
+                record.stats.jobs += 1
+                record.stats.errors += outcome.status == ERROR
+                record.stats.busy += outcome.seconds
             result = Result(
                 job.id, outcome.status, outcome.value, outcome.error, outcome.traceback, outcome.warnings,
                 outcome.seconds, task.worker, job.tags, job.tries + 1, outcome.started,
@@ -806,6 +810,27 @@ class Manager:
             return self.records[name]
         except KeyError:
             raise CrewError(f"worker {name!r} is not in this crew (dismissed?)") from None
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per worker for ``crew.summary()`` (see ``summary.COLUMNS``)."""
+        self.sync()
+        rows = []
+        with self.lock:
+            for record in self.records.values():
+                if self.supervisor.stuck(record):
+                    state = "stuck"
+                elif record.phase is Phase.UP:
+                    state = "stopping" if record.stop_requested is not None or record.exit is not None else "up"
+                else:
+                    state = record.phase.value
+                stats = record.stats
+                rows.append({
+                    "worker": record.name, "class": record.backend.worker_class or type(record.backend).__name__,
+                    "tags": ",".join(sorted(record.tags)), "state": state, "launches": stats.launches,
+                    "refused": stats.refused, "jobs": stats.jobs, "errors": stats.errors,
+                    "crashes": stats.crashes, "busy_s": round(stats.busy, 3),
+                })  # fmt: skip
+        return rows
 
     def waiting_on(self, wanted: frozenset[str]) -> bool:
         """True while a job with ``wanted`` tags may still finish without the user's help.

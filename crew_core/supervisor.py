@@ -24,6 +24,7 @@ from .ledger import Job, Task
 from .protocol import ExitNote, WorkerSettings
 from .results import CRASH, Result
 from .signing import SECRET_ENV
+from .summary import WorkerStats
 from .worker import Launch, Worker
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class WorkerRecord:
     retry_at: float = 0.0  # no automatic launch before this time
     retry: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
     adopted: bool = False  # launched by an earlier controller of a named crew: known by its beats only
+    stats: WorkerStats = field(default_factory=WorkerStats)  # what crew.summary() shows
 
     @property
     def name(self) -> str:
@@ -123,6 +125,7 @@ class Supervisor:
                 continue
             if error is None:
                 record.phase = Phase.UP
+                record.stats.launches += 1
                 record.launch_failures = 0
                 record.retry.reset()
             else:
@@ -137,6 +140,7 @@ class Supervisor:
     def _launch_failed(self, record: WorkerRecord, error: BaseException, now: float, straggler: bool = False) -> None:
         m = self.m
         record.phase = Phase.DOWN
+        record.stats.refused += 1
         record.launch_failures += 1
         record.launch_error = error
         record.retry_at = now + record.retry.next()
@@ -346,6 +350,8 @@ class Supervisor:
                 " logs say why (a missing package, an image that cannot be pulled, a node lost at boot)"
             )
             record.launch_failures += 1
+            record.stats.refused += 1
+            record.stats.launches -= 1  # it was counted when the backend accepted it
             record.launch_error = error
             record.retry_at = now + record.retry.next()
             log.warning("%s", error)
@@ -357,6 +363,7 @@ class Supervisor:
         if running is None:
             return
         cause = f"exit note {note.reason!r}" if note else "no exit note"
+        record.stats.crashes += 1
         if len(running.jobs) > 1:  # which of them killed it is unknown: each runs again alone, uncharged
             log.warning("worker %r died running a batch of %d jobs (%s): each runs again alone", record.name,
                         len(running.jobs), cause)  # fmt: skip
