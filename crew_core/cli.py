@@ -52,6 +52,37 @@ def _version() -> str:
     return "\n".join(lines)
 
 
+def _config_command(as_json: bool) -> int:
+    """Each setting Crew() would use with no arguments, and where it comes from."""
+    from .config import CREW_DEFAULTS, ENVIRONMENT_SETTINGS, settings_from_environment
+    from .plugins import default_plugins
+
+    try:
+        environment = settings_from_environment()
+    except ValueError as exc:
+        print(f"crew config: {exc}", file=sys.stderr)
+        return 1
+    configured = default_plugins().config["crew"]
+    rows = []
+    for setting in ENVIRONMENT_SETTINGS:
+        if setting in environment:
+            value, source = environment[setting][0], f"environment {environment[setting][1]}"
+        elif setting in configured and (setting not in CREW_DEFAULTS or configured[setting] != CREW_DEFAULTS[setting]):
+            value, source = configured[setting], "a plugin's crew_configure"
+        else:
+            value, source = CREW_DEFAULTS.get(setting), "default"
+        rows.append({"setting": setting, "value": value, "source": source})
+    if as_json:
+        print(json.dumps(rows, indent=2, default=repr))
+        return 0
+    width = max(len(row["setting"]) for row in rows)
+    values = [repr(row["value"]) for row in rows]
+    value_width = max(map(len, values))
+    for row, value in zip(rows, values, strict=True):
+        print(f"{row['setting']:{width}}  {value:{value_width}}  {row['source']}")
+    return 0
+
+
 def _open(url: str) -> Any:
     from .plugins import default_plugins, open_store
 
@@ -127,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     plugins = sub.add_parser("plugins", help="list installed plugins, their versions and registrations")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    config = sub.add_parser("config", help="the settings Crew() uses by default, and where each comes from")
+    config.add_argument("--json", action="store_true", help="machine-readable output")
     ps = sub.add_parser("ps", help="list the crews in a store: controller, workers, pending work")
     ps.add_argument("--store", required=True, help="the store's URL or path, as given to Crew(store=...)")
     ps.add_argument("--json", action="store_true", help="machine-readable output")
@@ -138,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     if ns.command == "plugins":
         return _plugins_command(ns.json)
+    if ns.command == "config":
+        return _config_command(ns.json)
     if ns.command == "ps":
         return _ps_command(ns.store, ns.json)
     if ns.command == "stop":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 #: The controller's settings and their defaults; ``Crew(...)`` keyword arguments override them.
@@ -31,3 +33,55 @@ class Config:
 
     def __repr__(self) -> str:
         return f"Config({self.sections()!r})"
+
+
+#: Settings that ``Crew()`` also reads from the environment, as ``CREW_<NAME>`` (explicit arguments win).
+ENVIRONMENT_SETTINGS = (*CREW_DEFAULTS, "store", "worker_classes")
+
+
+def environment_variable(setting: str) -> str:
+    return f"CREW_{setting.upper()}"
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, tuple[Any, str]]:
+    """``{setting: (value, variable)}`` for each ``CREW_<SETTING>`` set (and not empty) in ``environ``.
+
+    Numbers are read as numbers, ``none`` as None, ``true``/``false`` for ``auto_restart``, and
+    ``CREW_WORKER_CLASSES`` as a comma-separated list; a value that cannot be read is a
+    ``ValueError`` naming the variable.
+    """
+    source = os.environ if environ is None else environ
+    found: dict[str, tuple[Any, str]] = {}
+    for setting in ENVIRONMENT_SETTINGS:
+        variable = environment_variable(setting)
+        raw = source.get(variable, "").strip()
+        if raw:
+            found[setting] = (_parse(setting, raw, variable), variable)
+    return found
+
+
+def _parse(setting: str, raw: str, variable: str) -> Any:
+    if setting == "store":
+        return raw
+    if setting == "worker_classes":
+        return [name.strip() for name in raw.split(",") if name.strip()]
+    word = raw.lower()
+    if word in ("none", "null"):
+        return None
+    if setting == "auto_restart":
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{variable}={raw!r}: auto_restart takes true or false")
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{variable}={raw!r}: {setting} takes a number of {_UNITS.get(setting, 'seconds')}") from None
+
+
+_UNITS = {"max_tries": "tries"}

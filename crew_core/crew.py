@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import durable, protocol
-from .config import CREW_DEFAULTS
+from .config import CREW_DEFAULTS, settings_from_environment
 from .errors import CrewError, NoWorkersError, PluginError, UnknownTagError
 from .handle import WorkerHandle
 from .ledger import Job
@@ -118,10 +118,13 @@ class Crew:
         self.name = durable.check_name(name) if name is not None else None
         self._plugins = plugins or default_plugins()
         config = dict(self._plugins.config["crew"])
+        from_environment = settings_from_environment()
+        config.update({key: value for key, (value, _) in from_environment.items()})
         for key, value in settings.items():
             if key not in CREW_DEFAULTS:
                 raise TypeError(f"Crew() got an unknown setting {key!r}; known: {sorted(CREW_DEFAULTS)}")
             config[key] = value
+            from_environment.pop(key, None)  # an explicit argument wins
         if store_options is not None and not isinstance(store_options, dict):
             raise TypeError(f"store_options must be a dict, not {type(store_options).__name__}")
         names = worker_classes if worker_classes is not None else config.get("worker_classes")
@@ -132,7 +135,13 @@ class Crew:
         self.worker_classes: list[type[Worker]] = [self._worker_class(n) for n in names]
 
         self.id = self.name or uuid.uuid4().hex[:12]
-        _check_settings(config, 1.0)  # before the store exists: a bad setting leaves no folder behind
+        try:
+            _check_settings(config, 1.0)  # before the store exists: a bad setting leaves no folder behind
+        except (TypeError, ValueError) as exc:
+            for key, (_, variable) in from_environment.items():
+                if str(exc).startswith(key):
+                    exc.add_note(f"{key} came from the environment variable {variable}")
+            raise
         if isinstance(store, str) and not store:
             raise ValueError("store must name a store, a URL or a path, not an empty string (None: the default)")
         self.store, self._owns_store = open_store(self._plugins, store or config.get("store"), store_options or {})
