@@ -26,7 +26,7 @@ from .errors import (
 from .handle import WorkerHandle
 from .plugins import get_plugin_manager, hookimpl
 from .refs import Ref
-from .results import Result
+from .results import Result, ResultList
 from .store import Store
 from .worker import Launch, Worker
 
@@ -43,6 +43,7 @@ __all__ = [
     "Ref",
     "RemoteError",
     "Result",
+    "ResultList",
     "SerializationError",
     "Store",
     "StoreError",

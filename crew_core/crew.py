@@ -28,7 +28,7 @@ from .ledger import Job
 from .manager import Manager, Settings
 from .plugins import Plugins, default_plugins, open_store, store_spec
 from .refs import Ref
-from .results import Result
+from .results import Result, ResultList
 from .resume import check_no_other_controller, roster_entry, take_over
 from .serialize import FunctionCache, digest, dump_args, dumps
 from .signing import Sealed, new_secret
@@ -389,6 +389,68 @@ class Crew:
             if left <= 0:
                 return None
             manager.drive(min(left, 1.0))
+
+    def map(
+        self,
+        fun: Callable[..., Any],
+        *iterables: Iterable[Any],
+        tags: str | Iterable[str] | None = None,
+        progress: bool | None = None,
+    ) -> ResultList:
+        """Call ``fun`` on each item of ``iterables`` (zipped, as the built-in ``map``); wait for all.
+
+        Returns a :class:`Result` per call, in input order, so that one error does not hide the
+        others; ``.values()`` gives the plain values and raises the first error. ``progress``
+        shows a bar (done, errors, crashes) on standard error: by default when it is a terminal.
+        Other jobs in flight are left for :meth:`receive`. What the crew could not do meanwhile
+        (the store failing) is raised as by :meth:`receive`; the jobs stay in the crew.
+        """
+        self._check_open()
+        if not iterables:
+            raise TypeError("map() needs at least one iterable of arguments")
+        for iterable in iterables:
+            if isinstance(iterable, str | bytes) or not isinstance(iterable, Iterable):
+                raise TypeError(f"map() takes iterables of arguments, not {type(iterable).__name__}")
+        if progress is not None and not isinstance(progress, bool):
+            raise TypeError(f"progress must be True, False or None, not {progress!r}")
+        with self.batch():  # a named crew writes them all at once
+            ids = [self.send(fun, args=call, tags=tags) for call in zip(*iterables, strict=False)]
+        return self._gather(ids, fun, progress)
+
+    def _gather(self, ids: list[int], fun: Callable[..., Any], progress: bool | None) -> ResultList:
+        import sys
+
+        from tqdm import tqdm
+
+        position = {job: index for index, job in enumerate(ids)}
+        out: list[Result | None] = [None] * len(ids)
+        pending = set(ids)
+        show = sys.stderr.isatty() if progress is None else progress
+        name = getattr(fun, "__qualname__", type(fun).__name__)
+        errors = crashes = 0
+        manager = self._manager
+        with tqdm(total=len(ids), desc=name, unit="job", disable=not show, dynamic_ncols=True) as bar:
+            while pending:
+                manager.sync()
+                with manager.lock:
+                    taken = manager.ledger.pop_results_of(pending)
+                    for result in taken:
+                        manager.received(result.id)
+                    if not taken:
+                        manager.raise_errors()
+                        if self._closed:
+                            raise CrewError("the crew was closed while map() waited for its results")
+                if not taken:
+                    manager.drive(1.0)
+                    continue
+                for result in taken:
+                    out[position[result.id]] = result
+                    pending.discard(result.id)
+                    errors += result.status == "error"
+                    crashes += result.status == "crash"
+                bar.set_postfix(errors=errors, crashes=crashes, refresh=False)
+                bar.update(len(taken))
+        return ResultList(out)  # type: ignore[arg-type]
 
     def receivable(self, tags: str | Iterable[str] | None = None) -> bool:
         """True when :meth:`receive` would return a result at once (for jobs with ``tags``)."""

@@ -183,5 +183,16 @@ class Ledger:
                 return result
         return None
 
+    def pop_results_of(self, ids: set[int]) -> list[Result]:
+        """Take out every collected result of a job in ``ids`` (in the order they came)."""
+        if not ids or not self.results:
+            return []
+        taken: list[Result] = []
+        kept: deque[Result] = deque()
+        for result in self.results:
+            (taken if result.id in ids else kept).append(result)
+        self.results = kept
+        return taken
+
     def has_result(self, wanted: frozenset[str]) -> bool:
         return any(wanted <= result.tags for result in self.results)

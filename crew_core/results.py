@@ -41,3 +41,16 @@ class Result:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+class ResultList(list[Result]):
+    """Results in the order of their inputs (what :meth:`Crew.map` returns)."""
+
+    def values(self) -> list[Any]:
+        """Each result's value; raises the first error (in input order) as :meth:`Result.get` does."""
+        return [result.get() for result in self]
+
+    @property
+    def ok(self) -> bool:
+        """True when every job returned normally."""
+        return all(result.ok for result in self)

@@ -29,4 +29,5 @@ def test_readme_walkthrough_runs(capsys):
     assert "None\n" in out  # receive() with nothing in flight
     assert "[0, 1, 4]" in out  # jobs got the object put once
     assert f"sum: {2**100 - 1}" in out  # the named crew's jobs
+    assert "[4, 9, 16] ['subprocess-" in out  # map, in input order
     assert crew._closed
