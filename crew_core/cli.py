@@ -135,8 +135,8 @@ def _stop_command(url: str, crew_id: str, force: bool) -> int:
         return 1
     finally:
         store.close()
-    lease = crew.lease or {}
-    period = min(60.0, float(lease.get("timeout", 900)) / 4)
+    timeout = crew.describe()["lease_timeout"] or 900.0
+    period = min(60.0, timeout / 4)
     print(f"removed crew {crew_id!r} from {url}: its {len(crew.workers)} worker launch(es) leave within"
           f" {period:.0f} s, on any backend (each stops the job it runs)")  # fmt: skip
     return 0

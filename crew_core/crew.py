@@ -43,7 +43,10 @@ _open_crews: weakref.WeakSet[Crew] = weakref.WeakSet()
 def _close_open_crews() -> None:  # no worker outlives the interpreter that launched it
     for crew in list(_open_crews):
         try:
-            crew.close()
+            if crew.name is None:
+                crew.close()
+            else:
+                crew._leave()  # a named crew ends by close() only: a script that died resumes it
         except Exception:
             pass
 
@@ -166,6 +169,7 @@ class Crew:
         self._last_id = 0
         self._journal: durable.JobJournal | None = None
         self._batching = threading.local()  # jobs sent inside ``with crew.batch():``, per thread
+        self._accepted = False  # a named crew has written its "accepted" marker
         #: True when this crew resumed a named crew that an earlier controller left.
         self.resumed = False
         try:
@@ -184,18 +188,27 @@ class Crew:
     def _open_named(self, checked: Settings) -> None:
         """Take over what an earlier controller of this named crew left, or start it afresh."""
         assert self.name is not None
-        secret = durable.secret_for(self.store.describe(), self.name)
-        recovery = durable.recover(Sealed(self.store, secret), self.name)
-        here = self.store.describe()
-        open_here = any(c.id == self.name and not c._closed and c.store.describe() == here for c in _open_crews)
-        check_no_other_controller(self.name, recovery, open_here)
+        key = durable.secret_for(self.store.describe(), self.name)
+        nonce = durable.read_nonce(self.store, self.name)
+        recovery = durable.Recovery()
+        if nonce is not None:
+            recovery = durable.recover(Sealed(self.store, durable.run_secret(key, nonce)), self.name)
+            here = self.store.describe()
+            open_here = any(c.id == self.name and not c._closed and c.store.describe() == here for c in _open_crews)
+            check_no_other_controller(self.name, recovery, open_here)
+        if nonce is None or not recovery.accepted_jobs:
+            # Never accepted a job (its controller died before the first send was written): start
+            # afresh. Deleting its lease sends away any worker it launched.
+            self.store.delete_prefix(f"{self.name}/")
+            nonce, recovery = durable.new_nonce(self.store, self.name), durable.Recovery()
+        secret = durable.run_secret(key, nonce)  # this run's objects are not a past run's
         epoch = recovery.lease.epoch + 1 if recovery.lease is not None else 1
         self._manager = Manager(self.id, self.store, store_spec(self.store), checked, secret, epoch=epoch,
                                 durable=True, jobs_sent=lambda: self._last_id)  # fmt: skip
         self._journal = durable.JobJournal(self._manager.sealed, self.id, epoch)
-        if recovery.empty:
+        if not recovery.accepted_jobs:
             return
-        self.resumed = True
+        self.resumed = self._accepted = True
         with self._manager.lock:
             workers, self._last_id = take_over(self._manager, recovery, self._remake_worker)
         self._ids = itertools.count(self._last_id + 1)
@@ -352,6 +365,9 @@ class Crew:
     def _accept_durably(self, jobs: list[tuple[Job, protocol.JournalJob, bytes]]) -> None:
         assert self._journal is not None
         key = self._journal.commit([(saved, pickled) for _, saved, pickled in jobs])
+        if not self._accepted:  # once, after the first journal write: a next controller resumes
+            self.store.put(f"{self.id}/accepted", b"")  # (journal objects go once received)
+            self._accepted = True
         manager = self._manager
         with manager.lock:
             for job, _, _ in jobs:
@@ -601,8 +617,21 @@ class Crew:
     def __enter__(self) -> Crew:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if self.name is not None and exc_type is not None:
+            self._leave()  # an exception is a crash: the named crew waits for its next controller
+        else:
+            self.close()
+
+    def _leave(self) -> None:
+        """Stop this controller but not the crew: its workers and its objects stay for the next one."""
+        if self._closed:
+            return
+        self._closed = True
+        _open_crews.discard(self)
+        self._manager.abandon()
+        if self._owns_store:
+            self.store.close()
 
     def __repr__(self) -> str:
         manager = self._manager

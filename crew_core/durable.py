@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import re
+import secrets
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,33 @@ def forget_secret(store_description: str, name: str) -> None:
         (state / ident).unlink()
     except OSError:
         pass
+
+
+def read_nonce(store: Store, crew_id: str) -> bytes | None:
+    """The current run's nonce of a named crew, or None if the crew does not exist (or lost it)."""
+    try:
+        return bytes.fromhex(store.get(f"{crew_id}/nonce").decode())
+    except KeyNotFoundError:
+        return None
+    except ValueError:
+        raise CrewError(f"the object {crew_id}/nonce in {store.describe()} is not a crew's nonce") from None
+
+
+def new_nonce(store: Store, crew_id: str) -> bytes:
+    """Start a run of a named crew: a fresh random nonce, kept in the store in plain text."""
+    nonce = secrets.token_bytes(16)
+    store.put(f"{crew_id}/nonce", nonce.hex().encode())
+    return nonce
+
+
+def run_secret(key: bytes, nonce: bytes) -> bytes:
+    """The secret of one run (first open to close) of a named crew.
+
+    The user's key stays the same from run to run (a key file, ``CREW_SECRET``); mixing in a
+    nonce per run makes every object of an earlier run of the same name fail its check, so a
+    copy of last night's answer cannot be planted into tonight's crew.
+    """
+    return hashlib.blake2b(nonce, key=key, digest_size=32, person=b"crew-run").digest()
 
 
 class JobJournal:
@@ -213,6 +241,7 @@ class Recovery:
     """What a crashed controller left of a named crew, read back by :func:`recover`."""
 
     lease: protocol.Lease | None = None
+    accepted: bool = False  # the crew's "accepted" marker: it accepted a job once
     jobs: dict[int, tuple[JournalJob, str]] = field(default_factory=dict)  # id -> (job, journal key)
     functions: dict[str, bytes] = field(default_factory=dict)
     receipts: dict[str, tuple[int, ...]] = field(default_factory=dict)  # receipt key -> job ids
@@ -227,8 +256,10 @@ class Recovery:
     corrupt: list[str] = field(default_factory=list)
 
     @property
-    def empty(self) -> bool:
-        return self.lease is None and not self.jobs and not self.roster
+    def accepted_jobs(self) -> bool:
+        """Whether the crew ever accepted a job (so a new controller resumes it)."""
+        lease_jobs = self.lease.jobs if self.lease is not None else 0
+        return bool(self.accepted or self.jobs or self.received or lease_jobs)
 
 
 def recover(sealed: Sealed, crew_id: str) -> Recovery:
@@ -245,6 +276,11 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
             f"crew {crew_id!r} exists in {store.describe()} but was not made with this key: resume it where it"
             f" was started, or with {SECRET_ENV} set as it was there ({exc})"
         ) from None
+    try:
+        store.get(f"{crew_id}/accepted")
+        found.accepted = True
+    except KeyNotFoundError:
+        pass
     with ThreadPoolExecutor(max(1, min(16, int(getattr(store, "request_concurrency", 1)))), "crew-recover") as pool:
 
         def read(keys: list[str], decode: Callable[[bytes, str], object]) -> list[tuple[str, object]]:
@@ -292,9 +328,13 @@ def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> Non
             found.garbage.append(key)
         elif entry.kind == "exit":
             exits.append(key)
-            found.exited.add((entry.worker, entry.incarnation))
         else:
             results.append(key)
+    for key, note in read(exits, protocol.decode_exit):
+        if isinstance(note, protocol.ExitNote):  # a note not signed by this crew says nothing
+            entry = protocol.parse_inbox_key(key)
+            assert entry is not None
+            found.exited.add((entry.worker, entry.incarnation))
     found.garbage.extend(exits)
     for key, batch in read(results, protocol.decode_result):
         if not isinstance(batch, protocol.ResultBatch):

@@ -50,23 +50,32 @@ class CrewSeen:
     def controller_alive_here(self) -> bool:
         """The lease names a live process on this machine."""
         lease = self.lease or {}
-        if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int) or lease["pid"] <= 0:
+        pid = _number(lease.get("pid"))
+        if lease.get("host") != socket.gethostname() or not isinstance(pid, int) or not 0 < pid < 2**31:
             return False
-        return process_alive(lease["pid"])
+        return process_alive(pid)
 
     def describe(self) -> dict[str, Any]:
         lease = self.lease or {}
-        age = time.time() - lease["written"] if lease.get("written") else None
+        written = _number(lease.get("written"))
+        age = time.time() - written if written else None
         return {
             "crew": self.id,
             "named": self.named,
             "controller": f"{lease.get('host', '?')}:{lease.get('pid', '?')}" if lease else None,
             "lease_age_seconds": None if age is None else round(age, 1),
-            "lease_timeout": lease.get("timeout"),
+            "lease_timeout": _number(lease.get("timeout")),
             "workers": [vars(worker) for worker in self.workers],
             "journal_objects": self.journaled,
             "answers_waiting": self.answers,
         }
+
+
+def _number(value: Any) -> int | float | None:
+    """A number from a record anyone could have written, or None (records here are only shown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return value
 
 
 def _json(store: Store, key: str) -> dict[str, Any] | None:
@@ -118,7 +127,8 @@ def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
     for found in workers.values():
         if found.beats:
             beat = _json(store, protocol.beat_key(crew_id, found.name, found.incarnation, found.beats)) or {}
-            found.host, found.pid = str(beat.get("host", "")), int(beat.get("pid", 0) or 0)
+            pid = _number(beat.get("pid"))
+            found.host, found.pid = str(beat.get("host", "")), pid if isinstance(pid, int) and pid > 0 else 0
     seen.workers = sorted(workers.values(), key=lambda w: (w.name, w.incarnation))
     return seen
 

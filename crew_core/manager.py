@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import protocol
@@ -143,6 +143,7 @@ class Manager:
         self.epoch = epoch
         self.keeper = Keeper(self.sealed, crew_id, epoch) if durable else None
         self.rosters: dict[str, RosterEntry] = {}  # named crews: how to make each worker again
+        self._roster_updates: dict[str, RosterEntry | None] = {}  # to write (None: to delete)
         self._jobs_sent = jobs_sent
         self.records: dict[str, WorkerRecord] = {}
         self.supervisor = Supervisor(self)
@@ -244,6 +245,8 @@ class Manager:
         try:
             self._loop()
         except BaseException:  # not even SystemExit may end the crew's loop unnoticed
+            if self._stopping:
+                return  # closed under it (at exit, say): what failed was a pool shut down meanwhile
             log.exception("crew %s: its loop ended", self.crew_id)
             raise
 
@@ -328,6 +331,8 @@ class Manager:
             self.backend_pool.submit(self._start, cls, items)
         if self._receipts_due() and time.monotonic() >= self._write_retry_at:
             self._write_receipt()
+        if self._roster_updates:
+            self._write_rosters()
         if not outbox:
             return
         try:
@@ -655,6 +660,33 @@ class Manager:
                 self.ledger.requeue(task.jobs)
             self._plan(now)
 
+    def roster_changed(self, name: str, live: bool | None) -> None:
+        """A named crew's worker ended (``live`` False) or was dismissed (None): say so in the roster."""
+        entry = self.rosters.get(name)
+        if entry is None:
+            return
+        if live is None:
+            del self.rosters[name]
+            self._roster_updates[name] = None
+        else:
+            entry = self.rosters[name] = replace(entry, live=live)
+            self._roster_updates[name] = entry
+
+    def _write_rosters(self) -> None:
+        with self.lock:
+            updates, self._roster_updates = self._roster_updates, {}
+        prefix = protocol.roster_prefix(self.crew_id)
+        for name, entry in updates.items():
+            try:
+                if entry is None:
+                    self.store.delete([f"{prefix}{name}"])
+                else:
+                    self.sealed.put(f"{prefix}{name}", protocol.encode_json(entry))
+            except Exception as exc:
+                log.warning("crew %s cannot update worker %r in its roster yet: %s", self.crew_id, name, exc)
+                with self.lock:
+                    self._roster_updates.setdefault(name, entry)
+
     def _receipts_due(self) -> bool:
         return self.keeper is not None and bool(self.keeper.unreceipted)
 
@@ -688,6 +720,10 @@ class Manager:
                 self._store_trouble(exc)
                 return
             self.inbox.discard(garbage)
+        try:
+            self._renew_lease()  # its "jobs" high-water: ids go on from it after a resume
+        except Exception as exc:
+            log.warning("crew %s cannot renew its lease: %s", self.crew_id, exc)
 
     def _still_wanted(self, item: _Write | _Cleanup) -> bool:
         """Whether a record that failed to be written is still worth writing."""
@@ -724,9 +760,7 @@ class Manager:
         entry = self.rosters.get(record.name)
         if entry is None:
             return
-        entry = self.rosters[record.name] = RosterEntry(
-            entry.worker_class, entry.tags, entry.timeout, entry.options, record.incarnation
-        )
+        entry = self.rosters[record.name] = replace(entry, incarnation=record.incarnation, live=True)
         self.sealed.put(f"{protocol.roster_prefix(self.crew_id)}{record.name}", protocol.encode_json(entry))
 
     def _start(self, cls: type[Worker], items: list[tuple[WorkerRecord, Launch]]) -> None:
@@ -977,6 +1011,7 @@ class Manager:
         with self.lock:
             for name in names:
                 record = self.records.pop(name)
+                self.roster_changed(name, None)  # a next controller must not make it again
                 self.ledger.requeue(self.ledger.held.pop(name, []))
                 record.backend.close()
             lost = self.ledger.backlog.drain(lambda job: any(job.tags <= r.tags for r in self.records.values()))
@@ -986,6 +1021,18 @@ class Manager:
                 )
                 self.finish_error(job, error)
             self.changed.notify_all()
+
+    def abandon(self) -> None:
+        """Stop the thread and the pools, and nothing else: workers and objects stay (named crews)."""
+        with self.lock:
+            self._stopping = True
+            self.changed.notify_all()
+        self.wake()
+        if self._thread is not threading.current_thread() and self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.backend_pool.shutdown(wait=False, cancel_futures=True)
+        if self.io_pool is not None:
+            self.io_pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stop every worker, the thread and the pools; remove the crew's objects from the store."""

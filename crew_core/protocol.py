@@ -298,6 +298,7 @@ class RosterEntry:
     timeout: float | None
     options: dict[str, Any]  # those that JSON can carry
     incarnation: int
+    live: bool = True  # False once that launch has ended: nothing to adopt
 
 
 def decode_roster(data: bytes, key: str) -> RosterEntry:

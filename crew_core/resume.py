@@ -88,7 +88,7 @@ def take_over(
         record = manager.records[name]
         record.incarnation = entry.incarnation
         record.idle_since = now
-        if entry.incarnation and (name, entry.incarnation) not in recovery.exited:
+        if entry.live and entry.incarnation and (name, entry.incarnation) not in recovery.exited:
             record.prefix = protocol.worker_prefix(manager.crew_id, name, entry.incarnation)
             record.channel = protocol.worker_channel(record.prefix)
             record.phase, record.adopted = Phase.UP, True

@@ -332,6 +332,7 @@ class Supervisor:
         deliberate = record.stop_requested is not None
         record.phase, record.killing, record.down_pending = Phase.DOWN, False, False
         record.stop_requested = None
+        m.roster_changed(record.name, live=False)
         record.idle_since = now
         # It left no note: killed, or out of reach and maybe still running (a task in a user's
         # executor cannot be killed). A Stop left in its place tells such a straggler to leave.

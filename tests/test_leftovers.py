@@ -60,3 +60,19 @@ def test_stop_refuses_a_crew_whose_controller_runs_here_and_unknown_crews(tmp_pa
         assert "no crew 'nosuchcrew'" in error and crew.id in error  # it names the crews there
         crew.recruit(workers=1)
         assert crew.send(pow, args=(2, 3)) and crew.receive(timeout=60).value == 8  # untouched
+
+
+def test_ps_and_stop_shrug_off_records_of_the_wrong_types(tmp_path, capsys):
+    """Records are only shown: ones anybody could have planted must not break ps or stop."""
+    store = LocalStore(tmp_path / "store")
+    tag = b"\0" * 32  # no valid signature: ps does not check (it only shows)
+    store.put("junk/lease", tag + json.dumps({"pid": [1], "written": "soon", "timeout": "x", "host": 5}).encode())
+    store.put("junk/inbox/beat.w-1.1.000000000001", tag + json.dumps({"pid": "twelve", "host": None}).encode())
+    store.put("junk/inbox/exit.w-1.1", tag + b"not json")
+    store.put("good/lease", tag + json.dumps({"renewal": 1, "timeout": 8.0}).encode())
+    assert main(["ps", "--store", str(tmp_path / "store")]) == 0
+    assert main(["ps", "--store", str(tmp_path / "store"), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["stop", "good", "--store", str(tmp_path / "store")]) == 0
+    assert main(["stop", "junk", "--store", str(tmp_path / "store")]) == 0
+    assert store.list("") == []

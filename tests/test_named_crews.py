@@ -7,6 +7,10 @@ and in ``CrewContract`` (workers adopted, on every store).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 
@@ -107,3 +111,82 @@ def test_a_batch_of_sends_is_written_once_and_accepted_whole_or_not_at_all(tmp_p
         assert len(os.listdir(store / "nightly" / "journal")) == 1
         results = {r.id: r.value for r in crew.results(timeout=60)}
         assert results == {job: 2 * n for n, job in enumerate(ids)}
+
+
+def _run(script: str, timeout: float = 120) -> None:
+    subprocess.run([sys.executable, "-c", textwrap.dedent(script)], timeout=timeout, capture_output=True)
+
+
+def test_an_exception_in_the_controller_leaves_the_crew_for_the_next_one(tmp_path):
+    store = str(tmp_path / "store")
+    _run(f"""
+        from crew_core import Crew
+        from crew_core.testing import jobs
+        crew = Crew(store={store!r}, name="nightly", worker_classes=["subprocess"])
+        crew.recruit(workers=1)
+        with crew.batch():
+            for n in range(5):
+                crew.send(jobs.double, args=(n,))
+        raise RuntimeError("the script failed")  # no close(): atexit must not end the named crew
+        """)
+    _run(f"""
+        from crew_core import Crew
+        from crew_core.testing import jobs
+        with Crew(store={store!r}, name="nightly", worker_classes=["subprocess"]) as crew:
+            assert crew.resumed
+            raise RuntimeError("failed again, inside the with block")
+        """)
+    with Crew(store=store, name="nightly", worker_classes=["subprocess"]) as crew:
+        assert crew.resumed
+        assert sorted(r.value for r in crew.results(timeout=60)) == [0, 2, 4, 6, 8]
+
+
+def test_a_crew_that_never_accepted_a_job_starts_afresh(tmp_path):
+    store = str(tmp_path / "store")
+    crew = Crew(store=store, name="nightly", worker_classes=["subprocess"])
+    crew.recruit(workers=2)  # recruited, then the controller died before sending
+    _die(crew)
+    with Crew(store=store, name="nightly", worker_classes=["subprocess"]) as again:
+        assert not again.resumed and again.workers == {}  # the script sends (and recruits) again
+
+
+def test_ended_and_dismissed_workers_are_not_adopted(tmp_path):
+    store = str(tmp_path / "store")
+    crew = Crew(store=store, name="nightly", worker_classes=["subprocess"])
+    [kept] = crew.recruit(workers=1)
+    crew.recruit(workers=1, tags="gpu")
+    crew.send(jobs.double, args=(1,))
+    assert crew.receive(timeout=60).value == 2
+    crew.dismiss(tags="gpu")
+    crew.shutdown()
+    wait_for(lambda: not kept.up(), what="the idle worker to stop")
+    wait_for(lambda: not crew._manager._roster_updates, what="the roster to be written")
+    crew._manager.abandon()  # as if the controller died now
+    crew._closed = True
+    with Crew(store=store, name="nightly", worker_classes=["subprocess"]) as again:
+        assert again.resumed and sorted(again.workers) == ["subprocess-1"]  # the dismissed one is gone
+        assert not again.workers["subprocess-1"].up()  # it had ended: nothing to adopt
+        started = time.monotonic()
+        again.send(jobs.double, args=(2,))
+        assert again.receive(timeout=60).value == 4
+        assert time.monotonic() - started < 30  # not held up waiting for a dead adopted worker
+
+
+def test_last_runs_objects_are_refused_in_this_run(tmp_path, monkeypatch):
+    """Someone who copied an answer of an earlier run of the same name plants it in this one."""
+    monkeypatch.setenv("CREW_SECRET", "ab" * 32)  # the same key, run after run
+    store = tmp_path / "store"
+    with Crew(store=str(store), name="nightly", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=1)
+        crew.send(jobs.double, args=(24,))
+        wait_for(crew.receivable, what="the first run's answer")
+        [answer] = [p for p in (store / "nightly" / "inbox").iterdir() if p.name.isdigit()]
+        stolen = (answer.name, answer.read_bytes())
+    with Crew(store=str(store), name="nightly", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=1)
+        started = tmp_path / "started"
+        job = crew.send(jobs.touch_then_sleep, args=(str(started), 1.0, "tonight's"))
+        wait_for(started.exists, what="tonight's job to start")
+        (store / "nightly" / "inbox" / stolen[0]).write_bytes(stolen[1])  # same key: same sequence number
+        result = crew.receive(timeout=60)
+        assert (result.id, result.value) == (job, "tonight's")

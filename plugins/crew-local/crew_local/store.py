@@ -123,7 +123,7 @@ class LocalStore(Store):
         self._temporary = path is None
         if path is None:
             path = tempfile.mkdtemp(prefix="crew-", dir=_memory_dir())  # mode 0700 already
-        self.root = Path(path).expanduser().absolute()
+        self.root = Path(path).expanduser().resolve()  # one name per folder: symlinks and ".." resolved
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"the store path {self.root} exists and is not a directory")
         _check_folder(self.root)
