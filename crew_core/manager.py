@@ -52,6 +52,19 @@ MAX_SLEEP = 1.0
 PARK = 0.05
 
 
+_exiting = False
+
+
+def _interpreter_exiting() -> None:
+    global _exiting
+    _exiting = True
+
+
+# Runs before concurrent.futures stops every pool's threads at interpreter exit (these hooks run
+# last-registered first): a loop that then finds its pools gone ends quietly, and the atexit
+# handler in crew.py closes the crew.
+threading._register_atexit(_interpreter_exiting)  # type: ignore[attr-defined]
+
 # The C function: the signal module's wrapper converts enums and costs 10x as much, per step.
 _set_handler = getattr(_signal, "signal", signal.signal)
 _MAIN = threading.main_thread()
@@ -245,8 +258,8 @@ class Manager:
         try:
             self._loop()
         except BaseException:  # not even SystemExit may end the crew's loop unnoticed
-            if self._stopping:
-                return  # closed under it (at exit, say): what failed was a pool shut down meanwhile
+            if self._stopping or _exiting:
+                return  # closed under it, or the interpreter is exiting: its pools are gone
             log.exception("crew %s: its loop ended", self.crew_id)
             raise
 
