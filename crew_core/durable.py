@@ -22,8 +22,10 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import protocol
 from .errors import CorruptObjectError, CrewError, KeyNotFoundError, TamperedObjectError
@@ -65,9 +67,8 @@ def secret_for(store_description: str, name: str) -> bytes:
             return secret_from()
         except RuntimeError as exc:
             raise CrewError(str(exc)) from None
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "crew" / "keys"
-    ident = hashlib.sha256(f"{store_description}\0{name}".encode()).hexdigest()[:32]
-    path = state / ident
+    path = _key_path(store_description, name)
+    state = path.parent
     try:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
@@ -87,12 +88,16 @@ def secret_for(store_description: str, name: str) -> bytes:
     return secret
 
 
+def _key_path(store_description: str, name: str) -> Path:
+    """This user's key file for a named crew in a store."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "crew" / "keys"
+    return state / hashlib.sha256(f"{store_description}\0{name}".encode()).hexdigest()[:32]
+
+
 def forget_secret(store_description: str, name: str) -> None:
     """Remove the key file of a named crew that has ended."""
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "crew" / "keys"
-    ident = hashlib.sha256(f"{store_description}\0{name}".encode()).hexdigest()[:32]
     try:
-        (state / ident).unlink()
+        _key_path(store_description, name).unlink()
     except OSError:
         pass
 
@@ -197,17 +202,27 @@ class Keeper:
     def received(self, job_id: int) -> None:
         self.unreceipted.append(job_id)
 
-    def write_receipt(self) -> list[str]:
-        """Write a receipt for the results handed out since the last one; return keys now garbage."""
-        ids, self.unreceipted = self.unreceipted, []
+    def write_receipt(self, lock: AbstractContextManager[Any]) -> list[str]:
+        """Write a receipt for the results handed out since the last one; return keys now garbage.
+
+        ``lock`` guards this bookkeeping (the controller's lock); the write itself goes without
+        it, so that users' threads do not wait on the store meanwhile.
+        """
+        with lock:
+            ids, self.unreceipted = self.unreceipted, []
         if not ids:
             return []
         key = f"{protocol.receipt_prefix(self.crew_id)}{next(self._seqs):012d}"
         try:
             self.sealed.put(key, protocol.encode_receipt(Receipt(tuple(ids))))
         except BaseException:
-            self.unreceipted[:0] = ids
+            with lock:
+                self.unreceipted[:0] = ids
             raise
+        with lock:
+            return self._receipted(key, ids)
+
+    def _receipted(self, key: str, ids: list[int]) -> list[str]:
         covered = {self.journal_of[i] for i in ids if i in self.journal_of}
         garbage = []
         for job_id in ids:

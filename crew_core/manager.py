@@ -724,14 +724,15 @@ class Manager:
     def _write_receipt(self) -> None:
         """Say in the store which results the user has: a next controller will not hand them out again."""
         assert self.keeper is not None
-        with self.lock:
-            try:
-                garbage = self.keeper.write_receipt()
-            except Exception as exc:
-                log.warning("crew %s cannot write a receipt yet: %s", self.crew_id, exc)
+        try:
+            garbage = self.keeper.write_receipt(self.lock)  # the PUT without the lock: receive() goes on
+        except Exception as exc:
+            log.warning("crew %s cannot write a receipt yet: %s", self.crew_id, exc)
+            with self.lock:
                 self._write_retry_at = time.monotonic() + self._write_backoff.next()
-                self._store_trouble(exc)
-                return
+            self._store_trouble(exc)
+            return
+        with self.lock:
             self.inbox.discard(garbage)
         try:
             self._renew_lease()  # its "jobs" high-water: ids go on from it after a resume
