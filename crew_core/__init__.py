@@ -23,6 +23,7 @@ from .errors import (
     WorkerLaunchError,
     WorkerLostError,
 )
+from .executor import CrewExecutor
 from .handle import WorkerHandle
 from .plugins import get_plugin_manager, hookimpl
 from .refs import Ref
@@ -36,6 +37,7 @@ __all__ = [
     "CorruptObjectError",
     "Crew",
     "CrewError",
+    "CrewExecutor",
     "KeyNotFoundError",
     "Launch",
     "NoWorkersError",

@@ -64,9 +64,16 @@ class Backlog:
     def remove(self, job: Job) -> bool:
         """Take a given job out; False if it is not waiting."""
         queue = self._groups.get(job.tags)
-        if queue is None or job not in queue:
+        if not queue:
             return False
-        queue.remove(job)
+        if queue[0] is job:  # jobs are usually cancelled in the order they were sent: O(1)
+            queue.popleft()
+        elif queue[-1] is job:
+            queue.pop()
+        elif job in queue:
+            queue.remove(job)
+        else:
+            return False
         self._count -= 1
         return True
 

@@ -23,10 +23,12 @@ from typing import Any
 from . import durable, protocol
 from .config import CREW_DEFAULTS, settings_from_environment
 from .errors import CrewError, NoWorkersError, PluginError, UnknownTagError
+from .gather import Gathered
 from .handle import WorkerHandle
-from .ledger import Job
+from .ledger import Claim, Job
 from .manager import Manager, Settings
 from .plugins import Plugins, default_plugins, open_store, store_spec
+from .progress import check_progress
 from .refs import Ref
 from .results import Result, ResultList
 from .resume import check_no_other_controller, roster_entry, take_over
@@ -314,6 +316,17 @@ class Crew:
         worker, or launches a matching worker that is down, or waits in the backlog until a
         matching worker frees up.
         """
+        return self._send(fun, args, kwargs, tags, None).id
+
+    def _send(
+        self,
+        fun: Callable[..., Any],
+        args: Iterable[Any],
+        kwargs: dict[str, Any] | None,
+        tags: str | Iterable[str] | None,
+        claim: Claim | None,
+    ) -> Job:
+        """:meth:`send`, with a ``claim`` that takes the result instead of :meth:`receive`."""
         if self._closed:
             raise CrewError("this crew is closed; create a new Crew")
         job_tags = as_tags(tags) if tags is not None else frozenset()
@@ -330,18 +343,18 @@ class Crew:
         elif not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
             raise TypeError(f"kwargs must be a dict with string keys, not {kwargs!r}")
         function, pickled, kind = self._functions.dump(fun)
-        job = Job(next(self._ids), function, dump_args(fun, args, kwargs), job_tags, kind)
+        job = Job(next(self._ids), function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim)
         self._last_id = job.id
         if self._journal is not None:  # durable before send returns; not accepted if it cannot be
             saved = protocol.JournalJob(job.id, function, job.args, tuple(sorted(job_tags)), kind)
             batched = getattr(self._batching, "jobs", None)
             if batched is not None:
                 batched.append((job, saved, pickled))
-                return job.id
+                return job
             self._accept_durably([(job, saved, pickled)])
         else:
             self._manager.submit(job, pickled)
-        return job.id
+        return job
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -427,46 +440,12 @@ class Crew:
         for iterable in iterables:
             if isinstance(iterable, str | bytes) or not isinstance(iterable, Iterable):
                 raise TypeError(f"map() takes iterables of arguments, not {type(iterable).__name__}")
-        if progress is not None and not isinstance(progress, bool):
-            raise TypeError(f"progress must be True, False or None, not {progress!r}")
+        check_progress(progress)
+        gathered = Gathered(fun, progress)
         with self.batch():  # a named crew writes them all at once
-            ids = [self.send(fun, args=call, tags=tags) for call in zip(*iterables, strict=False)]
-        return self._gather(ids, fun, progress)
-
-    def _gather(self, ids: list[int], fun: Callable[..., Any], progress: bool | None) -> ResultList:
-        import sys
-
-        from tqdm import tqdm
-
-        position = {job: index for index, job in enumerate(ids)}
-        out: list[Result | None] = [None] * len(ids)
-        pending = set(ids)
-        show = sys.stderr.isatty() if progress is None else progress
-        name = getattr(fun, "__qualname__", type(fun).__name__)
-        errors = crashes = 0
-        manager = self._manager
-        with tqdm(total=len(ids), desc=name, unit="job", disable=not show, dynamic_ncols=True) as bar:
-            while pending:
-                manager.sync()
-                with manager.lock:
-                    taken = manager.ledger.pop_results_of(pending)
-                    for result in taken:
-                        manager.received(result.id)
-                    if not taken:
-                        manager.raise_errors()
-                        if self._closed:
-                            raise CrewError("the crew was closed while map() waited for its results")
-                if not taken:
-                    manager.drive(1.0)
-                    continue
-                for result in taken:
-                    out[position[result.id]] = result
-                    pending.discard(result.id)
-                    errors += result.status == "error"
-                    crashes += result.status == "crash"
-                bar.set_postfix(errors=errors, crashes=crashes, refresh=False)
-                bar.update(len(taken))
-        return ResultList(out)  # type: ignore[arg-type]
+            for call in zip(*iterables, strict=False):
+                gathered.add(self._send(fun, call, None, tags, gathered))
+        return gathered.wait(self)
 
     def receivable(self, tags: str | Iterable[str] | None = None) -> bool:
         """True when :meth:`receive` would return a result at once (for jobs with ``tags``)."""
@@ -603,6 +582,7 @@ class Crew:
         try:
             self._manager.close()
         finally:
+            self._manager.fail_claims(CrewError("the crew was closed before the job finished"))
             try:
                 self.store.delete_prefix(f"{self.id}/")
             except Exception as exc:  # the store may be the thing that is broken
@@ -630,6 +610,7 @@ class Crew:
         self._closed = True
         _open_crews.discard(self)
         self._manager.abandon()
+        self._manager.fail_claims(CrewError(f"this controller left crew {self.id!r}: a next one runs the job"))
         if self._owns_store:
             self.store.close()
 

@@ -6,7 +6,8 @@ state      where the job is
 WAITING    in the backlog, for a worker carrying its tags
 ASSIGNED   in task ``job.task`` (a batch written for one incarnation of one worker)
 HELD       kept by a worker that died holding it (``job.holder``), until it restarts
-DONE       answered: its :class:`Result` waits in ``results`` until the user receives it
+DONE       answered: its :class:`Result` waits in ``results`` until the user receives it (or
+           goes to its claim); or withdrawn before it started
 =========  ==========================================================================
 
 Only the methods here move a job from one state to another, so the state of a job is never
@@ -20,6 +21,7 @@ import enum
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .backlog import Backlog
 from .results import Result
@@ -30,6 +32,16 @@ class JobState(enum.Enum):
     ASSIGNED = "assigned"
     HELD = "held"
     DONE = "done"
+
+
+class Claim(Protocol):
+    """Who takes a job's result instead of :meth:`Crew.receive` (a future, a ``map`` call)."""
+
+    def started(self) -> None:
+        """The job went to a worker: it can no longer be withdrawn (called under the lock)."""
+
+    def finished(self, result: Result) -> None:
+        """The job's result (called once, outside the lock)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -47,6 +59,7 @@ class Job:
     state: JobState = JobState.WAITING
     task: Task | None = None  # ASSIGNED: the task that carries it
     holder: str | None = None  # HELD: the worker that holds it
+    claim: Claim | None = None  # takes the result instead of receive()
 
 
 @dataclass(eq=False, slots=True)
@@ -73,12 +86,20 @@ class Ledger:
     tasks: dict[int, Task] = field(default_factory=dict)  # seq -> outstanding task
     held: dict[str, list[Job]] = field(default_factory=dict)
     results: deque[Result] = field(default_factory=deque)
+    claimed: list[tuple[Claim, Result]] = field(default_factory=list)  # to hand over, outside the lock
     functions: dict[str, bytes] = field(default_factory=dict)  # digest -> pickled function
     _uses: dict[str, int] = field(default_factory=dict)  # digest -> jobs not DONE that call it
     _by_worker: dict[str, dict[int, Task]] = field(default_factory=dict)  # in seq order
     issued: int = 0  # the last task number handed out
+    claims: int = 0  # jobs in ``jobs`` whose result goes to a claim
 
     # ------------------------------------------------------------------ counters
+    def unclaim(self, job: Job) -> Claim | None:
+        """Take the job's claim away (the crew stops): its result will go nowhere."""
+        claim, job.claim = job.claim, None
+        self.claims -= claim is not None and job.id in self.jobs
+        return claim
+
     def next_seq(self) -> int:
         """A crew-wide task number: every task record of any worker gets the next one."""
         self.issued += 1
@@ -92,6 +113,7 @@ class Ledger:
     def accept(self, job: Job, function: bytes, queue: bool = True) -> None:
         """A new job: WAITING at the back of the backlog (``queue``), or for the caller to assign."""
         self.jobs[job.id] = job
+        self.claims += job.claim is not None
         if job.function not in self.functions:
             self.functions[job.function] = function
         self._uses[job.function] = self._uses.get(job.function, 0) + 1
@@ -106,6 +128,8 @@ class Ledger:
         task = Task(self.next_seq() if seq is None else seq, worker, incarnation, jobs, now)
         for job in jobs:
             job.state, job.task = JobState.ASSIGNED, task
+            if job.claim is not None:
+                job.claim.started()
         self.tasks[task.seq] = task
         queue = self._by_worker.setdefault(worker, {})
         if not queue:
@@ -163,14 +187,30 @@ class Ledger:
         if job.state is JobState.WAITING:
             self.backlog.remove(job)
         job.state, job.task, job.holder = JobState.DONE, None, None
+        self._forget(job)
+        if job.claim is not None:
+            self.claimed.append((job.claim, result))
+        else:
+            self.results.append(result)
+        return True
+
+    def withdraw(self, job: Job) -> bool:
+        """A WAITING job leaves without a result (cancelled); False if it is past waiting."""
+        if job.state is not JobState.WAITING or job.id not in self.jobs:
+            return False
+        self.backlog.remove(job)
+        job.state = JobState.DONE
+        self._forget(job)
+        return True
+
+    def _forget(self, job: Job) -> None:
         del self.jobs[job.id]
+        self.claims -= job.claim is not None
         uses = self._uses[job.function] - 1
         if uses:
             self._uses[job.function] = uses
         else:
             del self._uses[job.function], self.functions[job.function]
-        self.results.append(result)
-        return True
 
     # ------------------------------------------------------------------ results
     def pop_result(self, wanted: frozenset[str]) -> Result | None:
@@ -182,17 +222,6 @@ class Ledger:
                 del self.results[index]
                 return result
         return None
-
-    def pop_results_of(self, ids: set[int]) -> list[Result]:
-        """Take out every collected result of a job in ``ids`` (in the order they came)."""
-        if not ids or not self.results:
-            return []
-        taken: list[Result] = []
-        kept: deque[Result] = deque()
-        for result in self.results:
-            (taken if result.id in ids else kept).append(result)
-        self.results = kept
-        return taken
 
     def has_result(self, wanted: frozenset[str]) -> bool:
         return any(wanted <= result.tags for result in self.results)

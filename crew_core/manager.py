@@ -35,7 +35,7 @@ from .durable import EPOCH_SPAN, Keeper
 from .errors import CorruptObjectError, CrewError, WorkerLaunchError, WorkerLostError
 from .handle import WorkerHandle
 from .inbox import Inbox, Mail
-from .ledger import Job, Ledger, Task
+from .ledger import Job, JobState, Ledger, Task
 from .protocol import Batch, Call, Outcome, RosterEntry, TaskRecord
 from .results import ERROR, Result
 from .serialize import load_outcome
@@ -268,6 +268,7 @@ class Manager:
             if self._user_driving():
                 with self.lock:
                     self._parked.wait(PARK)
+                self.hand_over()
                 continue
             if not self._io.acquire(timeout=PARK):
                 continue
@@ -278,6 +279,7 @@ class Manager:
             finally:
                 self._io_holder = None
                 self._io.release()
+            self.hand_over()
 
     def _user_driving(self) -> bool:
         """A user's thread waiting in receive() runs the loop (or asked to, within PARK seconds)."""
@@ -326,6 +328,7 @@ class Manager:
             finally:
                 self._io_holder = None
                 self._io.release()
+            self.hand_over()
             return
         if self._io_holder == self._thread.ident:
             self.wake()  # the manager thread sits in a long wait: it steps once more and parks
@@ -426,7 +429,8 @@ class Manager:
     def _accept(self) -> None:
         while self.incoming:
             job, function = self.incoming.popleft()
-            self.ledger.accept(job, function)
+            if job.state is not JobState.DONE:  # not withdrawn meanwhile
+                self.ledger.accept(job, function)
 
     def _plan(self, now: float) -> None:
         if now < self._write_retry_at:
@@ -831,6 +835,49 @@ class Manager:
     def finish_error(self, job: Job, error: BaseException) -> None:
         self.finish(job, Result(job.id, ERROR, error=error, tags=job.tags, tries=job.tries))
 
+    def hand_over(self) -> None:
+        """Give claimed results to their claims (futures, ``map``), outside the lock and ``_io``.
+
+        Done-callbacks of futures run here, in whichever thread drove the loop, as in
+        ``concurrent.futures``; they must not wait for other results of this crew.
+        """
+        if not self.ledger.claimed:
+            return
+        with self.lock:
+            claimed, self.ledger.claimed = self.ledger.claimed, []
+            for _, result in claimed:
+                self.received(result.id)  # a named crew writes a receipt: the claim has it
+        for claim, result in claimed:
+            try:
+                claim.finished(result)
+            except Exception:
+                log.exception("crew %s: handing over the result of job %d failed", self.crew_id, result.id)
+        with self.lock:
+            self.changed.notify_all()  # map() waits on this, not on the claim
+
+    def withdraw(self, job: Job) -> bool:
+        """Take a job that has not gone to a worker out of the crew (a cancelled future)."""
+        with self.lock:
+            if job.state is not JobState.WAITING:
+                return False
+            if job.id in self.ledger.jobs:
+                if not self.ledger.withdraw(job):
+                    return False
+            else:  # still in ``incoming``: _accept skips it
+                job.state = JobState.DONE
+            self.received(job.id)  # a named crew must not run it again after a resume
+            return True
+
+    def fail_claims(self, error: CrewError) -> None:
+        """The crew stops (closed, or left for a next controller): claims get an error, not silence."""
+        with self.lock:
+            self._accept()
+            for job in list(self.ledger.jobs.values()):
+                claim = self.ledger.unclaim(job)
+                if claim is not None:
+                    self.ledger.claimed.append((claim, Result(job.id, ERROR, error=error, tags=job.tags)))
+        self.hand_over()
+
     # ------------------------------------------------------------------ queries (users' threads)
     def add_worker(self, backend: Worker) -> WorkerHandle:
         with self.lock:
@@ -886,13 +933,15 @@ class Manager:
         Not so for jobs held by stuck workers, nor for waiting jobs that only stuck workers could
         run: with ``auto_restart`` off they wait for ``restart()``.
         """
-        jobs = self.ledger.jobs.values()
+        jobs = self.ledger.jobs.values()  # claimed ones never come to receive()
         stuck = [r for r in self.records.values() if self.supervisor.stuck(r)]
         if not stuck or self.settings.auto_restart:
-            return any(wanted <= job.tags for job in jobs) if wanted else bool(self.ledger.jobs)
+            if not wanted:
+                return len(self.ledger.jobs) > self.ledger.claims
+            return any(wanted <= job.tags and job.claim is None for job in jobs)
         free = [r.tags for r in self.records.values() if not self.supervisor.stuck(r)]
         for job in jobs:
-            if not wanted <= job.tags or job.holder is not None:
+            if not wanted <= job.tags or job.holder is not None or job.claim is not None:
                 continue
             if job.task is not None or any(job.tags <= tags for tags in free):
                 return True
@@ -1035,6 +1084,7 @@ class Manager:
                 )
                 self.finish_error(job, error)
             self.changed.notify_all()
+        self.hand_over()
 
     def abandon(self) -> None:
         """Stop the thread and the pools, and nothing else: workers and objects stay (named crews)."""

@@ -30,4 +30,5 @@ def test_readme_walkthrough_runs(capsys):
     assert "[0, 1, 4]" in out  # jobs got the object put once
     assert f"sum: {2**100 - 1}" in out  # the named crew's jobs
     assert "[4, 9, 16] ['subprocess-" in out  # map, in input order
+    assert "256\n[1, 1, 4, 27, 256]\n[1, 3, 9, 27]\n" in out  # the executor
     assert crew._closed
