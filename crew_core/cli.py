@@ -14,7 +14,7 @@ def _plugins_command(as_json: bool) -> int:
     from .plugins import default_plugins
 
     plugins = default_plugins()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in plugins.infos:
         stores = [n for n, owner in plugins.stores.owners.items() if owner == info.name]
         workers = [n for n, owner in plugins.workers.owners.items() if owner == info.name]

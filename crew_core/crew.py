@@ -367,7 +367,8 @@ class Crew:
         if self._journal is None or getattr(self._batching, "jobs", None) is not None:
             yield  # unnamed, or nested in another batch: that one writes
             return
-        self._batching.jobs = jobs = []
+        jobs: list[tuple[Job, protocol.JournalJob, bytes]] = []
+        self._batching.jobs = jobs
         try:
             yield
         finally:

@@ -140,14 +140,14 @@ class JobJournal:
         self.sealed = sealed
         self.prefix = protocol.journal_prefix(crew_id)
         self._seqs = itertools.count(epoch * EPOCH_SPAN + 1)
-        self._queue: list[list] = []  # [job, function bytes, outcome]; outcome None until written
+        self._queue: list[list[Any]] = []  # [job, function bytes, outcome]; outcome None until written
         self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
 
     def commit(self, jobs: list[tuple[JournalJob, bytes]]) -> str:
         """Return once ``jobs`` (each with its pickled function) are in the store, with the key of
         the journal object that holds them; raise if they cannot be (then none is)."""
-        entry: list = [jobs, None]
+        entry: list[Any] = [jobs, None]
         with self._queue_lock:
             self._queue.append(entry)
         with self._write_lock:
@@ -164,9 +164,10 @@ class JobJournal:
                     outcome = exc
                 for e in batch:
                     e[1] = outcome
-        if isinstance(entry[1], BaseException):
-            raise entry[1]
-        return entry[1]
+        result: str | BaseException = entry[1]  # written by whichever commit wrote our jobs
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
 
 @dataclass
@@ -368,7 +369,7 @@ def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> Non
 
 def _read_queues(found: Recovery, store: Store, crew_id: str, read: _Read) -> None:
     """The unanswered batches of each worker's current incarnation, if it left no exit note."""
-    keys = []
+    keys: list[tuple[str, str]] = []
     for name, entry in found.roster.items():
         if entry.incarnation and (name, entry.incarnation) not in found.exited:
             prefix = protocol.worker_prefix(crew_id, name, entry.incarnation)

@@ -268,6 +268,8 @@ class CrewExecutor(Executor):
             shared.shut = True
             pending = list(shared.pending)
         if cancel_futures:
+            if not shared.crew._closed:  # calls a worker can take now go to it; the rest are cancelled
+                shared.crew._manager.sync()
             for future in pending:  # in submission order: each leaves the front of the backlog
                 future.cancel()
         if wait:

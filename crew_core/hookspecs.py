@@ -19,12 +19,14 @@ import pluggy
 if TYPE_CHECKING:
     from .config import Config
     from .plugins import Registry
+    from .store import Store
+    from .worker import Worker
 
 hookspec = pluggy.HookspecMarker("crew")
 
 
 @hookspec
-def crew_register_stores(registry: Registry) -> None:
+def crew_register_stores(registry: Registry[type[Store]]) -> None:
     """Register store classes: ``registry.add("s3", S3Store)``.
 
     Called once when a plugin manager is built, before :func:`crew_configure`. ``registry.add``
@@ -34,7 +36,7 @@ def crew_register_stores(registry: Registry) -> None:
 
 
 @hookspec
-def crew_register_workers(registry: Registry) -> None:
+def crew_register_workers(registry: Registry[type[Worker]]) -> None:
     """Register worker classes: ``registry.add("aws-batch", BatchWorker)``.
 
     Called once when a plugin manager is built, before :func:`crew_configure`. Users name a

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -30,10 +31,10 @@ _lock = threading.Lock()
 _reusable: dict[str, Any] = {"key": None, "executor": None}  # the last executor the backend made
 
 
-def _reusable_executor(key: tuple[Any, ...], make: Any) -> CrewExecutor:
+def _reusable_executor(key: tuple[Any, ...], make: Callable[[], CrewExecutor]) -> CrewExecutor:
     """One executor of its own at a time, reused by later calls that ask for the same one."""
     with _lock:
-        executor = _reusable["executor"]
+        executor: CrewExecutor | None = _reusable["executor"]
         if executor is not None and (_reusable["key"] != key or executor._shared.shut):
             executor.shutdown(wait=False, cancel_futures=True)
             executor = None
@@ -43,7 +44,7 @@ def _reusable_executor(key: tuple[Any, ...], make: Any) -> CrewExecutor:
         return executor
 
 
-class CrewBackend(ParallelBackendBase):
+class CrewBackend(ParallelBackendBase):  # type: ignore[misc]  # joblib ships no types: its base class is Any
     """Runs joblib's batches of calls as crew jobs (see the module's docstring)."""
 
     supports_retrieve_callback = True

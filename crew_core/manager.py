@@ -13,7 +13,7 @@ kill hung ones, plan (dispatcher), then execute writes and launches.
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # CPython's C module: typeshed has no stub
 import logging
 import math
 import os

@@ -6,13 +6,17 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
 from . import hookspecs
 from .config import Config
 from .errors import PluginError
+
+if TYPE_CHECKING:
+    from .store import Store
+    from .worker import Worker
 
 ENTRY_POINT_GROUP = "crew"
 #: Set to ``1`` to load no entry-point plugin, or to a comma-separated list of names to skip.
@@ -91,8 +95,8 @@ class Plugins:
     """A built plugin manager with its filled registries and configuration."""
 
     manager: pluggy.PluginManager
-    stores: Registry
-    workers: Registry
+    stores: Registry[type[Store]]
+    workers: Registry[type[Worker]]
     config: Config
     infos: list[PluginInfo]
 
@@ -150,7 +154,7 @@ def _report(info: PluginInfo, exc: BaseException, what: str) -> None:
 
 
 def _call_each(
-    pm: pluggy.PluginManager, infos: list[PluginInfo], hook_name: str, owner_of: Registry | None, **kwargs: Any
+    pm: pluggy.PluginManager, infos: list[PluginInfo], hook_name: str, owner_of: Registry[Any] | None, **kwargs: Any
 ) -> None:
     """Call every implementation of a hook, recording which plugin registered what.
 
@@ -191,8 +195,8 @@ def get_plugin_manager(plugins: list[Any] | tuple[Any, ...] = (), entry_points: 
         pm.register(plugin, name=name)
         infos.append(PluginInfo(name, None, None))
     pm.check_pending()
-    stores: Registry = Registry("store", "name")
-    workers: Registry = Registry("worker", "worker_class")
+    stores: Registry[type[Store]] = Registry("store", "name")
+    workers: Registry[type[Worker]] = Registry("worker", "worker_class")
     _call_each(pm, infos, "crew_register_stores", stores, registry=stores)
     _call_each(pm, infos, "crew_register_workers", workers, registry=workers)
     config = Config()

@@ -351,10 +351,11 @@ def encode_task(record: TaskRecord) -> bytes:
 def decode_task(data: bytes, key: str) -> TaskRecord:
     """Decode :func:`encode_task`; raise :class:`CorruptObjectError` naming ``key``."""
     kind, body = _load(data, key, ("batch", "stop", "revoke"))
+    record: TaskRecord
     try:
         if kind == "batch":
             seq, calls, functions = body
-            record: TaskRecord = Batch(seq, tuple(Call(*c) for c in calls), functions)
+            record = Batch(seq, tuple(Call(*c) for c in calls), functions)
             _check_batch(record)
         elif kind == "stop":
             (seq,) = body
@@ -484,9 +485,11 @@ class WorkerSettings:
         """Parse :meth:`to_args`; exit with status 2 and a message on bad arguments (argparse)."""
         ns = _worker_parser().parse_args(list(args))
         if ns.protocol != PROTOCOL:
+            from . import __version__
+
             raise SystemExit(
                 f"crew worker: the controller speaks crew protocol {ns.protocol}, this worker's crew-core"
-                f" speaks {PROTOCOL}; install the same crew-core version on both"
+                f" {__version__} speaks protocol {PROTOCOL}; install the same crew-core version on both"
             )
         return cls(
             store=json.loads(ns.store),

@@ -15,7 +15,7 @@ import traceback as tb_module
 import types
 import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import cloudpickle
 
@@ -40,7 +40,7 @@ def dumps(obj: Any) -> bytes:
         else:
             if _MAIN not in data:
                 return data
-    return cloudpickle.dumps(obj, protocol=5)
+    return cast(bytes, cloudpickle.dumps(obj, protocol=5))
 
 
 def digest(data: bytes) -> str:
@@ -109,7 +109,7 @@ def _fingerprint(fun: Any, depth: int = 0) -> tuple[int, ...] | None:
         except ValueError:  # an empty cell: a closure variable not assigned yet
             values.append(None)
     values += [*(fun.__defaults__ or ()), *(fun.__kwdefaults__ or {}).values()]
-    ids = []
+    ids: list[int] = []
     for value in values:
         if isinstance(value, types.FunctionType):
             inner = _fingerprint(value, depth + 1)
@@ -207,9 +207,8 @@ def dump_outcome(outcome: Outcome) -> bytes:
             text = "".join(tb_module.format_exception(exc))
         else:
             error = RemoteError(f"{type(error).__qualname__}: {error}")
-        return cloudpickle.dumps(
-            (ERROR, None, error, text, outcome.warnings, outcome.seconds, outcome.started), protocol=5
-        )
+        record = (ERROR, None, error, text, outcome.warnings, outcome.seconds, outcome.started)
+        return cast(bytes, cloudpickle.dumps(record, protocol=5))
 
 
 def load_outcome(data: bytes) -> Outcome:

@@ -7,6 +7,7 @@ does all serialisation, so a backend only moves bytes.
 
 from __future__ import annotations
 
+import builtins
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -144,12 +145,12 @@ class Store(ABC):
 
     def _channels(self) -> dict[str, threading.Event]:
         # Created on first use: subclasses need not call Store.__init__.
-        channels = self.__dict__.get("_in_process_channels")
+        channels: dict[str, threading.Event] | None = self.__dict__.get("_in_process_channels")
         if channels is None:
             channels = self.__dict__.setdefault("_in_process_channels", {})
         return channels
 
-    def set_poll_interval(self, value: tuple[float, float] | list[float] | None) -> None:
+    def set_poll_interval(self, value: tuple[float, float] | builtins.list[float] | None) -> None:
         """Override :attr:`poll_interval` for this instance (a store option); None keeps the default.
 
         Stores that take a ``poll_interval`` option call this from ``__init__`` and return

@@ -111,7 +111,7 @@ class Worker(ABC):
 
             with ThreadPoolExecutor(max_workers=min(cls.start_concurrency, len(launches))) as pool:
                 outcomes = [pool.submit(start, item) for item in launches]
-            failures = [f.exception() for f in outcomes if f.exception() is not None]
+            failures = [failure for f in outcomes if (failure := f.exception()) is not None]
         else:
             failures = []
             for item in launches:

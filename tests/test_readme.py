@@ -32,3 +32,14 @@ def test_readme_walkthrough_runs(capsys):
     assert "[4, 9, 16] ['subprocess-" in out  # map, in input order
     assert "256\n[1, 1, 4, 27, 256]\n[1, 3, 9, 27]\n" in out  # the executor
     assert crew._closed
+
+
+def test_package_page_examples_run(capsys):
+    page = README.parent / "docs" / "package.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), {"__name__": "__package_page__"})
+    out = capsys.readouterr().out
+    assert "1024\n[4, 9]\n" in out
+    assert str([2**n for n in range(10)]) in out

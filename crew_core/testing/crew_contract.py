@@ -18,12 +18,13 @@ import sys
 import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crew_core import Crew, protocol
+from crew_core import Crew, Result, protocol
 from crew_core.serialize import FunctionCache, dump_args
 
 from . import jobs
@@ -77,7 +78,7 @@ class CrewContract:
                 return len(manager.ledger.tasks_of(first.name)) == 2
 
         wait_for(prefetched, timeout=60 * timeout_scale, what="a batch queued behind the running one")
-        pid = first.backend.pid
+        pid = first.backend.pid  # type: ignore[attr-defined]  # crew-local SubprocessWorker.pid, not on Worker
         wait_for(lambda: any(f.endswith(f".{pid}") for f in os.listdir(runs)), timeout=60 * timeout_scale,
                  what="the first worker to start a job")  # fmt: skip
         os.kill(pid, signal.SIGKILL)
@@ -121,7 +122,7 @@ class CrewContract:
         crew.send(jobs.sleep_then, args=(120, "long"))  # estimated at 0.2 s: a misjudged job
         medium = crew.send(jobs.mark_then_sleep, args=(str(tmp_path), "medium", 1.0))
         short = crew.send(jobs.sleep_then, args=(0.05, "short"))  # queued behind the job said to end first
-        results = {}
+        results: dict[int, Result] = {}
         while short not in results:  # the long job is still running: it cannot be what comes
             result = crew.receive(timeout=120 * timeout_scale)
             assert result is not None and result.value != "long", results
@@ -153,7 +154,8 @@ class CrewContract:
         crew = make_crew()
         [worker] = crew.recruit(workers=1)
         crew.send(jobs.double, args=(1,))
-        assert crew.receive(timeout=120 * timeout_scale).value == 2
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and result.value == 2
         manager = crew._manager
         with manager.lock:
             record = manager.records[worker.name]
@@ -248,7 +250,7 @@ class CrewContract:
         assert len(second) == len(set(second))
         assert set(self._runs(runs).values()) == {1}, f"jobs ran twice: {self._runs(runs)}"
         for pid in first["pids"]:  # closing the resumed crew ended the adopted workers
-            wait_for(lambda pid=pid: process_gone(pid), timeout=60 * timeout_scale, what=f"adopted worker {pid} to end")
+            wait_for(partial(process_gone, pid), timeout=60 * timeout_scale, what=f"adopted worker {pid} to end")
 
 
 class _Trap:

@@ -7,11 +7,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crew_core import Crew, Store, WorkerCrashedError, WorkerLaunchError, protocol
+from crew_core import Crew, Store, Worker, WorkerCrashedError, WorkerLaunchError, protocol
 from crew_core.plugins import store_from_config, store_spec
 
 from . import jobs
@@ -63,7 +64,9 @@ class WorkerContract:
         return wait_for(condition, timeout=timeout * scale, what=what)
 
     # ------------------------------------------------------------------ outcomes
-    def test_jobs_return_values_errors_and_warnings(self, make_crew, worker_options, timeout_scale) -> None:
+    def test_jobs_return_values_errors_and_warnings(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
+    ) -> None:
         crew = make_crew()
         crew.recruit(workers=2, **worker_options)
         ok = crew.send(jobs.double, args=(21,))
@@ -77,7 +80,7 @@ class WorkerContract:
         assert {r.worker for r in results.values()} <= set(crew.workers)
 
     def test_the_crew_secret_reaches_the_worker_in_its_environment_only(
-        self, make_crew, worker_options, timeout_scale
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
     ) -> None:
         """``start`` must pass ``launch.environment`` (the crew's secret) and nothing else carries it."""
         crew = make_crew()
@@ -91,30 +94,38 @@ class WorkerContract:
         assert variable is None, "the worker left CREW_SECRET in the environment jobs see"
         assert crew._manager.secret.hex() not in command, "the crew's secret is on the worker's command line"
 
-    def test_worker_survives_a_job_that_raises_or_exits(self, make_crew, worker_options, timeout_scale) -> None:
+    def test_worker_survives_a_job_that_raises_or_exits(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
+    ) -> None:
         crew = make_crew()
         [worker] = crew.recruit(workers=1, **worker_options)
         crew.send(jobs.call_exit, args=(3,))
         first = crew.receive(timeout=120 * timeout_scale)
-        assert first.status == "error" and isinstance(first.error, SystemExit)
+        assert first is not None and first.status == "error" and isinstance(first.error, SystemExit)
         crew.send(jobs.double, args=(1,))
         second = crew.receive(timeout=120 * timeout_scale)
-        assert second.value == 2 and second.worker == worker.name
+        assert second is not None and second.value == 2 and second.worker == worker.name
         assert first.tries == second.tries == 1
 
     # ------------------------------------------------------------------ lifecycle
-    def test_idle_timeout_ends_the_worker(self, make_crew, worker_options, timeout_scale) -> None:
+    def test_idle_timeout_ends_the_worker(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
+    ) -> None:
         crew = make_crew()
         [worker] = crew.recruit(workers=1, timeout=0.5, **worker_options)
         assert not worker.up()
         crew.send(jobs.double, args=(2,))
-        assert crew.receive(timeout=120 * timeout_scale).value == 4
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and result.value == 4
         self._wait(lambda: not worker.up(), timeout_scale, "the idle worker to exit")
         assert not worker.stuck()
         crew.send(jobs.double, args=(3,))  # a down worker is launched again on demand
-        assert crew.receive(timeout=120 * timeout_scale).value == 6
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and result.value == 6
 
-    def test_shutdown_stops_idle_workers_through_the_store(self, make_crew, worker_options, timeout_scale) -> None:
+    def test_shutdown_stops_idle_workers_through_the_store(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
+    ) -> None:
         crew = make_crew()
         workers = crew.recruit(workers=2, **worker_options)
         crew.launch()
@@ -122,7 +133,9 @@ class WorkerContract:
         assert set(crew.shutdown(idle_only=True)) == set(workers)
         self._wait(lambda: not any(w.up() for w in workers), timeout_scale, "workers to stop")
 
-    def test_close_leaves_no_worker_running(self, make_crew, worker_options, timeout_scale, tmp_path) -> None:
+    def test_close_leaves_no_worker_running(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float, tmp_path: Path
+    ) -> None:
         """Judged by the store, not by the plugin's own ``running()``: after close() nothing writes."""
         crew = make_crew(heartbeat_interval=0.2, heartbeat_timeout=60)
         workers = crew.recruit(workers=2, **worker_options)
@@ -146,7 +159,7 @@ class WorkerContract:
 
     # ------------------------------------------------------------------ launches the backend refuses
     def test_a_refused_launch_is_a_launch_error_and_the_job_gives_up(
-        self, make_crew, refused_options, timeout_scale
+        self, make_crew: Callable[..., Crew], refused_options: dict[str, Any] | None, timeout_scale: float
     ) -> None:
         if refused_options is None:
             pytest.skip("this backend has no launch it refuses (no refused_options fixture)")
@@ -166,7 +179,11 @@ class WorkerContract:
         assert (result.id, result.status) == (job, "error") and isinstance(result.error, WorkerLaunchError)
 
     def test_start_many_is_all_or_nothing(
-        self, make_crew, worker_options, refused_options, timeout_scale
+        self,
+        make_crew: Callable[..., Crew],
+        worker_options: dict[str, Any],
+        refused_options: dict[str, Any] | None,
+        timeout_scale: float,
     ) -> None:
         """A good and a refused worker started together: neither may be left running (judged by the store)."""
         if refused_options is None:
@@ -191,17 +208,26 @@ class WorkerContract:
             time.sleep(0.1)
 
     def test_a_job_that_outlasts_several_status_checks_is_not_taken_for_dead(
-        self, make_crew, worker_class, worker_options, timeout_scale
+        self,
+        make_crew: Callable[..., Crew],
+        worker_class: str | type[Worker],
+        worker_options: dict[str, Any],
+        timeout_scale: float,
     ) -> None:
         crew = make_crew()
         [worker] = crew.recruit(workers=1, **worker_options)
         seconds = min(3 * worker.backend.status_interval + 0.5, 20.0)
         job = crew.send(jobs.sleep_then, args=(seconds, "survived"))
         result = crew.receive(timeout=(seconds + 120) * timeout_scale)
-        assert (result.id, result.value, result.tries) == (job, "survived", 1)
+        assert result is not None and (result.id, result.value, result.tries) == (job, "survived", 1)
 
     def test_workers_leave_by_themselves_when_their_controller_dies(
-        self, worker_class, crew_store, worker_options, timeout_scale, tmp_path
+        self,
+        worker_class: str | type[Worker],
+        crew_store: str | Store,
+        worker_options: dict[str, Any],
+        timeout_scale: float,
+        tmp_path: Path,
     ) -> None:
         """A controller killed with SIGKILL: its workers stop even mid-job, judged by the store."""
         import cloudpickle
@@ -233,17 +259,22 @@ class WorkerContract:
             found.close()
 
     # ------------------------------------------------------------------ crashes
-    def test_a_job_that_kills_its_worker_comes_back_as_crash(self, make_crew, worker_options, timeout_scale) -> None:
+    def test_a_job_that_kills_its_worker_comes_back_as_crash(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
+    ) -> None:
         crew = make_crew(max_tries=2)
         crew.recruit(workers=1, **worker_options)
         job = crew.send(jobs.die)
         result = crew.receive(timeout=180 * timeout_scale)
-        assert result.id == job and result.status == "crash" and result.tries == 2
+        assert result is not None and result.id == job and result.status == "crash" and result.tries == 2
         assert isinstance(result.error, WorkerCrashedError)
         crew.send(jobs.double, args=(5,))  # the crew goes on
-        assert crew.receive(timeout=120 * timeout_scale).value == 10
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and result.value == 10
 
-    def test_stuck_worker_holds_its_job_until_restart(self, make_crew, worker_options, timeout_scale) -> None:
+    def test_stuck_worker_holds_its_job_until_restart(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
+    ) -> None:
         crew = make_crew(max_tries=2, auto_restart=False)
         [worker] = crew.recruit(workers=1, **worker_options)
         job = crew.send(jobs.die)
@@ -252,7 +283,7 @@ class WorkerContract:
         assert crew.receive(timeout=0) is None  # held, not lost
         assert crew.restart() == [worker]
         result = crew.receive(timeout=180 * timeout_scale)  # out of tries: a crash, nothing held
-        assert result.id == job and result.status == "crash" and result.tries == 2
+        assert result is not None and result.id == job and result.status == "crash" and result.tries == 2
         assert not worker.stuck() and not worker.busy()
 
 
