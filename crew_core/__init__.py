@@ -11,6 +11,8 @@ from .crew import Crew
 from .errors import (
     CorruptObjectError,
     CrewError,
+    JobCancelledError,
+    JobTimeoutError,
     KeyNotFoundError,
     NoWorkersError,
     PluginError,
@@ -38,6 +40,8 @@ __all__ = [
     "Crew",
     "CrewError",
     "CrewExecutor",
+    "JobCancelledError",
+    "JobTimeoutError",
     "KeyNotFoundError",
     "Launch",
     "NoWorkersError",

@@ -15,7 +15,12 @@ CREW_DEFAULTS: dict[str, Any] = {
     "stop_grace": 5.0,  # seconds a worker has to answer a stop request before it is killed
     "auto_restart": True,  # relaunch a worker that died holding jobs, without waiting for restart()
     "lease_timeout": 900.0,  # seconds a worker goes on without its controller renewing the crew's lease
+    "job_timeout": None,  # seconds a job may run unless send(timeout=) says otherwise; None: no limit
+    "capture_output": True,  # jobs' stdout and stderr come back in their results
 }
+
+#: Settings that are True or False.
+FLAGS = ("auto_restart", "capture_output")
 
 
 class Config:
@@ -68,12 +73,12 @@ def _parse(setting: str, raw: str, variable: str) -> Any:
     word = raw.lower()
     if word in ("none", "null"):
         return None
-    if setting == "auto_restart":
+    if setting in FLAGS:
         if word in ("1", "true", "yes", "on"):
             return True
         if word in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{variable}={raw!r}: auto_restart takes true or false")
+        raise ValueError(f"{variable}={raw!r}: {setting} takes true or false")
     try:
         return int(raw)
     except ValueError:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import durable, protocol
-from .config import CREW_DEFAULTS, settings_from_environment
+from .config import CREW_DEFAULTS, FLAGS, settings_from_environment
 from .errors import CrewError, NoWorkersError, PluginError, UnknownTagError
 from .gather import Gathered
 from .handle import WorkerHandle
@@ -69,8 +69,10 @@ def _check_settings(config: dict[str, Any], heartbeat_default: float) -> Setting
             raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum:g} and finite, not {value!r}")
         return value
 
-    if not isinstance(config["auto_restart"], bool):
-        raise TypeError(f"auto_restart must be True or False, not {config['auto_restart']!r}")
+    for flag in FLAGS:
+        if not isinstance(config[flag], bool):
+            raise TypeError(f"{flag} must be True or False, not {config[flag]!r}")
+    job_timeout = None if config["job_timeout"] is None else number("job_timeout")
     max_tries = int(number("max_tries", integer=True, minimum=1, strict=False))
     if config["heartbeat_interval"] is None:
         config["heartbeat_interval"] = heartbeat_default  # heartbeats are paid writes on S3
@@ -84,7 +86,8 @@ def _check_settings(config: dict[str, Any], heartbeat_default: float) -> Setting
         raise ValueError(f"heartbeat_timeout ({timeout!r} s) must be longer than heartbeat_interval ({interval!r} s)")
     grace = number("stop_grace", minimum=0.0, strict=False)
     lease = number("lease_timeout")
-    return Settings(max_tries, float(interval), float(timeout), float(grace), config["auto_restart"], float(lease))
+    return Settings(max_tries, float(interval), float(timeout), float(grace), config["auto_restart"], float(lease),
+                    None if job_timeout is None else float(job_timeout), config["capture_output"])  # fmt: skip
 
 
 class Crew:
@@ -162,6 +165,8 @@ class Crew:
         self.stop_grace = checked.stop_grace
         self.auto_restart = checked.auto_restart
         self.lease_timeout = checked.lease_timeout
+        self.job_timeout = checked.job_timeout
+        self.capture_output = checked.capture_output
         self.workers: dict[str, WorkerHandle] = {}
         self._tag_sets: tuple[frozenset[str], ...] = ()  # the workers' tags, read without the lock
         self._functions = FunctionCache()
@@ -251,6 +256,8 @@ class Crew:
         *,
         tags: str | Iterable[str] | None = None,
         timeout: float | None = None,
+        tasks_max: int | None = None,
+        seconds_wall: float | None = None,
         **options: Any,
     ) -> list[WorkerHandle]:
         """Add ``workers`` workers (not started yet) and return their handles.
@@ -258,7 +265,10 @@ class Crew:
         ``timeout`` is each worker's idle timeout in seconds (None: the class's default, which is
         15 minutes for the cloud and cluster classes and none for local ones; ``math.inf``: until
         shut down); ``tags``
-        are the tags it carries; other keyword ``options`` go to the worker class (on top of
+        are the tags it carries; ``tasks_max`` and ``seconds_wall`` end each launch after that many
+        jobs or seconds (it finishes its job first; ``seconds_wall`` comes up to 10% early, by a
+        draw per launch, so that a fleet does not leave at once), and the worker is launched
+        afresh when work comes; other keyword ``options`` go to the worker class (on top of
         defaults set by ``crew_configure``).
         """
         self._check_open()
@@ -271,6 +281,12 @@ class Crew:
                 raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
             if not timeout > 0:
                 raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if tasks_max is not None and (isinstance(tasks_max, bool) or not isinstance(tasks_max, int)):
+            raise TypeError(f"tasks_max must be an integer or None, not {tasks_max!r}")
+        if tasks_max is not None and tasks_max < 1:
+            raise ValueError(f"tasks_max must be 1 or more, not {tasks_max!r}")
+        if seconds_wall is not None:
+            seconds_wall = _job_timeout(seconds_wall)  # positive seconds; math.inf: none
         worker_tags = as_tags(tags)
         cls = self._worker_class(worker_class) if worker_class is not None else self._default_worker_class()
         if timeout is None:
@@ -287,11 +303,11 @@ class Crew:
                 raise TypeError(f"worker class {cls.worker_class!r} rejected its options: {exc}") from exc
             self._next_worker += 1
             if self.name is not None:  # a next controller must be able to make it again
-                entry = roster_entry(cls, worker_tags, timeout, options)
+                entry = roster_entry(cls, worker_tags, timeout, options, (tasks_max, seconds_wall))
                 key = f"{protocol.roster_prefix(self.id)}{name}"
                 self._manager.sealed.put(key, protocol.encode_json(entry))
                 self._manager.rosters[name] = entry
-            handle = self._manager.add_worker(backend)
+            handle = self._manager.add_worker(backend, (tasks_max, seconds_wall))
             self.workers[name] = handle
             recruited.append(handle)
         self._tag_sets = tuple(handle.tags for handle in self.workers.values())
@@ -309,14 +325,20 @@ class Crew:
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         tags: str | Iterable[str] | None = None,
+        *,
+        timeout: float | None = None,
+        crash_tags: Iterable[str | Iterable[str]] | None = None,
     ) -> int:
         """Queue ``fun(*args, **kwargs)`` and return the job's id; never blocks.
 
         The job runs on a worker that carries every tag in ``tags``. It starts at once on an idle
         worker, or launches a matching worker that is down, or waits in the backlog until a
-        matching worker frees up.
+        matching worker frees up. ``timeout``: seconds it may run (default: the crew's
+        ``job_timeout``), after which it is stopped and comes back with status ``"timeout"``.
+        ``crash_tags``: after its worker dies under it, its next try runs on workers carrying the
+        next of these tag sets (``["highmem", "hugemem"]``).
         """
-        return self._send(fun, args, kwargs, tags, None).id
+        return self._send(fun, args, kwargs, tags, None, timeout, crash_tags).id
 
     def _send(
         self,
@@ -325,6 +347,8 @@ class Crew:
         kwargs: dict[str, Any] | None,
         tags: str | Iterable[str] | None,
         claim: Claim | None,
+        timeout: float | None = None,
+        crash_tags: Iterable[str | Iterable[str]] | None = None,
     ) -> Job:
         """:meth:`send`, with a ``claim`` that takes the result instead of :meth:`receive`."""
         if self._closed:
@@ -342,11 +366,15 @@ class Crew:
             kwargs = {}
         elif not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
             raise TypeError(f"kwargs must be a dict with string keys, not {kwargs!r}")
+        limit = self.job_timeout if timeout is None else _job_timeout(timeout)
+        then = self._crash_tags(crash_tags)
         function, pickled, kind = self._functions.dump(fun)
-        job = Job(next(self._ids), function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim)
+        job = Job(next(self._ids), function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim,
+                  timeout=limit, crash_tags=then)  # fmt: skip
         self._last_id = job.id
         if self._journal is not None:  # durable before send returns; not accepted if it cannot be
-            saved = protocol.JournalJob(job.id, function, job.args, tuple(sorted(job_tags)), kind)
+            saved = protocol.JournalJob(job.id, function, job.args, tuple(sorted(job_tags)), kind, limit,
+                                        tuple(tuple(sorted(t)) for t in then))  # fmt: skip
             batched = getattr(self._batching, "jobs", None)
             if batched is not None:
                 batched.append((job, saved, pickled))
@@ -355,6 +383,33 @@ class Crew:
         else:
             self._manager.submit(job, pickled)
         return job
+
+    def _crash_tags(self, crash_tags: Iterable[str | Iterable[str]] | None) -> tuple[frozenset[str], ...]:
+        if crash_tags is None:
+            return ()
+        if isinstance(crash_tags, str | bytes) or not isinstance(crash_tags, Iterable):
+            raise TypeError(f"crash_tags must be a list of tag sets (['highmem', 'hugemem']), not {crash_tags!r}")
+        sets = tuple(as_tags(tags) for tags in crash_tags)
+        for tags in sets:
+            self._check_runnable(tags)
+        return sets
+
+    def cancel(self, job: int | None = None, *, tags: str | Iterable[str] | None = None) -> list[int]:
+        """Cancel job ``job``, or every job in flight carrying ``tags``; return the ids cancelled.
+
+        A job that waits never starts; one that runs is stopped on its worker. Each comes back
+        at once with status ``"cancelled"`` (a :class:`JobCancelledError`). A job that has finished
+        (its result waits for :meth:`receive`) or that this crew does not know is left as it is:
+        its id is not in the list.
+        """
+        self._check_open()
+        if job is None and tags is None:
+            raise TypeError("cancel() takes a job id or tags= (cancel(tags=()) cancels every job in flight)")
+        if job is not None and (isinstance(job, bool) or not isinstance(job, int)):
+            raise TypeError(f"job must be a job id (an int from send()), not {job!r}")
+        cancelled = self._manager.cancel(job, None if tags is None else as_tags(tags))
+        self._manager.hand_over()
+        return cancelled
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -371,10 +426,25 @@ class Crew:
         self._batching.jobs = jobs
         try:
             yield
+        except BaseException as exc:
+            self._refuse(jobs, exc)
+            raise
         finally:
             self._batching.jobs = None
         if jobs:
-            self._accept_durably(jobs)
+            try:
+                self._accept_durably(jobs)
+            except BaseException as exc:
+                self._refuse(jobs, exc)
+                raise
+
+    @staticmethod
+    def _refuse(jobs: list[tuple[Job, protocol.JournalJob, bytes]], why: BaseException) -> None:
+        """Jobs of a batch that was not accepted: a claim on one (a future) hears of it."""
+        for job, _, _ in jobs:
+            if job.claim is not None:
+                error = CrewError(f"job {job.id} was not accepted: its crew.batch() block failed ({why!r})")
+                job.claim.finished(Result(job.id, "error", error=error, tags=job.tags))
 
     def _accept_durably(self, jobs: list[tuple[Job, protocol.JournalJob, bytes]]) -> None:
         assert self._journal is not None
@@ -634,6 +704,17 @@ class Crew:
     def _check_open(self) -> None:
         if self._closed:
             raise CrewError("this crew is closed; create a new Crew")
+
+
+def _job_timeout(value: Any) -> float | None:
+    """A job's timeout: a positive number of seconds, or ``math.inf`` for none."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, not {value!r}")
+    if value == math.inf:
+        return None
+    if not value > 0 or value != value:
+        raise ValueError(f"timeout must be a positive number of seconds (math.inf: none), not {value!r}")
+    return float(value)
 
 
 def _seconds(name: str, value: Any) -> float:

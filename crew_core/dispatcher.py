@@ -173,13 +173,13 @@ class Dispatcher:
             return []
         batch = [first]
         total = self.durations.of(first.kind)
-        if first.tries or first.solo or total is None or not self.durations.batchable(first.kind):
+        if first.tries or first.solo or first.timeout or total is None or not self.durations.batchable(first.kind):
             return batch  # a job that may kill its worker, or whose calls can take long, runs alone
         share = math.ceil((len(backlog) + 1) / max(1, len(self.m.records)))
         limit = min(MAX_BATCH, share)
         while len(batch) < limit and total < BATCH_SECONDS:
             job = backlog.peek(record.tags)
-            if job is None or job.tries or job.solo:
+            if job is None or job.tries or job.solo or job.timeout:
                 break
             estimate = self.durations.of(job.kind)
             if estimate is None or not self.durations.batchable(job.kind):

@@ -56,3 +56,11 @@ class RemoteError(CrewError):
 
 class TamperedObjectError(CorruptObjectError):
     """A store object is not signed with the crew's secret: forged, altered, or another crew's."""
+
+
+class JobTimeoutError(CrewError, TimeoutError):
+    """The job ran past its timeout and was stopped (status ``"timeout"``); it is not run again."""
+
+
+class JobCancelledError(CrewError):
+    """The job was cancelled with :meth:`Crew.cancel` (status ``"cancelled"``)."""

@@ -19,7 +19,7 @@ from concurrent.futures import wait as wait_for
 from typing import Any
 
 from .config import CREW_DEFAULTS
-from .crew import Crew
+from .crew import Crew, _job_timeout
 from .errors import WorkerCrashedError
 from .ledger import Job
 from .progress import Progress, check_progress
@@ -47,29 +47,24 @@ def _at_exit() -> None:
 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
 
 
-def _mark_cancelled(future: Future[Any]) -> None:
-    """Tell ``wait()`` and ``as_completed()`` that a cancelled future is over (once)."""
-    try:
-        future.set_running_or_notify_cancel()
-    except RuntimeError:  # done so already
-        pass
-
-
 class _FutureClaim:
     """Takes one job's result into its future (see ``ledger.Claim``)."""
 
-    __slots__ = ("future", "job", "shared")
+    __slots__ = ("_told", "future", "job", "shared")
 
     def __init__(self, future: Future[Any], shared: _Shared) -> None:
         self.future = future
         self.shared = shared
         self.job: Job | None = None
+        self._told = threading.Lock()  # held for good once the future was told it runs or is cancelled
+
+    def _tell(self) -> None:
+        """``set_running_or_notify_cancel``, once: a second call would log at CRITICAL and raise."""
+        if self._told.acquire(blocking=False):
+            self.future.set_running_or_notify_cancel()
 
     def started(self) -> None:
-        try:
-            self.future.set_running_or_notify_cancel()  # a cancelled one is told; its job runs anyway
-        except RuntimeError:  # running already: the job went back to the backlog and out again
-            pass
+        self._tell()  # a cancelled one is told so (wait() and as_completed() see it); its job runs anyway
 
     def finished(self, result: Result) -> None:
         future = self.future
@@ -82,13 +77,13 @@ class _FutureClaim:
                     error.add_note(f"(raised on crew worker {result.worker}:)\n{result.traceback.rstrip()}")
                 future.set_exception(error)
         except InvalidStateError:  # cancelled in the same instant: its result goes nowhere
-            _mark_cancelled(future)
+            self._tell()
 
     def done(self, future: Future[Any]) -> None:
         """The future's first done-callback: forget it, and withdraw the job of a cancelled one."""
         self.shared.forget(future)
         if future.cancelled() and self.job is not None and self.shared.crew._manager.withdraw(self.job):
-            _mark_cancelled(future)
+            self._tell()
 
 
 class _Shared:
@@ -179,7 +174,9 @@ class CrewExecutor(Executor):
             options = {key: value for key, value in settings.items() if key not in _CREW_ARGUMENTS}
             new = Crew(store=store, **crew_settings)
             try:
-                new.recruit(workers=max_workers, worker_class=worker_class, tags=job_tags, **options)
+                missing = max_workers - len(new.workers)  # a resumed named crew has its workers back
+                if missing > 0:
+                    new.recruit(workers=missing, worker_class=worker_class, tags=job_tags, **options)
             except BaseException:
                 new.close()
                 raise
@@ -187,6 +184,7 @@ class CrewExecutor(Executor):
             self._max_workers = max_workers
         self._shared = shared
         self._tags = job_tags
+        self._timeout: float | None = None
         _executors.add(shared)
 
     @property
@@ -194,15 +192,20 @@ class CrewExecutor(Executor):
         """The crew the calls run on."""
         return self._shared.crew
 
-    def options(self, *, tags: str | Iterable[str] | None = None) -> CrewExecutor:
-        """This executor with other job options: ``executor.options(tags="gpu").submit(...)``.
+    def options(self, *, tags: str | Iterable[str] | None = None, timeout: float | None = None) -> CrewExecutor:
+        """This executor with other job options: ``executor.options(tags="gpu", timeout=60).submit(...)``.
 
-        The view shares the crew, the pending futures and :meth:`shutdown` with this executor.
+        ``timeout``: seconds each call may run (see :meth:`Crew.send`); a call past it raises
+        :class:`JobTimeoutError`, a ``TimeoutError``. The view shares the crew, the pending futures
+        and :meth:`shutdown` with this executor.
         """
         job_tags = as_tags(tags)
         self._shared.crew._check_runnable(job_tags)
+        if timeout is not None:
+            _job_timeout(timeout)
         view = object.__new__(CrewExecutor)
         view._shared, view._tags, view._max_workers = self._shared, job_tags, self._max_workers
+        view._timeout = timeout
         return view
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -217,7 +220,7 @@ class CrewExecutor(Executor):
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             shared.pending[future] = None  # before it is sent: its result may come back at once
             try:
-                claim.job = shared.crew._send(fn, args, kwargs, self._tags, claim)
+                claim.job = shared.crew._send(fn, args, kwargs, self._tags, claim, self._timeout)
             except BaseException:
                 del shared.pending[future]
                 raise
@@ -246,14 +249,21 @@ class CrewExecutor(Executor):
         check_progress(progress)
         deadline = None if timeout is None else time.monotonic() + timeout
         calls = zip(*iterables, strict=False)
+        futures: list[Future[Any]] = []
+        sizes: list[int] = []
+        failure: BaseException | None = None
         with self._shared.crew.batch():  # a named crew writes them all at once
-            if chunksize == 1:
-                futures = [self.submit(fn, *call) for call in calls]
-                sizes = [1] * len(futures)
-            else:
-                chunks = list(_chunks(calls, chunksize))
-                futures = [self.submit(_call_chunk, fn, chunk) for chunk in chunks]
-                sizes = [len(chunk) for chunk in chunks]
+            try:  # as the standard map: calls sent before an input fails still run
+                for chunk in _chunks(calls, chunksize):
+                    if chunksize == 1:
+                        futures.append(self.submit(fn, *chunk[0]))
+                    else:
+                        futures.append(self.submit(_call_chunk, fn, chunk))
+                    sizes.append(len(chunk))
+            except BaseException as exc:
+                failure = exc
+        if failure is not None:
+            raise failure
         bar = _watch(futures, sizes, fn, progress)
         return _in_order(futures, deadline, chunksize > 1, bar)
 

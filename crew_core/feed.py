@@ -16,7 +16,7 @@ from typing import Any
 
 from . import protocol
 from .errors import CorruptObjectError, KeyNotFoundError, TamperedObjectError
-from .protocol import Batch, ResultBatch, Revoke, Stop, WorkerSettings
+from .protocol import Batch, Cancel, ResultBatch, Revoke, Stop, WorkerSettings
 from .signing import Sealed
 
 log = logging.getLogger("crew")
@@ -38,6 +38,8 @@ class TaskFeed:
         self._reading = threading.Lock()  # one reader of the store at a time
         self.stopped = False
         self.last_started = 0  # the last batch handed out to run
+        self.cancelled: set[int] = set()  # jobs cancelled: skipped if they wait, stopped if they run
+        self.on_cancel: Callable[[int], Any] = lambda job_id: None  # stops the job if it runs now
 
     def read(self) -> bool:
         """List and read new task records; True if there were any."""
@@ -79,6 +81,8 @@ class TaskFeed:
                 self._queue.append(record)
             elif isinstance(record, Stop):
                 self.stopped = True
+            elif isinstance(record, Cancel):
+                self.cancelled.add(record.job_id)
             elif isinstance(record, Revoke):
                 for batch in self._queue:
                     if batch.seq == record.target:
@@ -88,6 +92,8 @@ class TaskFeed:
                         break
         if answer is not None:
             self.answer(answer)
+        if isinstance(record, Cancel):
+            self.on_cancel(record.job_id)
 
     def answer(self, result: ResultBatch) -> None:
         """Write a batch's answer to the controller's inbox and ring it."""

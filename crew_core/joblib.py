@@ -28,20 +28,31 @@ from .executor import CrewExecutor
 IDLE_TIMEOUT = 300.0
 
 _lock = threading.Lock()
-_reusable: dict[str, Any] = {"key": None, "executor": None}  # the last executor the backend made
+_executors: dict[tuple[Any, ...], CrewExecutor] = {}  # the backend's own, by what they were asked for
+_users: dict[tuple[Any, ...], int] = {}  # Parallel calls using each now
 
 
-def _reusable_executor(key: tuple[Any, ...], make: Callable[[], CrewExecutor]) -> CrewExecutor:
-    """One executor of its own at a time, reused by later calls that ask for the same one."""
+def _take_executor(key: tuple[Any, ...], make: Callable[[], CrewExecutor]) -> CrewExecutor:
+    """An executor of the backend's own for ``key``: the warm one if there is, else a new one.
+
+    An executor no running call uses is shut down when a call asks for a different one, so that
+    at most one idles; one in use by another call (another thread) is never touched.
+    """
     with _lock:
-        executor: CrewExecutor | None = _reusable["executor"]
-        if executor is not None and (_reusable["key"] != key or executor._shared.shut):
-            executor.shutdown(wait=False, cancel_futures=True)
-            executor = None
-        if executor is None:
-            executor = make()
-            _reusable.update(key=key, executor=executor)
+        for other in [k for k, users in _users.items() if not users and k != key]:
+            _executors.pop(other).shutdown(wait=False)
+            del _users[other]
+        executor = _executors.get(key)
+        if executor is None or executor._shared.shut:
+            executor = _executors[key] = make()
+        _users[key] = _users.get(key, 0) + 1
         return executor
+
+
+def _give_back(key: tuple[Any, ...]) -> None:
+    with _lock:
+        if _users.get(key):
+            _users[key] -= 1
 
 
 class CrewBackend(ParallelBackendBase):  # type: ignore[misc]  # joblib ships no types: its base class is Any
@@ -70,6 +81,7 @@ class CrewBackend(ParallelBackendBase):  # type: ignore[misc]  # joblib ships no
         self._options = {"store": store, "worker_class": worker_class, "timeout": idle_timeout, **options}
         self._executor: CrewExecutor | None = None
         self._futures: set[Future[Any]] = set()  # this backend's calls not done yet
+        self._key: tuple[Any, ...] | None = None  # of the shared executor this backend uses now
 
     def effective_n_jobs(self, n_jobs: int | None) -> int:
         if self._crew is not None:
@@ -85,13 +97,21 @@ class CrewBackend(ParallelBackendBase):  # type: ignore[misc]  # joblib ships no
     def configure(self, n_jobs: int = 1, parallel: Any = None, **backend_kwargs: Any) -> int:
         n_jobs = self.effective_n_jobs(n_jobs)
         self.parallel = parallel
+        self.terminate()  # configured again without terminate(): let go of the last executor first
         if self._crew is not None:
             self._executor = CrewExecutor(crew=self._crew, tags=self._tags)
         else:
             options = dict(self._options)
-            key = (n_jobs, self._tags, tuple(sorted((k, repr(v)) for k, v in options.items())))
-            self._executor = _reusable_executor(key, lambda: CrewExecutor(n_jobs, tags=self._tags, **options))
+            key = (n_jobs, repr(self._tags), tuple(sorted((k, repr(v)) for k, v in options.items())))
+            self._executor = _take_executor(key, lambda: CrewExecutor(n_jobs, tags=self._tags, **options))
+            self._key = key
         return n_jobs
+
+    def terminate(self) -> None:
+        """The Parallel call ended: its executor stays warm for the next call that asks for it."""
+        if self._key is not None:
+            _give_back(self._key)
+            self._key = None
 
     def submit(self, func: Any, callback: Any = None) -> Future[Any]:
         assert self._executor is not None, "configure() comes first"

@@ -53,13 +53,16 @@ class Job:
     args: bytes
     tags: frozenset[str]
     kind: str  # module and qualified name of the function: jobs of one kind take alike time
-    tries: int = 0  # runs that ended with the worker dead
+    tries: int = 0  # tries charged: runs that ended with the worker dead, and data lost (max_tries)
+    runs: int = 0  # runs known to have started that ended with the worker dead (Result.tries counts runs)
     refusals: int = 0  # launches meant to run it that the backend refused (or that died unstarted)
     solo: bool = False  # its batch died: it runs alone from now on, so a death is charged to it only
     state: JobState = JobState.WAITING
     task: Task | None = None  # ASSIGNED: the task that carries it
     holder: str | None = None  # HELD: the worker that holds it
     claim: Claim | None = None  # takes the result instead of receive()
+    timeout: float | None = None  # seconds it may run (the worker stops it; see Supervisor.check)
+    crash_tags: tuple[frozenset[str], ...] = ()  # tags of its next tries, after each crash
 
 
 @dataclass(eq=False, slots=True)
@@ -75,6 +78,7 @@ class Task:
     revoking: bool = False  # a Revoke for it was written
     written: bool = False  # its record is in the store (the put returned)
     checked: float = 0.0  # when the store was last asked whether its record is still there
+    stop_by: float | None = None  # a job of it was cancelled: the worker must answer by then
 
 
 @dataclass

@@ -32,12 +32,12 @@ from . import protocol
 from .backoff import Backoff
 from .dispatcher import Dispatcher
 from .durable import EPOCH_SPAN, Keeper
-from .errors import CorruptObjectError, CrewError, WorkerLaunchError, WorkerLostError
+from .errors import CorruptObjectError, CrewError, JobCancelledError, WorkerLaunchError, WorkerLostError
 from .handle import WorkerHandle
 from .inbox import Inbox, Mail
 from .ledger import Job, JobState, Ledger, Task
 from .protocol import Batch, Call, Outcome, RosterEntry, TaskRecord
-from .results import ERROR, Result
+from .results import CANCELLED, ERROR, TIMEOUT, Result
 from .serialize import load_outcome
 from .signing import Sealed
 from .store import Store
@@ -103,6 +103,8 @@ class Settings:
     stop_grace: float
     auto_restart: bool
     lease_timeout: float = 900.0
+    job_timeout: float | None = None
+    capture_output: bool = True
 
 
 @dataclass(slots=True)
@@ -498,7 +500,7 @@ class Manager:
             record = self.records.get(task.worker)
             if isinstance(batch, CorruptObjectError):
                 self.ledger.close_task(task.seq, now)
-                self.supervisor.charge(task.jobs, record, str(batch))
+                self.supervisor.charge(task.jobs, record, str(batch), ran=True)  # the answer was lost
                 self._drop_result(entry.key)
                 continue
             if (batch.worker, batch.incarnation) != (task.worker, task.incarnation):
@@ -536,10 +538,12 @@ class Manager:
             if record is not None:
                 record.stats.jobs += 1
                 record.stats.errors += outcome.status == ERROR
+                record.stats.timeouts += outcome.status == TIMEOUT
                 record.stats.busy += outcome.seconds
             result = Result(
                 job.id, outcome.status, outcome.value, outcome.error, outcome.traceback, outcome.warnings,
-                outcome.seconds, task.worker, job.tags, job.tries + 1, outcome.started,
+                outcome.seconds, task.worker, job.tags, job.runs + 1, outcome.started, outcome.stdout,
+                outcome.stderr,
             )  # fmt: skip
             if self.ledger.finish(job, result) and self.keeper is not None:
                 self.keeper.answered(job.id, key)  # kept in the store until the user has it
@@ -547,7 +551,7 @@ class Manager:
         if not kept:
             self._drop_result(key)
         if missing:
-            self.supervisor.charge(missing, record, f"worker {task.worker!r} could not read task {task.seq}")
+            self.supervisor.charge(missing, record, f"worker {task.worker!r} could not read task {task.seq}", ran=False)
 
     def _drop_result(self, key: str) -> None:
         """A named crew keeps results until received (see ``Inbox.mark`` for the others): not this one."""
@@ -588,7 +592,7 @@ class Manager:
     # ------------------------------------------------------------------ writes
     def write_batch(self, record: WorkerRecord, task: Task) -> None:
         functions = {job.function: self.ledger.functions[job.function] for job in task.jobs}
-        calls = tuple(Call(job.id, job.function, job.args) for job in task.jobs)
+        calls = tuple(Call(job.id, job.function, job.args, job.timeout) for job in task.jobs)
         self._outbox.append(
             _Write(record.name, record.incarnation, protocol.task_key(record.prefix, task.seq), record.channel,
                    Batch(task.seq, calls, functions), task)
@@ -598,7 +602,7 @@ class Manager:
         self._poll_backoff.reset()
         self._next_poll = min(self._next_poll, now + (self._poll_low if self.store.notifies else self.poll_floor()))
 
-    def write_control(self, record: WorkerRecord, control: protocol.Stop | protocol.Revoke) -> None:
+    def write_control(self, record: WorkerRecord, control: protocol.Stop | protocol.Revoke | protocol.Cancel) -> None:
         key = protocol.task_key(record.prefix, control.seq)
         self._outbox.append(_Write(record.name, record.incarnation, key, record.channel, control))
         self._next_poll = min(self._next_poll, time.monotonic() + self._poll_low)
@@ -833,7 +837,7 @@ class Manager:
         self.ledger.finish(job, result)
 
     def finish_error(self, job: Job, error: BaseException) -> None:
-        self.finish(job, Result(job.id, ERROR, error=error, tags=job.tags, tries=job.tries))
+        self.finish(job, Result(job.id, ERROR, error=error, tags=job.tags, tries=job.runs))
 
     def hand_over(self) -> None:
         """Give claimed results to their claims (futures, ``map``), outside the lock and ``_io``.
@@ -847,11 +851,12 @@ class Manager:
             claimed, self.ledger.claimed = self.ledger.claimed, []
             for _, result in claimed:
                 self.received(result.id)  # a named crew writes a receipt: the claim has it
-        for claim, result in claimed:
-            try:
-                claim.finished(result)
-            except Exception:
-                log.exception("crew %s: handing over the result of job %d failed", self.crew_id, result.id)
+        with _uninterrupted():  # Ctrl-C half way would lose the rest: they left the ledger already
+            for claim, result in claimed:
+                try:
+                    claim.finished(result)
+                except Exception:
+                    log.exception("crew %s: handing over the result of job %d failed", self.crew_id, result.id)
         with self.lock:
             self.changed.notify_all()  # map() waits on this, not on the claim
 
@@ -868,6 +873,30 @@ class Manager:
             self.received(job.id)  # a named crew must not run it again after a resume
             return True
 
+    def cancel(self, job_id: int | None, tags: frozenset[str] | None) -> list[int]:
+        """Cancel job ``job_id`` or the jobs with ``tags``: each gets its result now (see Crew.cancel)."""
+        cancelled = []
+        with self.lock:
+            self._accept()
+            if job_id is not None:
+                jobs = [self.ledger.jobs[job_id]] if job_id in self.ledger.jobs else []
+            else:
+                jobs = [job for job in self.ledger.jobs.values() if tags is not None and tags <= job.tags]
+            now = time.monotonic()
+            for job in jobs:
+                task, waiting = job.task, job.state is JobState.WAITING
+                reason = "before it started" if waiting else "while its worker had it"
+                error = JobCancelledError(f"job {job.id} ({job.kind}) was cancelled {reason}")
+                self.finish(job, Result(job.id, CANCELLED, error=error, tags=job.tags, tries=job.runs))
+                cancelled.append(job.id)
+                record = self.records.get(task.worker) if task is not None else None
+                if task is not None and record is not None and record.up and record.incarnation == task.incarnation:
+                    self.write_control(record, protocol.Cancel(self.ledger.next_seq(), job.id))
+                    task.stop_by = now + self.supervisor.stop_allowance()  # else its worker is killed
+            self.changed.notify_all()
+        self.wake()
+        return cancelled
+
     def fail_claims(self, error: CrewError) -> None:
         """The crew stops (closed, or left for a next controller): claims get an error, not silence."""
         with self.lock:
@@ -879,10 +908,10 @@ class Manager:
         self.hand_over()
 
     # ------------------------------------------------------------------ queries (users' threads)
-    def add_worker(self, backend: Worker) -> WorkerHandle:
+    def add_worker(self, backend: Worker, lifetime: tuple[int | None, float | None] = (None, None)) -> WorkerHandle:
         with self.lock:
             handle = WorkerHandle(self, backend)
-            self.records[backend.name] = WorkerRecord(backend, handle)
+            self.records[backend.name] = WorkerRecord(backend, handle, lifetime=lifetime)
             return handle
 
     def worker_up(self, name: str) -> bool:
@@ -922,7 +951,7 @@ class Manager:
                 rows.append({
                     "worker": record.name, "class": record.backend.worker_class or type(record.backend).__name__,
                     "tags": ",".join(sorted(record.tags)), "state": state, "launches": stats.launches,
-                    "refused": stats.refused, "jobs": stats.jobs, "errors": stats.errors,
+                    "refused": stats.refused, "jobs": stats.jobs, "errors": stats.errors, "timeouts": stats.timeouts,
                     "crashes": stats.crashes, "busy_s": round(stats.busy, 3),
                 })  # fmt: skip
         return rows

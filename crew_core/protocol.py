@@ -45,7 +45,7 @@ from typing import Any
 from .errors import CorruptObjectError
 
 #: Version of this protocol; controller and workers must speak the same one.
-PROTOCOL = 2
+PROTOCOL = 3
 _SEQ_DIGITS = 12
 _MAGIC = b"crew"
 
@@ -163,6 +163,7 @@ class Call:
     job_id: int
     function: str
     args: bytes
+    timeout: float | None = None  # seconds the job may run; the worker stops it then
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,15 @@ class Revoke:
     target: int
 
 
-TaskRecord = Batch | Stop | Revoke
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Task record: job ``job_id`` is cancelled: stop it if it runs, skip it if it waits."""
+
+    seq: int
+    job_id: int
+
+
+TaskRecord = Batch | Stop | Revoke | Cancel
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,20 +226,22 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     started: float | None = None  # wall-clock time (time.time()) the job started
+    stdout: str = ""  # what it wrote to standard output (its last MAX_OUTPUT bytes)
+    stderr: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ExitNote:
     """Written once by a worker on its way out: why it left and the last task it started."""
 
-    reason: str  # "idle", "stopped", "orphaned", "terminated" or "error"
+    reason: str  # "idle", "stopped", "tasks_max", "seconds_wall", "orphaned", "terminated" or "error"
     last_seq: int  # tasks after this one never started
     error: str | None = None  # the traceback, for reason "error"
 
     @property
     def clean(self) -> bool:
         """True when the worker left between jobs, having answered every task it started."""
-        return self.reason in ("idle", "stopped")
+        return self.reason in ("idle", "stopped", "tasks_max", "seconds_wall")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +283,8 @@ class JournalJob:
     args: bytes
     tags: tuple[str, ...]
     kind: str
+    timeout: float | None = None
+    crash_tags: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +312,8 @@ class RosterEntry:
     options: dict[str, Any]  # those that JSON can carry
     incarnation: int
     live: bool = True  # False once that launch has ended: nothing to adopt
+    tasks_max: int | None = None
+    seconds_wall: float | None = None
 
 
 def decode_roster(data: bytes, key: str) -> RosterEntry:
@@ -341,16 +356,18 @@ def _load(data: bytes, key: str, kinds: tuple[str, ...]) -> tuple[str, tuple[Any
 def encode_task(record: TaskRecord) -> bytes:
     """Encode a task record (:class:`Batch`, :class:`Stop` or :class:`Revoke`)."""
     if isinstance(record, Batch):
-        calls = tuple((c.job_id, c.function, c.args) for c in record.calls)
+        calls = tuple((c.job_id, c.function, c.args, c.timeout) for c in record.calls)
         return _dump("batch", (record.seq, calls, record.functions))
     if isinstance(record, Stop):
         return _dump("stop", (record.seq,))
+    if isinstance(record, Cancel):
+        return _dump("cancel", (record.seq, record.job_id))
     return _dump("revoke", (record.seq, record.target))
 
 
 def decode_task(data: bytes, key: str) -> TaskRecord:
     """Decode :func:`encode_task`; raise :class:`CorruptObjectError` naming ``key``."""
-    kind, body = _load(data, key, ("batch", "stop", "revoke"))
+    kind, body = _load(data, key, ("batch", "stop", "revoke", "cancel"))
     record: TaskRecord
     try:
         if kind == "batch":
@@ -360,6 +377,11 @@ def decode_task(data: bytes, key: str) -> TaskRecord:
         elif kind == "stop":
             (seq,) = body
             record = Stop(seq)
+        elif kind == "cancel":
+            seq, job_id = body
+            record = Cancel(seq, job_id)
+            if not isinstance(job_id, int):
+                raise TypeError("job_id must be an int")
         else:
             seq, target = body
             record = Revoke(seq, target)
@@ -375,7 +397,9 @@ def _check_batch(batch: Batch) -> None:
         raise TypeError("functions must be a dict")
     for call in batch.calls:
         if not (isinstance(call.job_id, int) and isinstance(call.args, bytes) and call.function in batch.functions):
-            raise TypeError("each call must be (int, known function digest, bytes)")
+            raise TypeError("each call must be (int, known function digest, bytes, timeout)")
+        if call.timeout is not None and (not isinstance(call.timeout, float) or not call.timeout > 0):
+            raise TypeError("a call's timeout must be None or a positive float")
 
 
 def encode_result(record: ResultBatch) -> bytes:
@@ -397,7 +421,7 @@ def decode_result(data: bytes, key: str) -> ResultBatch:
 
 
 def encode_jobs(record: JobBatch) -> bytes:
-    jobs = tuple((j.job_id, j.function, j.args, j.tags, j.kind) for j in record.jobs)
+    jobs = tuple((j.job_id, j.function, j.args, j.tags, j.kind, j.timeout, j.crash_tags) for j in record.jobs)
     return _dump("jobs", (jobs, record.functions))
 
 
@@ -458,6 +482,9 @@ class WorkerSettings:
     heartbeat: float = 2.0
     lease_timeout: float = 900.0
     parent_pid: int | None = None
+    capture: bool = True  # jobs' output is captured and sent back with their results
+    tasks_max: int | None = None  # leave after this many jobs
+    seconds_wall: float | None = None  # leave after this many seconds (between jobs)
 
     @property
     def prefix(self) -> str:
@@ -478,6 +505,12 @@ class WorkerSettings:
             args += ["--timeout", repr(float(self.timeout))]
         if self.parent_pid is not None:
             args += ["--parent-pid", str(self.parent_pid)]
+        if not self.capture:
+            args += ["--no-capture"]
+        if self.tasks_max is not None:
+            args += ["--tasks-max", str(self.tasks_max)]
+        if self.seconds_wall is not None:
+            args += ["--seconds-wall", repr(float(self.seconds_wall))]
         return tuple(args)
 
     @classmethod
@@ -500,6 +533,9 @@ class WorkerSettings:
             heartbeat=ns.heartbeat,
             lease_timeout=ns.lease_timeout,
             parent_pid=ns.parent_pid,
+            capture=not ns.no_capture,
+            tasks_max=ns.tasks_max,
+            seconds_wall=ns.seconds_wall,
         )
 
 
@@ -523,4 +559,7 @@ def _worker_parser() -> Any:
     parser.add_argument("--lease-timeout", type=_positive, default=900.0, help="leave once the lease stands still")
     parser.add_argument("--protocol", type=int, default=PROTOCOL, help="protocol version of the controller")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process ends")
+    parser.add_argument("--no-capture", action="store_true", help="leave jobs' output on the worker's own")
+    parser.add_argument("--tasks-max", type=int, default=None, help="leave after this many jobs")
+    parser.add_argument("--seconds-wall", type=_positive, default=None, help="leave after this many seconds")
     return parser

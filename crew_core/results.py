@@ -8,6 +8,8 @@ from typing import Any
 SUCCESS = "success"
 ERROR = "error"
 CRASH = "crash"
+TIMEOUT = "timeout"
+CANCELLED = "cancelled"
 
 
 @dataclass(slots=True)
@@ -16,7 +18,10 @@ class Result:
 
     ``status`` is ``"success"`` (``value`` holds the return value), ``"error"`` (the function
     raised or its value could not be sent back: ``error`` holds the exception, ``traceback`` its
-    text), or ``"crash"`` (the job killed its worker on every try; ``error`` says so).
+    text), ``"crash"`` (the job killed its worker on every try; ``error`` says how it died),
+    ``"timeout"`` (it ran past its timeout: :class:`JobTimeoutError`) or ``"cancelled"``
+    (:meth:`Crew.cancel`: :class:`JobCancelledError`). ``stdout`` and ``stderr`` hold what it
+    wrote (the last MiB of each), including the output of programs it ran.
     """
 
     id: int
@@ -28,8 +33,10 @@ class Result:
     seconds: float = 0.0
     worker: str | None = None
     tags: frozenset[str] = frozenset()
-    tries: int = 1
+    tries: int = 1  # runs it had: 1, plus one for each worker that died running it
     started: float | None = None  # wall-clock time (time.time()) the worker started the job
+    stdout: str = ""
+    stderr: str = ""
 
     @property
     def ok(self) -> bool:

@@ -53,7 +53,11 @@ def check_no_other_controller(name: str, recovery: Recovery, open_here: bool) ->
 
 
 def roster_entry(
-    cls: type[Worker], tags: frozenset[str], timeout: float | None, options: dict[str, Any]
+    cls: type[Worker],
+    tags: frozenset[str],
+    timeout: float | None,
+    options: dict[str, Any],
+    lifetime: tuple[int | None, float | None] = (None, None),
 ) -> RosterEntry:
     """What a next controller needs to make the worker again; options JSON cannot carry are left out."""
     kept = {}
@@ -65,7 +69,8 @@ def roster_entry(
                         " without it", key, value)  # fmt: skip
             continue
         kept[key] = value
-    return RosterEntry(cls.worker_class, sorted(tags), timeout, kept, 0)
+    return RosterEntry(cls.worker_class, sorted(tags), timeout, kept, 0, tasks_max=lifetime[0],
+                       seconds_wall=lifetime[1])  # fmt: skip
 
 
 def take_over(
@@ -83,7 +88,7 @@ def take_over(
         backend = make_worker(name, entry)
         if backend is None:
             continue
-        manager.add_worker(backend)
+        manager.add_worker(backend, (entry.tasks_max, entry.seconds_wall))
         manager.rosters[name] = entry
         record = manager.records[name]
         record.incarnation = entry.incarnation
@@ -105,7 +110,8 @@ def take_over(
             continue
         needed[key].add(job_id)
         keeper.journaled(job_id, key)
-        pending[job_id] = Job(job_id, saved.function, saved.args, frozenset(saved.tags), saved.kind)
+        pending[job_id] = Job(job_id, saved.function, saved.args, frozenset(saved.tags), saved.kind,
+                              timeout=saved.timeout, crash_tags=tuple(map(frozenset, saved.crash_tags)))  # fmt: skip
     for job_id, (outcome, worker, key) in recovery.results.items():
         job = pending.pop(job_id)
         result = Result(job.id, outcome.status, outcome.value, outcome.error, outcome.traceback, outcome.warnings,

@@ -25,12 +25,13 @@ from typing import Any
 
 from . import protocol
 from .backoff import Backoff, retry
-from .errors import CorruptObjectError, KeyNotFoundError, StoreError
+from .errors import CorruptObjectError, JobCancelledError, JobTimeoutError, KeyNotFoundError, StoreError
 from .feed import TaskFeed
 from .processes import process_alive
 from .protocol import Batch, Call, ExitNote, Heartbeat, Outcome, ResultBatch, WorkerSettings
 from .refs import ObjectCache
-from .results import ERROR, SUCCESS
+from .results import CANCELLED, ERROR, SUCCESS, TIMEOUT
+from .sandbox import Interrupted, JobGuard
 from .serialize import FunctionTable, dump_outcome, load_args
 from .signing import SECRET_ENV, Sealed, secret_from
 
@@ -55,29 +56,50 @@ def _alive(pid: int) -> bool:
     return os.getppid() == pid or process_alive(pid)
 
 
-def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable) -> bytes:
-    """Run one call and return its pickled outcome; never raises for the job's sake."""
+def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guard: JobGuard | None = None) -> bytes:
+    """Run one call and return its pickled outcome; never raises for the job's sake.
+
+    ``guard`` (a worker that owns its process) captures the job's output, stops it at its
+    timeout, and cleans up after it.
+    """
     started = time.time()
     t0 = time.perf_counter()
+    pid = os.getpid()
     value: Any = None
     error: BaseException | None = None
-    text = ""
+    status, text, out, err = SUCCESS, "", "", ""
+    problems: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        if guard is not None:
+            guard.begin(call.job_id, call.timeout)
         try:
             fun = table.load(call.function, functions[call.function])
             args, kwargs = load_args(call.args)
+            if guard is not None:
+                guard.interrupter.in_job = True  # from here on a timeout or cancel stops it
             value = fun(*args, **kwargs)
         except _Terminate:
             raise
+        except Interrupted as exc:
+            status = exc.reason
+            if status == TIMEOUT:
+                error = JobTimeoutError(f"job {call.job_id} ran past its timeout of {call.timeout:g} s and was stopped")
+            else:
+                error = JobCancelledError(f"job {call.job_id} was cancelled while it ran, and stopped")
+            text = "".join(traceback.format_exception(exc))  # where it was when it was stopped
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the worker lives on
-            error = exc
+            status, error = ERROR, exc
             tb = exc.__traceback__.tb_next if exc.__traceback__ else None  # drop this frame
             text = "".join(traceback.format_exception(type(exc), exc, tb))
+        finally:
+            if os.getpid() != pid:  # the job forked and returned in the child: it must not serve
+                os._exit(0)
+            if guard is not None:
+                out, err, problems = guard.end()
     seconds = time.perf_counter() - t0
-    messages = [str(w.message) for w in caught]
-    status = SUCCESS if error is None else ERROR
-    return dump_outcome(Outcome(status, value, error, text, messages, seconds, started))
+    messages = [str(w.message) for w in caught] + [f"crew: {problem}" for problem in problems]
+    return dump_outcome(Outcome(status, value, error, text, messages, seconds, started, out, err))
 
 
 class WorkerLoop:
@@ -99,6 +121,11 @@ class WorkerLoop:
         self._orphaned = threading.Event()
         self._crew_gone = False  # the lease was deleted: write nothing more
         self._interruptible = interruptible
+        self.guard = JobGuard(settings.capture) if interruptible else None  # else the process is not ours
+        if self.guard is not None:
+            self.feed.on_cancel = self.guard.interrupter.cancel
+        self._jobs_run = 0
+        self._born = time.monotonic()
 
     def _store_call(self, method: Any, *args: Any) -> Any:
         """Call a store method, riding out an outage of up to :data:`STORE_PATIENCE` seconds."""
@@ -202,6 +229,8 @@ class WorkerLoop:
                 pass
             if beater.is_alive():
                 beater.join(timeout=1.0)
+            if self.guard is not None:
+                self.guard.close()
         return reason
 
     def _serve(self) -> str:
@@ -215,6 +244,9 @@ class WorkerLoop:
         while True:
             if self._orphaned.is_set():
                 return "orphaned"
+            ended = self._lifetime_over()
+            if ended is not None:
+                return ended  # batches it had not started go back to the backlog (see the exit note)
             batch = self.feed.pop()
             if batch is None:
                 if self.feed.stopped:
@@ -227,6 +259,8 @@ class WorkerLoop:
                 if timeout is not None and idle >= timeout:
                     return "idle"
                 wait = pause.next() if timeout is None else min(pause.next(), timeout - idle)
+                if self.settings.seconds_wall is not None:
+                    wait = min(wait, max(0.0, self._born + self.settings.seconds_wall - time.monotonic()))
                 self.store.wait(self.channel, wait)
                 continue
             self._run_batch(batch)
@@ -236,14 +270,29 @@ class WorkerLoop:
             # controller reads the answer meanwhile) before listing again.
             look = not self.store.notifies or self.store.wait(self.channel, 0)
 
+    def _lifetime_over(self) -> str | None:
+        s = self.settings
+        if s.tasks_max is not None and self._jobs_run >= s.tasks_max:
+            return "tasks_max"
+        if s.seconds_wall is not None and time.monotonic() - self._born >= s.seconds_wall:
+            return "seconds_wall"
+        return None
+
     def _run_batch(self, batch: Batch) -> None:
         self._busy = True
+        outcomes = []
         try:
-            outcomes = tuple((call.job_id, run_call(call, batch.functions, self.functions)) for call in batch.calls)
+            for call in batch.calls:
+                if call.job_id in self.feed.cancelled:  # cancelled before it started: it never does
+                    error = JobCancelledError(f"job {call.job_id} was cancelled before it started")
+                    outcomes.append((call.job_id, dump_outcome(Outcome(CANCELLED, error=error))))
+                    continue
+                outcomes.append((call.job_id, run_call(call, batch.functions, self.functions, self.guard)))
+                self._jobs_run += 1
         finally:
             self._busy = False
         s = self.settings
-        self.feed.answer(ResultBatch(batch.seq, s.name, s.incarnation, outcomes))
+        self.feed.answer(ResultBatch(batch.seq, s.name, s.incarnation, tuple(outcomes)))
 
 
 def run_worker(args: Sequence[str], environment: Mapping[str, str] | None = None) -> str:

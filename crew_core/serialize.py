@@ -21,7 +21,7 @@ import cloudpickle
 
 from .errors import RemoteError, SerializationError
 from .protocol import Outcome
-from .results import ERROR, SUCCESS
+from .results import CANCELLED, ERROR, SUCCESS, TIMEOUT
 
 _MAIN = b"__main__"
 
@@ -192,7 +192,8 @@ def load_args(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 def dump_outcome(outcome: Outcome) -> bytes:
     """Pickle what a job did; a value or error that cannot be pickled becomes an error outcome."""
-    fields = (outcome.value, outcome.error, outcome.traceback, outcome.warnings, outcome.seconds, outcome.started)
+    fields = (outcome.value, outcome.error, outcome.traceback, outcome.warnings, outcome.seconds, outcome.started,
+              outcome.stdout, outcome.stderr)  # fmt: skip
     try:
         return dumps((outcome.status, *fields))
     except Exception as exc:
@@ -207,20 +208,21 @@ def dump_outcome(outcome: Outcome) -> bytes:
             text = "".join(tb_module.format_exception(exc))
         else:
             error = RemoteError(f"{type(error).__qualname__}: {error}")
-        record = (ERROR, None, error, text, outcome.warnings, outcome.seconds, outcome.started)
+        record = (ERROR, None, error, text, outcome.warnings, outcome.seconds, outcome.started, outcome.stdout,
+                  outcome.stderr)  # fmt: skip
         return cast(bytes, cloudpickle.dumps(record, protocol=5))
 
 
 def load_outcome(data: bytes) -> Outcome:
     """Unpickle an outcome; one that cannot be rebuilt here becomes an error outcome."""
     try:
-        status, value, error, text, warnings, seconds, started = cloudpickle.loads(data)
+        status, value, error, text, warnings, seconds, started, stdout, stderr = cloudpickle.loads(data)
     except BaseException as exc:  # SystemExit from a __reduce__ too: it must not take the controller down
         error = SerializationError(
             f"the job's outcome cannot be unpickled in the controller ({type(exc).__name__}:"
             f" {exc}); is the module that defines its type importable here?"
         )
         return Outcome(ERROR, error=error)
-    if status not in (SUCCESS, ERROR):
+    if status not in (SUCCESS, ERROR, TIMEOUT, CANCELLED):
         return Outcome(ERROR, error=SerializationError(f"the job's outcome has an unknown status {status!r}"))
-    return Outcome(status, value, error, text, warnings, seconds, started)
+    return Outcome(status, value, error, text, warnings, seconds, started, stdout, stderr)

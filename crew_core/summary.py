@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 #: The columns of a summary, in order; every row (and ``Summary.totals``) has these keys.
-COLUMNS = ("worker", "class", "tags", "state", "launches", "refused", "jobs", "errors", "crashes", "busy_s")
+COLUMNS = ("worker", "class", "tags", "state", "launches", "refused", "jobs", "errors", "timeouts", "crashes",
+           "busy_s")
 
 
 @dataclass
@@ -17,6 +18,7 @@ class WorkerStats:
     refused: int = 0  # launches the backend refused, or that died before their first beat
     jobs: int = 0  # results the worker sent back (successes and errors)
     errors: int = 0  # of those, the ones whose function raised
+    timeouts: int = 0  # of those, the ones stopped at their timeout (or that cost the worker)
     crashes: int = 0  # times it died running a job
     busy: float = 0.0  # seconds its jobs ran
 

@@ -13,16 +13,17 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import protocol
 from .backoff import Backoff
-from .errors import WorkerCrashedError, WorkerLaunchError
+from .errors import JobTimeoutError, WorkerCrashedError, WorkerLaunchError
 from .handle import WorkerHandle
-from .ledger import Job, Task
+from .ledger import Job, JobState, Task
 from .protocol import ExitNote, WorkerSettings
-from .results import CRASH, Result
+from .results import CRASH, TIMEOUT, Result
 from .signing import SECRET_ENV
 from .summary import WorkerStats
 from .worker import Launch, Worker
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from .manager import Manager
 
 log = logging.getLogger("crew")
+
+#: Workers given ``seconds_wall`` leave up to this fraction of it early, each by its own draw.
+LIFETIME_STAGGER = 0.1
 
 
 class Phase(enum.Enum):
@@ -57,6 +61,8 @@ class WorkerRecord:
     down_poll: int = 0  # the manager's poll count when it was found ended
     beat: int = 0
     beat_seen: bool = False
+    first_beat: float = 0.0  # when the current incarnation's first beat was seen
+    lifetime: tuple[int | None, float | None] = (None, None)  # tasks_max, seconds_wall
     quiet_since: float = 0.0  # since the last beat, or since it was given work
     idle_since: float = 0.0  # since it last held no task
     launch_failures: int = 0  # failed launches in a row
@@ -105,6 +111,9 @@ class Supervisor:
             record.stop_requested, record.exit, record.killing, record.down_pending = None, None, False, False
             record.beat, record.beat_seen, record.adopted = 0, False, False
             record.quiet_since = record.idle_since = now
+            tasks_max, seconds_wall = record.lifetime
+            if seconds_wall is not None:  # a fleet recruited together does not leave all at once
+                seconds_wall *= 1 - LIFETIME_STAGGER * random.random()
             settings = WorkerSettings(
                 store=m.store_spec,
                 crew=m.crew_id,
@@ -113,6 +122,9 @@ class Supervisor:
                 timeout=record.backend.timeout,
                 heartbeat=m.settings.heartbeat_interval,
                 lease_timeout=m.settings.lease_timeout,
+                capture=m.settings.capture_output,
+                tasks_max=tasks_max,
+                seconds_wall=seconds_wall,
             )
             launch = Launch(settings.to_args(), {SECRET_ENV: m.secret.hex()})
             groups.setdefault(type(record.backend), []).append((record, launch))
@@ -232,6 +244,8 @@ class Supervisor:
 
     def on_beat(self, record: WorkerRecord, incarnation: int, beat: int, now: float) -> None:
         if record.incarnation == incarnation and beat > record.beat:
+            if not record.beat_seen:
+                record.first_beat = now
             record.beat, record.beat_seen, record.quiet_since = beat, True, now
 
     def on_exit(self, record: WorkerRecord, incarnation: int, note: ExitNote, now: float) -> None:
@@ -276,6 +290,8 @@ class Supervisor:
                 log.info("worker %r did not answer its stop request in %.1f s: killing it", record.name,
                          settings.stop_grace)  # fmt: skip
                 doomed.append(record)
+            elif self._overdue(record, now):
+                doomed.append(record)
             elif (
                 record.beat_seen
                 and self.m.ledger.has_tasks(record.name)
@@ -287,6 +303,49 @@ class Supervisor:
         for record in doomed:
             record.killing = True
         return doomed
+
+    def stop_allowance(self) -> float:
+        """Time a worker has to stop a job itself (timeout, cancel) and say so, before it is killed:
+        its next look at its tasks, the stop grace, and the controller's slowest poll."""
+        settings = self.m.settings
+        return settings.heartbeat_interval + settings.stop_grace + self.m.store.poll_interval[1]
+
+    def _stop_deadline(self, record: WorkerRecord) -> float | None:
+        """When the task the worker runs must be answered: a timed job's end, or a cancel's, plus
+        :meth:`stop_allowance`. None if nothing bounds it (or the worker has not beaten yet)."""
+        if not record.beat_seen:
+            return None
+        tasks = self.m.ledger.tasks_of(record.name)
+        if not tasks:
+            return None
+        running = tasks[0]
+        start = max(running.running_since or running.assigned, record.first_beat)
+        deadlines = []
+        if running.stop_by is not None:
+            deadlines.append(max(running.stop_by, start + self.stop_allowance()))
+        limits = [job.timeout for job in running.jobs if job.timeout is not None and job.state is not JobState.DONE]
+        if limits:
+            deadlines.append(start + sum(limits) + self.stop_allowance())
+        return min(deadlines) if deadlines else None
+
+    def _overdue(self, record: WorkerRecord, now: float) -> bool:
+        """The worker could not stop a timed-out or cancelled job (C code holding the GIL, say):
+        the job ends now (a timeout is not run again) and the worker is killed."""
+        deadline = self._stop_deadline(record)
+        if deadline is None or now < deadline:
+            return False
+        for job in self.m.ledger.tasks_of(record.name)[0].jobs:
+            if job.state is JobState.DONE:
+                continue
+            error = JobTimeoutError(
+                f"job {job.id} ({job.kind}) ran past its timeout of {job.timeout:g} s and its worker"
+                f" {record.name!r} could not stop it (C code holding the GIL?): the worker was killed"
+            )
+            record.stats.timeouts += 1
+            self.m.finish(job, Result(job.id, TIMEOUT, error=error, worker=record.name, tags=job.tags,
+                                      tries=job.runs + 1))  # fmt: skip
+        log.warning("worker %r did not stop a job past its timeout or cancel: killing it", record.name)
+        return True
 
     def restarts_due(self, now: float) -> list[WorkerRecord]:
         """Stuck workers whose automatic restart failed before and may be tried again now."""
@@ -305,6 +364,9 @@ class Supervisor:
                     deadline = min(deadline, record.stop_requested + settings.stop_grace)
                 elif record.beat_seen and self.m.ledger.has_tasks(record.name):
                     deadline = min(deadline, record.quiet_since + settings.heartbeat_timeout)
+                    stop = self._stop_deadline(record)
+                    if stop is not None:
+                        deadline = min(deadline, stop)
                 elif record.adopted and self.m.ledger.has_tasks(record.name):
                     deadline = min(deadline, record.quiet_since + self.adoption_patience())
             elif self.stuck(record) and settings.auto_restart:
@@ -363,45 +425,67 @@ class Supervisor:
         m.ledger.requeue(job for task in tasks if task is not running for job in task.jobs)
         if running is None:
             return
-        cause = f"exit note {note.reason!r}" if note else "no exit note"
+        jobs = [job for job in running.jobs if job.state is not JobState.DONE]  # not those timed out or cancelled
+        if not jobs:
+            return
+        cause = _death(record, note)
         record.stats.crashes += 1
-        if len(running.jobs) > 1:  # which of them killed it is unknown: each runs again alone, uncharged
+        if len(jobs) > 1:  # which of them killed it is unknown: each runs again alone, uncharged
             log.warning("worker %r died running a batch of %d jobs (%s): each runs again alone", record.name,
-                        len(running.jobs), cause)  # fmt: skip
-            for job in running.jobs:
+                        len(jobs), cause)  # fmt: skip
+            for job in jobs:
                 job.solo = True
-            m.ledger.requeue(running.jobs)
+            m.ledger.requeue(jobs)
             return
         log.warning("worker %r died running task %d (%s); its job is charged a try", record.name, running.seq,
                     cause)  # fmt: skip
         survivors = []
-        for job in running.jobs:
+        for job in jobs:
             job.tries += 1
-            if not self._out_of_tries(job, record):
+            job.runs += 1
+            if not self._out_of_tries(job, record, cause):
+                if job.crash_tags:  # its next try goes to bigger workers, say
+                    job.tags = job.crash_tags[min(job.tries, len(job.crash_tags)) - 1]
                 survivors.append(job)
         if m.settings.auto_restart:
             m.ledger.requeue(survivors)  # they run again, each alone (the dispatcher sees their tries)
         else:
             m.ledger.hold(record.name, survivors)
 
-    def _out_of_tries(self, job: Job, record: WorkerRecord) -> bool:
-        """Give a job up as crashed once it has used every try."""
+    def _out_of_tries(self, job: Job, record: WorkerRecord, cause: str = "") -> bool:
+        """Give a job up as crashed once it has used every try; ``cause``: how the last worker died."""
         max_tries = self.m.settings.max_tries
         if job.tries < max_tries:
             return False
         error = WorkerCrashedError(
             f"job {job.id} ({job.kind}) ended with its worker dead or its data lost {job.tries}"
             f" time(s) (max_tries={max_tries}); the last worker was {record.name!r}"
+            + (f": {cause}" if cause else "")
         )
-        self.m.finish(job, Result(job.id, CRASH, error=error, worker=record.name, tags=job.tags, tries=job.tries))
+        self.m.finish(job, Result(job.id, CRASH, error=error, worker=record.name, tags=job.tags, tries=job.runs))
         return True
 
-    def charge(self, jobs: list[Job], record: WorkerRecord | None, reason: str) -> None:
-        """Jobs whose data was lost (a corrupt object): charged a try, then run again or crashed."""
+    def charge(self, jobs: list[Job], record: WorkerRecord | None, reason: str, ran: bool) -> None:
+        """Jobs whose data was lost (a corrupt object): charged a try, then run again or crashed.
+        ``ran``: they ran (their answer was lost), which their results' ``tries`` counts."""
         log.warning("%s; %d job(s) are charged a try and run again", reason, len(jobs))
         survivors = []
         for job in jobs:
             job.tries += 1
+            job.runs += ran
             if record is None or not self._out_of_tries(job, record):
                 survivors.append(job)
         self.m.ledger.requeue(survivors)
+
+
+def _death(record: WorkerRecord, note: ExitNote | None) -> str:
+    """How a worker died, as precisely as its backend knows (an exit code, a signal, a state)."""
+    try:
+        cause = record.backend.exit_cause()
+    except Exception as exc:  # a plugin's bug must not hide the crash itself
+        log.warning("worker %r cannot say how it ended: %s", record.name, exc)
+        cause = None
+    if note is not None:
+        said = f"it left saying {note.reason!r}" + (f": {note.error.strip().splitlines()[-1]}" if note.error else "")
+        return f"{cause}; {said}" if cause else said
+    return cause or "it ended without an exit note (its backend does not say how)"

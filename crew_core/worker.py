@@ -138,6 +138,16 @@ class Worker(ABC):
         """
         return {worker.name: worker.is_running() for worker in workers}
 
+    def exit_cause(self) -> str | None:
+        """How the last incarnation ended, as the backend knows it, or None if it does not say.
+
+        For example ``"exit code 13"``, ``"killed by SIGSEGV"``, or the backend's own reason (a
+        Batch ``statusReason``, a Slurm state such as ``OUT_OF_MEMORY``). Called under the
+        controller's lock when a worker died holding a job, and shown in the job's crash error: make
+        no backend call here; answer from what :meth:`is_running` or :meth:`running` learned.
+        """
+        return None
+
     def close(self) -> None:
         """Release backend resources once the worker is down for good (dismissed, crew closed)."""
 

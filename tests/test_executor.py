@@ -174,7 +174,7 @@ def test_scikit_learn_grid_search_on_crew_workers_matches_n_jobs_1():
     assert on_crew.best_params_ == serial.best_params_
     assert on_crew.best_score_ == serial.best_score_
     assert list(on_crew.cv_results_["mean_test_score"]) == list(serial.cv_results_["mean_test_score"])
-    executor = crew_core.joblib._reusable["executor"]
+    [executor] = crew_core.joblib._executors.values()
     assert executor.crew.summary().totals["jobs"] == 9 * 5  # every fit ran on a crew worker
     executor.shutdown()
 
@@ -246,3 +246,62 @@ def test_receive_and_map_leave_executor_jobs_alone(make_crew):
     assert crew.map(jobs.double, [100]).values() == [200]
     assert [f.result(timeout=60) for f in futures] == [2 * n for n in range(10)]
     assert crew.receive(timeout=1) is None
+
+
+def test_joblib_calls_in_two_threads_with_different_n_jobs_both_finish():
+    joblib = pytest.importorskip("joblib")
+    import threading
+
+    import crew_core.joblib  # noqa: F401
+
+    out: dict[int, object] = {}
+
+    def run(n_jobs: int) -> None:
+        with joblib.parallel_config(backend="crew", n_jobs=n_jobs, worker_class="subprocess"):
+            out[n_jobs] = joblib.Parallel()(joblib.delayed(jobs.sleep_then)(0.05, i) for i in range(12))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert out == {2: list(range(12)), 3: list(range(12))}  # neither cancelled the other's work
+
+
+def test_map_on_a_named_crew_runs_what_was_sent_before_its_input_failed(tmp_path):
+    def inputs():
+        yield 1
+        yield 2
+        raise OSError("the input file vanished")
+
+    executor = CrewExecutor(1, worker_class="subprocess", name="mapfail", store=str(tmp_path / "store"))
+    with pytest.raises(OSError, match="vanished"):
+        executor.map(jobs.double, inputs())
+    assert executor.submit(jobs.double, 5).result(timeout=60) == 10
+    executor.shutdown()  # does not wait for futures that can never finish
+    assert executor.crew._closed
+
+
+def test_retries_do_not_log_future_state_errors(caplog):
+    with CrewExecutor(max_workers=1, worker_class="subprocess", max_tries=2) as executor, pytest.raises(
+        WorkerCrashedError
+    ):
+        executor.submit(jobs.die, 3).result(timeout=120)
+    assert "unexpected state" not in caplog.text
+
+
+def test_a_named_executor_resumed_after_a_crash_does_not_recruit_again(tmp_path):
+    script = f"""
+        import os
+        from crew_core import CrewExecutor
+        from crew_core.testing import jobs
+        executor = CrewExecutor(2, worker_class="subprocess", name="again", store={str(tmp_path / "store")!r})
+        print(len(executor.crew.workers), flush=True)
+        executor.submit(jobs.double, 1).result()
+        os.kill(os.getpid(), 9)
+        """
+    counts = [_python(script, tmp_path).stdout.strip() for _ in range(2)]
+    assert counts == ["2", "2"]
+    executor = CrewExecutor(2, worker_class="subprocess", name="again", store=str(tmp_path / "store"))
+    assert len(executor.crew.workers) == 2 and executor.crew.resumed
+    executor.shutdown()

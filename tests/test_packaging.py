@@ -4,6 +4,7 @@ crew-core speaks another protocol than its controller."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -50,20 +51,25 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheels = where / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    *map(str, DISTRIBUTIONS.values())], check=True, timeout=600)  # fmt: skip
+                    *map(str, DISTRIBUTIONS.values())], check=True, timeout=600, env=_clean_env())  # fmt: skip
     home = where / "venv"
     venv.create(home, with_pip=True)
     python = home / "bin" / "python"
     built = sorted(str(path) for path in wheels.glob("*.whl"))
     assert len(built) == 5, built
     subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c",
-                    str(ROOT / "constraints.txt"), *built], check=True, timeout=900)  # fmt: skip
+                    str(ROOT / "constraints.txt"), *built], check=True, timeout=900, env=_clean_env())  # fmt: skip
     return python
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without PYTHONPATH: the venv sees only what it installed."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
 
 
 def _in(python: Path, script: str, cwd: Path) -> str:
     ran = subprocess.run([python, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300,
-                         cwd=cwd)  # fmt: skip
+                         cwd=cwd, env=_clean_env())  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     return ran.stdout
 

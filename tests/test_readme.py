@@ -31,6 +31,8 @@ def test_readme_walkthrough_runs(capsys):
     assert f"sum: {2**100 - 1}" in out  # the named crew's jobs
     assert "[4, 9, 16] ['subprocess-" in out  # map, in input order
     assert "256\n[1, 1, 4, 27, 256]\n[1, 3, 9, 27]\n" in out  # the executor
+    assert "success ['starting', \"a program's output is captured too\"] to stderr\ntimeout\n" in out
+    assert "[3] cancelled" in out
     assert crew._closed
 
 

@@ -34,6 +34,6 @@ def test_summary_counts_jobs_errors_crashes_and_launches(make_crew):
     assert summary.totals["jobs"] == 5 and summary.totals["crashes"] == 1 and summary.totals["refused"] == 1
     table = str(summary).splitlines()
     assert table[0].split() == ["worker", "class", "tags", "state", "launches", "refused", "jobs", "errors",
-                                "crashes", "busy_s"]  # fmt: skip
+                                "timeouts", "crashes", "busy_s"]  # fmt: skip
     assert table[-1].startswith("total") and len({len(line) for line in table[:1] + table[2:4]}) == 1  # aligned
     assert len(repr(crew)) < 200  # repr stays short

@@ -97,3 +97,14 @@ def secret_exposure() -> tuple[str | None, str]:
     except OSError:
         command = " ".join(sys.argv)
     return os.environ.get("CREW_SECRET"), command
+
+
+def print_and_run(out: str, err: str, command: list[str]) -> None:
+    """Write to standard output and error, and run a program that writes to standard output."""
+    import subprocess
+    import sys
+
+    print(out)
+    print(err, file=sys.stderr)
+    sys.stdout.flush()
+    subprocess.run(command, check=True)

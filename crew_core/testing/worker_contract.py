@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from crew_core import Crew, Store, Worker, WorkerCrashedError, WorkerLaunchError, protocol
+from crew_core import (
+    Crew,
+    JobCancelledError,
+    JobTimeoutError,
+    Store,
+    Worker,
+    WorkerCrashedError,
+    WorkerLaunchError,
+    protocol,
+)
 from crew_core.plugins import store_from_config, store_spec
 
 from . import jobs
@@ -44,6 +53,18 @@ class WorkerContract:
     @pytest.fixture
     def timeout_scale(self) -> float:
         return 1.0
+
+    @pytest.fixture
+    def crash_cause(self) -> str | None:
+        """What a crash error says of a worker whose process exited with code 13 (None: the
+        backend does not say): the exit code by default."""
+        return "exit code 13"
+
+    @pytest.fixture
+    def owns_process(self) -> bool:
+        """False for workers that run inside a process of the user's (an executor's thread): jobs
+        there cannot be interrupted or have their output captured, and are not tested for it."""
+        return True
 
     @pytest.fixture
     def make_crew(self, worker_class: Any, crew_store: Any, worker_options: Any) -> Iterator[Callable[..., Crew]]:
@@ -258,16 +279,79 @@ class WorkerContract:
             found.delete_prefix(f"{crew_id}/")
             found.close()
 
+    # ------------------------------------------------------------------ job control
+    def test_a_job_past_its_timeout_is_stopped_and_its_worker_lives_on(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float,
+        owns_process: bool,
+    ) -> None:  # fmt: skip
+        if not owns_process:
+            pytest.skip("a job in a thread of the user's process cannot be interrupted")
+        crew = make_crew()
+        crew.recruit(workers=1, **worker_options)
+        crew.send(jobs.double, args=(1,))
+        assert crew.receive(timeout=120 * timeout_scale) is not None  # the worker is up: time the job alone
+        job = crew.send(jobs.sleep_then, args=(600,), timeout=1)
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and result.id == job and result.status == "timeout"
+        assert isinstance(result.error, JobTimeoutError) and isinstance(result.error, TimeoutError)
+        assert "sleep_then" in result.traceback  # where it was stopped
+        crew.send(jobs.double, args=(5,))
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and result.value == 10
+        [row] = crew.summary()
+        assert (row["launches"], row["timeouts"], row["crashes"]) == (1, 1, 0)  # not run again, not replaced
+
+    def test_cancel_stops_a_running_job_and_a_waiting_one_never_starts(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float,
+        owns_process: bool, tmp_path: Path,
+    ) -> None:  # fmt: skip
+        if not owns_process:
+            pytest.skip("a job in a thread of the user's process cannot be interrupted")
+        crew = make_crew()
+        crew.recruit(workers=1, **worker_options)
+        started = tmp_path / "started"
+        running = crew.send(jobs.touch_then_sleep, args=(str(started), 600))
+        waiting = crew.send(jobs.touch_then_sleep, args=(str(tmp_path / "never"), 0))
+        self._wait(started.exists, timeout_scale, "the first job to start", timeout=180)
+        assert crew.cancel(waiting) == [waiting]
+        assert crew.cancel(running) == [running]
+        results = {r.id: r for r in crew.results(timeout=60 * timeout_scale)}
+        assert {r.status for r in results.values()} == {"cancelled"} and set(results) == {running, waiting}
+        assert isinstance(results[running].error, JobCancelledError)
+        assert crew.cancel(running) == []  # finished: nothing to do
+        crew.send(jobs.double, args=(4,))  # the worker stopped the job and goes on
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and result.value == 8
+        assert not (tmp_path / "never").exists()
+        assert crew.summary().totals["launches"] == 1
+
+    def test_a_jobs_output_comes_back_with_its_result(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float,
+        owns_process: bool,
+    ) -> None:  # fmt: skip
+        if not owns_process:
+            pytest.skip("output of a thread in the user's process is the user's")
+        crew = make_crew()
+        crew.recruit(workers=1, **worker_options)
+        crew.send(jobs.print_and_run, args=("to stdout", "to stderr", ["echo", "from a program"]))
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and result.status == "success", result
+        assert result.stdout == "to stdout\nfrom a program\n"
+        assert result.stderr == "to stderr\n"
+
     # ------------------------------------------------------------------ crashes
     def test_a_job_that_kills_its_worker_comes_back_as_crash(
-        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
-    ) -> None:
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float,
+        crash_cause: str | None,
+    ) -> None:  # fmt: skip
         crew = make_crew(max_tries=2)
         crew.recruit(workers=1, **worker_options)
-        job = crew.send(jobs.die)
+        job = crew.send(jobs.die, args=(13,))
         result = crew.receive(timeout=180 * timeout_scale)
         assert result is not None and result.id == job and result.status == "crash" and result.tries == 2
         assert isinstance(result.error, WorkerCrashedError)
+        if crash_cause is not None:  # how it died, as the backend says it
+            assert crash_cause in str(result.error), result.error
         crew.send(jobs.double, args=(5,))  # the crew goes on
         result = crew.receive(timeout=120 * timeout_scale)
         assert result is not None and result.value == 10

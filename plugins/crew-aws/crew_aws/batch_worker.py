@@ -100,6 +100,7 @@ class BatchWorker(Worker):
         self.python = python  # type: ignore[misc]
         self.region, self.endpoint_url, self.profile = region, endpoint_url, profile
         self.job_id: str | None = None
+        self._cause: str | None = None  # how the last job ended, as Batch said (running() learns it)
 
     @property
     def client(self) -> Any:
@@ -163,7 +164,7 @@ class BatchWorker(Worker):
             )
 
     def start(self, launch: Launch) -> None:
-        self.job_id = None
+        self.job_id, self._cause = None, None
         try:
             self.job_id = self.client.submit_job(**self.submit_request(launch))["jobId"]
         except WorkerLaunchError:
@@ -189,14 +190,23 @@ class BatchWorker(Worker):
     @classmethod
     def running(cls, workers: list[Any]) -> dict[str, bool]:
         """DescribeJobs for 100 workers a call; a job Batch does not know has ended."""
-        states = cls.states(workers)
-        return {
-            w.name: w.job_id is not None and states.get(w.job_id, "UNKNOWN") in UP_STATES | {"UNKNOWN"} for w in workers
-        }
+        causes: dict[str, str] = {}
+        states = cls.states(workers, causes)
+        answers = {}
+        for w in workers:
+            up = w.job_id is not None and states.get(w.job_id, "UNKNOWN") in UP_STATES | {"UNKNOWN"}
+            if not up and w.job_id is not None:
+                w._cause = causes.get(w.job_id, f"its Batch job {w.job_id} is {states.get(w.job_id, 'gone')}")
+            answers[w.name] = up
+        return answers
+
+    def exit_cause(self) -> str | None:
+        return self._cause
 
     @classmethod
-    def states(cls, workers: list[Any]) -> dict[str, str]:
-        """``{job id: Batch status}``; ``UNKNOWN`` where Batch could not be asked."""
+    def states(cls, workers: list[Any], causes: dict[str, str] | None = None) -> dict[str, str]:
+        """``{job id: Batch status}``; ``UNKNOWN`` where Batch could not be asked. ``causes``
+        gets, for each job that has ended, why (Batch's ``statusReason``, the container's exit code)."""
         groups: dict[tuple[Any, ...], list[str]] = {}
         for worker in workers:
             if worker.job_id is not None:
@@ -212,6 +222,8 @@ class BatchWorker(Worker):
                     continue
                 states.update(dict.fromkeys(chunk, "GONE"))
                 states.update({job["jobId"]: job["status"] for job in jobs})
+                if causes is not None:
+                    causes.update({job["jobId"]: _why(job) for job in jobs if job["status"] not in UP_STATES})
         return states
 
     def state(self) -> str | None:
@@ -226,3 +238,19 @@ class BatchWorker(Worker):
         except Exception as exc:
             if "not found" not in str(exc).lower():
                 raise _launch_error(exc, f"terminate worker {self.name!r}") from exc
+
+
+def _why(job: dict[str, Any]) -> str:
+    """How a Batch job ended, in Batch's words: status, reason, the container's exit code and reason."""
+    container = job.get("container") or {}
+    parts = [f"its Batch job {job['jobId']} {job['status']}"]
+    if job.get("statusReason"):
+        parts.append(f": {job['statusReason']}")
+    details = []
+    if container.get("exitCode") is not None:
+        details.append(f"container exit code {container['exitCode']}")
+    if container.get("reason") and container.get("reason") != job.get("statusReason"):
+        details.append(str(container["reason"]))
+    if details:
+        parts.append(f" ({'; '.join(details)})")
+    return "".join(parts)

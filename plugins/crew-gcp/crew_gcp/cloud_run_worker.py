@@ -93,6 +93,7 @@ class CloudRunWorker(Worker):
         self.api_endpoint = api_endpoint
         self.job = self._job_name(job, project, region)
         self.execution: str | None = None
+        self._cause: str | None = None  # how the last execution ended, as Cloud Run said
 
     def _job_name(self, job: str | None, project: str | None, region: str | None) -> str:
         if job is not None and job.startswith("projects/"):
@@ -190,7 +191,7 @@ class CloudRunWorker(Worker):
 
     # ------------------------------------------------------------------ the Worker verbs
     def start(self, launch: Launch) -> None:
-        self.execution = None
+        self.execution, self._cause = None, None
         try:
             self.execution = self.clients[0].run_job(request=self.run_request(launch)).metadata.name
         except Exception as exc:
@@ -212,12 +213,23 @@ class CloudRunWorker(Worker):
     @classmethod
     def running(cls, workers: list[Any]) -> dict[str, bool]:
         """One ListExecutions per Cloud Run job, whatever the number of workers on it."""
-        states = cls.states(workers)
-        return {w.name: states.get(w.execution or "", "GONE") in ("RUNNING", "UNKNOWN") for w in workers}
+        causes: dict[str, str] = {}
+        states = cls.states(workers, causes)
+        answers = {}
+        for w in workers:
+            state = states.get(w.execution or "", "GONE")
+            answers[w.name] = state in ("RUNNING", "UNKNOWN")
+            if w.execution and not answers[w.name]:
+                w._cause = causes.get(w.execution, f"its Cloud Run execution {w.execution} is {state}")
+        return answers
+
+    def exit_cause(self) -> str | None:
+        return self._cause
 
     @classmethod
-    def states(cls, workers: list[Any]) -> dict[str, str]:
-        """``{execution: RUNNING | SUCCEEDED | FAILED | CANCELLED | GONE | UNKNOWN}``."""
+    def states(cls, workers: list[Any], causes: dict[str, str] | None = None) -> dict[str, str]:
+        """``{execution: RUNNING | SUCCEEDED | FAILED | CANCELLED | GONE | UNKNOWN}``; ``causes``
+        gets, for each ended execution, its state and the message of its conditions."""
         groups: dict[tuple[str | None, str], list[str]] = {}
         for worker in workers:
             if worker.execution:
@@ -236,6 +248,9 @@ class CloudRunWorker(Worker):
             for name in names:
                 execution = listed.get(name)
                 states[name] = "GONE" if execution is None else _state(execution)
+                if causes is not None and execution is not None and states[name] != "RUNNING":
+                    said = "; ".join(c.message for c in execution.conditions if c.message)
+                    causes[name] = f"its Cloud Run execution {name} {states[name]}" + (f": {said}" if said else "")
         return states
 
     def state(self) -> str | None:

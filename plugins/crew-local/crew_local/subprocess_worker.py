@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -48,6 +49,8 @@ class SubprocessWorker(Worker):
             raise TypeError(f"detached must be True or False, not {detached!r}")
         self.detached = detached
         self._process: subprocess.Popen[bytes] | None = None
+        self._killed = False  # by kill(): not a crash of its own
+        self._ooms = 0  # out-of-memory kills in this cgroup when it started
 
     def start(self, launch: Launch) -> None:
         env = dict(os.environ)
@@ -58,6 +61,7 @@ class SubprocessWorker(Worker):
         command = launch.command(self.python)
         if not self.detached:
             command += ["--parent-pid", str(os.getpid())]
+        self._killed, self._ooms = False, _oom_kills()
         try:
             self._process = subprocess.Popen(
                 command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr,
@@ -72,8 +76,25 @@ class SubprocessWorker(Worker):
     def kill(self) -> None:
         process = self._process
         if process is not None and process.poll() is None:
+            self._killed = True
             process.kill()
             process.wait()
+
+    def exit_cause(self) -> str | None:
+        code = self.returncode
+        if code is None:
+            return None
+        if code >= 0:
+            return f"its process ended with exit code {code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if -code != signal.SIGKILL or self._killed:
+            return f"its process was killed by {name}" + (" (by crew)" if self._killed else "")
+        if _oom_kills() > self._ooms:
+            return "its process was killed by SIGKILL: out of memory (the kernel's OOM killer counted a kill)"
+        return "its process was killed by SIGKILL (likely out of memory: the kernel's OOM killer sends SIGKILL)"
 
     @property
     def pid(self) -> int | None:
@@ -84,3 +105,14 @@ class SubprocessWorker(Worker):
     def returncode(self) -> int | None:
         """Exit status of the last incarnation (negative: killed by that signal)."""
         return self._process.poll() if self._process is not None else None
+
+
+def _oom_kills() -> int:
+    """Processes the kernel's OOM killer has killed in this process's cgroup (v2); 0 if unknown."""
+    try:
+        with open("/proc/self/cgroup") as handle:
+            path = next(line.split(":", 2)[2].strip() for line in handle if line.startswith("0::"))
+        with open(f"/sys/fs/cgroup{path}/memory.events") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("oom_kill "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0

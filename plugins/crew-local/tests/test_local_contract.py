@@ -63,6 +63,14 @@ class TestExecutorWorker(WorkerContract):
     def worker_class(self):
         return "executor"
 
+    @pytest.fixture
+    def owns_process(self):
+        return False
+
+    @pytest.fixture
+    def crash_cause(self):
+        return None  # a pool's worker process: the pool does not say how it ended
+
 
 def test_the_local_store_is_private_to_its_user(tmp_path):
     store = LocalStore(tmp_path / "private")

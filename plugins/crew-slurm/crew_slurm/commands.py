@@ -44,24 +44,28 @@ def sbatch(script: str, options: Iterable[str], environment: Mapping[str, str] |
     return out.stdout.strip().split(";")[0]  # "<id>" or "<id>;<cluster>"
 
 
-def squeue_states(job_ids: Iterable[str]) -> dict[str, str]:
+def squeue_states(job_ids: Iterable[str], reasons: dict[str, str] | None = None) -> dict[str, str]:
     """``{job id: state}`` of the given jobs (array tasks as ``<id>_<task>``) in one call.
 
-    Jobs Slurm has forgotten are missing from the result.
+    Jobs Slurm has forgotten are missing from the result. ``reasons`` gets Slurm's reason for
+    each job's state (``NonZeroExitCode``, ``OutOfMemory``, ...), where it gives one.
     """
     ids = sorted({job_id.split("_")[0] for job_id in job_ids})
     if not ids:
         return {}
-    out = _run(["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T", f"--jobs={','.join(ids)}"])
+    out = _run(["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r", f"--jobs={','.join(ids)}"])
     if out.returncode != 0:
         if "Invalid job id" in out.stderr:
             return {}  # every job listed has ended and been purged
         raise SlurmCommandError(f"squeue failed: {out.stderr.strip()}")
     states = {}
     for line in out.stdout.splitlines():
-        job_id, _, state = line.strip().partition("|")
+        job_id, _, rest = line.strip().partition("|")
+        state, _, reason = rest.partition("|")
         if job_id:
             states[job_id] = state
+            if reasons is not None and reason and reason != "None":
+                reasons[job_id] = reason
     return states
 
 

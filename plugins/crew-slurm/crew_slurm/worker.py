@@ -58,6 +58,7 @@ class SlurmWorker(Worker):
         self.env = dict(env or {})
         self.log_dir = Path(log_dir if log_dir is not None else "crew-slurm-logs").absolute()
         self.job_id: str | None = None
+        self._cause: str | None = None  # how the last job ended, as squeue said (running() learns it)
 
     # ------------------------------------------------------------------ sbatch
     def sbatch_options(self) -> list[str]:
@@ -135,6 +136,7 @@ class SlurmWorker(Worker):
         job_id = commands.sbatch("\n".join(lines) + "\n", options, launch.environment)
         for index, (worker, _) in enumerate(group):
             worker.job_id = job_id if len(group) == 1 else f"{job_id}_{index}"
+            worker._cause = None
 
     # ------------------------------------------------------------------ status and stop
     def is_running(self) -> bool:
@@ -143,14 +145,28 @@ class SlurmWorker(Worker):
     @classmethod
     def running(cls, workers: list[Any]) -> dict[str, bool]:
         """One ``squeue`` call for all of them; a job Slurm no longer lists has ended."""
+        reasons: dict[str, str] = {}
         try:
-            states = commands.squeue_states(w.job_id for w in workers if w.job_id)
+            states = commands.squeue_states((w.job_id for w in workers if w.job_id), reasons)
         except commands.SlurmCommandError as exc:
             # The controller daemon is briefly unreachable: assume nothing changed. Heartbeats
             # still catch a worker that really died.
             warnings.warn(f"cannot read Slurm job states, assuming unchanged: {exc}", stacklevel=2)
             return {w.name: w.job_id is not None for w in workers}
-        return {w.name: w.job_id is not None and states.get(w.job_id) in commands.ACTIVE_STATES for w in workers}
+        answers = {}
+        for w in workers:
+            state = states.get(w.job_id) if w.job_id else None
+            answers[w.name] = state in commands.ACTIVE_STATES
+            if w.job_id and not answers[w.name]:
+                reason = reasons.get(w.job_id)
+                w._cause = (
+                    f"its Slurm job {w.job_id} ended in state {state}" + (f" ({reason})" if reason else "")
+                    if state else f"its Slurm job {w.job_id} is no longer listed by squeue (ended and purged)"
+                )
+        return answers
+
+    def exit_cause(self) -> str | None:
+        return self._cause
 
     def state(self) -> str | None:
         """Slurm's state of this worker's job (PENDING, RUNNING, COMPLETED, ...), or None."""

@@ -28,6 +28,10 @@ class TestSlurmWorker(WorkerContract):
     def crew_store(self, tmp_path):
         return str(tmp_path / "store")  # a folder every node sees (one node here)
 
+    @pytest.fixture
+    def crash_cause(self):
+        return "ended in state FAILED"  # squeue shows the state, not the exit code
+
 
 @pytest.fixture
 def crew(slurm, tmp_path):

@@ -99,6 +99,10 @@ class _Execution:
             }
             if self.state == "CANCELLED":
                 completed["executionReason"] = "CANCELLED"
+            elif self.state == "FAILED" and self.exit_code is not None:
+                completed["message"] = f"Task {self.name.rsplit('/', 1)[-1]}-task0 failed: the container exited" + (
+                    f" with exit code {self.exit_code}" if self.exit_code >= 0 else f" on signal {-self.exit_code}"
+                )
             record["conditions"].append(completed)
         return record
 

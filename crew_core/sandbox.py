@@ -1,0 +1,274 @@
+"""What a job may not leave behind on its worker, what it wrote, and how a running job is stopped.
+
+Used by workers that own their process (started with ``crew worker``), around each job:
+
+- :class:`OutputCapture` points file descriptors 1 and 2 at two files of the worker's, so what
+  the job prints, and what programs and C libraries it runs print, comes back with its result
+  (the last :data:`MAX_OUTPUT` bytes of each stream);
+- :class:`Leftovers` restores what a job should not pass on to the next one (environment
+  variables, working directory, recursion limit, resource limits, signal handlers, ``sys.path``,
+  ``sys.stdout``/``sys.stderr``) and ends the processes it left running;
+- :class:`Interrupter` stops a job past its timeout, or cancelled, by raising in the main thread.
+
+Imported modules, caches and objects fetched with ``crew.put`` stay: that is what keeps a worker warm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import os
+import resource
+import signal
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+#: Bytes of each stream a result carries: the last ones, after a note of how many were cut.
+MAX_OUTPUT = 1 << 20
+
+_RLIMITS = [getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")]
+_SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class Interrupted(BaseException):
+    """Raised in a job's frame by :class:`Interrupter`; ``reason`` is "timeout" or "cancelled"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Interrupter:
+    """Stops the job running in the main thread: at its timeout (a timer), or when cancelled.
+
+    A job deep in C code that holds the GIL cannot be stopped this way; the controller then kills
+    its worker (see the supervisor). No locks: the handler runs in the main thread, between
+    whatever it interrupted, so it must never wait.
+    """
+
+    def __init__(self) -> None:
+        self._main = threading.main_thread().ident
+        self._job: int | None = None  # the job that may be interrupted now
+        self._deadline = math.inf  # when its timeout runs out (monotonic)
+        self._cancelled: int | None = None  # the job a cancel was asked for
+        self.in_job = False  # the job's function runs now (not crew's code around it)
+        signal.signal(signal.SIGALRM, self._fire)
+
+    def start(self, job_id: int, timeout: float | None) -> None:
+        self._deadline = math.inf if timeout is None else time.monotonic() + timeout
+        self._job = job_id
+        if timeout is not None:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+
+    def stop(self) -> None:
+        """The job ended: no interruption from now on."""
+        self._job, self.in_job = None, False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def cancel(self, job_id: int) -> bool:
+        """Interrupt job ``job_id`` if it is the one running (called from another thread)."""
+        self._cancelled = job_id
+        if self._job != job_id or self._main is None:
+            return False
+        signal.pthread_kill(self._main, signal.SIGALRM)
+        return True
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        job = self._job
+        if job is None:
+            return  # it ended in the same instant
+        if time.monotonic() >= self._deadline:
+            reason = "timeout"
+        elif self._cancelled == job:
+            reason = "cancelled"
+        else:
+            return  # a cancel meant for an earlier job
+        if not self.in_job:
+            signal.setitimer(signal.ITIMER_REAL, 0.001)  # in crew's code, before the job: soon again
+            return
+        self._job = None
+        raise Interrupted(reason)
+
+
+class OutputCapture:
+    """Sends file descriptors 1 and 2 to two files while a job runs; reads back what it wrote."""
+
+    def __init__(self) -> None:
+        self._files = [tempfile.TemporaryFile(prefix="crew-output-") for _ in range(2)]  # noqa: SIM115 - kept open
+        self._original = [os.dup(1), os.dup(2)]
+
+    def __enter__(self) -> OutputCapture:
+        _flush()
+        for fd, file in zip((1, 2), self._files, strict=True):
+            os.ftruncate(file.fileno(), 0)
+            os.lseek(file.fileno(), 0, os.SEEK_SET)
+            os.dup2(file.fileno(), fd)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _flush()
+        for fd, original in zip((1, 2), self._original, strict=True):
+            os.dup2(original, fd)
+
+    def read(self) -> tuple[str, str]:
+        """What the job wrote to standard output and standard error (decoded, the tail if long)."""
+        return _tail(self._files[0].fileno()), _tail(self._files[1].fileno())
+
+    def close(self) -> None:
+        for file in self._files:
+            file.close()
+        for fd in self._original:
+            os.close(fd)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+
+
+def _tail(fd: int) -> str:
+    size = os.fstat(fd).st_size
+    if not size:
+        return ""
+    start = max(0, size - MAX_OUTPUT)
+    data = os.pread(fd, size - start, start)
+    text = data.decode("utf-8", errors="replace")
+    return f"[crew: the first {start} bytes were cut]\n{text}" if start else text
+
+
+class Leftovers:
+    """A snapshot of what a job may change in its worker's process, to put back after it."""
+
+    def __init__(self) -> None:
+        self.environ = dict(os.environ)
+        self.cwd = os.getcwd()
+        self.recursion = sys.getrecursionlimit()
+        self.path = list(sys.path)
+        self.streams = (sys.stdout, sys.stderr)
+        self.rlimits = {limit: resource.getrlimit(limit) for limit in _RLIMITS}
+        self.handlers = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+
+    def restore(self) -> list[str]:
+        """Put everything back; return what could not be (a resource limit lowered for good, say)."""
+        problems = []
+        if os.environ != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        try:
+            moved = os.getcwd() != self.cwd
+        except OSError:  # the job removed the folder it moved to
+            moved = True
+        if moved:
+            try:
+                os.chdir(self.cwd)
+            except OSError as exc:
+                problems.append(f"working directory {self.cwd!r}: {exc}")
+        if sys.getrecursionlimit() != self.recursion:
+            sys.setrecursionlimit(self.recursion)
+        if sys.path != self.path:
+            sys.path[:] = self.path
+        sys.stdout, sys.stderr = self.streams
+        for limit, value in self.rlimits.items():
+            if resource.getrlimit(limit) != value:
+                try:
+                    resource.setrlimit(limit, value)
+                except (ValueError, OSError) as exc:  # a hard limit only root may raise again
+                    problems.append(f"resource limit {limit}: {exc}")
+        for signum, handler in self.handlers.items():
+            if handler is not None and signal.getsignal(signum) != handler:
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    signal.signal(signum, handler)
+        return problems
+
+
+def adopt_orphans() -> None:
+    """Make this process the reaper of its descendants (Linux): a daemon a job starts stays ours."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def children() -> list[int]:
+    """Process ids of this process's children (every thread's; Linux ``/proc``)."""
+    found: list[int] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as handle:
+                found += [int(pid) for pid in handle.read().split()]
+    except OSError:
+        return []
+    return found
+
+
+def end_children(grace: float = 1.0) -> int:
+    """End the processes a job left behind (and reap them): SIGTERM, then SIGKILL. Returns how many."""
+    pids = children()
+    if not pids:
+        _reap()
+        return 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        _reap()
+        if not set(pids) & set(children()):
+            break
+        time.sleep(0.01)
+    for pid in children():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, 0)
+    _reap()
+    return len(pids)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+class JobGuard:
+    """All of the above around each job of a worker that owns its process (``capture``: output too)."""
+
+    def __init__(self, capture: bool) -> None:
+        self.interrupter = Interrupter()
+        self.capture = OutputCapture() if capture else None
+        self._before: Leftovers | None = None
+        adopt_orphans()
+
+    def begin(self, job_id: int, timeout: float | None) -> None:
+        self._before = Leftovers()
+        if self.capture is not None:
+            self.capture.__enter__()
+        self.interrupter.start(job_id, timeout)
+
+    def end(self) -> tuple[str, str, list[str]]:
+        """Stop interruptions, restore the process, end leftover children: (stdout, stderr, problems)."""
+        self.interrupter.stop()
+        out = err = ""
+        if self.capture is not None:
+            self.capture.__exit__(None, None, None)
+            out, err = self.capture.read()
+        problems = self._before.restore() if self._before is not None else []
+        ended = end_children()
+        if ended:
+            problems.append(f"{ended} process(es) the job left running were ended")
+        return out, err, problems
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.close()

@@ -1,0 +1,246 @@
+"""Job control on local workers: timeouts, cancel, output, clean workers, lifetimes, crash causes.
+
+The contract suite (``crew_core.testing.WorkerContract``) runs timeout, cancel and output on every
+backend; these tests go into what only a local process shows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crew_core import CrewExecutor, JobCancelledError, JobTimeoutError, WorkerCrashedError
+from crew_core.testing import jobs, process_gone, wait_for
+
+
+def unstoppable(seconds: float) -> str:
+    """Sleep with SIGALRM blocked: as C code holding the GIL would, it cannot be interrupted."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(seconds)
+    return "finished"
+
+
+def litter() -> int:
+    """Change everything a job should not pass on, and leave a process running; return its pid."""
+    import subprocess
+
+    os.environ["CREW_TEST_LEAK"] = "1"
+    os.chdir("/")
+    sys.setrecursionlimit(12345)
+    sys.path.insert(0, "/nowhere")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 64), hard))
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    return subprocess.Popen(["sleep", "300"]).pid
+
+
+def surroundings() -> tuple[object, ...]:
+    return (
+        os.environ.get("CREW_TEST_LEAK"), os.getcwd(), sys.getrecursionlimit(), "/nowhere" in sys.path,
+        resource.getrlimit(resource.RLIMIT_NOFILE)[0], signal.getsignal(signal.SIGUSR1),
+    )  # fmt: skip
+
+
+def fork_and_return() -> str:
+    pid = os.fork()
+    if pid == 0:
+        return "from the child"  # the worker must not go on serving in this process
+    os.waitpid(pid, 0)
+    return "from the parent"
+
+
+def die_unless(variable: str) -> str:
+    if not os.environ.get(variable):
+        os._exit(9)
+    return os.environ[variable]
+
+
+def kill_self(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+
+
+def shout(megabytes: int) -> None:
+    import logging
+
+    sys.stdout.write("x" * (megabytes << 20))
+    logging.getLogger("a.job").warning("careful")
+
+
+def test_timeouts_per_job_and_crew_wide(make_crew):
+    crew = make_crew(job_timeout=0.5)
+    crew.recruit(workers=2)
+    short = crew.send(jobs.sleep_then, args=(60,))
+    spared = crew.send(jobs.sleep_then, args=(1.0, "done"), timeout=30)
+    unlimited = crew.send(jobs.sleep_then, args=(1.0, "free"), timeout=math.inf)
+    results = {r.id: r for r in crew.results(timeout=60)}
+    assert results[short].status == "timeout" and "0.5 s" in str(results[short].error)
+    assert results[spared].value == "done" and results[unlimited].value == "free"
+    for wrong in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="timeout"):
+            crew.send(jobs.double, args=(1,), timeout=wrong)
+    with pytest.raises(TypeError, match="timeout"):
+        crew.send(jobs.double, args=(1,), timeout="1")
+    with pytest.raises(ValueError, match="job_timeout"):
+        make_crew(job_timeout=-1)
+
+
+def test_a_job_that_cannot_be_interrupted_costs_its_worker_and_is_not_run_again(make_crew):
+    crew = make_crew(stop_grace=0.5)
+    crew.recruit(workers=1)
+    crew.send(jobs.double, args=(1,))
+    assert crew.receive(timeout=60).value == 2
+    job = crew.send(unstoppable, args=(120,), timeout=0.5)
+    result = crew.receive(timeout=120)
+    assert result.id == job and result.status == "timeout" and isinstance(result.error, JobTimeoutError)
+    assert "could not stop it" in str(result.error)
+    assert crew.map(jobs.double, [3]).values() == [6]  # a relaunched worker goes on
+    [row] = crew.summary()
+    assert row["launches"] == 2 and row["timeouts"] == 1 and row["crashes"] == 0
+    assert crew.receive(timeout=1) is None  # it was not run again
+
+
+def test_cancel_by_tags_and_what_it_refuses(make_crew, tmp_path):
+    crew = make_crew()
+    crew.recruit(workers=1, tags={"slow"})
+    crew.recruit(workers=1)
+    started = tmp_path / "started"
+    slow = [crew.send(jobs.touch_then_sleep, args=(str(started), 300), tags="slow") for _ in range(3)]
+    quick = crew.send(jobs.double, args=(2,))
+    wait_for(started.exists, timeout=60, what="a slow job to start")
+    assert sorted(crew.cancel(tags="slow")) == slow
+    results = {r.id: r for r in crew.results(timeout=60)}
+    assert [results[i].status for i in slow] == ["cancelled"] * 3 and results[quick].value == 4
+    assert all(isinstance(results[i].error, JobCancelledError) for i in slow)
+    assert crew.cancel(10_000) == []  # unknown: nothing happens
+    with pytest.raises(TypeError, match="job id or tags"):
+        crew.cancel()
+    with pytest.raises(TypeError, match="job id"):
+        crew.cancel("1")
+
+
+def test_output_is_capped_and_log_records_go_with_stderr(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    crew.send(shout, args=(2,))
+    result = crew.receive(timeout=60)
+    assert result.status == "success"
+    assert result.stdout.startswith("[crew: the first 1048576 bytes were cut]\n") and result.stdout.endswith("x")
+    assert len(result.stdout) < (1 << 20) + 100
+    assert "careful" in result.stderr
+
+
+def test_output_capture_can_be_turned_off(make_crew, capfd):
+    crew = make_crew(capture_output=False)
+    crew.recruit(workers=1)
+    crew.send(jobs.print_and_run, args=("loud", "louder", ["echo", "loudest"]))
+    result = crew.receive(timeout=60)
+    assert (result.status, result.stdout, result.stderr) == ("success", "", "")
+    wait_for(lambda: "loudest" in capfd.readouterr().out or None, timeout=10, what="the worker's own output")
+
+
+def test_a_job_leaves_nothing_behind_for_the_next(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    crew.send(surroundings)
+    before = crew.receive(timeout=60).value
+    crew.send(litter)
+    littered = crew.receive(timeout=60)
+    child = littered.value
+    assert littered.status == "success" and "left running were ended" in " ".join(littered.warnings)
+    crew.send(surroundings)
+    assert crew.receive(timeout=60).value == before
+    assert process_gone(child)
+    assert crew.summary().totals["launches"] == 1  # the same warm worker
+
+
+def test_a_forked_child_never_becomes_a_second_worker(make_crew, tmp_path):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    crew.send(fork_and_return)
+    assert crew.receive(timeout=60).value == "from the parent"
+    results = crew.map(jobs.mark_then_sleep, [str(tmp_path)] * 20, [f"job{n}" for n in range(20)], [0] * 20)
+    assert results.ok
+    ran = sorted(path.name.split(".")[0] for path in tmp_path.iterdir())
+    assert ran == sorted(f"job{n}" for n in range(20))  # each once
+
+
+def test_workers_leave_after_tasks_max_jobs_and_come_back(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1, tasks_max=2)
+    pids = []
+    for _ in range(5):
+        crew.send(jobs.pid)
+        pids.append(crew.receive(timeout=60).value)
+    assert len(set(pids)) == 3 and all(pids.count(pid) <= 2 for pid in pids)
+    [row] = crew.summary()
+    assert row["launches"] == 3 and row["crashes"] == 0
+    with pytest.raises(ValueError, match="tasks_max"):
+        crew.recruit(workers=1, tasks_max=0)
+    with pytest.raises(TypeError, match="tasks_max"):
+        crew.recruit(workers=1, tasks_max=2.5)
+
+
+def test_workers_leave_after_seconds_wall(make_crew):
+    crew = make_crew()
+    [worker] = crew.recruit(workers=1, seconds_wall=1)
+    crew.send(jobs.pid)
+    first = crew.receive(timeout=60).value
+    wait_for(lambda: not worker.up(), timeout=60, what="the worker to leave after 1 s")
+    crew.send(jobs.pid)
+    assert crew.receive(timeout=60).value != first  # launched afresh for the new job
+    with pytest.raises(ValueError, match="timeout"):
+        crew.recruit(workers=1, seconds_wall=0)
+
+
+def test_a_crash_says_how_the_worker_died(make_crew):
+    crew = make_crew(max_tries=1)
+    crew.recruit(workers=1)
+    causes = {}
+    for name, fun, args in [("exit", os._exit, (13,)), ("segv", kill_self, (signal.SIGSEGV,)),
+                            ("kill", kill_self, (signal.SIGKILL,))]:  # fmt: skip
+        crew.send(fun, args=args)
+        result = crew.receive(timeout=60)
+        assert result.status == "crash" and isinstance(result.error, WorkerCrashedError)
+        causes[name] = str(result.error)
+    assert "exit code 13" in causes["exit"]
+    assert "killed by SIGSEGV" in causes["segv"]
+    assert "SIGKILL" in causes["kill"] and "out of memory" in causes["kill"]
+
+
+def test_crash_tags_send_the_next_try_to_other_workers(make_crew):
+    crew = make_crew(max_tries=3)
+    crew.recruit(workers=1, tags={"small"})
+    crew.recruit(workers=1, tags={"big"}, env={"CREW_TEST_BIG": "yes"})
+    job = crew.send(die_unless, args=("CREW_TEST_BIG",), tags="small", crash_tags=["big"])
+    result = crew.receive(timeout=60)
+    assert result.id == job and result.value == "yes" and result.tags == {"big"} and result.tries == 2
+    with pytest.raises(TypeError, match="crash_tags"):
+        crew.send(jobs.double, args=(1,), crash_tags="big")
+    with pytest.raises(LookupError):
+        crew.send(jobs.double, args=(1,), crash_tags=["huge"])
+
+
+def test_executor_options_carry_a_timeout():
+    with CrewExecutor(max_workers=1, worker_class="subprocess") as executor:
+        assert executor.submit(jobs.double, 1).result(timeout=60) == 2
+        future = executor.options(timeout=0.5).submit(jobs.sleep_then, 60)
+        with pytest.raises(JobTimeoutError):
+            future.result(timeout=60)
+        with pytest.raises(TimeoutError):  # JobTimeoutError is a TimeoutError, as users catch it
+            executor.options(timeout=0.5).submit(jobs.sleep_then, 60).result(timeout=60)
+
+
+def test_interrupted_jobs_leave_no_alarm_behind(make_crew, tmp_path: Path):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    crew.send(jobs.sleep_then, args=(0.01, "quick"), timeout=0.3)
+    assert crew.receive(timeout=60).value == "quick"
+    crew.send(jobs.sleep_then, args=(0.6, "after"))  # no timeout: a stale alarm must not stop it
+    assert crew.receive(timeout=60).value == "after"
