@@ -126,7 +126,8 @@ class Supervisor:
                 tasks_max=tasks_max,
                 seconds_wall=seconds_wall,
             )
-            launch = Launch(settings.to_args(), {SECRET_ENV: m.secret.hex()})
+            environment = {SECRET_ENV: m.secret.hex()}
+            launch = Launch(settings.to_args(), environment, m.crew_id, record.name, record.incarnation)
             groups.setdefault(type(record.backend), []).append((record, launch))
         return groups
 

@@ -22,14 +22,19 @@ from typing import Any, ClassVar
 class Launch:
     """What a backend needs to start one worker.
 
-    ``args`` are the arguments of the ``crew worker`` command; ``environment`` holds variables
-    the worker process **must** get in its environment (the crew's secret, ``CREW_SECRET``), on
-    top of the backend's own. Pass them through the backend's environment mechanism, never on
-    a command line or through the store.
+    ``args`` are the arguments of the ``crew worker`` command (pass them on as they are: their
+    flags change with the protocol); ``environment`` holds variables the worker process **must**
+    get in its environment (the crew's secret, ``CREW_SECRET``), on top of the backend's own. Pass
+    them through the backend's environment mechanism, never on a command line or through the
+    store. ``crew``, ``worker`` and ``incarnation`` say whose launch it is, for labelling the
+    backend's job (a job name, a tag) so that it can be found by crew.
     """
 
     args: tuple[str, ...]
     environment: Mapping[str, str] = field(default_factory=dict)
+    crew: str = ""
+    worker: str = ""
+    incarnation: int = 0
 
     def command(self, python: str = "python") -> list[str]:
         """The full command line, e.g. ``["python", "-m", "crew_core", "worker", "--store", ...]``."""

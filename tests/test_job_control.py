@@ -27,6 +27,14 @@ def unstoppable(seconds: float) -> str:
     return "finished"
 
 
+def start_then_hang(seconds: float) -> None:
+    """Start a program, then hang where SIGALRM cannot reach (the worker must be killed)."""
+    import subprocess
+
+    subprocess.Popen(["sleep", "300"])
+    unstoppable(seconds)
+
+
 def litter() -> int:
     """Change everything a job should not pass on, and leave a process running; return its pid."""
     import subprocess
@@ -104,6 +112,24 @@ def test_a_job_that_cannot_be_interrupted_costs_its_worker_and_is_not_run_again(
     [row] = crew.summary()
     assert row["launches"] == 2 and row["timeouts"] == 1 and row["crashes"] == 0
     assert crew.receive(timeout=1) is None  # it was not run again
+
+
+def test_killing_a_worker_ends_what_its_job_started(make_crew):
+    import subprocess
+
+    crew = make_crew(stop_grace=0.5)
+    [worker] = crew.recruit(workers=1)
+    crew.send(jobs.double, args=(1,))
+    assert crew.receive(timeout=60).value == 2
+    pid = worker.backend.pid
+    crew.send(start_then_hang, args=(120,), timeout=0.5)
+    def program() -> str:
+        return subprocess.run(["pgrep", "-P", str(pid), "-f", "sleep 300"], capture_output=True, text=True).stdout
+
+    wait_for(program, timeout=60, what="the job's program to start")
+    orphan = int(program())
+    assert crew.receive(timeout=120).status == "timeout"
+    wait_for(lambda: process_gone(orphan), timeout=30, what="the job's program to end with its worker")
 
 
 def test_cancel_by_tags_and_what_it_refuses(make_crew, tmp_path):
