@@ -15,7 +15,7 @@ Imported modules, caches and objects fetched with ``crew.put`` stay: that is wha
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]
 import contextlib
 import ctypes
 import math
@@ -206,7 +206,8 @@ class Leftovers:
 
 def _environ_data() -> dict[Any, Any]:
     """The environment as ``os.environ`` keeps it (encoded): copied and compared in a microsecond."""
-    return getattr(os.environ, "_data", os.environ)  # type: ignore[no-any-return]
+    data: dict[Any, Any] = getattr(os.environ, "_data", None) or dict(os.environ)
+    return data
 
 
 def _decode(value: Any) -> str:
