@@ -177,6 +177,9 @@ class Dispatcher:
             return batch  # a job that may kill its worker, or whose calls can take long, runs alone
         share = math.ceil((len(backlog) + 1) / max(1, len(self.m.records)))
         limit = min(MAX_BATCH, share)
+        tasks_max = record.lifetime[0]
+        if tasks_max is not None:  # the worker leaves after tasks_max jobs: a batch never goes past it
+            limit = min(limit, max(1, tasks_max - record.given))
         while len(batch) < limit and total < BATCH_SECONDS:
             job = backlog.peek(record.tags)
             if job is None or job.tries or job.solo or job.timeout:
@@ -194,6 +197,7 @@ class Dispatcher:
         if not m.ledger.has_tasks(record.name):
             record.quiet_since = now  # an idle worker beats rarely: count silence from now
         task = m.ledger.assign(record.name, record.incarnation, jobs, now)
+        record.given += len(jobs)
         m.write_batch(record, task)
         return task
 

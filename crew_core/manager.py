@@ -887,7 +887,8 @@ class Manager:
                 task, waiting = job.task, job.state is JobState.WAITING
                 reason = "before it started" if waiting else "while its worker had it"
                 error = JobCancelledError(f"job {job.id} ({job.kind}) was cancelled {reason}")
-                self.finish(job, Result(job.id, CANCELLED, error=error, tags=job.tags, tries=job.runs))
+                tries = job.runs + (not waiting)  # a job its worker had may have started
+                self.finish(job, Result(job.id, CANCELLED, error=error, tags=job.tags, tries=tries))
                 cancelled.append(job.id)
                 record = self.records.get(task.worker) if task is not None else None
                 if task is not None and record is not None and record.up and record.incarnation == task.incarnation:

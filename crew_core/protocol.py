@@ -234,14 +234,14 @@ class Outcome:
 class ExitNote:
     """Written once by a worker on its way out: why it left and the last task it started."""
 
-    reason: str  # "idle", "stopped", "tasks_max", "seconds_wall", "orphaned", "terminated" or "error"
+    reason: str  # "idle", "stopped", "tasks_max", "seconds_wall", "spoiled", "orphaned", "terminated", "error"
     last_seq: int  # tasks after this one never started
     error: str | None = None  # the traceback, for reason "error"
 
     @property
     def clean(self) -> bool:
         """True when the worker left between jobs, having answered every task it started."""
-        return self.reason in ("idle", "stopped", "tasks_max", "seconds_wall")
+        return self.reason in ("idle", "stopped", "tasks_max", "seconds_wall", "spoiled")
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,17 +76,17 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guar
         try:
             fun = table.load(call.function, functions[call.function])
             args, kwargs = load_args(call.args)
-            if guard is not None:
-                guard.interrupter.in_job = True  # from here on a timeout or cancel stops it
-            value = fun(*args, **kwargs)
+            try:
+                if guard is not None:
+                    guard.interrupter.in_job = True  # from here on a timeout or cancel stops it
+                value = fun(*args, **kwargs)
+            finally:
+                if guard is not None:  # crew's own code below (formatting a traceback) is never interrupted
+                    guard.interrupter.stop()
         except _Terminate:
             raise
         except Interrupted as exc:
             status = exc.reason
-            if status == TIMEOUT:
-                error = JobTimeoutError(f"job {call.job_id} ran past its timeout of {call.timeout:g} s and was stopped")
-            else:
-                error = JobCancelledError(f"job {call.job_id} was cancelled while it ran, and stopped")
             text = "".join(traceback.format_exception(exc))  # where it was when it was stopped
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the worker lives on
             status, error = ERROR, exc
@@ -97,6 +97,13 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guar
                 os._exit(0)
             if guard is not None:
                 out, err, problems = guard.end()
+                if guard.interrupter.fired is not None:  # even if the job swallowed the interruption
+                    status = guard.interrupter.fired
+        if status == TIMEOUT:
+            limit = f"{call.timeout:g} s" if call.timeout is not None else "time"
+            value, error = None, JobTimeoutError(f"job {call.job_id} ran past its timeout of {limit} and was stopped")
+        elif status == CANCELLED:
+            value, error = None, JobCancelledError(f"job {call.job_id} was cancelled while it ran, and stopped")
     seconds = time.perf_counter() - t0
     messages = [str(w.message) for w in caught] + [f"crew: {problem}" for problem in problems]
     return dump_outcome(Outcome(status, value, error, text, messages, seconds, started, out, err))
@@ -247,6 +254,8 @@ class WorkerLoop:
             ended = self._lifetime_over()
             if ended is not None:
                 return ended  # batches it had not started go back to the backlog (see the exit note)
+            if self.guard is not None and self.guard.spoiled:
+                return "spoiled"  # a job changed what cannot be put back: a fresh process serves next
             batch = self.feed.pop()
             if batch is None:
                 if self.feed.stopped:

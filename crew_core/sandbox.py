@@ -31,7 +31,9 @@ from typing import Any
 #: Bytes of each stream a result carries: the last ones, after a note of how many were cut.
 MAX_OUTPUT = 1 << 20
 
-_RLIMITS = [getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")]
+# Each limit once, by its first name in sorted order (RLIMIT_NOFILE before its alias RLIMIT_OFILE).
+_RLIMITS = {value: name for name in sorted(dir(resource), reverse=True) if name.startswith("RLIMIT_")
+            for value in [getattr(resource, name)]}  # fmt: skip
 _SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
 _PR_SET_CHILD_SUBREAPER = 36
 # The C function: the signal module's wrapper turns every answer into an enum, ten times the cost.
@@ -58,15 +60,18 @@ class Interrupter:
         self._main = threading.main_thread().ident
         self._job: int | None = None  # the job that may be interrupted now
         self._deadline = math.inf  # when its timeout runs out (monotonic)
-        self._cancelled: int | None = None  # the job a cancel was asked for
+        self._cancelled: set[int] = set()  # jobs a cancel was asked for
         self.in_job = False  # the job's function runs now (not crew's code around it)
+        self.fired: str | None = None  # why the current job was interrupted, if it was
         signal.signal(signal.SIGALRM, self._fire)
 
     def start(self, job_id: int, timeout: float | None) -> None:
         self._deadline = math.inf if timeout is None else time.monotonic() + timeout
-        self._job = job_id
+        self._job, self.fired = job_id, None
         if timeout is not None:
             signal.setitimer(signal.ITIMER_REAL, timeout)
+        elif job_id in self._cancelled:  # cancelled just before it started: stop it at once
+            signal.setitimer(signal.ITIMER_REAL, 0.001)
 
     def stop(self) -> None:
         """The job ended: no interruption from now on."""
@@ -76,7 +81,7 @@ class Interrupter:
 
     def cancel(self, job_id: int) -> bool:
         """Interrupt job ``job_id`` if it is the one running (called from another thread)."""
-        self._cancelled = job_id
+        self._cancelled.add(job_id)
         if self._job != job_id or self._main is None:
             return False
         signal.pthread_kill(self._main, signal.SIGALRM)
@@ -86,16 +91,20 @@ class Interrupter:
         job = self._job
         if job is None:
             return  # it ended in the same instant
-        if time.monotonic() >= self._deadline:
-            reason = "timeout"
-        elif self._cancelled == job:
+        if job in self._cancelled:
             reason = "cancelled"
+        elif time.monotonic() >= self._deadline:
+            reason = "timeout"
         else:
             return  # a cancel meant for an earlier job
         if not self.in_job:
             signal.setitimer(signal.ITIMER_REAL, 0.001)  # in crew's code, before the job: soon again
             return
-        self._job = None
+        self.fired = reason  # a job that swallows the exception still ends with this status
+        if reason == "cancelled":
+            self._job = None  # once; a timeout fires again if the job goes on (every second)
+        else:
+            signal.setitimer(signal.ITIMER_REAL, 1.0)
         raise Interrupted(reason)
 
 
@@ -196,7 +205,7 @@ class Leftovers:
                 try:
                     resource.setrlimit(limit, value)
                 except (ValueError, OSError) as exc:  # a hard limit only root may raise again
-                    problems.append(f"resource limit {limit}: {exc}")
+                    problems.append(f"{_RLIMITS[limit]} cannot be put back ({exc})")
         for signum, handler in self.handlers:
             if _getsignal(signum) != handler:
                 with contextlib.suppress(OSError, ValueError, TypeError):
@@ -222,51 +231,77 @@ def adopt_orphans() -> None:
 
 
 def children() -> list[int]:
-    """Process ids of this process's children (Linux ``/proc``): those of its main thread, where
-    jobs run and where the kernel hands orphaned descendants to a subreaper."""
+    """Process ids of this process's children, those of every thread (Linux ``/proc``)."""
+    found: list[int] = []
     try:
-        fd = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY)
+        tasks = os.listdir("/proc/self/task")
     except OSError:
-        return []
-    try:
-        return [int(pid) for pid in os.read(fd, 65536).split()]
-    finally:
-        os.close(fd)
+        return found
+    for tid in tasks:
+        try:
+            fd = os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY)
+        except OSError:
+            continue  # the thread ended meanwhile
+        try:
+            found += [int(pid) for pid in os.read(fd, 65536).split()]
+        finally:
+            os.close(fd)
+    return found
+
+
+def helpers() -> set[int]:
+    """Children that ``multiprocessing`` (or loky, joblib's) keeps for later jobs: pools' workers,
+    the forkserver, resource trackers. They are the warm state a job may leave on purpose."""
+    kept: set[int] = set()
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None:
+        kept |= {child.pid for child in list(getattr(process, "_children", ())) if child.pid}
+    for module, holder in [
+        ("multiprocessing.forkserver", "_forkserver"),
+        ("multiprocessing.resource_tracker", "_resource_tracker"),
+        ("joblib.externals.loky.backend.resource_tracker", "_resource_tracker"),
+    ]:
+        owner = getattr(sys.modules.get(module), holder, None)
+        for attribute in ("_forkserver_pid", "_pid"):
+            pid = getattr(owner, attribute, None)
+            if isinstance(pid, int):
+                kept.add(pid)
+    return kept
 
 
 def end_children(grace: float = 1.0) -> int:
-    """End the processes a job left behind (and reap them): SIGTERM, then SIGKILL. Returns how many."""
+    """End the processes a job left behind (SIGTERM, then SIGKILL) and reap them; returns how many.
+
+    ``multiprocessing``'s own helpers stay (see :func:`helpers`); only processes ended here are
+    waited for, so that their owners' ``waitpid`` calls still work.
+    """
     pids = children()
     if not pids:
-        _reap()
         return 0
+    pids = [pid for pid in pids if pid not in helpers()]
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        _reap()
-        if not set(pids) & set(children()):
-            break
-        time.sleep(0.01)
-    for pid in children():
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        left = {pid for pid in left if not _reaped(pid)}
+        if left:
+            time.sleep(0.01)
+    for pid in left:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    for pid in pids:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, 0)
-    _reap()
     return len(pids)
 
 
-def _reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+def _reaped(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True  # not ours (any more)
+    return done == pid
 
 
 class JobGuard:
@@ -276,6 +311,7 @@ class JobGuard:
         self.interrupter = Interrupter()
         self.capture = OutputCapture() if capture else None
         self._before = Leftovers()
+        self.spoiled = False  # a job changed what cannot be put back
         adopt_orphans()
 
     def begin(self, job_id: int, timeout: float | None) -> None:
@@ -284,17 +320,23 @@ class JobGuard:
         self.interrupter.start(job_id, timeout)
 
     def end(self) -> tuple[str, str, list[str]]:
-        """Stop interruptions, restore the process, end leftover children: (stdout, stderr, problems)."""
+        """Stop interruptions, restore the process, end leftover children: (stdout, stderr, notes).
+
+        What cannot be put back (a hard limit lowered) spoils the worker: it leaves after this job.
+        """
         self.interrupter.stop()
         out = err = ""
         if self.capture is not None:
             self.capture.__exit__(None, None, None)
             out, err = self.capture.read()
-        problems = self._before.restore()
+        notes = self._before.restore()
+        if notes:
+            self.spoiled = True
+            notes = [f"{note}: this worker leaves after the job, a fresh one serves next" for note in notes]
         ended = end_children()
         if ended:
-            problems.append(f"{ended} process(es) the job left running were ended")
-        return out, err, problems
+            notes.append(f"{ended} process(es) the job left running were ended")
+        return out, err, notes
 
     def close(self) -> None:
         if self.capture is not None:

@@ -63,6 +63,7 @@ class WorkerRecord:
     beat_seen: bool = False
     first_beat: float = 0.0  # when the current incarnation's first beat was seen
     lifetime: tuple[int | None, float | None] = (None, None)  # tasks_max, seconds_wall
+    given: int = 0  # jobs assigned to the current incarnation (batches stay within tasks_max)
     quiet_since: float = 0.0  # since the last beat, or since it was given work
     idle_since: float = 0.0  # since it last held no task
     launch_failures: int = 0  # failed launches in a row
@@ -109,7 +110,7 @@ class Supervisor:
             record.channel = protocol.worker_channel(record.prefix)
             record.phase = Phase.STARTING
             record.stop_requested, record.exit, record.killing, record.down_pending = None, None, False, False
-            record.beat, record.beat_seen, record.adopted = 0, False, False
+            record.beat, record.beat_seen, record.adopted, record.given = 0, False, False, 0
             record.quiet_since = record.idle_since = now
             tasks_max, seconds_wall = record.lifetime
             if seconds_wall is not None:  # a fleet recruited together does not leave all at once
@@ -322,7 +323,7 @@ class Supervisor:
         running = tasks[0]
         start = max(running.running_since or running.assigned, record.first_beat)
         deadlines = []
-        if running.stop_by is not None:
+        if running.stop_by is not None and len(running.jobs) == 1:  # in a batch, which call runs is unknown
             deadlines.append(max(running.stop_by, start + self.stop_allowance()))
         limits = [job.timeout for job in running.jobs if job.timeout is not None and job.state is not JobState.DONE]
         if limits:
@@ -336,15 +337,17 @@ class Supervisor:
         if deadline is None or now < deadline:
             return False
         for job in self.m.ledger.tasks_of(record.name)[0].jobs:
-            if job.state is JobState.DONE:
+            if job.state is JobState.DONE or job.timeout is None:
                 continue
             error = JobTimeoutError(
                 f"job {job.id} ({job.kind}) ran past its timeout of {job.timeout:g} s and its worker"
-                f" {record.name!r} could not stop it (C code holding the GIL?): the worker was killed"
+                f" {record.name!r} could not stop it (C code holding the GIL, or a job that blocks or takes"
+                " over SIGALRM?): the worker was killed"
             )
             record.stats.timeouts += 1
             self.m.finish(job, Result(job.id, TIMEOUT, error=error, worker=record.name, tags=job.tags,
                                       tries=job.runs + 1))  # fmt: skip
+        record.stop_requested = record.stop_requested or now  # killed on purpose: the rest go back uncharged
         log.warning("worker %r did not stop a job past its timeout or cancel: killing it", record.name)
         return True
 

@@ -270,3 +270,139 @@ def test_interrupted_jobs_leave_no_alarm_behind(make_crew, tmp_path: Path):
     assert crew.receive(timeout=60).value == "quick"
     crew.send(jobs.sleep_then, args=(0.6, "after"))  # no timeout: a stale alarm must not stop it
     assert crew.receive(timeout=60).value == "after"
+
+
+# ---------------------------------------------------------------- found by review
+def raise_a_long_chain(links: int, seconds: float) -> None:
+    """Raise an exception whose traceback takes a while to format, just before ``seconds``."""
+    error: BaseException | None = None
+    for link in range(links):
+        try:
+            raise ValueError(link)
+        except ValueError as exc:
+            exc.__context__ = error
+            error = exc
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        pass
+    assert error is not None
+    raise error
+
+
+def swallow(seconds: float) -> str:
+    try:
+        time.sleep(seconds)
+    except:  # noqa: E722 - a careless job, on purpose
+        pass
+    return "swallowed"
+
+
+def program_from_a_thread() -> int:
+    import subprocess
+    import threading
+
+    started: list[int] = []
+    ready = threading.Event()
+
+    def run() -> None:
+        started.append(subprocess.Popen(["sleep", "300"]).pid)
+        ready.set()
+        time.sleep(600)  # the thread lives on, holding the program
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait()
+    return started[0]
+
+
+def forkserver_pool() -> list[int]:
+    import multiprocessing
+
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
+        return pool.map(abs, [-1, -2, -3])
+
+
+def lower_open_files_for_good() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+def test_a_timeout_while_crew_formats_the_jobs_error_does_not_kill_the_worker(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    crew.send(raise_a_long_chain, args=(3000, 0.95), timeout=1.0)
+    result = crew.receive(timeout=60)
+    assert result.status in ("error", "timeout") and result.tries == 1
+    [row] = crew.summary()
+    assert (row["launches"], row["crashes"]) == (1, 0)
+
+
+def test_a_job_that_swallows_its_timeout_still_times_out(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    crew.send(swallow, args=(30,), timeout=0.5)
+    result = crew.receive(timeout=60)
+    assert result.status == "timeout" and isinstance(result.error, JobTimeoutError) and result.value is None
+
+
+def test_cancelling_a_running_job_and_the_one_behind_it_keeps_the_worker(make_crew, tmp_path):
+    crew = make_crew(stop_grace=1)
+    crew.recruit(workers=1, tags={"grid"})
+    started = tmp_path / "started"
+    crew.send(jobs.touch_then_sleep, args=(str(started), 300), tags="grid")
+    crew.send(jobs.sleep_then, args=(300,), tags="grid")
+    wait_for(started.exists, timeout=60, what="the first job to start")
+    assert len(crew.cancel(tags="grid")) == 2
+    assert {r.status for r in crew.results(timeout=60)} == {"cancelled"}
+    assert crew.map(jobs.double, [1]).values() == [2]
+    assert crew.summary().totals["launches"] == 1  # stopped, not killed
+
+
+def test_cancelling_one_job_of_a_batch_leaves_the_others_alone(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    assert crew.map(jobs.sleep_then, [0.0] * 20, range(20)).ok  # measured as quick: they go in batches
+    ids = [crew.send(jobs.sleep_then, args=(2.0 if n == 3 else 0.0, n)) for n in range(8)]
+    wait_for(lambda: crew.workers["subprocess-1"].busy(), timeout=30, what="the batch to start")
+    assert crew.cancel(ids[6]) == [ids[6]]
+    results = {r.id: r for r in crew.results(timeout=60)}
+    assert results[ids[6]].status == "cancelled"
+    assert [results[i].value for i in ids if i != ids[6]] == [0, 1, 2, 3, 4, 5, 7]
+    assert crew.summary().totals["launches"] == 1
+
+
+def test_tasks_max_holds_within_batches(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1, tasks_max=3)
+    pids = [result.value for result in crew.map(lambda _: os.getpid(), range(30))]
+    assert max(pids.count(pid) for pid in set(pids)) <= 3 and len(set(pids)) >= 10
+
+
+def test_a_program_started_from_a_job_thread_is_ended(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    crew.send(program_from_a_thread)
+    result = crew.receive(timeout=60)
+    wait_for(lambda: process_gone(result.value), timeout=30, what="the program to be ended")
+
+
+def test_multiprocessing_helpers_a_job_keeps_stay_usable(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    for _ in range(3):
+        crew.send(forkserver_pool)
+        result = crew.receive(timeout=120)
+        assert (result.status, result.value) == ("success", [1, 2, 3]), result.traceback
+
+
+def test_a_limit_that_cannot_be_put_back_retires_the_worker(make_crew):
+    crew = make_crew()
+    [worker] = crew.recruit(workers=1)
+    crew.send(jobs.pid)
+    first = crew.receive(timeout=60).value
+    crew.send(lower_open_files_for_good)
+    result = crew.receive(timeout=60)
+    assert result.status == "success"
+    [note] = [w for w in result.warnings if w.startswith("crew:")]
+    assert "RLIMIT_NOFILE cannot be put back" in note and "leaves after the job" in note
+    crew.send(jobs.pid)
+    assert crew.receive(timeout=60).value != first  # a fresh process serves next
+    assert crew.summary().totals["crashes"] == 0 and worker.up()
