@@ -63,7 +63,7 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guar
     timeout, and cleans up after it.
     """
     started = time.time()
-    t0 = time.perf_counter()
+    t0 = t1 = time.perf_counter()
     pid = os.getpid()
     value: Any = None
     error: BaseException | None = None
@@ -79,8 +79,10 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guar
             try:
                 if guard is not None:
                     guard.interrupter.in_job = True  # from here on a timeout or cancel stops it
+                t0 = time.perf_counter()  # the job's own time: what batching and prefetch plan with
                 value = fun(*args, **kwargs)
             finally:
+                t1 = time.perf_counter()
                 if guard is not None:  # crew's own code below (formatting a traceback) is never interrupted
                     guard.interrupter.stop()
         except _Terminate:
@@ -104,7 +106,7 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guar
             value, error = None, JobTimeoutError(f"job {call.job_id} ran past its timeout of {limit} and was stopped")
         elif status == CANCELLED:
             value, error = None, JobCancelledError(f"job {call.job_id} was cancelled while it ran, and stopped")
-    seconds = time.perf_counter() - t0
+    seconds = t1 - t0
     messages = [str(w.message) for w in caught] + [f"crew: {problem}" for problem in problems]
     return dump_outcome(Outcome(status, value, error, text, messages, seconds, started, out, err))
 

@@ -200,7 +200,7 @@ class Leftovers:
         if sys.path != self.path:
             sys.path[:] = self.path
         sys.stdout, sys.stderr = self.streams
-        for limit, value in self.rlimits:
+        for limit, value in self.rlimits if _limits_touched() else ():
             if resource.getrlimit(limit) != value:
                 try:
                     resource.setrlimit(limit, value)
@@ -211,6 +211,30 @@ class Leftovers:
                 with contextlib.suppress(OSError, ValueError, TypeError):
                     signal.signal(signum, handler)
         return problems
+
+
+_touched = [False]
+
+
+def _watch_limits() -> None:
+    """Note when a job sets a resource limit (through ``resource``), so that the 16 limits are read
+    back only then. Limits set another way (ctypes, a C extension) are not seen."""
+    for name in ("setrlimit", "prlimit"):
+        real = getattr(resource, name, None)
+        if real is None or getattr(real, "_crew_watched", False):
+            continue
+
+        def watched(*args: Any, _real: Any = real) -> Any:
+            _touched[0] = True
+            return _real(*args)
+
+        watched._crew_watched = True  # type: ignore[attr-defined]
+        setattr(resource, name, watched)
+
+
+def _limits_touched() -> bool:
+    touched, _touched[0] = _touched[0], False
+    return touched
 
 
 def _environ_data() -> dict[Any, Any]:
@@ -296,6 +320,28 @@ def end_children(grace: float = 1.0) -> int:
     return len(pids)
 
 
+def end_descendants() -> None:
+    """At the worker's exit: every process below it ends too, helpers kept for later jobs included."""
+    found, queue = [], [os.getpid()]
+    while queue:
+        parent = queue.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as handle:
+                    below = [int(pid) for pid in handle.read().split()]
+            except OSError:
+                continue
+            found += below
+            queue += below
+    for pid in found:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _reaped(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
@@ -313,6 +359,7 @@ class JobGuard:
         self._before = Leftovers()
         self.spoiled = False  # a job changed what cannot be put back
         adopt_orphans()
+        _watch_limits()
 
     def begin(self, job_id: int, timeout: float | None) -> None:
         if self.capture is not None:
@@ -339,5 +386,7 @@ class JobGuard:
         return out, err, notes
 
     def close(self) -> None:
+        """The worker leaves: what its jobs left running (pools kept for reuse too) ends with it."""
+        end_descendants()
         if self.capture is not None:
             self.capture.close()

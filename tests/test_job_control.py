@@ -314,11 +314,13 @@ def program_from_a_thread() -> int:
     return started[0]
 
 
-def forkserver_pool() -> list[int]:
+def forkserver_pool() -> tuple[list[int], int]:
     import multiprocessing
+    import multiprocessing.forkserver
 
     with multiprocessing.get_context("forkserver").Pool(2) as pool:
-        return pool.map(abs, [-1, -2, -3])
+        values = pool.map(abs, [-1, -2, -3])
+    return values, multiprocessing.forkserver._forkserver._forkserver_pid
 
 
 def lower_open_files_for_good() -> None:
@@ -387,10 +389,15 @@ def test_a_program_started_from_a_job_thread_is_ended(make_crew):
 def test_multiprocessing_helpers_a_job_keeps_stay_usable(make_crew):
     crew = make_crew()
     crew.recruit(workers=1)
+    servers = set()
     for _ in range(3):
         crew.send(forkserver_pool)
         result = crew.receive(timeout=120)
-        assert (result.status, result.value) == ("success", [1, 2, 3]), result.traceback
+        assert result.status == "success" and result.value[0] == [1, 2, 3], result.traceback
+        servers.add(result.value[1])
+    assert len(servers) == 1  # kept between jobs
+    crew.close()
+    wait_for(lambda: process_gone(servers.pop()), timeout=30, what="the forkserver to end with its worker")
 
 
 def test_a_limit_that_cannot_be_put_back_retires_the_worker(make_crew):
