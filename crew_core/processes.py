@@ -1,4 +1,5 @@
-"""Whether a local process still runs: a worker watching its controller, ``crew stop``, tests."""
+"""Local processes: whether one still runs (a worker watching its controller, ``crew stop``, tests),
+and which run below one (what a job started)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,24 @@ def process_alive(pid: int) -> bool:
             return stat.read().rpartition(")")[2].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, children first (Linux ``/proc``; empty elsewhere)."""
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as handle:
+                    below = [int(child) for child in handle.read().split()]
+            except OSError:
+                continue
+            found += below
+            queue += below
+    return found

@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Any
 
+from .processes import descendants
+
 #: Bytes of each stream a result carries: the last ones, after a note of how many were cut.
 MAX_OUTPUT = 1 << 20
 
@@ -322,22 +324,7 @@ def end_children(grace: float = 1.0) -> int:
 
 def end_descendants() -> None:
     """At the worker's exit: every process below it ends too, helpers kept for later jobs included."""
-    found, queue = [], [os.getpid()]
-    while queue:
-        parent = queue.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{tid}/children") as handle:
-                    below = [int(pid) for pid in handle.read().split()]
-            except OSError:
-                continue
-            found += below
-            queue += below
-    for pid in found:
+    for pid in descendants(os.getpid()):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from crew_core import Launch, Worker, WorkerLaunchError
+from crew_core.processes import descendants
 
 
 class SubprocessWorker(Worker):
@@ -78,7 +79,7 @@ class SubprocessWorker(Worker):
         process = self._process
         if process is not None and process.poll() is None:
             self._killed = True
-            left = _descendants(process.pid)  # what its job started would outlive it, reparented
+            left = descendants(process.pid)  # what its job started would outlive it, reparented
             process.kill()
             process.wait()
             for pid in left:
@@ -121,24 +122,3 @@ def _oom_kills() -> int:
             return next(int(line.split()[1]) for line in handle if line.startswith("oom_kill "))
     except (OSError, StopIteration, ValueError, IndexError):
         return 0
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux ``/proc``; empty elsewhere)."""
-    found: list[int] = []
-    queue = [pid]
-    while queue:
-        parent = queue.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{tid}/children") as handle:
-                    children = [int(child) for child in handle.read().split()]
-            except OSError:
-                continue
-            found += children
-            queue += children
-    return found
