@@ -61,6 +61,12 @@ class WorkerContract:
         return "exit code 13"
 
     @pytest.fixture
+    def unreachable_worker(self) -> Worker | None:
+        """A worker of your class that looks started (it has a backend id) but whose backend cannot
+        be reached (a dead endpoint); None (the default) skips the test that needs it."""
+        return None
+
+    @pytest.fixture
     def owns_process(self) -> bool:
         """False for workers that run inside a process of the user's (an executor's thread): jobs
         there cannot be interrupted or have their output captured, and are not tested for it."""
@@ -278,6 +284,15 @@ class WorkerContract:
         finally:
             found.delete_prefix(f"{crew_id}/")
             found.close()
+
+    def test_running_says_running_and_warns_when_the_backend_cannot_be_asked(
+        self, unreachable_worker: Worker | None
+    ) -> None:
+        if unreachable_worker is None:
+            pytest.skip("this backend gives no unreachable_worker fixture")
+        with pytest.warns(Warning):  # a false "down" would run its jobs again
+            answers = type(unreachable_worker).running([unreachable_worker])
+        assert answers == {unreachable_worker.name: True}
 
     # ------------------------------------------------------------------ job control
     def test_a_job_past_its_timeout_is_stopped_and_its_worker_lives_on(

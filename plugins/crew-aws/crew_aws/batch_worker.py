@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -217,7 +218,9 @@ class BatchWorker(Worker):
                 chunk = ids[start : start + DESCRIBE_BATCH]
                 try:
                     jobs = batch_client(region, endpoint_url, profile).describe_jobs(jobs=chunk)["jobs"]
-                except Exception:  # Batch unreachable: report "unknown"; heartbeats still find deaths
+                except Exception as exc:  # Batch unreachable: "unknown" (running); heartbeats still find deaths
+                    warnings.warn(f"cannot ask AWS Batch about {len(chunk)} worker(s), assuming they still run:"
+                                  f" {exc}", stacklevel=2)  # fmt: skip
                     states.update(dict.fromkeys(chunk, "UNKNOWN"))
                     continue
                 states.update(dict.fromkeys(chunk, "GONE"))

@@ -55,6 +55,12 @@ class TestBatchWorker(WorkerContract):
     def crew_store(self, bucket):
         return f"s3://{bucket}/crews/contract"
 
+    @pytest.fixture
+    def unreachable_worker(self, options):
+        worker = BatchWorker("w-1", **{**options, "endpoint_url": "http://127.0.0.1:9"})  # nothing listens there
+        worker.job_id = "a-job-submitted-before"
+        return worker
+
 
 def test_the_readme_example_runs_jobs_with_values_errors_and_warnings(crew, options, batch):
     crew.recruit(workers=2, vcpus=2, memory=4096, tags={"big"}, timeout=300, **options)

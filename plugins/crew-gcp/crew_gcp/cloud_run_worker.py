@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -242,7 +243,9 @@ class CloudRunWorker(Worker):
                     listed[execution.name] = execution
                     if wanted <= listed.keys():
                         break  # a long-lived job keeps old executions: stop once ours are all seen
-            except Exception:  # unreachable: report unknown; heartbeats still find dead workers
+            except Exception as exc:  # unreachable: "unknown" (running); heartbeats still find dead workers
+                warnings.warn(f"cannot ask Cloud Run about {len(names)} worker(s), assuming they still run: {exc}",
+                              stacklevel=2)  # fmt: skip
                 states.update(dict.fromkeys(names, "UNKNOWN"))
                 continue
             for name in names:

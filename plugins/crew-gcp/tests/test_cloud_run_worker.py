@@ -50,6 +50,12 @@ class TestCloudRunWorker(WorkerContract):
     def crew_store(self, bucket):
         return f"gs://{bucket}/crews/contract"
 
+    @pytest.fixture
+    def unreachable_worker(self, options):
+        worker = CloudRunWorker("w-1", **{**options, "api_endpoint": "http://127.0.0.1:9"})  # nothing listens there
+        worker.execution = f"{worker.job}/executions/started-before"
+        return worker
+
 
 def test_the_readme_example_runs_jobs_with_values_errors_and_warnings(crew, options, cloud_run):
     crew.recruit(workers=2, tags={"gcp"}, timeout=300, env={"MODE": "test"}, execution_timeout=600, **options)

@@ -64,10 +64,6 @@ class TestExecutorWorker(WorkerContract):
         return "executor"
 
     @pytest.fixture
-    def owns_process(self):
-        return False
-
-    @pytest.fixture
     def crash_cause(self):
         return None  # a pool's worker process: the pool does not say how it ended
 

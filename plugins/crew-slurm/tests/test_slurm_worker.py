@@ -32,6 +32,17 @@ class TestSlurmWorker(WorkerContract):
     def crash_cause(self):
         return "ended in state FAILED"  # squeue shows the state, not the exit code
 
+    @pytest.fixture
+    def unreachable_worker(self, slurm, tmp_path, monkeypatch):
+        conf = tmp_path / "dead.conf"  # a controller nobody runs: squeue fails at once
+        conf.write_text("ClusterName=dead\nSlurmctldHost=localhost\nSlurmctldPort=9\nAuthType=auth/none\n"
+                        "CredType=cred/none\nMessageTimeout=1\nNodeName=localhost CPUs=1\n"
+                        "PartitionName=debug Nodes=ALL Default=YES\n")  # fmt: skip
+        monkeypatch.setenv("SLURM_CONF", str(conf))
+        worker = SlurmWorker("w-1", log_dir=str(tmp_path / "logs"))
+        worker.job_id = "123"
+        return worker
+
 
 @pytest.fixture
 def crew(slurm, tmp_path):
