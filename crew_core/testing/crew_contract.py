@@ -150,8 +150,13 @@ class CrewContract:
     def test_forged_task_records_run_nothing(
         self, make_crew: Callable[..., Crew], tmp_path: Path, timeout_scale: float
     ) -> None:
-        """Someone with write access to the store plants calls for a worker: none of them runs."""
-        crew = make_crew()
+        """Someone with write access to the store plants calls for a worker: none of them runs.
+
+        A forged record where the next real task goes can hold that task up (denial of service,
+        which a store writer can do): the crew finds the task unread after a heartbeat timeout and
+        sends it again. The timeout is short here so that the test does not wait minutes for it.
+        """
+        crew = make_crew(heartbeat_interval=0.5, heartbeat_timeout=5)
         [worker] = crew.recruit(workers=1)
         crew.send(jobs.double, args=(1,))
         result = crew.receive(timeout=120 * timeout_scale)
