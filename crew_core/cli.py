@@ -146,10 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crew`` console script and of ``python -m crew_core``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
+        from . import protocol
         from .runtime import run_worker
 
         reason = run_worker(argv[1:])
-        return 0 if reason in ("idle", "stopped", "orphaned") else 1
+        return 0 if reason in protocol.CLEAN_EXITS or reason == "orphaned" else 1
     parser = argparse.ArgumentParser(prog="crew", description="crew: Python jobs on semi-persistent workers.")
     parser.add_argument("--version", action="store_true", help="crew-core's version and protocol, and the plugins'")
     if argv[:1] == ["--version"]:  # before the subcommand is required

@@ -30,7 +30,7 @@ from .manager import Manager, Settings
 from .plugins import Plugins, default_plugins, open_store, store_spec
 from .progress import check_progress
 from .refs import Ref
-from .results import Result, ResultList
+from .results import ERROR, Result, ResultList
 from .resume import check_no_other_controller, roster_entry, take_over
 from .serialize import FunctionCache, digest, dump_args, dumps
 from .signing import Sealed, new_secret
@@ -444,7 +444,7 @@ class Crew:
         for job, _, _ in jobs:
             if job.claim is not None:
                 error = CrewError(f"job {job.id} was not accepted: its crew.batch() block failed ({why!r})")
-                job.claim.finished(Result(job.id, "error", error=error, tags=job.tags))
+                job.claim.finished(Result(job.id, ERROR, error=error, tags=job.tags))
 
     def _accept_durably(self, jobs: list[tuple[Job, protocol.JournalJob, bytes]]) -> None:
         assert self._journal is not None

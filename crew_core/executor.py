@@ -117,8 +117,7 @@ class _Shared:
         try:
             wait_for(self.unfinished())
         finally:
-            if self.shut or self.owns:
-                self.close_crew()
+            self.close_crew()  # only one it made
 
 
 class CrewExecutor(Executor):

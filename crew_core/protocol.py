@@ -230,6 +230,10 @@ class Outcome:
     stderr: str = ""
 
 
+#: Reasons of a worker that left between jobs, every task it started answered (exit code 0).
+CLEAN_EXITS = frozenset({"idle", "stopped", "tasks_max", "seconds_wall", "spoiled"})
+
+
 @dataclass(frozen=True, slots=True)
 class ExitNote:
     """Written once by a worker on its way out: why it left and the last task it started."""
@@ -241,7 +245,7 @@ class ExitNote:
     @property
     def clean(self) -> bool:
         """True when the worker left between jobs, having answered every task it started."""
-        return self.reason in ("idle", "stopped", "tasks_max", "seconds_wall", "spoiled")
+        return self.reason in CLEAN_EXITS
 
 
 @dataclass(frozen=True, slots=True)

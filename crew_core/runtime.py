@@ -130,7 +130,7 @@ class WorkerLoop:
         self._orphaned = threading.Event()
         self._crew_gone = False  # the lease was deleted: write nothing more
         self._interruptible = interruptible
-        self.guard = JobGuard(settings.capture) if interruptible else None  # else the process is not ours
+        self.guard = JobGuard(settings.capture, self.feed.cancelled) if interruptible else None  # else not ours
         if self.guard is not None:
             self.feed.on_cancel = self.guard.interrupter.cancel
         self._jobs_run = 0

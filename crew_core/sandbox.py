@@ -58,11 +58,12 @@ class Interrupter:
     whatever it interrupted, so it must never wait.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cancelled: set[int]) -> None:
+        """``cancelled``: the ids of jobs cancelled so far (the task feed's, which fills it)."""
         self._main = threading.main_thread().ident
         self._job: int | None = None  # the job that may be interrupted now
         self._deadline = math.inf  # when its timeout runs out (monotonic)
-        self._cancelled: set[int] = set()  # jobs a cancel was asked for
+        self._cancelled = cancelled
         self.in_job = False  # the job's function runs now (not crew's code around it)
         self.fired: str | None = None  # why the current job was interrupted, if it was
         signal.signal(signal.SIGALRM, self._fire)
@@ -82,8 +83,7 @@ class Interrupter:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
     def cancel(self, job_id: int) -> bool:
-        """Interrupt job ``job_id`` if it is the one running (called from another thread)."""
-        self._cancelled.add(job_id)
+        """Interrupt job ``job_id``, just cancelled, if it is the one running (from another thread)."""
         if self._job != job_id or self._main is None:
             return False
         signal.pthread_kill(self._main, signal.SIGALRM)
@@ -338,10 +338,11 @@ def _reaped(pid: int) -> bool:
 
 
 class JobGuard:
-    """All of the above around each job of a worker that owns its process (``capture``: output too)."""
+    """All of the above around each job of a worker that owns its process (``capture``: output too;
+    ``cancelled``: the ids of jobs cancelled so far)."""
 
-    def __init__(self, capture: bool) -> None:
-        self.interrupter = Interrupter()
+    def __init__(self, capture: bool, cancelled: set[int]) -> None:
+        self.interrupter = Interrupter(cancelled)
         self.capture = OutputCapture() if capture else None
         self._before = Leftovers()
         self.spoiled = False  # a job changed what cannot be put back

@@ -207,6 +207,11 @@ def test_workers_leave_after_tasks_max_jobs_and_come_back(make_crew):
     assert len(set(pids)) == 3 and all(pids.count(pid) <= 2 for pid in pids)
     [row] = crew.summary()
     assert row["launches"] == 3 and row["crashes"] == 0
+    [worker] = crew.workers.values()
+    crew.send(jobs.pid)  # the third launch's second job: it leaves after it
+    assert crew.receive(timeout=60).value == pids[-1]
+    wait_for(lambda: not worker.up(), timeout=60, what="the worker to leave after its 2 jobs")
+    assert worker.backend.returncode == 0  # a lifetime's end is no failure to its backend
     with pytest.raises(ValueError, match="tasks_max"):
         crew.recruit(workers=1, tasks_max=0)
     with pytest.raises(TypeError, match="tasks_max"):

@@ -295,14 +295,21 @@ class WorkerContract:
         assert answers == {unreachable_worker.name: True}
 
     # ------------------------------------------------------------------ job control
-    def test_a_job_past_its_timeout_is_stopped_and_its_worker_lives_on(
-        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float,
-        owns_process: bool,
-    ) -> None:  # fmt: skip
+    @pytest.fixture
+    def one_worker_crew(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], owns_process: bool
+    ) -> Crew:
+        """A crew of one worker, for the job-control tests (skipped where the process is not the worker's)."""
         if not owns_process:
-            pytest.skip("a job in a thread of the user's process cannot be interrupted")
+            pytest.skip("a job in a thread of someone else's process is neither stopped, captured nor cleaned")
         crew = make_crew()
         crew.recruit(workers=1, **worker_options)
+        return crew
+
+    def test_a_job_past_its_timeout_is_stopped_and_its_worker_lives_on(
+        self, one_worker_crew: Crew, timeout_scale: float
+    ) -> None:
+        crew = one_worker_crew
         crew.send(jobs.double, args=(1,))
         assert crew.receive(timeout=120 * timeout_scale) is not None  # the worker is up: time the job alone
         job = crew.send(jobs.sleep_then, args=(600,), timeout=1)
@@ -317,13 +324,9 @@ class WorkerContract:
         assert (row["launches"], row["timeouts"], row["crashes"]) == (1, 1, 0)  # not run again, not replaced
 
     def test_cancel_stops_a_running_job_and_a_waiting_one_never_starts(
-        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float,
-        owns_process: bool, tmp_path: Path,
-    ) -> None:  # fmt: skip
-        if not owns_process:
-            pytest.skip("a job in a thread of the user's process cannot be interrupted")
-        crew = make_crew()
-        crew.recruit(workers=1, **worker_options)
+        self, one_worker_crew: Crew, timeout_scale: float, tmp_path: Path
+    ) -> None:
+        crew = one_worker_crew
         started = tmp_path / "started"
         running = crew.send(jobs.touch_then_sleep, args=(str(started), 600))
         waiting = crew.send(jobs.touch_then_sleep, args=(str(tmp_path / "never"), 0))
@@ -340,14 +343,8 @@ class WorkerContract:
         assert not (tmp_path / "never").exists()
         assert crew.summary().totals["launches"] == 1
 
-    def test_a_jobs_output_comes_back_with_its_result(
-        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float,
-        owns_process: bool,
-    ) -> None:  # fmt: skip
-        if not owns_process:
-            pytest.skip("output of a thread in the user's process is the user's")
-        crew = make_crew()
-        crew.recruit(workers=1, **worker_options)
+    def test_a_jobs_output_comes_back_with_its_result(self, one_worker_crew: Crew, timeout_scale: float) -> None:
+        crew = one_worker_crew
         crew.send(jobs.print_and_run, args=("to stdout", "to stderr", ["echo", "from a program"]))
         result = crew.receive(timeout=120 * timeout_scale)
         assert result is not None and result.status == "success", result
