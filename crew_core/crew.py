@@ -112,6 +112,9 @@ class Crew:
     workers are adopted. :meth:`close` ends a named crew and removes its objects.
     """
 
+    #: Keep jobs' outcomes pickled (a forwarder's inner crew hands them on unread).
+    _raw_outcomes = False
+
     def __init__(
         self,
         store: str | os.PathLike[str] | Store | None = None,
@@ -181,7 +184,8 @@ class Crew:
         self.resumed = False
         try:
             if self.name is None:
-                self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret())
+                self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
+                                        raw=self._raw_outcomes)  # fmt: skip
             else:
                 self._open_named(checked)
         except BaseException:
@@ -211,7 +215,7 @@ class Crew:
         secret = durable.run_secret(key, nonce)  # this run's objects are not a past run's
         epoch = recovery.lease.epoch + 1 if recovery.lease is not None else 1
         self._manager = Manager(self.id, self.store, store_spec(self.store), checked, secret, epoch=epoch,
-                                durable=True, jobs_sent=lambda: self._last_id)  # fmt: skip
+                                durable=True, jobs_sent=lambda: self._last_id, raw=self._raw_outcomes)  # fmt: skip
         self._journal = durable.JobJournal(self._manager.sealed, self.id, epoch)
         if not recovery.accepted_jobs:
             return
@@ -371,18 +375,22 @@ class Crew:
         function, pickled, kind = self._functions.dump(fun)
         job = Job(next(self._ids), function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim,
                   timeout=limit, crash_tags=then)  # fmt: skip
-        self._last_id = job.id
+        self._accept(job, pickled)
+        return job
+
+    def _accept(self, job: Job, pickled: bytes) -> None:
+        """Take a job in: journaled first in a named crew (not accepted if that fails)."""
+        self._last_id = max(self._last_id, job.id)
         if self._journal is not None:  # durable before send returns; not accepted if it cannot be
-            saved = protocol.JournalJob(job.id, function, job.args, tuple(sorted(job_tags)), kind, limit,
-                                        tuple(tuple(sorted(t)) for t in then))  # fmt: skip
+            saved = protocol.JournalJob(job.id, job.function, job.args, tuple(sorted(job.tags)), job.kind,
+                                        job.timeout, tuple(tuple(sorted(t)) for t in job.crash_tags))  # fmt: skip
             batched = getattr(self._batching, "jobs", None)
             if batched is not None:
                 batched.append((job, saved, pickled))
-                return job
+                return
             self._accept_durably([(job, saved, pickled)])
         else:
             self._manager.submit(job, pickled)
-        return job
 
     def _crash_tags(self, crash_tags: Iterable[str | Iterable[str]] | None) -> tuple[frozenset[str], ...]:
         if crash_tags is None:

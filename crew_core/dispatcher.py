@@ -81,8 +81,8 @@ class Dispatcher:
         if not m.ledger.backlog and not m.ledger.queued_behind():
             return launches  # nothing waits, nothing to take back: the common case, kept cheap
         if m.ledger.backlog:
-            for record in m.records.values():  # 1. idle running workers
-                if record.accepting and not m.ledger.has_tasks(record.name):
+            for record in m.records.values():  # 1. idle running workers, and forwarders
+                if record.accepting and (record.backend.nested or not m.ledger.has_tasks(record.name)):
                     batch = self.take_batch(record)
                     if batch:
                         self.assign(record, batch, now)
@@ -118,7 +118,7 @@ class Dispatcher:
         horizon = m.prefetch_horizon
         busy: list[tuple[float, WorkerRecord]] = []
         for record in m.records.values():
-            if not record.accepting:
+            if not record.accepting or record.backend.nested:
                 continue
             tasks = m.ledger.tasks_of(record.name)
             if len(tasks) != 1:
@@ -147,7 +147,7 @@ class Dispatcher:
                 continue
             best: tuple[float, WorkerRecord, Task] | None = None
             for record in m.records.values():
-                if record is idle or not record.up:
+                if record is idle or not record.up or record.backend.nested:  # a forwarder started them all
                     continue
                 tasks = m.ledger.tasks_of(record.name)
                 if len(tasks) < 2:
@@ -172,6 +172,8 @@ class Dispatcher:
         if first is None:
             return []
         batch = [first]
+        if record.backend.nested:
+            return self._forwarder_batch(record, batch)
         total = self.durations.of(first.kind)
         if first.tries or first.solo or first.timeout or total is None or not self.durations.batchable(first.kind):
             return batch  # a job that may kill its worker, or whose calls can take long, runs alone
@@ -190,6 +192,22 @@ class Dispatcher:
             backlog.pop(record.tags)
             batch.append(job)
             total += estimate
+        return batch
+
+    def _forwarder_batch(self, record: WorkerRecord, batch: list[Job]) -> list[Job]:
+        """A forwarder's share of the backlog: it answers each job as it ends, whatever its batch."""
+        backlog = self.m.ledger.backlog
+        wanted = batch[0].tags  # forwarders up or to launch that can take it share the backlog
+        forwarders = sum(1 for r in self.m.records.values() if r.backend.nested and not r.retired and wanted <= r.tags)
+        limit = min(MAX_BATCH, math.ceil((len(backlog) + 1) / max(1, forwarders)))
+        tasks_max = record.lifetime[0]
+        if tasks_max is not None:
+            limit = min(limit, max(1, tasks_max - record.given))
+        while len(batch) < limit:
+            job = backlog.pop(record.tags)
+            if job is None:
+                break
+            batch.append(job)
         return batch
 
     def assign(self, record: WorkerRecord, jobs: list[Job], now: float) -> Task:
@@ -228,7 +246,7 @@ class Dispatcher:
             return math.inf
         deadline = math.inf
         for record in m.records.values():
-            if record.accepting:
+            if record.accepting and not record.backend.nested:
                 tasks = m.ledger.tasks_of(record.name)
                 if len(tasks) == 1:
                     end = self.expected_end(tasks[0])
@@ -240,6 +258,9 @@ class Dispatcher:
         """The shortest expected duration among running tasks (paces the controller's polls)."""
         shortest = None
         for task in self.m.ledger.tasks.values():
+            record = self.m.records.get(task.worker)
+            if record is not None and record.backend.nested:
+                continue  # a forwarder answers job by job, and rings when it does
             seconds = self.durations.of_task(task)
             if seconds is not None and (shortest is None or seconds < shortest):
                 shortest = seconds
@@ -249,7 +270,7 @@ class Dispatcher:
         """The earliest expected end of a running task."""
         soonest = None
         for record in self.m.records.values():
-            tasks = self.m.ledger.tasks_of(record.name) if record.up else []
+            tasks = self.m.ledger.tasks_of(record.name) if record.up and not record.backend.nested else []
             if tasks:
                 end = self.expected_end(tasks[0])
                 if end is not None and (soonest is None or end < soonest):

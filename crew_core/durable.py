@@ -29,8 +29,7 @@ from typing import Any
 
 from . import protocol
 from .errors import CorruptObjectError, CrewError, KeyNotFoundError, TamperedObjectError
-from .protocol import JobBatch, JournalJob, Outcome, Receipt, RosterEntry
-from .serialize import load_outcome
+from .protocol import JobBatch, JournalJob, Receipt, RosterEntry
 from .signing import SECRET_ENV, Sealed, new_secret, secret_from
 from .store import Store
 
@@ -262,7 +261,7 @@ class Recovery:
     functions: dict[str, bytes] = field(default_factory=dict)
     receipts: dict[str, tuple[int, ...]] = field(default_factory=dict)  # receipt key -> job ids
     received: set[int] = field(default_factory=set)
-    results: dict[int, tuple[Outcome, str, str]] = field(default_factory=dict)  # id -> (outcome, worker, key)
+    results: dict[int, tuple[bytes, str, str]] = field(default_factory=dict)  # id -> (pickled outcome, worker, key)
     roster: dict[str, RosterEntry] = field(default_factory=dict)
     exited: set[tuple[str, int]] = field(default_factory=set)  # incarnations that left a note
     beats: dict[tuple[str, int], int] = field(default_factory=dict)  # incarnation -> last beat number
@@ -356,12 +355,13 @@ def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> Non
         if not isinstance(batch, protocol.ResultBatch):
             found.garbage.append(key)
             continue
-        found.answered.add(batch.seq)
+        if not batch.part:  # a part answers some of its task: the rest is still its worker's
+            found.answered.add(batch.seq)
         useful = False
         if not batch.returned:
             for job_id, data in batch.outcomes:
                 if job_id in found.jobs and job_id not in found.received:
-                    found.results[job_id] = (load_outcome(data), batch.worker, key)
+                    found.results[job_id] = (data, batch.worker, key)
                     useful = True
         if not useful:
             found.garbage.append(key)

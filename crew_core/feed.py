@@ -95,10 +95,15 @@ class TaskFeed:
         if isinstance(record, Cancel):
             self.on_cancel(record.job_id)
 
-    def answer(self, result: ResultBatch) -> None:
-        """Write a batch's answer to the controller's inbox and ring it."""
-        key = protocol.result_key(self.settings.crew, result.seq)
+    def answer(self, result: ResultBatch, ring: bool = True) -> None:
+        """Write a batch's answer (or a part of it) to the controller's inbox and ring it."""
+        key = protocol.answer_key(self.settings.crew, result.seq, result.part)
         self._call(self.sealed.put, key, protocol.encode_result(result))
+        if ring:
+            self.ring()
+
+    def ring(self) -> None:
+        """Wake the controller: answers wait in its inbox."""
         self.store.notify(protocol.controller_channel(self.settings.crew))
 
     def pop(self) -> Batch | None:

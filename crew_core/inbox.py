@@ -76,7 +76,7 @@ class Inbox:
             mail = self._read_expected(expected)
             if mail.results:
                 return mail
-        start_after = protocol.result_key(self.crew_id, watermark) if watermark else None
+        start_after = protocol.inbox_after(self.crew_id, watermark) if watermark else None
         keys = self.store.list(self.prefix, start_after)
         mail = Mail()
         reads: list[InboxEntry] = []

@@ -36,11 +36,12 @@ from .errors import CorruptObjectError, CrewError, JobCancelledError, WorkerLaun
 from .handle import WorkerHandle
 from .inbox import Inbox, Mail
 from .ledger import Job, JobState, Ledger, Task
-from .protocol import Batch, Call, Outcome, RosterEntry, TaskRecord
+from .protocol import Batch, Call, Outcome, ResultBatch, RosterEntry, TaskRecord
 from .results import CANCELLED, ERROR, TIMEOUT, Result
-from .serialize import load_outcome
+from .serialize import load_outcome, to_result
 from .signing import Sealed
 from .store import Store
+from .summary import COLUMNS
 from .supervisor import Phase, Supervisor, WorkerRecord
 from .worker import Launch, Worker
 
@@ -142,9 +143,11 @@ class Manager:
         epoch: int = 0,
         durable: bool = False,
         jobs_sent: Callable[[], int] = lambda: 0,
+        raw: bool = False,
     ) -> None:
         """``epoch``: this controller's number in a named crew (``durable``), whose objects stay
-        in the store for the next controller; ``jobs_sent``: the highest job id so far."""
+        in the store for the next controller; ``jobs_sent``: the highest job id so far; ``raw``:
+        keep outcomes pickled (a forwarder's inner crew): a Result's value is then a ``Raw``."""
         self.crew_id = crew_id
         self.store = store
         self.secret = secret
@@ -154,6 +157,7 @@ class Manager:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.ledger = Ledger()
+        self.raw = raw
         self.ledger.issued = epoch * EPOCH_SPAN  # keys sort after those of earlier controllers
         self.epoch = epoch
         self.keeper = Keeper(self.sealed, crew_id, epoch) if durable else None
@@ -470,7 +474,7 @@ class Manager:
                 self._next_poll = time.monotonic() + self._poll_backoff.next()
             return False
         outcomes = {
-            entry.seq: {job_id: load_outcome(data) for job_id, data in batch.outcomes}
+            entry.key: {job_id: load_outcome(data, self.raw) for job_id, data in batch.outcomes if data}
             for entry, batch in mail.results
             if not isinstance(batch, CorruptObjectError)
         }  # unpickled outside the lock: values may be large
@@ -491,7 +495,7 @@ class Manager:
                 self.changed.notify_all()  # results first; the rest of the step can wait
         return bool(mail.results)
 
-    def _apply_mail(self, mail: Mail, outcomes: dict[int, dict[int, Outcome]], now: float) -> None:
+    def _apply_mail(self, mail: Mail, outcomes: dict[str, dict[int, Outcome]], now: float) -> None:
         for entry, batch in mail.results:
             task = self.ledger.tasks.get(entry.seq)
             if task is None:
@@ -507,16 +511,17 @@ class Manager:
                 log.warning("ignoring result %r: written as %s.%d, the task was for %s.%d", entry.key,
                             batch.worker, batch.incarnation, task.worker, task.incarnation)  # fmt: skip
                 continue
-            self.ledger.close_task(task.seq, now)
-            if record is not None:
-                self.inbox.discard_task(protocol.task_key(record.prefix, task.seq))
-                if not self.ledger.has_tasks(record.name):
-                    record.idle_since = now
+            if record is not None and batch.inner:
+                record.inner = batch.inner
+            if entry.part:
+                self._apply_part(task, batch, outcomes.get(entry.key, {}), record, entry.key, now)
+                continue
+            self._close(task, record, now)
             if batch.returned:
                 self.ledger.requeue(task.jobs)  # revoked before it started
                 self._drop_result(entry.key)
             else:
-                self._deliver(task, outcomes.get(entry.seq, {}), record, entry.key)
+                self._deliver(task, outcomes.get(entry.key, {}), record, entry.key)
         for entry in mail.beats:
             record = self.records.get(entry.worker)
             if record is not None:
@@ -526,13 +531,37 @@ class Manager:
             if record is not None and note is not None:
                 self.supervisor.on_exit(record, entry.incarnation, note, now)
 
-    def _deliver(self, task: Task, outcomes: dict[int, Outcome], record: WorkerRecord | None, key: str) -> None:
+    def _close(self, task: Task, record: WorkerRecord | None, now: float) -> None:
+        """The task is answered (all of it): its record can go."""
+        self.ledger.close_task(task.seq, now)
+        if record is not None:
+            self.inbox.discard_task(protocol.task_key(record.prefix, task.seq))
+            if not self.ledger.has_tasks(record.name):
+                record.idle_since = now
+
+    def _apply_part(self, task: Task, batch: ResultBatch, outcomes: dict[int, Outcome], record: WorkerRecord | None,
+                    key: str, now: float) -> None:  # fmt: skip
+        """A forwarder answered some of the task's jobs, or handed them back unrun (``returned``)."""
+        if batch.returned:
+            ids = {job_id for job_id, _ in batch.outcomes}
+            back = [job for job in task.jobs if job.id in ids]
+            task.jobs = [job for job in task.jobs if job.id not in ids]
+            self.ledger.requeue(back)
+            self._drop_result(key)
+        else:
+            self._deliver(task, outcomes, record, key, partial=True)
+        if all(job.state is JobState.DONE for job in task.jobs):
+            self._close(task, record, now)
+
+    def _deliver(self, task: Task, outcomes: dict[int, Outcome], record: WorkerRecord | None, key: str,
+                 partial: bool = False) -> None:  # fmt: skip
         missing = []
         kept = False
         for job in task.jobs:
             outcome = outcomes.get(job.id)
             if outcome is None:
-                missing.append(job)
+                if not partial:
+                    missing.append(job)
                 continue
             self.dispatcher.durations.record(job.kind, outcome.seconds)
             if record is not None:
@@ -540,11 +569,7 @@ class Manager:
                 record.stats.errors += outcome.status == ERROR
                 record.stats.timeouts += outcome.status == TIMEOUT
                 record.stats.busy += outcome.seconds
-            result = Result(
-                job.id, outcome.status, outcome.value, outcome.error, outcome.traceback, outcome.warnings,
-                outcome.seconds, task.worker, job.tags, job.runs + 1, outcome.started, outcome.stdout,
-                outcome.stderr,
-            )  # fmt: skip
+            result = to_result(job.id, job.tags, job.runs, outcome, task.worker)
             if self.ledger.finish(job, result) and self.keeper is not None:
                 self.keeper.answered(job.id, key)  # kept in the store until the user has it
                 kept = True
@@ -592,7 +617,10 @@ class Manager:
     # ------------------------------------------------------------------ writes
     def write_batch(self, record: WorkerRecord, task: Task) -> None:
         functions = {job.function: self.ledger.functions[job.function] for job in task.jobs}
-        calls = tuple(Call(job.id, job.function, job.args, job.timeout) for job in task.jobs)
+        if record.backend.nested:  # a forwarder routes jobs by their tags in its inner crew
+            calls = tuple(Call(job.id, job.function, job.args, job.timeout, tuple(job.tags)) for job in task.jobs)
+        else:
+            calls = tuple(Call(job.id, job.function, job.args, job.timeout) for job in task.jobs)
         self._outbox.append(
             _Write(record.name, record.incarnation, protocol.task_key(record.prefix, task.seq), record.channel,
                    Batch(task.seq, calls, functions), task)
@@ -955,6 +983,9 @@ class Manager:
                     "refused": stats.refused, "jobs": stats.jobs, "errors": stats.errors, "timeouts": stats.timeouts,
                     "crashes": stats.crashes, "busy_s": round(stats.busy, 3),
                 })  # fmt: skip
+                for row in record.inner:  # a forwarder's inner crew, as it last said
+                    inner = {key: row.get(key, 0 if i >= 4 else "") for i, key in enumerate(COLUMNS)}
+                    rows.append({**inner, "worker": f"{record.name}/{row.get('worker', '?')}", "inner": True})
         return rows
 
     def waiting_on(self, wanted: frozenset[str]) -> bool:
@@ -1065,11 +1096,13 @@ class Manager:
             for record in records:
                 record.retired = True
             now = time.monotonic()
-            deadline = now + self.settings.stop_grace
-            for record in records:
-                if record.phase is Phase.UP and not self.ledger.has_tasks(record.name) and not record.killing:
+            deadline = now + max([self.supervisor.stop_grace(record) for record in records], default=0.0)
+            # A busy forwarder is asked too: it hands its jobs back and closes its inner crew.
+            polite = [r for r in records if r.backend.nested or not self.ledger.has_tasks(r.name)]
+            for record in polite:
+                if record.phase is Phase.UP and not record.killing:
                     self.supervisor.request_stop(record, now)
-            busy = [r for r in records if r.up and (r.phase is Phase.STARTING or self.ledger.has_tasks(r.name))]
+            busy = [r for r in records if r.up and (r.phase is Phase.STARTING or r not in polite)]
         self.wake()
         self._kill_now(busy)
         with self.lock:

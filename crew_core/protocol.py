@@ -1,4 +1,4 @@
-"""The key layout and the records that controller and workers exchange through a store (protocol 2).
+"""The key layout and the records that controller and workers exchange through a store (protocol 4).
 
 Every object has exactly one writer. Under the crew's prefix ``<crew>/``:
 
@@ -8,6 +8,9 @@ Every object has exactly one writer. Under the crew's prefix ``<crew>/``:
     (12 digits), so a worker finds everything new with one listing after the last key it read.
 ``inbox/<seq>``
     the :class:`ResultBatch` answering task ``seq``, written by the worker that ran it.
+``inbox/<seq>.<part>``
+    part ``part`` (1, 2, ...) of the answer to task ``seq``: a forwarder (a worker running an
+    inner crew, see ``forwarder.py``) answers each job of a batch as it finishes, in parts.
 ``inbox/beat.<name>.<incarnation>.<n>``
     heartbeat ``n`` of a worker (a new key each time: the listing itself shows the beat).
 ``inbox/exit.<name>.<incarnation>``
@@ -45,8 +48,9 @@ from typing import Any
 from .errors import CorruptObjectError
 
 #: Version of this protocol; controller and workers must speak the same one.
-PROTOCOL = 3
+PROTOCOL = 4
 _SEQ_DIGITS = 12
+_PART_DIGITS = 6
 _MAGIC = b"crew"
 
 
@@ -73,6 +77,17 @@ def inbox_prefix(crew_id: str) -> str:
 
 def result_key(crew_id: str, seq: int) -> str:
     return f"{crew_id}/inbox/{seq:0{_SEQ_DIGITS}d}"
+
+
+def answer_key(crew_id: str, seq: int, part: int = 0) -> str:
+    """Where the answer to task ``seq`` goes: whole (``part`` 0), or one of its parts (1, 2, ...)."""
+    key = f"{crew_id}/inbox/{seq:0{_SEQ_DIGITS}d}"
+    return f"{key}.{part:0{_PART_DIGITS}d}" if part else key
+
+
+def inbox_after(crew_id: str, watermark: int) -> str:
+    """The ``start_after`` of an inbox listing that skips every answer (and part) up to ``watermark``."""
+    return f"{result_key(crew_id, watermark)}.~"  # "~" sorts after the digits of any part
 
 
 def beat_key(crew_id: str, name: str, incarnation: int, beat: int) -> str:
@@ -132,6 +147,7 @@ class InboxEntry:
     key: str
     kind: str  # "result", "beat" or "exit"
     seq: int = 0  # result: the task it answers
+    part: int = 0  # result: 0 for a whole answer, else the number of this part of it
     worker: str = ""  # beat, exit
     incarnation: int = 0
     beat: int = 0
@@ -143,6 +159,8 @@ def parse_inbox_key(key: str) -> InboxEntry | None:
     if tail.isdigit():
         return InboxEntry(key, "result", seq=int(tail))
     kind, _, rest = tail.partition(".")
+    if kind.isdigit() and rest.isdigit():
+        return InboxEntry(key, "result", seq=int(kind), part=int(rest))
     try:
         if kind == "beat":
             name, incarnation, beat = rest.rsplit(".", 2)
@@ -164,6 +182,7 @@ class Call:
     function: str
     args: bytes
     timeout: float | None = None  # seconds the job may run; the worker stops it then
+    tags: tuple[str, ...] = ()  # the job's tags, for a forwarder (it routes them in its inner crew)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +225,9 @@ class ResultBatch:
     """The worker's answer to one batch: an outcome per call, or ``returned`` (revoked, not run).
 
     A batch whose task object could not be read comes back with no outcomes: its jobs are retried.
+    A forwarder answers in parts (``part`` 1, 2, ...), each with the outcomes of some of the
+    batch's jobs; a part with ``returned`` hands back the jobs it names (their outcomes are
+    empty) unrun. ``inner`` carries a forwarder's inner crew summary rows (plain data).
     """
 
     seq: int
@@ -213,6 +235,8 @@ class ResultBatch:
     incarnation: int
     outcomes: tuple[tuple[int, bytes], ...]  # (job id, pickled outcome: see serialize.py)
     returned: bool = False
+    part: int = 0
+    inner: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(slots=True)
@@ -228,6 +252,9 @@ class Outcome:
     started: float | None = None  # wall-clock time (time.time()) the job started
     stdout: str = ""  # what it wrote to standard output (its last MAX_OUTPUT bytes)
     stderr: str = ""
+    worker: str = ""  # who ran it, when that is not the worker that answered (an inner crew's worker)
+    tries: int = 0  # runs it had in an inner crew (0: one, on the worker that answered)
+    payload: bytes | None = None  # value, error and the rest, still pickled (a forwarder passes them on)
 
 
 #: Reasons of a worker that left between jobs, every task it started answered (exit code 0).
@@ -360,7 +387,7 @@ def _load(data: bytes, key: str, kinds: tuple[str, ...]) -> tuple[str, tuple[Any
 def encode_task(record: TaskRecord) -> bytes:
     """Encode a task record (:class:`Batch`, :class:`Stop` or :class:`Revoke`)."""
     if isinstance(record, Batch):
-        calls = tuple((c.job_id, c.function, c.args, c.timeout) for c in record.calls)
+        calls = tuple((c.job_id, c.function, c.args, c.timeout, c.tags) for c in record.calls)
         return _dump("batch", (record.seq, calls, record.functions))
     if isinstance(record, Stop):
         return _dump("stop", (record.seq,))
@@ -404,21 +431,26 @@ def _check_batch(batch: Batch) -> None:
             raise TypeError("each call must be (int, known function digest, bytes, timeout)")
         if call.timeout is not None and (not isinstance(call.timeout, float) or not call.timeout > 0):
             raise TypeError("a call's timeout must be None or a positive float")
+        if not isinstance(call.tags, tuple) or not all(isinstance(tag, str) for tag in call.tags):
+            raise TypeError("a call's tags must be a tuple of strings")
 
 
 def encode_result(record: ResultBatch) -> bytes:
-    return _dump("result", (record.seq, record.worker, record.incarnation, record.outcomes, record.returned))
+    body = (record.seq, record.worker, record.incarnation, record.outcomes, record.returned, record.part, record.inner)
+    return _dump("result", body)
 
 
 def decode_result(data: bytes, key: str) -> ResultBatch:
     """Decode :func:`encode_result`; raise :class:`CorruptObjectError` naming ``key``."""
     _, body = _load(data, key, ("result",))
     try:
-        seq, worker, incarnation, outcomes, returned = body
-        record = ResultBatch(seq, worker, incarnation, tuple(outcomes), bool(returned))
+        seq, worker, incarnation, outcomes, returned, part, inner = body
+        record = ResultBatch(seq, worker, incarnation, tuple(outcomes), bool(returned), part, tuple(inner))
         for job_id, outcome in record.outcomes:
             if not isinstance(job_id, int) or not isinstance(outcome, bytes):
                 raise TypeError("outcomes must be (int, bytes)")
+        if not isinstance(part, int) or part < 0 or not all(isinstance(row, dict) for row in record.inner):
+            raise TypeError("part must be a count and inner a tuple of dicts")
     except (TypeError, ValueError) as exc:
         raise CorruptObjectError(f"store object {key!r} is a malformed result record: {exc}") from exc
     return record
@@ -489,6 +521,7 @@ class WorkerSettings:
     capture: bool = True  # jobs' output is captured and sent back with their results
     tasks_max: int | None = None  # leave after this many jobs
     seconds_wall: float | None = None  # leave after this many seconds (between jobs)
+    inner: dict[str, Any] | None = None  # a forwarder: the inner crew it runs (see inner.py)
 
     @property
     def prefix(self) -> str:
@@ -515,6 +548,8 @@ class WorkerSettings:
             args += ["--tasks-max", str(self.tasks_max)]
         if self.seconds_wall is not None:
             args += ["--seconds-wall", repr(float(self.seconds_wall))]
+        if self.inner is not None:
+            args += ["--inner", json.dumps(self.inner, separators=(",", ":"))]
         return tuple(args)
 
     @classmethod
@@ -540,6 +575,7 @@ class WorkerSettings:
             capture=not ns.no_capture,
             tasks_max=ns.tasks_max,
             seconds_wall=ns.seconds_wall,
+            inner=json.loads(ns.inner) if ns.inner is not None else None,
         )
 
 
@@ -566,4 +602,5 @@ def _worker_parser() -> Any:
     parser.add_argument("--no-capture", action="store_true", help="leave jobs' output on the worker's own")
     parser.add_argument("--tasks-max", type=int, default=None, help="leave after this many jobs")
     parser.add_argument("--seconds-wall", type=_positive, default=None, help="leave after this many seconds")
+    parser.add_argument("--inner", default=None, help="forward to an inner crew: its spec as JSON")
     return parser

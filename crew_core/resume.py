@@ -23,7 +23,7 @@ from .ledger import Job
 from .manager import Manager
 from .processes import process_alive
 from .protocol import RosterEntry
-from .results import Result
+from .serialize import load_outcome, to_result
 from .supervisor import Phase
 from .worker import Worker
 
@@ -112,10 +112,9 @@ def take_over(
         keeper.journaled(job_id, key)
         pending[job_id] = Job(job_id, saved.function, saved.args, frozenset(saved.tags), saved.kind,
                               timeout=saved.timeout, crash_tags=tuple(map(frozenset, saved.crash_tags)))  # fmt: skip
-    for job_id, (outcome, worker, key) in recovery.results.items():
+    for job_id, (data, worker, key) in recovery.results.items():
         job = pending.pop(job_id)
-        result = Result(job.id, outcome.status, outcome.value, outcome.error, outcome.traceback, outcome.warnings,
-                        outcome.seconds, worker, job.tags, 1, outcome.started)  # fmt: skip
+        result = to_result(job.id, job.tags, 0, load_outcome(data, manager.raw), worker)
         ledger.results.append(result)  # DONE at once: it never enters the ledger's jobs
         keeper.answered(job_id, key)
     for name, batches in recovery.tasks.items():

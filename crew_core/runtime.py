@@ -326,6 +326,13 @@ def run_worker(args: Sequence[str], environment: Mapping[str, str] | None = None
     if main:
         signal.signal(signal.SIGTERM, _on_sigterm)
     sealed = Sealed(store, secret)
+    if settings.inner is not None:  # a forwarder: it runs an inner crew, not jobs
+        from .forwarder import run_forwarder
+
+        try:
+            return run_forwarder(sealed, settings, secret)
+        finally:
+            store.close()
     objects = ObjectCache(sealed)
     objects.activate()
     try:

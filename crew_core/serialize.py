@@ -9,6 +9,7 @@ with cloudpickle otherwise (lambdas, closures, anything defined in ``__main__``)
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import sys
 import traceback as tb_module
@@ -21,7 +22,7 @@ import cloudpickle
 
 from .errors import RemoteError, SerializationError
 from .protocol import Outcome
-from .results import CANCELLED, ERROR, SUCCESS, TIMEOUT
+from .results import CANCELLED, CRASH, ERROR, SUCCESS, TIMEOUT, Result
 
 _MAIN = b"__main__"
 
@@ -190,12 +191,38 @@ def load_args(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return args, kwargs
 
 
+class Raw(bytes):
+    """A job's value, error and output still pickled: what a forwarder's inner crew hands on unread."""
+
+
+def to_result(job_id: int, tags: frozenset[str], runs: int, outcome: Outcome, worker: str) -> Result:
+    """The :class:`Result` of a job from what its worker (``worker``) said; ``runs``: earlier runs
+    that ended with the worker dead. An inner crew's worker and runs count too (``Outcome.worker``)."""
+    if outcome.worker:
+        worker = f"{worker}/{outcome.worker}"
+    value = Raw(outcome.payload) if outcome.payload is not None else outcome.value
+    tries = runs + max(1, outcome.tries)
+    return Result(job_id, outcome.status, value, outcome.error, outcome.traceback, outcome.warnings, outcome.seconds,
+                  worker, tags, tries, outcome.started, outcome.stdout, outcome.stderr)  # fmt: skip
+
+
 def dump_outcome(outcome: Outcome) -> bytes:
-    """Pickle what a job did; a value or error that cannot be pickled becomes an error outcome."""
-    fields = (outcome.value, outcome.error, outcome.traceback, outcome.warnings, outcome.seconds, outcome.started,
-              outcome.stdout, outcome.stderr)  # fmt: skip
+    """Pickle what a job did; a value or error that cannot be pickled becomes an error outcome.
+
+    The result is a plain header (status, timings, who ran it) around the pickled rest, so that a
+    forwarder can read the header and pass the rest on without unpickling the job's value.
+    """
+    status, payload = outcome.status, outcome.payload
+    if payload is None:
+        status, payload = _dump_payload(outcome)
+    header = (status, outcome.seconds, outcome.started, outcome.worker, outcome.tries)
+    return pickle.dumps((header, payload), protocol=5)
+
+
+def _dump_payload(outcome: Outcome) -> tuple[str, bytes]:
     try:
-        return dumps((outcome.status, *fields))
+        return outcome.status, dumps((outcome.value, outcome.error, outcome.traceback, outcome.warnings,
+                                      outcome.stdout, outcome.stderr))  # fmt: skip
     except Exception as exc:
         error = outcome.error
         text = outcome.traceback
@@ -208,21 +235,39 @@ def dump_outcome(outcome: Outcome) -> bytes:
             text = "".join(tb_module.format_exception(exc))
         else:
             error = RemoteError(f"{type(error).__qualname__}: {error}")
-        record = (ERROR, None, error, text, outcome.warnings, outcome.seconds, outcome.started, outcome.stdout,
-                  outcome.stderr)  # fmt: skip
-        return cast(bytes, cloudpickle.dumps(record, protocol=5))
+        record = (None, error, text, outcome.warnings, outcome.stdout, outcome.stderr)
+        return ERROR, cast(bytes, cloudpickle.dumps(record, protocol=5))
 
 
-def load_outcome(data: bytes) -> Outcome:
-    """Unpickle an outcome; one that cannot be rebuilt here becomes an error outcome."""
+class _HeaderUnpickler(pickle.Unpickler):
+    """An outcome's header and payload are plain data: no class, no call (nothing of the job runs)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"an outcome header may not name {module}.{name}")
+
+
+def load_outcome(data: bytes, raw: bool = False) -> Outcome:
+    """Unpickle an outcome; one that cannot be rebuilt here becomes an error outcome.
+
+    ``raw``: read the header only and keep the rest pickled in ``payload`` (a forwarder's inner
+    crew hands it on unread).
+    """
     try:
-        status, value, error, text, warnings, seconds, started, stdout, stderr = cloudpickle.loads(data)
+        (status, seconds, started, worker, tries), payload = _HeaderUnpickler(io.BytesIO(data)).load()
+        if not isinstance(payload, bytes) or not isinstance(worker, str) or not isinstance(tries, int):
+            raise TypeError("malformed header")
+    except Exception as exc:
+        return Outcome(ERROR, error=SerializationError(f"the job's outcome is malformed ({type(exc).__name__}: {exc})"))
+    if status not in (SUCCESS, ERROR, TIMEOUT, CANCELLED, CRASH):  # crash: an inner crew's, passed on
+        return Outcome(ERROR, error=SerializationError(f"the job's outcome has an unknown status {status!r}"))
+    if raw:
+        return Outcome(status, seconds=seconds, started=started, worker=worker, tries=tries, payload=payload)
+    try:
+        value, error, text, warnings, stdout, stderr = cloudpickle.loads(payload)
     except BaseException as exc:  # SystemExit from a __reduce__ too: it must not take the controller down
         error = SerializationError(
             f"the job's outcome cannot be unpickled in the controller ({type(exc).__name__}:"
             f" {exc}); is the module that defines its type importable here?"
         )
-        return Outcome(ERROR, error=error)
-    if status not in (SUCCESS, ERROR, TIMEOUT, CANCELLED):
-        return Outcome(ERROR, error=SerializationError(f"the job's outcome has an unknown status {status!r}"))
-    return Outcome(status, value, error, text, warnings, seconds, started, stdout, stderr)
+        return Outcome(ERROR, error=error, seconds=seconds, started=started, worker=worker, tries=tries)
+    return Outcome(status, value, error, text, warnings, seconds, started, stdout, stderr, worker, tries)

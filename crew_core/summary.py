@@ -24,16 +24,21 @@ class WorkerStats:
 
 
 class Summary(list[dict[str, Any]]):
-    """One dict per worker (keys: :data:`COLUMNS`); ``totals`` sums them; ``str()`` is a table."""
+    """One dict per worker (keys: :data:`COLUMNS`); ``totals`` sums them; ``str()`` is a table.
+
+    A forwarder's inner workers follow it as rows named ``forwarder/inner`` with ``"inner": True``;
+    ``totals`` counts the crew's own workers only (the forwarder's row already counts their jobs).
+    """
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         super().__init__(rows)
+        own = [row for row in rows if not row.get("inner")]
         self.totals: dict[str, Any] = {
             "worker": "total",
             "class": "",
             "tags": "",
-            "state": f"{sum(row['state'] == 'up' for row in rows)} up",
-            **{key: sum(row[key] for row in rows) for key in COLUMNS[4:]},
+            "state": f"{sum(row['state'] == 'up' for row in own)} up",
+            **{key: sum(row[key] for row in own) for key in COLUMNS[4:]},
         }
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import protocol
 from .backoff import Backoff
@@ -71,6 +71,7 @@ class WorkerRecord:
     retry_at: float = 0.0  # no automatic launch before this time
     retry: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
     adopted: bool = False  # launched by an earlier controller of a named crew: known by its beats only
+    inner: tuple[dict[str, Any], ...] = ()  # a forwarder's inner crew summary, as it last sent it
     stats: WorkerStats = field(default_factory=WorkerStats)  # what crew.summary() shows
 
     @property
@@ -256,7 +257,8 @@ class Supervisor:
             return
         record.exit = note
         m = self.m
-        for task in m.ledger.tasks_of(record.name):
+        failed_start = not record.beat_seen and note.reason == "error"  # down() refuses its jobs: a failed launch
+        for task in m.ledger.tasks_of(record.name) if not failed_start else []:
             if task.seq > note.last_seq:
                 m.ledger.close_task(task.seq, now)
                 m.ledger.requeue(task.jobs)
@@ -288,9 +290,9 @@ class Supervisor:
                             " its jobs run elsewhere", record.name)  # fmt: skip
                 record.stop_requested = record.stop_requested or now  # its jobs go back uncharged
                 self.m.mark_down(record)
-            elif record.stop_requested is not None and now - record.stop_requested > settings.stop_grace:
+            elif record.stop_requested is not None and now - record.stop_requested > self.stop_grace(record):
                 log.info("worker %r did not answer its stop request in %.1f s: killing it", record.name,
-                         settings.stop_grace)  # fmt: skip
+                         self.stop_grace(record))  # fmt: skip
                 doomed.append(record)
             elif self._overdue(record, now):
                 doomed.append(record)
@@ -306,6 +308,11 @@ class Supervisor:
             record.killing = True
         return doomed
 
+    def stop_grace(self, record: WorkerRecord) -> float:
+        """Seconds the worker has to answer a stop request (a forwarder's class asks for longer)."""
+        grace = record.backend.stop_grace
+        return self.m.settings.stop_grace if grace is None else max(grace, self.m.settings.stop_grace)
+
     def stop_allowance(self) -> float:
         """Time a worker has to stop a job itself (timeout, cancel) and say so, before it is killed:
         its next look at its tasks, the stop grace, and the controller's slowest poll."""
@@ -315,7 +322,7 @@ class Supervisor:
     def _stop_deadline(self, record: WorkerRecord) -> float | None:
         """When the task the worker runs must be answered: a timed job's end, or a cancel's, plus
         :meth:`stop_allowance`. None if nothing bounds it (or the worker has not beaten yet)."""
-        if not record.beat_seen:
+        if not record.beat_seen or record.backend.nested:  # a forwarder's inner crew stops its jobs
             return None
         tasks = self.m.ledger.tasks_of(record.name)
         if not tasks:
@@ -365,7 +372,7 @@ class Supervisor:
                 if not record.adopted:
                     deadline = min(deadline, self._status_due.get(type(record.backend), now))
                 if record.stop_requested is not None:
-                    deadline = min(deadline, record.stop_requested + settings.stop_grace)
+                    deadline = min(deadline, record.stop_requested + self.stop_grace(record))
                 elif record.beat_seen and self.m.ledger.has_tasks(record.name):
                     deadline = min(deadline, record.quiet_since + settings.heartbeat_timeout)
                     stop = self._stop_deadline(record)
@@ -411,11 +418,15 @@ class Supervisor:
         if deliberate or (note is not None and note.clean):  # it never started these, or we stopped it
             m.ledger.requeue(job for task in tasks for job in task.jobs)
             return
-        if note is None and not record.beat_seen:  # it died before its first beat: it ran nothing
-            error = WorkerLaunchError(
-                f"worker {record.name!r} ended before it started (no heartbeat, no exit note): its backend's"
-                " logs say why (a missing package, an image that cannot be pulled, a node lost at boot)"
-            )
+        if not record.beat_seen and (note is None or note.reason == "error"):  # it died before it began: it ran nothing
+            if note is not None and note.error:
+                why = note.error.strip().splitlines()[-1]
+                error = WorkerLaunchError(f"worker {record.name!r} failed as it started: {why}")
+            else:
+                error = WorkerLaunchError(
+                    f"worker {record.name!r} ended before it started (no heartbeat, no exit note): its backend's"
+                    " logs say why (a missing package, an image that cannot be pulled, a node lost at boot)"
+                )
             record.launch_failures += 1
             record.stats.refused += 1
             record.stats.launches -= 1  # it was counted when the backend accepted it
@@ -423,6 +434,12 @@ class Supervisor:
             record.retry_at = now + record.retry.next()
             log.warning("%s", error)
             self.refused([job for task in tasks for job in task.jobs], error)
+            return
+        if record.backend.nested:  # its inner crew still has them: they wait for its relaunch, uncharged
+            record.stats.crashes += 1
+            log.warning("forwarder %r died (%s); its %d job(s) wait for its relaunch, which resumes its inner crew",
+                        record.name, _death(record, note), sum(len(t.jobs) for t in tasks))  # fmt: skip
+            m.ledger.hold(record.name, [job for task in tasks for job in task.jobs])
             return
         started = [t for t in tasks if note is None or t.seq <= note.last_seq]
         running: Task | None = started[0] if started else None

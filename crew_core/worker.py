@@ -75,6 +75,13 @@ class Worker(ABC):
     #: Idle timeout (seconds) of a worker recruited with ``timeout=None``: remote workers that bill
     #: while they wait set one (``timeout=math.inf`` asks for none); None keeps workers until shut down.
     default_timeout: ClassVar[float | None] = None
+    #: True for a forwarder: a worker that runs an inner crew (see ``crew_core.forwarder``). It takes
+    #: many tasks at once, answers their jobs in parts as they finish, keeps its jobs when it dies
+    #: (they wait for its relaunch, which resumes the inner crew), and hands them back when stopped.
+    nested: ClassVar[bool] = False
+    #: Seconds a stop request may take before the worker is killed; None: the crew's ``stop_grace``
+    #: (a forwarder needs longer: it closes its inner crew first).
+    stop_grace: ClassVar[float | None] = None
 
     def __init__(self, name: str, *, tags: Iterable[str] | str | None = None, timeout: float | None = None) -> None:
         self.name = name

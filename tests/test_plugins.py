@@ -30,7 +30,7 @@ def test_crew_plugins_lists_plugins_versions_and_registrations():
     out = crew_command("plugins")
     assert out.returncode == 0, out.stderr
     assert "local (crew-local 0.1.0)" in out.stdout
-    assert "workers: executor, subprocess" in out.stdout and "stores:  local" in out.stdout
+    assert "workers: executor, nested, subprocess" in out.stdout and "stores:  local" in out.stdout
     rows = json.loads(crew_command("plugins", "--json").stdout)
     [local] = [row for row in rows if row["name"] == "local"]
     assert local["hooks"] == ["crew_configure", "crew_register_stores", "crew_register_workers"]

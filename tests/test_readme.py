@@ -33,6 +33,7 @@ def test_readme_walkthrough_runs(capsys):
     assert "256\n[1, 1, 4, 27, 256]\n[1, 3, 9, 27]\n" in out  # the executor
     assert "success ['starting', \"a program's output is captured too\"] to stderr\ntimeout\n" in out
     assert "[3] cancelled" in out
+    assert "nested: [0, 1, 4, 9, 16, 25] ['nested-" in out  # through forwarders and their inner crews
     assert crew._closed
 
 

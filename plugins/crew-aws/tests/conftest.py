@@ -1,4 +1,4 @@
-"""moto's S3 server for the session, dummy credentials, and a fresh bucket per test."""
+"""moto's S3 server for the session, dummy credentials, a fresh bucket per test, and a Batch control plane."""
 
 from __future__ import annotations
 
@@ -57,3 +57,28 @@ def quick_batch_status(monkeypatch):
     from crew_aws import BatchWorker
 
     monkeypatch.setattr(BatchWorker, "status_interval", 0.2)
+
+
+@pytest.fixture
+def batch():
+    """crew_aws.testing's Batch control plane with a queue and a job definition."""
+    from crew_aws.testing import BatchControlPlane
+
+    with BatchControlPlane(stop_timeout=1.0) as plane:
+        plane.create_queue("crew-queue")
+        plane.register_definition("crew-worker", image="example/crew-worker:1")
+        yield plane
+
+
+@pytest.fixture
+def options(batch):
+    """BatchWorker options for that plane: the "image" is this machine's Python."""
+    import sys
+
+    return {
+        "job_queue": "crew-queue",
+        "job_definition": "crew-worker",
+        "python": sys.executable,
+        "endpoint_url": batch.endpoint,
+        "region": batch.region,
+    }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 from crew_aws import BatchWorker
@@ -11,25 +10,6 @@ from crew_aws.testing import BatchControlPlane
 
 from crew_core import Crew, WorkerLaunchError
 from crew_core.testing import WorkerContract, jobs, wait_for
-
-
-@pytest.fixture
-def batch():
-    with BatchControlPlane(stop_timeout=1.0) as plane:
-        plane.create_queue("crew-queue")
-        plane.register_definition("crew-worker", image="example/crew-worker:1")
-        yield plane
-
-
-@pytest.fixture
-def options(batch):
-    return {
-        "job_queue": "crew-queue",
-        "job_definition": "crew-worker",
-        "python": sys.executable,  # the "image" is this machine
-        "endpoint_url": batch.endpoint,
-        "region": batch.region,
-    }
 
 
 @pytest.fixture

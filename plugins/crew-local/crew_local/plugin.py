@@ -1,4 +1,4 @@
-"""crew-local's entry point: registers the local store and the two local worker classes."""
+"""crew-local's entry point: registers the local store and the local worker classes."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ def crew_register_stores(registry):
 @hookimpl
 def crew_register_workers(registry):
     from .executor_worker import ExecutorWorker
+    from .forwarder_worker import ForwarderWorker
     from .subprocess_worker import SubprocessWorker
 
     registry.add("subprocess", SubprocessWorker)
     registry.add("executor", ExecutorWorker)
+    registry.add("nested", ForwarderWorker)
 
 
 @hookimpl
