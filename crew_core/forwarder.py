@@ -321,8 +321,11 @@ class ForwarderLoop(WorkerLoop):
             answers, self._answers = self._answers, {}
             self._lock.notify()
         self._writer.join(timeout=5)
-        if not resumable:
+        try:  # results the inner crew handed over count as received there: they must go out now
             self._write(answers, returned=False)
+        except Exception as exc:
+            log.warning("forwarder %s could not write its last answers: %s", self.settings.name, exc)
+        if not resumable:
             self._write(unanswered, returned=True)
         if inner is None:
             return
