@@ -289,7 +289,9 @@ class ForwarderLoop(WorkerLoop):
         s = self.settings
         inner: tuple[dict[str, Any], ...] = ()
         now = time.monotonic()
-        if now >= self._summary_due and self.inner is not None:
+        with self._lock:
+            quiet = not self._pending  # these are the last answers for now: the summary must be current
+        if (quiet or now >= self._summary_due) and self.inner is not None:
             self._summary_due = now + SUMMARY_INTERVAL
             try:
                 inner = tuple(dict(row) for row in self.inner.summary())

@@ -1,6 +1,6 @@
 """What a forwarder's inner crew is: its store, worker classes, recruits and settings.
 
-A user gives it as ``inner=dict(...)`` to ``crew.recruit(worker_class="crew", ...)``; it travels
+A user gives it as ``inner=dict(...)`` to ``crew.recruit(worker_class="nested", ...)``; it travels
 to the forwarder as JSON on the ``crew worker --inner`` command line (no secret is in it: the
 inner crew's secret is derived from the outer crew's, which travels in the environment). It is
 checked here, in the controller, so that a mistake is an error at ``recruit`` rather than a
@@ -74,11 +74,6 @@ class InnerSpec:
     def to_json(self) -> dict[str, Any]:
         return {"store": self.store, "store_options": self.store_options, "worker_classes": self.worker_classes,
                 "recruit": self.recruit, "settings": self.settings}  # fmt: skip
-
-    @property
-    def workers(self) -> int:
-        """Inner workers recruited in all."""
-        return sum(int(item.get("workers", 1)) for item in self.recruit)
 
 
 def _dict(value: object, what: str) -> dict[str, Any]:

@@ -1096,7 +1096,7 @@ class Manager:
             for record in records:
                 record.retired = True
             now = time.monotonic()
-            deadline = now + max([self.supervisor.stop_grace(record) for record in records], default=0.0)
+            deadlines = {record.name: now + self.supervisor.stop_grace(record) for record in records}
             # A busy forwarder is asked too: it hands its jobs back and closes its inner crew.
             polite = [r for r in records if r.backend.nested or not self.ledger.has_tasks(r.name)]
             for record in polite:
@@ -1106,8 +1106,9 @@ class Manager:
         self.wake()
         self._kill_now(busy)
         with self.lock:
-            while any(record.up for record in records) and time.monotonic() < deadline:
-                self.changed.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            # Each within its own grace: past it, the manager's thread kills it (Supervisor.check).
+            while waiting := [deadlines[r.name] for r in records if r.up and time.monotonic() < deadlines[r.name]]:
+                self.changed.wait(min(0.05, max(0.0, min(waiting) - time.monotonic())))
             left = [record for record in records if record.up]
         self._kill_now(left)
         with self.lock:

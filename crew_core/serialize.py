@@ -9,7 +9,6 @@ with cloudpickle otherwise (lambdas, closures, anything defined in ``__main__``)
 from __future__ import annotations
 
 import hashlib
-import io
 import pickle
 import sys
 import traceback as tb_module
@@ -21,7 +20,7 @@ from typing import Any, cast
 import cloudpickle
 
 from .errors import RemoteError, SerializationError
-from .protocol import Outcome
+from .protocol import Outcome, load_plain
 from .results import CANCELLED, CRASH, ERROR, SUCCESS, TIMEOUT, Result
 
 _MAIN = b"__main__"
@@ -239,13 +238,6 @@ def _dump_payload(outcome: Outcome) -> tuple[str, bytes]:
         return ERROR, cast(bytes, cloudpickle.dumps(record, protocol=5))
 
 
-class _HeaderUnpickler(pickle.Unpickler):
-    """An outcome's header and payload are plain data: no class, no call (nothing of the job runs)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"an outcome header may not name {module}.{name}")
-
-
 def load_outcome(data: bytes, raw: bool = False) -> Outcome:
     """Unpickle an outcome; one that cannot be rebuilt here becomes an error outcome.
 
@@ -253,7 +245,7 @@ def load_outcome(data: bytes, raw: bool = False) -> Outcome:
     crew hands it on unread).
     """
     try:
-        (status, seconds, started, worker, tries), payload = _HeaderUnpickler(io.BytesIO(data)).load()
+        (status, seconds, started, worker, tries), payload = load_plain(data)
         if not isinstance(payload, bytes) or not isinstance(worker, str) or not isinstance(tries, int):
             raise TypeError("malformed header")
     except Exception as exc:

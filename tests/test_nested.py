@@ -27,14 +27,6 @@ def collect(crew: Crew, count: int, timeout: float = 120) -> dict[int, object]:
     return results
 
 
-def runs(folder: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for path in folder.iterdir() if folder.exists() else []:
-        name = path.name.split(".")[0]
-        counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
 def test_jobs_go_through_forwarders_with_everything_a_result_carries(make_crew, tmp_path):
     crew = make_crew(store=tmp_path / "outer")
     crew.recruit(workers=2, worker_class="nested", tags={"far"}, inner=inner(tmp_path / "inner", 2))
@@ -54,6 +46,9 @@ def test_jobs_go_through_forwarders_with_everything_a_result_carries(make_crew, 
     inner_rows = [row for row in summary if row.get("inner")]
     assert {row["worker"].split("/")[0] for row in inner_rows} == {"nested-1", "nested-2"}
     assert summary.totals["jobs"] == len(results)  # inner rows are not counted twice
+    for forwarder in ("nested-1", "nested-2"):  # the inner rows are as of the last answer, not older
+        own = next(row["jobs"] for row in summary if row["worker"] == forwarder)
+        assert sum(row["jobs"] for row in inner_rows if row["worker"].startswith(f"{forwarder}/")) == own
 
 
 def test_tags_route_to_the_forwarder_and_inside_its_inner_crew(make_crew, tmp_path):
@@ -98,14 +93,14 @@ def test_a_killed_forwarder_is_relaunched_and_resumes_its_inner_crew(make_crew, 
     crew.recruit(worker_class="nested", inner=inner(tmp_path / "inner", 2, detached=True))
     marks = tmp_path / "marks"
     ids = [crew.send(jobs.mark_then_sleep, (str(marks), f"j{i}", 1.5)) for i in range(6)]
-    wait_for(lambda: sum(runs(marks).values()) >= 2, what="inner workers to start jobs")
+    wait_for(lambda: sum(jobs.runs_of(marks).values()) >= 2, what="inner workers to start jobs")
     backend = crew.workers["nested-1"].backend
     first = backend.pid
     os.kill(first, signal.SIGKILL)
     results = collect(crew, len(ids))
     assert all(results[i].ok for i in ids)
     assert backend.pid != first  # relaunched
-    assert runs(marks) == {f"j{i}": 1 for i in range(6)}  # nothing lost, nothing run twice
+    assert jobs.runs_of(marks) == {f"j{i}": 1 for i in range(6)}  # nothing lost, nothing run twice
     row = next(row for row in crew.summary() if row["worker"] == "nested-1")
     assert row["crashes"] == 1 and row["launches"] == 2
 

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -56,10 +55,6 @@ class CrewContract:
         for crew in crews:
             crew.close()
 
-    @staticmethod
-    def _runs(folder: Path) -> Counter[str]:
-        return Counter(name.split(".")[0] for name in os.listdir(folder))
-
     def test_prefetched_jobs_of_a_killed_worker_run_elsewhere_exactly_once(
         self, make_crew: Callable[..., Crew], tmp_path: Path, timeout_scale: float
     ) -> None:
@@ -89,7 +84,7 @@ class CrewContract:
         assert set(results) == set(ids) and all(r.ok for r in results.values())
         killed = [name for name in os.listdir(runs) if name.endswith(f".{pid}")]
         assert len(killed) == 1, killed  # it ran one job; the one queued behind it never started there
-        counts = self._runs(runs)
+        counts = jobs.runs_of(runs)
         interrupted = killed[0].split(".")[0]
         assert counts[interrupted] == 2, counts  # charged and run again
         assert all(n == 1 for name, n in counts.items() if name != interrupted), counts  # the rest exactly once
@@ -253,7 +248,7 @@ class CrewContract:
         again = [job for job in first["got"] if job in second]  # handed out after the last receipt was written
         assert again == first["got"][len(first["got"]) - len(again) :], "an older received result came again"
         assert len(second) == len(set(second))
-        assert set(self._runs(runs).values()) == {1}, f"jobs ran twice: {self._runs(runs)}"
+        assert set(jobs.runs_of(runs).values()) == {1}, f"jobs ran twice: {jobs.runs_of(runs)}"
         for pid in first["pids"]:  # closing the resumed crew ended the adopted workers
             wait_for(partial(process_gone, pid), timeout=60 * timeout_scale, what=f"adopted worker {pid} to end")
 

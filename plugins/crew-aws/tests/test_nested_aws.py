@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 from crew_core import Crew
 from crew_core.testing import jobs, wait_for
-
-
-def runs(folder: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for path in folder.iterdir() if folder.exists() else []:
-        counts[path.name.split(".")[0]] = counts.get(path.name.split(".")[0], 0) + 1
-    return counts
 
 
 def test_an_inner_crew_on_s3_with_local_workers(bucket, s3, tmp_path):
@@ -42,13 +34,13 @@ def test_an_inner_crew_of_batch_workers_survives_its_forwarders_death(bucket, ba
     with Crew(store=tmp_path / "outer", worker_classes=["subprocess"]) as crew:
         crew.recruit(worker_class="nested", inner=inner)
         ids = [crew.send(jobs.mark_then_sleep, (str(marks), f"j{i}", 2.0)) for i in range(4)]
-        wait_for(lambda: sum(runs(marks).values()) >= 2, timeout=120, what="Batch workers to start jobs")
+        wait_for(lambda: sum(jobs.runs_of(marks).values()) >= 2, timeout=120, what="Batch workers to start jobs")
         forwarder = crew.workers["nested-1"].backend
         first = forwarder.pid
         os.kill(first, signal.SIGKILL)
         results = {r.id: r for r in crew.results(timeout=180)}
         assert all(results[i].ok for i in ids) and forwarder.pid != first
-        assert runs(marks) == {f"j{i}": 1 for i in range(4)}  # nothing lost, nothing run twice
+        assert jobs.runs_of(marks) == {f"j{i}": 1 for i in range(4)}  # nothing lost, nothing run twice
         submitted = [request for request in batch.requests if request[0] == "submitjob"]
         assert len(submitted) == 2  # the relaunched forwarder adopted the Batch workers: none launched again
     for job_id in list(batch.jobs):  # closing the outer crew closed the inner one, which ended them
