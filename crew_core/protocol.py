@@ -365,18 +365,13 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"a crew record may not name {module}.{name}")
 
 
-def load_plain(data: bytes) -> Any:
-    """Unpickle plain data only (a record, an outcome's header): nothing in it can run."""
-    return _PlainUnpickler(io.BytesIO(data)).load()
-
-
 def _dump(kind: str, body: tuple[Any, ...]) -> bytes:
     return pickle.dumps((_MAGIC, PROTOCOL, kind, body), protocol=5)
 
 
 def _load(data: bytes, key: str, kinds: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
     try:
-        magic, version, kind, body = load_plain(data)
+        magic, version, kind, body = _PlainUnpickler(io.BytesIO(data)).load()
     except Exception as exc:
         raise CorruptObjectError(f"store object {key!r} is corrupt ({type(exc).__name__}: {exc})") from exc
     if magic != _MAGIC or kind not in kinds or not isinstance(body, tuple):
