@@ -31,11 +31,12 @@ from .plugins import get_plugin_manager, hookimpl
 from .refs import Ref
 from .results import Result, ResultList
 from .store import Store
-from .worker import Launch, Worker
+from .worker import BackendJob, Launch, Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendJob",
     "CorruptObjectError",
     "Crew",
     "CrewError",

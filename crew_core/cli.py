@@ -90,12 +90,26 @@ def _open(url: str) -> Any:
     return store
 
 
-def _ps_command(url: str, as_json: bool) -> int:
-    from .leftovers import find_crews
+def _worker_classes() -> Any:
+    """Name to worker class, through the installed plugins (``crew ps --backends``, ``crew stop``)."""
+    from .plugins import default_plugins
+
+    return default_plugins().workers.get
+
+
+def _ps_command(url: str, as_json: bool, backends: bool) -> int:
+    from .leftovers import find_backend_jobs, find_crews
 
     store = _open(url)
     try:
-        crews = [crew.describe() for crew in find_crews(store)]
+        crews = []
+        for seen in find_crews(store):
+            crew = seen.describe()
+            if backends:
+                search = find_backend_jobs(seen, _worker_classes())
+                crew["backend_jobs"] = [{**vars(job), "place": dict(job.place)} for job in search.jobs]
+                crew["backend_problems"] = search.problems
+            crews.append(crew)
     finally:
         store.close()
     if as_json:
@@ -117,6 +131,11 @@ def _ps_command(url: str, as_json: bool) -> int:
             where = f" pid {worker['pid']} on {worker['host']}" if worker["pid"] else ""
             print(f"  {worker['name']} launch {worker['incarnation']}: {state}, beat {worker['beats']}{where},"
                   f" {worker['tasks']} task record(s)")  # fmt: skip
+        for job in crew.get("backend_jobs", []):
+            launch = f" ({job['worker']} launch {job['incarnation']})" if job["worker"] else ""
+            print(f"  {job['worker_class']} {job['id']}: {job['state']}{launch}")
+        for problem in crew.get("backend_problems", []):
+            print(f"  ! {problem}")
     return 0
 
 
@@ -127,7 +146,7 @@ def _stop_command(url: str, crew_id: str, force: bool) -> int:
 
     store = _open(url)
     try:
-        crew = stop_crew(store, crew_id, force=force)
+        crew, search = stop_crew(store, crew_id, force=force, worker_class=_worker_classes())
         if crew.named:
             forget_secret(store.describe(), crew.id)
     except CrewError as exc:
@@ -137,9 +156,15 @@ def _stop_command(url: str, crew_id: str, force: bool) -> int:
         store.close()
     timeout = crew.describe()["lease_timeout"] or 900.0
     period = min(60.0, timeout / 4)
-    print(f"removed crew {crew_id!r} from {url}: its {len(crew.workers)} worker launch(es) leave within"
-          f" {period:.0f} s, on any backend (each stops the job it runs)")  # fmt: skip
-    return 0
+    print(f"removed crew {crew_id!r} from {url}")
+    if search.ended:
+        print(f"ended {search.ended} job(s) on their backends: "
+              + ", ".join(f"{job.worker_class} {job.id} ({job.state})" for job in search.jobs))  # fmt: skip
+    print(f"any other worker of its {len(crew.workers)} launch(es) leaves within {period:.0f} s, on any backend"
+          " (each stops the job it runs)")  # fmt: skip
+    for problem in search.problems:
+        print(f"crew stop: {problem}", file=sys.stderr)
+    return 1 if search.problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,7 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ps = sub.add_parser("ps", help="list the crews in a store: controller, workers, pending work")
     ps.add_argument("--store", required=True, help="the store's URL or path, as given to Crew(store=...)")
     ps.add_argument("--json", action="store_true", help="machine-readable output")
-    stop = sub.add_parser("stop", help="end a crew whose controller is gone: its workers leave, its objects go")
+    ps.add_argument("--backends", action="store_true",
+                    help="also ask the backends for each crew's jobs (queued and running), by crew id")  # fmt: skip
+    stop = sub.add_parser("stop", help="end a crew whose controller is gone: its jobs on every backend, its objects")
     stop.add_argument("crew", help="the crew's name or id (see crew ps)")
     stop.add_argument("--store", required=True, help="the store's URL or path")
     stop.add_argument("--force", action="store_true", help="even if its controller runs on this machine")
@@ -175,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command == "config":
         return _config_command(ns.json)
     if ns.command == "ps":
-        return _ps_command(ns.store, ns.json)
+        return _ps_command(ns.store, ns.json, ns.backends)
     if ns.command == "stop":
         return _stop_command(ns.store, ns.crew, ns.force)
     return 2

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
+import logging
 import math
 import os
 import threading
@@ -176,6 +178,7 @@ class Crew:
         self._ids = itertools.count(1)
         self._next_worker = 1
         self._put: set[str] = set()  # digests of objects put in the store
+        self._places: set[str] = set()  # keys of the places noted in the store (Worker.place)
         self._last_id = 0
         self._journal: durable.JobJournal | None = None
         self._batching = threading.local()  # jobs sent inside ``with crew.batch():``, per thread
@@ -237,8 +240,6 @@ class Crew:
             try:
                 cls = self._plugins.workers.get(entry.worker_class)
             except PluginError as exc:
-                import logging
-
                 logging.getLogger("crew").warning("crew %s cannot make worker %r again: %s", self.id, name, exc)
                 return None
         options = {**self._plugins.config[cls.worker_class], **entry.options}
@@ -298,7 +299,7 @@ class Crew:
         elif timeout == math.inf:
             timeout = None
         merged = {**self._plugins.config[cls.worker_class], **options}
-        recruited = []
+        recruited: list[WorkerHandle] = []
         for _ in range(workers):
             name = f"{cls.worker_class or cls.__name__.lower()}-{self._next_worker}"
             try:
@@ -306,6 +307,8 @@ class Crew:
             except TypeError as exc:
                 raise TypeError(f"worker class {cls.worker_class!r} rejected its options: {exc}") from exc
             self._next_worker += 1
+            if not recruited:
+                self._note_place(backend)
             if self.name is not None:  # a next controller must be able to make it again
                 entry = roster_entry(cls, worker_tags, timeout, options, (tasks_max, seconds_wall))
                 key = f"{protocol.roster_prefix(self.id)}{name}"
@@ -316,6 +319,24 @@ class Crew:
             recruited.append(handle)
         self._tag_sets = tuple(handle.tags for handle in self.workers.values())
         return recruited
+
+    def _note_place(self, backend: Worker) -> None:
+        """Keep where this class's workers run in the store (once per place), before any of them
+        launches: ``crew stop`` finds them there on their backend if this controller dies."""
+        try:
+            place = backend.place()
+            if place is None:
+                return
+            key = protocol.place_key(self.id, type(backend).worker_class, place)
+            if key not in self._places:
+                record = {"worker_class": type(backend).worker_class, "place": place}
+                self._manager.sealed.put(key, json.dumps(record, separators=(",", ":")).encode())
+                self._places.add(key)
+        except Exception as exc:  # only crew stop needs it; the lease still ends these workers
+            logging.getLogger("crew").warning(
+                "crew %s: cannot note where %s workers run (crew stop will end them through the store only): %s",
+                self.id, type(backend).worker_class, exc,
+            )  # fmt: skip
 
     def _default_worker_class(self) -> type[Worker]:
         if not self.worker_classes:
@@ -665,8 +686,6 @@ class Crew:
             try:
                 self.store.delete_prefix(f"{self.id}/")
             except Exception as exc:  # the store may be the thing that is broken
-                import logging
-
                 logging.getLogger("crew").warning("crew %s could not clean its store objects: %s", self.id, exc)
             if self._owns_store:
                 self.store.close()

@@ -1,10 +1,15 @@
 """Finding the crews a store holds and stopping those whose controller is gone (``crew ps``/``crew stop``).
 
-This needs no backend: every worker of a crew, on any backend, looks at the crew's lease every
-``min(60, lease_timeout / 4)`` seconds and leaves once it is gone (stopping the job it runs), so
-deleting a crew's objects ends its workers within that time. Records are read without their
-signature checked (the key is not needed to look): what is shown comes from whoever could write
-the store, and is only shown.
+Two ways reach a crew's workers. Through the store: every worker that has started looks at the
+crew's lease every ``min(60, lease_timeout / 4)`` seconds and leaves once it is gone (stopping
+the job it runs), so deleting a crew's objects ends it within that time on any backend. Through
+the backends: the crew notes each place its workers run (``Worker.place``), and each worker class
+finds the jobs it launched for the crew there by their labels (``Worker.find``) and ends them at
+once (``Worker.end``), including jobs still queued, which never read the lease.
+
+Records are read without their signature checked (the key is not needed to look): what is shown
+comes from whoever could write the store. A place is only handed to its worker class, which
+treats it as untrusted (it narrows where to look; endpoints and credentials never come from it).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +26,7 @@ from .errors import CrewError, KeyNotFoundError
 from .processes import process_alive
 from .signing import unchecked_payload
 from .store import Store
+from .worker import BackendJob, Worker
 
 
 @dataclass
@@ -45,6 +52,7 @@ class CrewSeen:
     workers: list[WorkerSeen] = field(default_factory=list)
     journaled: int = 0  # journal objects of a named crew (batches of accepted jobs)
     answers: int = 0  # results waiting in the inbox
+    places: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (worker class, place)
 
     @property
     def controller_alive_here(self) -> bool:
@@ -68,6 +76,7 @@ class CrewSeen:
             "workers": [vars(worker) for worker in self.workers],
             "journal_objects": self.journaled,
             "answers_waiting": self.answers,
+            "places": [{"worker_class": cls, "place": place} for cls, place in self.places],
         }
 
 
@@ -108,6 +117,11 @@ def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
         kind, _, rest = key.partition("/")
         if kind == "journal":
             seen.journaled += 1
+        elif kind == "places":
+            record = _json(store, f"{crew_id}/{key}") or {}
+            cls, place = record.get("worker_class"), record.get("place")
+            if isinstance(cls, str) and isinstance(place, dict):
+                seen.places.append((cls, place))
         elif kind == "workers":
             parts = rest.split("/")
             if len(parts) == 3 and parts[1].isdigit():
@@ -133,11 +147,54 @@ def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
     return seen
 
 
-def stop_crew(store: Store, crew_id: str, force: bool = False) -> CrewSeen:
-    """Delete a crew's objects, which ends its workers on every backend within a lease period.
+@dataclass
+class BackendSearch:
+    """What the worker classes found of one crew on their backends, and what they could not do."""
 
-    Refused while the lease names a live controller on this machine (close it instead), unless
-    ``force``.
+    jobs: list[BackendJob] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # one line each: a class missing, a backend down
+    ended: int = 0  # jobs ended by end_backend_jobs
+
+
+def find_backend_jobs(crew: CrewSeen, worker_class: Callable[[str], type[Worker]]) -> BackendSearch:
+    """Ask each worker class, at each place the crew noted, for the crew's jobs still queued or running."""
+    search = BackendSearch()
+    for name, place in crew.places:
+        try:
+            cls = worker_class(name)
+        except Exception as exc:
+            search.problems.append(f"worker class {name!r} is not installed here ({exc}): its jobs at {place} were"
+                                   " not looked for")  # fmt: skip
+            continue
+        try:
+            search.jobs += cls.find(crew.id, place)
+        except Exception as exc:
+            search.problems.append(f"{name}: cannot look for the crew's jobs at {place}: {exc}")
+    return search
+
+
+def end_backend_jobs(search: BackendSearch, worker_class: Callable[[str], type[Worker]]) -> None:
+    """End what :func:`find_backend_jobs` found, one :meth:`Worker.end` call per class and place."""
+    groups: dict[tuple[str, str], list[BackendJob]] = {}
+    for job in search.jobs:
+        groups.setdefault((job.worker_class, json.dumps(dict(job.place), sort_keys=True)), []).append(job)
+    for (name, _), jobs in groups.items():
+        try:
+            worker_class(name).end(jobs)
+            search.ended += len(jobs)
+        except Exception as exc:
+            search.problems.append(f"{name}: cannot end {', '.join(job.id for job in jobs)}: {exc}")
+
+
+def stop_crew(
+    store: Store, crew_id: str, force: bool = False, worker_class: Callable[[str], type[Worker]] | None = None
+) -> tuple[CrewSeen, BackendSearch]:
+    """End a crew whose controller is gone: its jobs on every backend, then its objects.
+
+    With ``worker_class`` (a name to class lookup), the crew's jobs are found on their backends
+    and ended first, queued ones included. Deleting the objects then sends away any worker that
+    was not found (it leaves within a lease period). Refused while the lease names a live
+    controller on this machine (close it instead), unless ``force``.
     """
     crews = {crew.id: crew for crew in find_crews(store)}
     crew = crews.get(crew_id)
@@ -149,5 +206,9 @@ def stop_crew(store: Store, crew_id: str, force: bool = False) -> CrewSeen:
             f"crew {crew_id!r} has a live controller here (process {crew.lease['pid']}): close it there,"  # type: ignore[index]
             " or pass --force"
         )
+    search = BackendSearch()
+    if worker_class is not None:
+        search = find_backend_jobs(crew, worker_class)
+        end_backend_jobs(search, worker_class)
     store.delete_prefix(f"{crew_id}/")
-    return crew
+    return crew, search

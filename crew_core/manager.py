@@ -850,15 +850,29 @@ class Manager:
 
         self._event(killed)
 
-    @staticmethod
-    def _kill_backend(record: WorkerRecord) -> None:
-        if record.adopted:  # started by an earlier controller: its backend object never knew it
-            log.info("worker %r was adopted from an earlier controller: a Stop in the store ends it", record.name)
-            return
+    def _kill_backend(self, record: WorkerRecord) -> None:
         try:
-            record.backend.kill()
+            if record.adopted:  # started by an earlier controller: its backend object never knew it
+                self._end_adopted(record)
+            else:
+                record.backend.kill()
         except Exception as exc:
             log.warning("killing worker %r failed: %s", record.name, exc)
+
+    def _end_adopted(self, record: WorkerRecord) -> None:
+        """Find an adopted worker's launch on its backend by crew id (``Worker.find``) and end it."""
+        backend = record.backend
+        place = backend.place()
+        if place is None:
+            log.info("worker %r was adopted from an earlier controller and its class cannot find it on its"
+                     " backend: a Stop in the store ends it", record.name)  # fmt: skip
+            return
+        cls = type(backend)
+        found = [job for job in cls.find(self.crew_id, place) if (job.worker, job.incarnation) == (record.name,
+                 record.incarnation)]  # fmt: skip
+        if found:
+            cls.end(found)
+            log.info("ended adopted worker %r on its backend (%s)", record.name, ", ".join(job.id for job in found))
 
     # ------------------------------------------------------------------ outcomes
     def finish(self, job: Job, result: Result) -> None:

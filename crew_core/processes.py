@@ -40,3 +40,28 @@ def descendants(pid: int) -> list[int]:
             found += below
             queue += below
     return found
+
+
+def own_processes() -> dict[int, list[str]]:
+    """``{pid: argv}`` of every live process of this user (Linux ``/proc``; empty elsewhere)."""
+    found: dict[int, list[str]] = {}
+    uid = os.getuid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().decode(errors="replace").split("\0")
+        except OSError:  # it ended while we looked
+            continue
+        if argv and argv[-1] == "":
+            argv.pop()
+        if argv and process_alive(int(entry)):
+            found[int(entry)] = argv
+    return found

@@ -31,6 +31,12 @@ own dies (see ``durable.py``):
 ``roster/<name>``
     a :class:`RosterEntry` (JSON): how to make the worker again, and its current incarnation.
 
+Every crew also notes where its workers run, so that ``crew stop`` can find them on their
+backends after the controller is gone (even those still queued, which never read the lease):
+
+``places/<worker class>.<digest>``
+    ``{"worker_class": ..., "place": ...}`` (JSON): one :meth:`Worker.place` of the crew's workers.
+
 Everything a controller must notice lies under ``inbox/``, so one listing per poll, with
 ``start_after`` past the results already collected, serves the whole crew whatever its size. The
 controller deletes what it has read, in batches.
@@ -38,6 +44,7 @@ controller deletes what it has read, in batches.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -117,6 +124,18 @@ def receipt_prefix(crew_id: str) -> str:
 
 def roster_prefix(crew_id: str) -> str:
     return f"{crew_id}/roster/"
+
+
+def places_prefix(crew_id: str) -> str:
+    """Where the crew notes the places its workers run (``Worker.place``), for ``crew stop``."""
+    return f"{crew_id}/places/"
+
+
+def place_key(crew_id: str, worker_class: str, place: dict[str, Any]) -> str:
+    """One key per distinct place of a worker class: recruiting there again writes nothing new."""
+    digest = hashlib.sha256(json.dumps(place, sort_keys=True).encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in worker_class) or "worker"
+    return f"{places_prefix(crew_id)}{safe}.{digest}"
 
 
 def workers_prefix(crew_id: str) -> str:
@@ -577,6 +596,32 @@ class WorkerSettings:
             seconds_wall=ns.seconds_wall,
             inner=json.loads(ns.inner) if ns.inner is not None else None,
         )
+
+
+@dataclass(frozen=True)
+class LaunchSeen:
+    """Whose worker a command line runs, as a backend shows it (see :func:`launch_in`)."""
+
+    crew: str
+    worker: str
+    incarnation: int
+    forwards: bool  # a forwarder (``--inner``): the "nested" class's, not a plain worker
+
+
+def launch_in(argv: Sequence[str]) -> LaunchSeen | None:
+    """Read ``... crew_core worker --crew C --name W --incarnation N ...`` (a process's command line,
+    or a container's arguments); None for anything else. Plugins find their workers by it."""
+    argv = list(argv)
+    for at in range(len(argv) - 1):
+        if argv[at : at + 2] == ["crew_core", "worker"]:
+            rest = argv[at + 2 :]
+            flags = {flag: value for flag, value in zip(rest, [*rest[1:], ""], strict=True) if flag.startswith("--")}
+            if not flags.get("--crew"):
+                return None
+            number = flags.get("--incarnation", "")
+            return LaunchSeen(flags["--crew"], flags.get("--name", ""), int(number) if number.isdigit() else 0,
+                              "--inner" in flags)  # fmt: skip
+    return None
 
 
 def _positive(text: str) -> float:

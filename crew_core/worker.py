@@ -13,9 +13,11 @@ different workers of one class, so a backend keeps per-worker state on the insta
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from .errors import WorkerLaunchError
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,38 @@ class Launch:
     def command(self, python: str = "python") -> list[str]:
         """The full command line, e.g. ``["python", "-m", "crew_core", "worker", "--store", ...]``."""
         return [python, "-m", "crew_core", "worker", *self.args]
+
+
+@dataclass(frozen=True)
+class BackendJob:
+    """A worker found on its backend by the id of the crew that launched it (:meth:`Worker.find`)."""
+
+    #: The registered name of the worker class that found it.
+    worker_class: str
+    #: The id of the crew that launched it.
+    crew: str
+    #: The backend's own id: a Batch job id, a Cloud Run execution, a Slurm job id, a process id.
+    id: str
+    #: The backend's word for its state (``RUNNABLE``, ``RUNNING``, ``PENDING``, ...).
+    state: str
+    #: The crew's name for the worker and its launch number, where the backend's labels say them.
+    worker: str = ""
+    incarnation: int = 0
+    #: Where it was found: the place :meth:`Worker.find` was given (what :meth:`Worker.end` needs).
+    place: Mapping[str, Any] = field(default_factory=dict)
+
+
+def end_each(jobs: Iterable[BackendJob], end_one: Callable[[BackendJob], None]) -> None:
+    """Call ``end_one`` on every job, then raise one :class:`WorkerLaunchError` naming each that
+    failed (and why): the shape of :meth:`Worker.end` for backends that end jobs one by one."""
+    failed = []
+    for job in jobs:
+        try:
+            end_one(job)
+        except Exception as exc:
+            failed.append(f"{job.id} ({exc})")
+    if failed:
+        raise WorkerLaunchError(f"could not end {len(failed)} job(s): {'; '.join(failed)}")
 
 
 def as_tags(tags: str | Iterable[str] | None) -> frozenset[str]:
@@ -162,6 +196,36 @@ class Worker(ABC):
 
     def close(self) -> None:
         """Release backend resources once the worker is down for good (dismissed, crew closed)."""
+
+    # ----------------------------------------------------------------- finding workers by crew
+    def place(self) -> dict[str, Any] | None:
+        """Where this worker's backend jobs live, so that they can be found by crew without it.
+
+        The crew keeps each distinct place in the store when it recruits, and ``crew stop`` and
+        ``crew ps --backends`` hand it to :meth:`find` after the controller is gone. Return JSON
+        values that *locate* the jobs (a region and a queue, a Cloud Run job, a host), never
+        credentials or an endpoint: anyone who can write the store can change a place, so a place
+        may only narrow where :meth:`find` looks within the user's own backend, never send the
+        user's credentials elsewhere (endpoints come from the environment of whoever runs
+        ``crew stop``). None (the default): this class cannot find its workers by crew, and a
+        stopped crew's workers leave through the store alone (within a lease period).
+        """
+        return None
+
+    @classmethod
+    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
+        """The workers crew ``crew`` launched at ``place`` that the backend still counts as queued
+        or running, found by the label each launch carries (``Launch.crew``: a Batch tag, a Slurm
+        comment, ...), never by what the store says. Treat ``place`` as untrusted input. Raise
+        if the backend cannot be asked (an empty list means there are none)."""
+        raise NotImplementedError(f"worker class {cls.worker_class!r} cannot find its workers by crew")
+
+    @classmethod
+    def end(cls, jobs: list[BackendJob]) -> None:
+        """End the given jobs, which :meth:`find` returned: running ones stop, queued ones never
+        start. A job that has ended meanwhile is no error; raise naming those that could not be
+        ended, after trying them all."""
+        raise NotImplementedError(f"worker class {cls.worker_class!r} cannot end workers it found")
 
     def __repr__(self) -> str:
         tags = ", ".join(sorted(self.tags))

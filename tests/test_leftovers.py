@@ -1,4 +1,5 @@
-"""``crew ps`` and ``crew stop``: finding a crew whose controller died, and ending its workers by the store."""
+"""``crew ps`` and ``crew stop``: finding a crew whose controller died, and ending its workers on their
+backend (found by crew id) and through the store."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ from crew_core.testing import process_gone, wait_for
 from crew_local import LocalStore
 
 
-def test_ps_then_stop_ends_the_workers_of_a_dead_controller(tmp_path, capsys):
+def test_ps_then_stop_ends_the_workers_of_a_dead_controller_on_their_backend(tmp_path, capsys):
     store, started = str(tmp_path / "store"), tmp_path / "started"
     script = textwrap.dedent(
         f"""
         import os, time
         from crew_core import Crew
         from crew_core.testing import jobs
-        crew = Crew(store={store!r}, worker_classes=["subprocess"], lease_timeout=8)
+        crew = Crew(store={store!r}, worker_classes=["subprocess"], lease_timeout=600)
         [worker] = crew.recruit(workers=1, detached=True)  # outlives this process, until the lease goes
         crew.send(jobs.touch_then_sleep, args=({str(started)!r}, 600))
         while not os.path.exists({str(started)!r}):
@@ -39,14 +40,22 @@ def test_ps_then_stop_ends_the_workers_of_a_dead_controller(tmp_path, capsys):
     wait_for(lambda: any(w.pid for c in find_crews(local) for w in c.workers), what="a heartbeat nobody reads")
     assert main(["ps", "--store", store, "--json"]) == 0
     [seen] = json.loads(capsys.readouterr().out)
-    assert seen["crew"] == crew_id and not seen["named"] and seen["lease_timeout"] == 8
+    assert seen["crew"] == crew_id and not seen["named"] and seen["lease_timeout"] == 600
     [worker] = seen["workers"]
     assert (worker["name"], worker["exit"], worker["pid"]) == ("subprocess-1", None, int(pid))
-    assert main(["ps", "--store", store]) == 0
-    assert f"{crew_id} (unnamed)" in capsys.readouterr().out
+    assert "backend_jobs" not in seen  # asking backends is asked for
+    assert main(["ps", "--store", store, "--json", "--backends"]) == 0
+    [seen] = json.loads(capsys.readouterr().out)
+    [job] = seen["backend_jobs"]
+    assert (job["worker_class"], job["id"], job["worker"], job["incarnation"]) == ("subprocess", pid, "subprocess-1", 1)
+    assert seen["backend_problems"] == []
+    assert main(["ps", "--store", store, "--backends"]) == 0
+    out = capsys.readouterr().out
+    assert f"{crew_id} (unnamed)" in out and f"subprocess {pid}: RUNNING (subprocess-1 launch 1)" in out
     assert main(["stop", crew_id, "--store", store]) == 0
-    assert "leave within 2 s" in capsys.readouterr().out
-    wait_for(lambda: process_gone(int(pid)), timeout=60, what="the worker to leave once its crew's lease is gone")
+    assert f"ended 1 job(s) on their backends: subprocess {pid}" in capsys.readouterr().out
+    # at once, by the backend: through the store alone it would take a quarter of the 600 s lease
+    wait_for(lambda: process_gone(int(pid)), timeout=30, what="crew stop to end the worker")
     assert os.listdir(store) == []
 
 
@@ -69,10 +78,19 @@ def test_ps_and_stop_shrug_off_records_of_the_wrong_types(tmp_path, capsys):
     store.put("junk/lease", tag + json.dumps({"pid": [1], "written": "soon", "timeout": "x", "host": 5}).encode())
     store.put("junk/inbox/beat.w-1.1.000000000001", tag + json.dumps({"pid": "twelve", "host": None}).encode())
     store.put("junk/inbox/exit.w-1.1", tag + b"not json")
+    store.put("junk/places/a", tag + b"[1, 2]")
+    store.put("junk/places/b", tag + json.dumps({"worker_class": 7, "place": {}}).encode())
     store.put("good/lease", tag + json.dumps({"renewal": 1, "timeout": 8.0}).encode())
+    store.put("good/places/c", tag + json.dumps({"worker_class": "no-such-class", "place": {}}).encode())
+    elsewhere = {"worker_class": "subprocess", "place": {"host": "elsewhere"}}
+    store.put("good/places/d", tag + json.dumps(elsewhere).encode())
     assert main(["ps", "--store", str(tmp_path / "store")]) == 0
-    assert main(["ps", "--store", str(tmp_path / "store"), "--json"]) == 0
+    assert main(["ps", "--store", str(tmp_path / "store"), "--json", "--backends"]) == 0
     capsys.readouterr()
-    assert main(["stop", "good", "--store", str(tmp_path / "store")]) == 0
     assert main(["stop", "junk", "--store", str(tmp_path / "store")]) == 0
+    # what could not be looked for is said, and the crew's objects go all the same
+    assert main(["stop", "good", "--store", str(tmp_path / "store")]) == 1
+    error = capsys.readouterr().err
+    assert "worker class 'no-such-class' is not installed here" in error
+    assert "run crew stop there" in error and "'elsewhere'" in error
     assert store.list("") == []

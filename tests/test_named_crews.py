@@ -15,7 +15,7 @@ import time
 import pytest
 
 from crew_core import Crew, CrewError
-from crew_core.testing import jobs, wait_for
+from crew_core.testing import jobs, process_gone, wait_for
 
 
 def _die(crew: Crew) -> None:
@@ -190,3 +190,30 @@ def test_last_runs_objects_are_refused_in_this_run(tmp_path, monkeypatch):
         (store / "nightly" / "inbox" / stolen[0]).write_bytes(stolen[1])  # same key: same sequence number
         result = crew.receive(timeout=60)
         assert (result.id, result.value) == (job, "tonight's")
+
+
+def test_close_ends_a_busy_adopted_worker_on_its_backend(tmp_path, caplog):
+    """An adopted worker mid-job does not answer a Stop: close() finds it on its backend by the
+    crew's id and ends it, instead of leaving it running until it next looks at the lease."""
+    store, started, out = str(tmp_path / "store"), tmp_path / "started", tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import os, time
+        from crew_core import Crew
+        from crew_core.testing import jobs
+        crew = Crew(store={store!r}, name="nightly", worker_classes=["subprocess"], lease_timeout=600)
+        [worker] = crew.recruit(workers=1, detached=True)
+        crew.send(jobs.touch_then_sleep, args=({str(started)!r}, 600))
+        while not os.path.exists({str(started)!r}):
+            time.sleep(0.01)
+        print(worker.backend.pid, flush=True)
+        os.kill(os.getpid(), 9)
+        """)
+    with open(out, "w") as log:  # not a pipe: the detached worker would hold it open
+        subprocess.run([sys.executable, "-c", script], stdout=log, timeout=120, stdin=subprocess.DEVNULL)
+    pid = int(out.read_text())
+    crew = Crew(store=store, name="nightly", worker_classes=["subprocess"], lease_timeout=600, stop_grace=0.5)
+    assert crew.resumed and crew.workers["subprocess-1"].busy()
+    with caplog.at_level("INFO", logger="crew"):
+        crew.close()
+    assert "ended adopted worker 'subprocess-1' on its backend" in caplog.text
+    wait_for(lambda: process_gone(pid), timeout=30, what="the adopted worker to be ended")

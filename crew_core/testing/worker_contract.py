@@ -22,7 +22,8 @@ from crew_core import (
     WorkerLaunchError,
     protocol,
 )
-from crew_core.plugins import store_from_config, store_spec
+from crew_core.leftovers import end_backend_jobs, find_backend_jobs, find_crews
+from crew_core.plugins import default_plugins, store_from_config, store_spec
 
 from . import jobs
 from .polling import wait_for
@@ -65,6 +66,12 @@ class WorkerContract:
         """A worker of your class that looks started (it has a backend id) but whose backend cannot
         be reached (a dead endpoint); None (the default) skips the test that needs it."""
         return None
+
+    @pytest.fixture
+    def surviving_options(self, worker_options: dict[str, Any]) -> dict[str, Any]:
+        """Options under which a worker outlives its controller's process (until the lease times out),
+        as remote workers do; a local class that ends with its parent by default says how not to."""
+        return worker_options
 
     @pytest.fixture
     def owns_process(self) -> bool:
@@ -257,22 +264,7 @@ class WorkerContract:
         tmp_path: Path,
     ) -> None:
         """A controller killed with SIGKILL: its workers stop even mid-job, judged by the store."""
-        import cloudpickle
-
-        store = crew_store if isinstance(crew_store, str) else store_spec(crew_store)
-        started = tmp_path / "started"
-        arguments = tmp_path / "arguments.pickle"
-        arguments.write_bytes(cloudpickle.dumps((store, worker_class, worker_options, str(started))))
-        controller = subprocess.Popen(
-            [sys.executable, "-c", _ORPHANING_CONTROLLER, str(arguments)], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            crew_id, location = controller.stdout.readline().split()  # type: ignore[union-attr]
-            self._wait(started.exists, timeout_scale, "the long job to start")
-        finally:
-            controller.kill()  # no close(), no atexit: an orphan, as after a crash
-            controller.wait()
-        found = store_from_config(json.loads(location))
+        crew_id, found = self._orphan(worker_class, crew_store, worker_options, timeout_scale, tmp_path, lease=3)
         try:
 
             def exited() -> list[str]:
@@ -281,6 +273,80 @@ class WorkerContract:
 
             notes = self._wait(exited, timeout_scale, "the worker to leave (an exit note in the store)", timeout=120)
             assert len(notes) == 1
+        finally:
+            found.delete_prefix(f"{crew_id}/")
+            found.close()
+
+    def _orphan(
+        self,
+        worker_class: str | type[Worker],
+        crew_store: str | Store,
+        worker_options: dict[str, Any],
+        timeout_scale: float,
+        tmp_path: Path,
+        lease: float,
+    ) -> tuple[str, Store]:
+        """A controller with one worker mid-job, killed with SIGKILL: its crew's id and store."""
+        import cloudpickle
+
+        store = crew_store if isinstance(crew_store, str) else store_spec(crew_store)
+        started = tmp_path / "started"
+        arguments = tmp_path / "arguments.pickle"
+        arguments.write_bytes(cloudpickle.dumps((store, worker_class, worker_options, str(started))))
+        controller = subprocess.Popen(
+            [sys.executable, "-c", _ORPHANING_CONTROLLER, str(arguments), str(lease)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            crew_id, location = controller.stdout.readline().split()  # type: ignore[union-attr]
+            self._wait(started.exists, timeout_scale, "the long job to start")
+        finally:
+            controller.kill()  # no close(), no atexit: an orphan, as after a crash
+            controller.wait()
+        return crew_id, store_from_config(json.loads(location))
+
+    def test_a_dead_controllers_workers_are_found_by_crew_and_ended_on_their_backend(
+        self,
+        worker_class: str | type[Worker],
+        crew_store: str | Store,
+        surviving_options: dict[str, Any],
+        timeout_scale: float,
+        tmp_path: Path,
+    ) -> None:
+        """``place``/``find``/``end`` (what ``crew stop`` uses): the worker is found by its crew's id,
+        not another crew's, and ended at once (its lease would keep it 10 minutes), judged by the store."""
+        crew_id, found = self._orphan(worker_class, crew_store, surviving_options, timeout_scale, tmp_path, lease=600)
+        registered = default_plugins().workers.get
+
+        def lookup(name: str) -> type[Worker]:
+            given = isinstance(worker_class, type) and worker_class.worker_class == name
+            return worker_class if given else registered(name)  # type: ignore[return-value]
+
+        try:
+            [seen] = [crew for crew in find_crews(found) if crew.id == crew_id]
+            if not seen.places:
+                pytest.skip("this worker class cannot find its workers by crew (its place() is None)")
+            [(name, place)] = seen.places
+            cls = lookup(name)
+            search = find_backend_jobs(seen, lookup)
+            assert search.problems == []
+            assert [(job.crew, job.worker, job.incarnation) for job in search.jobs] == [(crew_id, f"{name}-1", 1)]
+            assert cls.find(f"x{crew_id}", place) == []  # another crew's id finds nothing of this one
+            json.dumps([dict(job.place) for job in search.jobs])  # what crew ps --json prints
+            end_backend_jobs(search, lookup)
+            assert search.problems == [] and search.ended == 1
+            self._wait(lambda: cls.find(crew_id, place) == [], timeout_scale, "the backend to say the worker ended")
+            beats = protocol.inbox_prefix(crew_id) + "beat."
+
+            seen_beat: dict[str, Any] = {"last": None, "since": time.monotonic()}
+
+            def quiet() -> bool:  # no new heartbeat for 3 s (the worker beat every 0.5 s)
+                last = found.list(beats)[-1:]
+                if last != seen_beat["last"]:
+                    seen_beat.update(last=last, since=time.monotonic())
+                return bool(time.monotonic() - seen_beat["since"] > 3)
+
+            self._wait(quiet, timeout_scale, "the ended worker's heartbeats to stop")
+            cls.end(search.jobs)  # ending what has ended already is no error
         finally:
             found.delete_prefix(f"{crew_id}/")
             found.close()
@@ -387,12 +453,13 @@ class WorkerContract:
 _ORPHANING_CONTROLLER = """
 import json, sys, cloudpickle
 from crew_core import Crew
-from crew_core.plugins import store_from_config, store_spec
+from crew_core.leftovers import end_backend_jobs, find_backend_jobs, find_crews
+from crew_core.plugins import default_plugins, store_from_config, store_spec
 from crew_core.testing import jobs
 store, worker_class, options, started = cloudpickle.loads(open(sys.argv[1], "rb").read())
 if isinstance(store, dict):
     store = store_from_config(store)
-crew = Crew(store=store, worker_classes=[worker_class], lease_timeout=3, heartbeat_interval=0.5,
+crew = Crew(store=store, worker_classes=[worker_class], lease_timeout=float(sys.argv[2]), heartbeat_interval=0.5,
             heartbeat_timeout=60)
 crew.recruit(workers=1, **options)
 crew.send(jobs.touch_then_sleep, args=(started, 600))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from crew_core import Launch, Worker, WorkerLaunchError
+from crew_core import BackendJob, Launch, Worker, WorkerLaunchError
+from crew_core.worker import end_each
 
 from .errors import credential_problem, error_code
 
@@ -128,12 +130,17 @@ class BatchWorker(Worker):
                 " move environment variables into the job definition"
             )
         request: dict[str, Any] = {
-            "jobName": re.sub(r"[^A-Za-z0-9_-]", "-", f"crew-{self.name}")[:128],
+            "jobName": job_name(launch.crew, self.name),
             "jobQueue": self.job_queue,
             "jobDefinition": self.job_definition,
             "containerOverrides": overrides,
             "retryStrategy": {"attempts": self.retry_attempts},
-            "tags": {"crew:worker": self.name, **{_tag_key(t): "true" for t in sorted(self.tags)}},
+            "tags": {
+                "crew:crew": launch.crew,  # how crew stop finds the crew's jobs (find)
+                "crew:worker": self.name,
+                "crew:incarnation": str(launch.incarnation),
+                **{_tag_key(t): "true" for t in sorted(self.tags)},
+            },
         }
         if self.job_timeout is not None:
             if self.job_timeout < 60:
@@ -233,6 +240,55 @@ class BatchWorker(Worker):
         """Batch's status of this worker's job, or None before it was submitted."""
         return type(self).states([self]).get(self.job_id) if self.job_id else None
 
+    # ------------------------------------------------------------------ finding workers by crew
+    def place(self) -> dict[str, Any] | None:
+        """The region and the queue: where ``find`` looks (credentials and endpoint come from the
+        environment of whoever looks)."""
+        return {"region": self.client.meta.region_name, "job_queue": self.job_queue}
+
+    @classmethod
+    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
+        """The crew's queued and running jobs in the place's queue: ListJobs by job name, then
+        DescribeJobs to keep those whose ``crew:crew`` tag is this crew's."""
+        region, queue = place.get("region"), place.get("job_queue")
+        if not isinstance(region, str) or not isinstance(queue, str):
+            raise ValueError(f"a Batch place names a region and a job_queue (strings), not {dict(place)!r}")
+        client = batch_client(region, _endpoint_from_environment(), None)
+        prefix = job_name(crew, "")
+        ids, token = [], None
+        while True:
+            page = client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [prefix + "*"]}],
+                                    **({"nextToken": token} if token else {}))  # fmt: skip
+            ids += [job["jobId"] for job in page.get("jobSummaryList", []) if job.get("status") in UP_STATES]
+            token = page.get("nextToken")
+            if not token:
+                break
+        found = []
+        for start in range(0, len(ids), DESCRIBE_BATCH):
+            for job in client.describe_jobs(jobs=ids[start : start + DESCRIBE_BATCH])["jobs"]:
+                tags = job.get("tags") or {}
+                if tags.get("crew:crew") != crew or job["status"] not in UP_STATES:
+                    continue  # another crew whose id starts with this one's
+                worker, incarnation = str(tags.get("crew:worker", "")), str(tags.get("crew:incarnation", ""))
+                found.append(BackendJob(cls.worker_class, crew, job["jobId"], job["status"], worker,
+                                        int(incarnation) if incarnation.isdigit() else 0, dict(place)))  # fmt: skip
+        return found
+
+    @classmethod
+    def end(cls, jobs: list[BackendJob]) -> None:
+        """TerminateJob each (Batch cancels the queued ones); a job that has ended is no error."""
+
+        def terminate(job: BackendJob) -> None:
+            try:
+                batch_client(job.place["region"], _endpoint_from_environment(), None).terminate_job(
+                    jobId=job.id, reason=f"crew stop: crew {job.crew} was stopped"
+                )
+            except Exception as exc:
+                if "not found" not in str(exc).lower():
+                    raise
+
+        end_each(jobs, terminate)
+
     def kill(self) -> None:
         if self.job_id is None:
             return
@@ -241,6 +297,16 @@ class BatchWorker(Worker):
         except Exception as exc:
             if "not found" not in str(exc).lower():
                 raise _launch_error(exc, f"terminate worker {self.name!r}") from exc
+
+
+def _endpoint_from_environment() -> str | None:
+    """Batch's endpoint as boto3 reads it from the environment (named here: clients are cached by it)."""
+    return os.environ.get("AWS_ENDPOINT_URL_BATCH") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def job_name(crew: str, worker: str) -> str:
+    """A worker's Batch job name, ``crew-<crew id>-<worker>``: a ListJobs filter finds a crew's jobs by it."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"crew-{crew}-{worker}")[:128]
 
 
 def _why(job: dict[str, Any]) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
 import pytest
-from crew_aws import BatchWorker
+from crew_aws import BatchWorker, S3Store
+from crew_aws.batch_worker import batch_client
 from crew_aws.testing import BatchControlPlane
 
 from crew_core import Crew, WorkerLaunchError
@@ -34,6 +38,12 @@ class TestBatchWorker(WorkerContract):
     @pytest.fixture
     def crew_store(self, bucket):
         return f"s3://{bucket}/crews/contract"
+
+    @pytest.fixture
+    def surviving_options(self, options, monkeypatch, batch):
+        # find() takes Batch's endpoint from the environment, as boto3 does, never from the store
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", batch.endpoint)
+        return options
 
     @pytest.fixture
     def unreachable_worker(self, options):
@@ -210,7 +220,9 @@ def test_request_shapes_are_accepted_by_motos_batch(s3_endpoint):
         )  # fmt: skip
         crew.launch()
         [job] = client.describe_jobs(jobs=[worker.backend.job_id])["jobs"]
-        assert job["jobName"] == f"crew-{worker.name}"
+        assert job["jobName"] == f"crew-{crew.id}-{worker.name}"
+        assert (job["tags"]["crew:crew"], job["tags"]["crew:worker"], job["tags"]["crew:incarnation"]) == (
+            crew.id, worker.name, "1")  # fmt: skip
         assert job["container"]["command"][1:4] == ["-m", "crew_core", "worker"]
         assert job["tags"]["crew:tag:gpu"] == "true"
         worker.backend.kill()  # TerminateJob accepted
@@ -226,3 +238,54 @@ def test_job_definition_revisions_and_batch_minimums(crew, options, batch):
     [short] = crew.recruit(workers=1, job_timeout=30, **options)
     with pytest.raises(WorkerLaunchError, match="at least 60 s"):
         short.launch()
+
+
+_DYING_CONTROLLER = """
+import json, sys
+from crew_core import Crew
+store, options = sys.argv[1], json.loads(sys.argv[2])
+crew = Crew(store=store, worker_classes=["aws-batch"], lease_timeout=600)
+crew.recruit(workers=3, **options)
+crew.launch()
+print(crew.id, flush=True)
+import time
+time.sleep(3600)
+"""
+
+
+def test_crew_stop_ends_a_dead_controllers_queued_batch_jobs(bucket, options, monkeypatch, capsys):
+    """Queued jobs never read the lease: crew stop finds them on Batch by the crew's id and cancels
+    them, and leaves alone a job whose name looks like the crew's but whose tag is another's."""
+    from crew_core.cli import main
+
+    with BatchControlPlane(start_delay=300) as queued:  # no capacity: the workers wait RUNNABLE
+        queued.create_queue("crew-queue")
+        queued.register_definition("crew-worker")
+        options = {**options, "endpoint_url": queued.endpoint}
+        store = f"s3://{bucket}/crews/stop"
+        controller = subprocess.Popen([sys.executable, "-c", _DYING_CONTROLLER, store, json.dumps(options)],
+                                      stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            crew_id = controller.stdout.readline().strip()
+            wait_for(lambda: len(queued.jobs) == 3, what="the three Batch jobs to be submitted")
+        finally:
+            controller.kill()
+            controller.wait()
+        client = batch_client(queued.region, queued.endpoint, None)
+        impostor = client.submit_job(
+            jobName=f"crew-{crew_id}-x-worker-1", jobQueue="crew-queue", jobDefinition="crew-worker",
+            tags={"crew:crew": f"{crew_id}-x"},
+        )["jobId"]  # fmt: skip
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", queued.endpoint)  # where crew stop's user's Batch is
+        assert main(["ps", "--store", store, "--backends", "--json"]) == 0
+        [seen] = json.loads(capsys.readouterr().out)
+        assert seen["places"] == [{"worker_class": "aws-batch", "place": {"region": queued.region,
+                                                                           "job_queue": "crew-queue"}}]  # fmt: skip
+        found = sorted((job["worker"], job["state"]) for job in seen["backend_jobs"])
+        assert found == [(f"aws-batch-{n}", "RUNNABLE") for n in (1, 2, 3)]
+        assert main(["stop", crew_id, "--store", store]) == 0
+        assert "ended 3 job(s) on their backends" in capsys.readouterr().out
+        ours = [job for job in queued.jobs.values() if job.id != impostor]
+        assert all(job.status == "FAILED" and "crew stop" in job.status_reason for job in ours)
+        assert queued.jobs[impostor].status == "RUNNABLE"
+        assert S3Store.from_url(store).list("") == []

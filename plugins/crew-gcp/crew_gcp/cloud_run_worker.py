@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from crew_core import Launch, Worker, WorkerLaunchError
+from crew_core import BackendJob, Launch, Worker, WorkerLaunchError, protocol
+from crew_core.worker import end_each
+
+#: Where ``find`` and ``end`` reach Cloud Run when not at Google's own endpoint (gcloud's variable).
+ENDPOINT_ENV = "CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN"
 
 _clients: dict[str | None, tuple[Any, Any]] = {}
 _clients_lock = threading.Lock()
@@ -258,6 +264,41 @@ class CloudRunWorker(Worker):
 
     def state(self) -> str | None:
         return type(self).states([self]).get(self.execution) if self.execution else None
+
+    # ------------------------------------------------------------------ finding workers by crew
+    def place(self) -> dict[str, Any] | None:
+        """The Cloud Run job (``projects/P/locations/L/jobs/J``); the endpoint comes from the
+        environment of whoever looks (``CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN``), never the store."""
+        return {"job": self.job}
+
+    @classmethod
+    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
+        """The job's executions that have not completed and run a worker of ``crew`` (its
+        ``--crew`` argument, which the execution's container shows with the run's overrides)."""
+        job = place.get("job")
+        if not isinstance(job, str) or len(job.split("/")) != 6 or not job.startswith("projects/"):
+            raise ValueError(f"a Cloud Run place names a job, projects/P/locations/L/jobs/J, not {dict(place)!r}")
+        found = []
+        for execution in run_clients(os.environ.get(ENDPOINT_ENV) or None)[1].list_executions(parent=job):
+            if execution.completion_time:
+                continue
+            for container in execution.template.containers:
+                launch = protocol.launch_in(list(container.args))
+                if launch is not None and launch.crew == crew:
+                    found.append(BackendJob(cls.worker_class, crew, execution.name, "RUNNING", launch.worker,
+                                            launch.incarnation, dict(place)))  # fmt: skip
+        return found
+
+    @classmethod
+    def end(cls, jobs: list[BackendJob]) -> None:
+        """CancelExecution each; one that has completed or gone is no error."""
+        from google.api_core.exceptions import FailedPrecondition, NotFound
+
+        def cancel(job: BackendJob) -> None:
+            with contextlib.suppress(NotFound, FailedPrecondition):
+                run_clients(os.environ.get(ENDPOINT_ENV) or None)[1].cancel_execution(name=job.id)
+
+        end_each(jobs, cancel)
 
     def kill(self) -> None:
         from google.api_core.exceptions import NotFound

@@ -39,6 +39,12 @@ class TestCloudRunWorker(WorkerContract):
         return "cloud-run"
 
     @pytest.fixture
+    def surviving_options(self, options, monkeypatch, cloud_run):
+        # find() takes Cloud Run's endpoint from the environment (gcloud's variable), never the store
+        monkeypatch.setenv("CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN", cloud_run.endpoint)
+        return options
+
+    @pytest.fixture
     def worker_options(self, options):
         return options
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
-from crew_core import Launch, Worker, WorkerLaunchError
-from crew_core.processes import descendants
+from crew_core import BackendJob, CrewError, Launch, Worker, WorkerLaunchError, protocol
+from crew_core.processes import descendants, own_processes
 
 
 class SubprocessWorker(Worker):
@@ -102,6 +103,37 @@ class SubprocessWorker(Worker):
             return "its process was killed by SIGKILL: out of memory (the kernel's OOM killer counted a kill)"
         return "its process was killed by SIGKILL (likely out of memory: the kernel's OOM killer sends SIGKILL)"
 
+    # ------------------------------------------------------------------ finding workers by crew
+    def place(self) -> dict[str, Any] | None:
+        return {"host": socket.gethostname()}
+
+    @classmethod
+    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
+        """This user's worker processes of ``crew`` on this machine, found by their command line."""
+        _check_host(place)
+        found = []
+        for pid, argv in own_processes().items():
+            launch = protocol.launch_in(argv)
+            if launch is not None and launch.crew == crew and launch.forwards == cls.nested:
+                found.append(BackendJob(cls.worker_class, crew, str(pid), "RUNNING", launch.worker,
+                                        launch.incarnation, dict(place)))  # fmt: skip
+        return found
+
+    @classmethod
+    def end(cls, jobs: list[BackendJob]) -> None:
+        """SIGKILL each process and what its job started, if it is still the crew's worker."""
+        for job in jobs:
+            _check_host(job.place)
+        current = own_processes()
+        for job in jobs:
+            pid = int(job.id)
+            launch = protocol.launch_in(current.get(pid, []))
+            if launch is None or launch.crew != job.crew:
+                continue  # it ended, and the pid may be another process's by now
+            for target in (pid, *descendants(pid)):
+                with contextlib.suppress(OSError):
+                    os.kill(target, signal.SIGKILL)
+
     @property
     def pid(self) -> int | None:
         """Process id of the current incarnation, if one was started."""
@@ -122,3 +154,9 @@ def _oom_kills() -> int:
             return next(int(line.split()[1]) for line in handle if line.startswith("oom_kill "))
     except (OSError, StopIteration, ValueError, IndexError):
         return 0
+
+
+def _check_host(place: Mapping[str, Any]) -> None:
+    host = place.get("host")
+    if host != socket.gethostname():
+        raise CrewError(f"these workers run on host {host!r}: run crew stop there to end them")

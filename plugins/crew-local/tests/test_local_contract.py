@@ -57,6 +57,10 @@ class TestSubprocessWorker(WorkerContract):
     def refused_options(self):
         return {"python": "/nonexistent/python3"}
 
+    @pytest.fixture
+    def surviving_options(self):
+        return {"detached": True}  # by default a worker ends with its controller's process
+
 
 class TestExecutorWorker(WorkerContract):
     @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -77,3 +78,30 @@ def scancel(job_ids: Iterable[str]) -> None:
     out = _run(["scancel", *ids])
     if out.returncode != 0 and "Invalid job id" not in out.stderr and "already completing" not in out.stderr:
         raise SlurmCommandError(f"scancel failed: {out.stderr.strip()}")
+
+
+@functools.cache
+def cluster_name() -> str:
+    """The name of the Slurm cluster this machine's commands talk to (``ClusterName``)."""
+    out = _run(["scontrol", "show", "config"])
+    if out.returncode != 0:
+        raise SlurmCommandError(f"scontrol show config failed: {out.stderr.strip()}")
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "ClusterName":
+            return value.strip()
+    return ""
+
+
+def my_jobs() -> list[tuple[str, str, str]]:
+    """``(job id, state, comment)`` of this user's jobs that have not ended, array tasks one each."""
+    out = _run(["squeue", "--me", "--noheader", "--array", "--format=%i|%T|%k"])
+    if out.returncode != 0:
+        raise SlurmCommandError(f"squeue failed: {out.stderr.strip()}")
+    jobs = []
+    for line in out.stdout.splitlines():
+        job_id, _, rest = line.strip().partition("|")
+        state, _, comment = rest.partition("|")
+        if job_id and state in ACTIVE_STATES:
+            jobs.append((job_id, state, comment))
+    return jobs

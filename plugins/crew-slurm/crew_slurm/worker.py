@@ -6,11 +6,11 @@ import os
 import shlex
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from crew_core import Launch, Worker
+from crew_core import BackendJob, Launch, Worker, WorkerLaunchError
 
 from . import commands
 
@@ -133,6 +133,7 @@ class SlurmWorker(Worker):
                 "--job-name=crew-workers",
                 f"--output={first.log_dir}/%x-%A_%a.out",
             ]
+        options.append(f"--comment={comment(launch.crew, [(w.name, lc.incarnation) for w, lc in group])}")
         job_id = commands.sbatch("\n".join(lines) + "\n", options, launch.environment)
         for index, (worker, _) in enumerate(group):
             worker.job_id = job_id if len(group) == 1 else f"{job_id}_{index}"
@@ -174,6 +175,34 @@ class SlurmWorker(Worker):
             return None
         return commands.squeue_states([self.job_id]).get(self.job_id)
 
+    # ------------------------------------------------------------------ finding workers by crew
+    def place(self) -> dict[str, Any] | None:
+        """The cluster: ``find`` asks its ``squeue`` for this user's jobs."""
+        return {"cluster": commands.cluster_name()}
+
+    @classmethod
+    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
+        """This user's pending and running jobs whose comment names ``crew`` (one squeue call)."""
+        here = commands.cluster_name()
+        if place.get("cluster") != here:
+            raise WorkerLaunchError(f"these workers run on Slurm cluster {place.get('cluster')!r}, not {here!r}:"
+                                    " run crew stop on one of its login nodes")  # fmt: skip
+        found = []
+        for job_id, state, text in commands.my_jobs():
+            workers = _crew_workers(text, crew)
+            if workers is None:
+                continue
+            task = job_id.partition("_")[2]
+            index = int(task) if task.isdigit() else 0
+            worker, incarnation = workers[index] if index < len(workers) else ("", 0)
+            found.append(BackendJob(cls.worker_class, crew, job_id, state, worker, incarnation, dict(place)))
+        return found
+
+    @classmethod
+    def end(cls, jobs: list[BackendJob]) -> None:
+        """``scancel`` them all in one call (pending ones never start)."""
+        commands.scancel(job.id for job in jobs)
+
     def kill(self) -> None:
         if self.job_id is not None:
             commands.scancel([self.job_id])
@@ -186,3 +215,21 @@ class SlurmWorker(Worker):
             array_id, task = self.job_id.split("_")
             return self.log_dir / f"crew-workers-{array_id}_{task}.out"
         return self.log_dir / f"crew-{self.name}-{self.job_id}.out"
+
+
+def comment(crew: str, workers: list[tuple[str, int]]) -> str:
+    """The job's ``--comment``, ``crew=<id> workers=<name>:<incarnation>,...`` (one per array task):
+    how ``find`` knows the crew's jobs."""
+    return f"crew={crew} workers=" + ",".join(f"{name}:{incarnation}" for name, incarnation in workers)
+
+
+def _crew_workers(text: str, crew: str) -> list[tuple[str, int]] | None:
+    """The workers a job comment names if it is one of ``crew``'s, else None."""
+    fields = dict(part.partition("=")[::2] for part in text.split())
+    if fields.get("crew") != crew or "workers" not in fields:
+        return None
+    workers = []
+    for item in fields["workers"].split(","):
+        name, _, number = item.rpartition(":")
+        workers.append((name, int(number) if number.isdigit() else 0))
+    return workers

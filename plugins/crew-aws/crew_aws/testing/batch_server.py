@@ -361,16 +361,29 @@ class BatchControlPlane:
         return {"jobs": [self.jobs[i].describe() for i in ids if i in self.jobs]}
 
     def _list_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        """ListJobs as Batch answers it: by status, or (``filters`` given) any status whose name
+        matches a JOB_NAME filter (a trailing ``*`` matches a prefix); pages by ``nextToken``."""
         queue = self._queue(body.get("jobQueue", ""), body)
         if queue is None:
             raise ClientException(f"Error executing request, Exception : JobQueue {body.get('jobQueue')} not found.")
-        status = body.get("jobStatus", "RUNNING")
+        filters = body.get("filters") or []
+        names = [value for f in filters if f.get("name") == "JOB_NAME" for value in f.get("values", [])]
+        if filters and not names:
+            raise ClientException("Error executing request, Exception : only JOB_NAME filters are supported here.")
+
+        def wanted(job: _Job) -> bool:
+            if not filters:
+                return job.status == body.get("jobStatus", "RUNNING")
+            return any(job.name.startswith(n[:-1]) if n.endswith("*") else job.name == n for n in names)
+
+        matching = [job for job in self.jobs.values() if job.queue is queue and wanted(job)]
+        start = int(body.get("nextToken") or 0)
+        end = start + int(body.get("maxResults") or 100)
         summaries = [
             {"jobArn": j.arn, "jobId": j.id, "jobName": j.name, "status": j.status, "createdAt": j.created}
-            for j in self.jobs.values()
-            if j.queue is queue and j.status == status
+            for j in matching[start:end]
         ]
-        return {"jobSummaryList": summaries}
+        return {"jobSummaryList": summaries, **({"nextToken": str(end)} if end < len(matching) else {})}
 
     def _terminate_job(self, body: dict[str, Any]) -> dict[str, Any]:
         job = self._job(body)

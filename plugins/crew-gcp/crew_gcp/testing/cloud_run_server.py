@@ -65,6 +65,16 @@ class _Execution:
         args = overrides.get("args") if overrides.get("args") else container.get("args", [])
         return [*container.get("command", []), *args]
 
+    def effective_container(self) -> dict[str, Any]:
+        """The job's container with this execution's overrides applied, as an execution shows it."""
+        container = dict(self.container())
+        overrides = (self.overrides.get("containerOverrides") or [{}])[0]
+        if overrides.get("args"):
+            container["args"] = list(overrides["args"])
+        if overrides.get("env"):
+            container["env"] = [{"name": k, "value": v} for k, v in self.environment().items()]
+        return container
+
     def environment(self) -> dict[str, str]:
         env = {e["name"]: e.get("value", "") for e in self.container().get("env", [])}
         overrides = (self.overrides.get("containerOverrides") or [{}])[0]
@@ -85,7 +95,7 @@ class _Execution:
             "retriedCount": self.retried,
             "reconciling": self.state in ("PENDING", "RUNNING"),
             "etag": f'"{self.uid[:8]}"',
-            "template": {"containers": [self.container()]},
+            "template": {"containers": [self.effective_container()]},
             "conditions": [],
         }
         if self.started is not None:
