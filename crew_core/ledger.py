@@ -95,6 +95,7 @@ class Ledger:
     _uses: dict[str, int] = field(default_factory=dict)  # digest -> jobs not DONE that call it
     _by_worker: dict[str, dict[int, Task]] = field(default_factory=dict)  # in seq order
     issued: int = 0  # the last task number handed out
+    skipped: set[int] = field(default_factory=set)  # numbers never to hand out: a forged record holds them
     claims: int = 0  # jobs in ``jobs`` whose result goes to a claim
 
     # ------------------------------------------------------------------ counters
@@ -107,6 +108,9 @@ class Ledger:
     def next_seq(self) -> int:
         """A crew-wide task number: every task record of any worker gets the next one."""
         self.issued += 1
+        while self.issued in self.skipped:
+            self.skipped.discard(self.issued)
+            self.issued += 1
         return self.issued
 
     def __len__(self) -> int:

@@ -499,6 +499,13 @@ class Manager:
         for entry, batch in mail.results:
             task = self.ledger.tasks.get(entry.seq)
             if task is None:
+                if entry.seq > self.ledger.issued:
+                    # An answer to a task not yet written: a worker refused a forged record planted
+                    # where the crew's next task would go. A task written there later would never be
+                    # read (the worker does not read a refused key again), so that number is skipped.
+                    log.warning("answer %r is to a task this crew has not written: a forged task record;"
+                                " the crew will not use that number", entry.key)  # fmt: skip
+                    self.ledger.skipped.add(entry.seq)
                 self._drop_result(entry.key)  # answered already, or from a worker declared dead meanwhile
                 continue
             record = self.records.get(task.worker)
