@@ -1117,7 +1117,6 @@ class Manager:
             for record in records:
                 record.retired = True
             now = time.monotonic()
-            deadlines = {record.name: now + self.supervisor.stop_grace(record) for record in records}
             # A busy forwarder is asked too: it hands its jobs back and closes its inner crew.
             polite = [r for r in records if r.backend.nested or not self.ledger.has_tasks(r.name)]
             for record in polite:
@@ -1127,8 +1126,10 @@ class Manager:
         self.wake()
         self._kill_now(busy)
         with self.lock:
-            # Each within its own grace: past it, the manager's thread kills it (Supervisor.check).
-            while waiting := [deadlines[r.name] for r in records if r.up and time.monotonic() < deadlines[r.name]]:
+            # Each within its own grace (longer once it wrote a clean exit note): past it, the
+            # manager's thread kills it (Supervisor.check).
+            due = self.supervisor.kill_due
+            while waiting := [d for r in records if r.up and time.monotonic() < (d := due(r, now))]:
                 self.changed.wait(min(0.05, max(0.0, min(waiting) - time.monotonic())))
             left = [record for record in records if record.up]
         self._kill_now(left)

@@ -35,6 +35,8 @@ log = logging.getLogger("crew")
 
 #: Workers given ``seconds_wall`` leave up to this fraction of it early, each by its own draw.
 LIFETIME_STAGGER = 0.1
+#: Seconds (at least the stop grace) a backend has to report a worker ended once it left cleanly.
+EXIT_PATIENCE = 30.0
 
 
 class Phase(enum.Enum):
@@ -290,7 +292,7 @@ class Supervisor:
                             " its jobs run elsewhere", record.name)  # fmt: skip
                 record.stop_requested = record.stop_requested or now  # its jobs go back uncharged
                 self.m.mark_down(record)
-            elif record.stop_requested is not None and now - record.stop_requested > self.stop_grace(record):
+            elif record.stop_requested is not None and now > self.kill_due(record, record.stop_requested):
                 log.info("worker %r did not answer its stop request in %.1f s: killing it", record.name,
                          self.stop_grace(record))  # fmt: skip
                 doomed.append(record)
@@ -312,6 +314,16 @@ class Supervisor:
         """Seconds the worker has to answer a stop request (a forwarder's class asks for longer)."""
         grace = record.backend.stop_grace
         return self.m.settings.stop_grace if grace is None else max(grace, self.m.settings.stop_grace)
+
+    def kill_due(self, record: WorkerRecord, asked: float) -> float:
+        """When a worker asked to stop at ``asked`` is killed: after its stop grace, or, once it has
+        written a clean exit note (it is leaving), after up to ``EXIT_PATIENCE`` s more for its
+        backend to say it ended: a kill then would only mark a finished job as killed (a Batch job
+        TERMINATED instead of SUCCEEDED) on a backend slow to report."""
+        due = asked + self.stop_grace(record)
+        if record.exit is not None and record.exit.reason in protocol.CLEAN_EXITS:
+            due += max(EXIT_PATIENCE, self.stop_grace(record))
+        return due
 
     def stop_allowance(self) -> float:
         """Time a worker has to stop a job itself (timeout, cancel) and say so, before it is killed:
@@ -372,7 +384,7 @@ class Supervisor:
                 if not record.adopted:
                     deadline = min(deadline, self._status_due.get(type(record.backend), now))
                 if record.stop_requested is not None:
-                    deadline = min(deadline, record.stop_requested + self.stop_grace(record))
+                    deadline = min(deadline, self.kill_due(record, record.stop_requested))
                 elif record.beat_seen and self.m.ledger.has_tasks(record.name):
                     deadline = min(deadline, record.quiet_since + settings.heartbeat_timeout)
                     stop = self._stop_deadline(record)

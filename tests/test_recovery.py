@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from crew_core import StoreError, WorkerLaunchError
@@ -138,3 +140,35 @@ def test_a_failed_group_launch_stops_every_started_worker_even_if_a_kill_fails(m
     assert not workers[1].backend.is_running()  # the second was stopped although the first refused
     workers[0].backend.kill()
     assert not any(w.backend.is_running() for w in workers)
+
+
+class SlowToReport(SubprocessWorker):
+    """A backend that reports a worker ended some seconds after its process has (as Batch and
+    Cloud Run do), and counts the kills it is asked for."""
+
+    worker_class = "slow-to-report"
+    lag = 8.0  # past the stop grace of the test below
+    kills: list[str] = []
+
+    def is_running(self):
+        if super().is_running():
+            self._ended = None
+            return True
+        if getattr(self, "_ended", None) is None:
+            self._ended = time.monotonic()
+        return time.monotonic() - self._ended < self.lag
+
+    def kill(self):
+        type(self).kills.append(self.name)
+        super().kill()
+
+
+def test_a_worker_that_left_cleanly_is_not_killed_while_its_backend_is_slow_to_say_so(make_crew):
+    crew = make_crew(worker_classes=[SlowToReport], stop_grace=5)
+    [worker] = crew.recruit(workers=1)
+    assert crew.send(jobs.double, args=(2,)) and crew.receive(timeout=60).value == 4
+    started = time.monotonic()
+    crew.close()  # the worker leaves at once (exit note "stopped"); its backend says so 8 s later
+    assert SlowToReport.kills == []  # not killed at the 5 s grace: it had left
+    assert time.monotonic() - started >= SlowToReport.lag - 1  # close() waited for the backend's word
+    assert not worker.up()
