@@ -351,10 +351,10 @@ class Manager:
             launches, self._launches = self._launches, {}
         for cls, items in launches.items():
             self.backend_pool.submit(self._start, cls, items)
+        if self._roster_updates:  # first: a worker that ended must not be adopted by a next controller
+            self._write_rosters()
         if self._receipts_due() and time.monotonic() >= self._write_retry_at:
             self._write_receipt()
-        if self._roster_updates:
-            self._write_rosters()
         if not outbox:
             return
         try:
