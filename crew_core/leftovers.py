@@ -45,6 +45,7 @@ class CrewSeen:
     workers: list[WorkerSeen] = field(default_factory=list)
     journaled: int = 0  # journal objects of a named crew (batches of accepted jobs)
     answers: int = 0  # results waiting in the inbox
+    verdicts: int = 0  # objects of results a named crew's controller made itself (crashes, cancels, ...)
 
     @property
     def controller_alive_here(self) -> bool:
@@ -68,6 +69,7 @@ class CrewSeen:
             "workers": [vars(worker) for worker in self.workers],
             "journal_objects": self.journaled,
             "answers_waiting": self.answers,
+            "verdict_objects": self.verdicts,
         }
 
 
@@ -97,7 +99,7 @@ def find_crews(store: Store) -> list[CrewSeen]:
 
 
 def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
-    named = any(key.startswith(("journal/", "roster/", "received/")) for key in keys)
+    named = any(key.startswith(("journal/", "roster/", "received/", "verdicts/")) for key in keys)
     seen = CrewSeen(crew_id, named, _json(store, protocol.lease_key(crew_id)) if "lease" in keys else None)
     workers: dict[tuple[str, int], WorkerSeen] = {}
 
@@ -108,6 +110,8 @@ def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
         kind, _, rest = key.partition("/")
         if kind == "journal":
             seen.journaled += 1
+        elif kind == "verdicts":
+            seen.verdicts += 1
         elif kind == "workers":
             parts = rest.split("/")
             if len(parts) == 3 and parts[1].isdigit():
