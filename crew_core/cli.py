@@ -125,7 +125,8 @@ def _ps_command(url: str, as_json: bool, backends: bool) -> int:
         )  # fmt: skip
         kind = "named" if crew["named"] else "unnamed"
         print(f"{crew['crew']} ({kind}): {lease}; {crew['answers_waiting']} answer(s) waiting", end="")
-        print(f", {crew['journal_objects']} journal object(s)" if crew["named"] else "")
+        named = f", {crew['journal_objects']} journal object(s), {crew['verdict_objects']} verdict object(s)"
+        print(named if crew["named"] else "")
         for worker in crew["workers"]:
             state = f"left ({worker['exit']})" if worker["exit"] else "no exit note"
             where = f" pid {worker['pid']} on {worker['host']}" if worker["pid"] else ""

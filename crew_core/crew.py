@@ -427,9 +427,10 @@ class Crew:
         """Cancel job ``job``, or every job in flight carrying ``tags``; return the ids cancelled.
 
         A job that waits never starts; one that runs is stopped on its worker. Each comes back
-        at once with status ``"cancelled"`` (a :class:`JobCancelledError`). A job that has finished
-        (its result waits for :meth:`receive`) or that this crew does not know is left as it is:
-        its id is not in the list.
+        at once with status ``"cancelled"`` (a :class:`JobCancelledError`); a named crew first
+        stores these results (one write), so that a next controller delivers them and runs none of
+        the jobs. A job that has finished (its result waits for :meth:`receive`) or that this crew
+        does not know is left as it is: its id is not in the list.
         """
         self._check_open()
         if job is None and tags is None:
@@ -437,6 +438,7 @@ class Crew:
         if job is not None and (isinstance(job, bool) or not isinstance(job, int)):
             raise TypeError(f"job must be a job id (an int from send()), not {job!r}")
         cancelled = self._manager.cancel(job, None if tags is None else as_tags(tags))
+        self._manager.save_verdicts_now()  # a named crew: if the store fails they come once it is back
         self._manager.hand_over()
         return cancelled
 

@@ -1,8 +1,9 @@
 """What a named crew keeps in the store so that another controller can go on after its own dies.
 
-A named crew (``Crew(name="nightly", store=...)``) writes three more kinds of objects (keys in
+A named crew (``Crew(name="nightly", store=...)``) writes four more kinds of objects (keys in
 ``protocol.py``): the **journal** of accepted jobs (written before ``send`` returns), **receipts**
-of results the user received, and the **roster** of its workers. A crashed controller leaves
+of results the user received, **verdicts**, the results the controller made itself (stored before
+anyone has them: ``verdicts.py``), and the **roster** of its workers. A crashed controller leaves
 them, with the workers' queues and the inbox, for the next one: :func:`recover` reads them all
 back, and the :class:`Keeper` deletes each object once nothing in it is needed any more.
 
@@ -29,7 +30,7 @@ from typing import Any
 
 from . import protocol
 from .errors import CorruptObjectError, CrewError, KeyNotFoundError, TamperedObjectError
-from .protocol import JobBatch, JournalJob, Receipt, RosterEntry
+from .protocol import JobBatch, JournalJob, Receipt, RosterEntry, Verdicts
 from .signing import SECRET_ENV, Sealed, new_secret, secret_from
 from .store import Store
 
@@ -171,18 +172,18 @@ class JobJournal:
 
 @dataclass
 class Keeper:
-    """Which journal, receipt and result objects still matter; the rest is deleted.
+    """Which journal, receipt, result and verdict objects still matter; the rest is deleted.
 
-    Order keeps recovery right: a result or journal object goes only after the receipt for its
-    jobs is in the store, and a receipt only after every journal object it speaks of is gone.
+    Order keeps recovery right: a result, verdict or journal object goes only after the receipt
+    for its jobs is in the store, and a receipt only after every journal object it speaks of is gone.
     """
 
     sealed: Sealed
     crew_id: str
     epoch: int
     journal_of: dict[int, str] = field(default_factory=dict)  # job id -> journal key
-    result_of: dict[int, str] = field(default_factory=dict)  # job id -> result key holding its outcome
-    left: dict[str, set[int]] = field(default_factory=dict)  # journal or result key -> jobs it still serves
+    result_of: dict[int, str] = field(default_factory=dict)  # job id -> result or verdict key holding its outcome
+    left: dict[str, set[int]] = field(default_factory=dict)  # journal, result or verdict key -> jobs it serves
     receipts: dict[str, set[str]] = field(default_factory=dict)  # receipt key -> journal keys it covers
     unreceipted: list[int] = field(default_factory=list)  # received by the user, no receipt written yet
     freed_receipts: list[str] = field(default_factory=list)  # to delete after the next flush
@@ -195,7 +196,7 @@ class Keeper:
         self.left.setdefault(key, set()).add(job_id)
 
     def answered(self, job_id: int, key: str) -> None:
-        """The job's outcome lies in result object ``key``: keep it until the user has it."""
+        """The job's outcome lies in result (or verdict) object ``key``: keep it until the user has it."""
         self.result_of[job_id] = key
         self.left.setdefault(key, set()).add(job_id)
 
@@ -262,6 +263,7 @@ class Recovery:
     receipts: dict[str, tuple[int, ...]] = field(default_factory=dict)  # receipt key -> job ids
     received: set[int] = field(default_factory=set)
     results: dict[int, tuple[bytes, str, str]] = field(default_factory=dict)  # id -> (pickled outcome, worker, key)
+    verdicts: dict[int, tuple[frozenset[str], bytes, str]] = field(default_factory=dict)  # id -> (tags, result, key)
     roster: dict[str, RosterEntry] = field(default_factory=dict)
     exited: set[tuple[str, int]] = field(default_factory=set)  # incarnations that left a note
     beats: dict[tuple[str, int], int] = field(default_factory=dict)  # incarnation -> last beat number
@@ -323,12 +325,27 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
         for key, entry in read(store.list(protocol.roster_prefix(crew_id)), protocol.decode_roster):
             if isinstance(entry, RosterEntry):
                 found.roster[key.rpartition("/")[2]] = entry
+        _read_verdicts(found, store, crew_id, read)
         _read_inbox(found, store, crew_id, read)
         _read_queues(found, store, crew_id, read)
     return found
 
 
 _Read = Callable[[list[str], Callable[[bytes, str], object]], list[tuple[str, object]]]
+
+
+def _read_verdicts(found: Recovery, store: Store, crew_id: str, read: _Read) -> None:
+    """Results the last controller made itself: they win over any answer in the inbox (it made
+    them first, or it would not have made them), so they are read before it."""
+    for key, record in read(store.list(protocol.verdict_prefix(crew_id)), protocol.decode_verdicts):
+        useful = False
+        if isinstance(record, Verdicts):
+            for job_id, tags, data in record.results:
+                if job_id in found.jobs and job_id not in found.received and job_id not in found.verdicts:
+                    found.verdicts[job_id] = (frozenset(tags), data, key)
+                    useful = True
+        if not useful:  # every job in it was received
+            found.garbage.append(key)
 
 
 def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> None:
@@ -360,7 +377,7 @@ def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> Non
         useful = False
         if not batch.returned:
             for job_id, data in batch.outcomes:
-                if job_id in found.jobs and job_id not in found.received:
+                if job_id in found.jobs and job_id not in found.received and job_id not in found.verdicts:
                     found.results[job_id] = (data, batch.worker, key)
                     useful = True
         if not useful:

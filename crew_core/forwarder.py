@@ -36,7 +36,7 @@ from .ledger import Job, JobState
 from .protocol import Batch, Outcome, ResultBatch, WorkerSettings
 from .results import CANCELLED, Result
 from .runtime import WorkerLoop
-from .serialize import Raw, dump_outcome
+from .serialize import Raw, dump_outcome, dump_result
 from .signing import SECRET_ENV, Sealed
 
 log = logging.getLogger("crew")
@@ -74,6 +74,10 @@ class InnerCrew(Crew):
                     if job.state is JobState.ASSIGNED:
                         claim.started()
                 return True
+            for staged, _ in manager.ledger.unsaved:  # a result its controller made, being stored
+                if staged.id == job_id and staged.claim is None:
+                    staged.claim = claim  # it goes to the claim once stored
+                    return True
             for result in manager.ledger.results:
                 if result.id == job_id:
                     manager.ledger.results.remove(result)
@@ -114,13 +118,10 @@ class _Claim:
 
 def encode(result: Result) -> bytes:
     """An inner result as an outer outcome: the pickled rest passes on as it came."""
-    worker = result.worker or ""
-    if isinstance(result.value, Raw):
-        outcome = Outcome(result.status, seconds=result.seconds, started=result.started, worker=worker,
-                          tries=result.tries, payload=bytes(result.value))  # fmt: skip
-    else:  # made by the inner controller: a crash, a launch that failed, a cancel
-        outcome = Outcome(result.status, None, result.error, result.traceback, result.warnings, result.seconds,
-                          result.started, result.stdout, result.stderr, worker, result.tries)  # fmt: skip
+    if not isinstance(result.value, Raw):  # made by the inner controller: a crash, a launch that failed, a cancel
+        return dump_result(result)
+    outcome = Outcome(result.status, seconds=result.seconds, started=result.started, worker=result.worker or "",
+                      tries=result.tries, payload=bytes(result.value))  # fmt: skip
     return dump_outcome(outcome)
 
 

@@ -7,7 +7,8 @@ WAITING    in the backlog, for a worker carrying its tags
 ASSIGNED   in task ``job.task`` (a batch written for one incarnation of one worker)
 HELD       kept by a worker that died holding it (``job.holder``), until it restarts
 DONE       answered: its :class:`Result` waits in ``results`` until the user receives it (or
-           goes to its claim); or withdrawn before it started
+           goes to its claim); or withdrawn before it started. A result a named crew's
+           controller made itself waits in ``unsaved`` until it is in the store
 =========  ==========================================================================
 
 Only the methods here move a job from one state to another, so the state of a job is never
@@ -91,6 +92,7 @@ class Ledger:
     held: dict[str, list[Job]] = field(default_factory=dict)
     results: deque[Result] = field(default_factory=deque)
     claimed: list[tuple[Claim, Result]] = field(default_factory=list)  # to hand over, outside the lock
+    unsaved: list[tuple[Job, Result]] = field(default_factory=list)  # made by a named crew's controller, not stored yet
     functions: dict[str, bytes] = field(default_factory=dict)  # digest -> pickled function
     _uses: dict[str, int] = field(default_factory=dict)  # digest -> jobs not DONE that call it
     _by_worker: dict[str, dict[int, Task]] = field(default_factory=dict)  # in seq order
@@ -188,19 +190,33 @@ class Ledger:
         """The jobs a worker held (their state is the caller's next move)."""
         return [job for job in self.held.pop(worker, []) if job.state is JobState.HELD]
 
-    def finish(self, job: Job, result: Result) -> bool:
-        """DONE, with a result to receive. False (and nothing changes) if it was DONE already."""
+    def finish(self, job: Job, result: Result, unsaved: bool = False) -> bool:
+        """DONE, with a result to receive. False (and nothing changes) if it was DONE already.
+
+        ``unsaved``: the result must be stored before anyone has it; it waits until :meth:`saved`.
+        """
         if job.state is JobState.DONE:
             return False
         if job.state is JobState.WAITING:
             self.backlog.remove(job)
         job.state, job.task, job.holder = JobState.DONE, None, None
         self._forget(job)
+        if unsaved:
+            self.unsaved.append((job, result))
+        else:
+            self._hand_out(job, result)
+        return True
+
+    def saved(self, entries: Iterable[tuple[Job, Result]]) -> None:
+        """Results taken from ``unsaved`` are stored: they go to their claims, or to ``results``."""
+        for job, result in entries:
+            self._hand_out(job, result)
+
+    def _hand_out(self, job: Job, result: Result) -> None:
         if job.claim is not None:
             self.claimed.append((job.claim, result))
         else:
             self.results.append(result)
-        return True
 
     def withdraw(self, job: Job) -> bool:
         """A WAITING job leaves without a result (cancelled); False if it is past waiting."""

@@ -53,6 +53,7 @@ class CrewSeen:
     journaled: int = 0  # journal objects of a named crew (batches of accepted jobs)
     answers: int = 0  # results waiting in the inbox
     places: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (worker class, place)
+    verdicts: int = 0  # objects of results a named crew's controller made itself (crashes, cancels, ...)
 
     @property
     def controller_alive_here(self) -> bool:
@@ -77,6 +78,7 @@ class CrewSeen:
             "journal_objects": self.journaled,
             "answers_waiting": self.answers,
             "places": [{"worker_class": cls, "place": place} for cls, place in self.places],
+            "verdict_objects": self.verdicts,
         }
 
 
@@ -106,7 +108,7 @@ def find_crews(store: Store) -> list[CrewSeen]:
 
 
 def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
-    named = any(key.startswith(("journal/", "roster/", "received/")) for key in keys)
+    named = any(key.startswith(("journal/", "roster/", "received/", "verdicts/")) for key in keys)
     seen = CrewSeen(crew_id, named, _json(store, protocol.lease_key(crew_id)) if "lease" in keys else None)
     workers: dict[tuple[str, int], WorkerSeen] = {}
 
@@ -122,6 +124,8 @@ def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
             cls, place = record.get("worker_class"), record.get("place")
             if isinstance(cls, str) and isinstance(place, dict):
                 seen.places.append((cls, place))
+        elif kind == "verdicts":
+            seen.verdicts += 1
         elif kind == "workers":
             parts = rest.split("/")
             if len(parts) == 3 and parts[1].isdigit():

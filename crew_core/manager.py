@@ -43,6 +43,7 @@ from .signing import Sealed
 from .store import Store
 from .summary import COLUMNS
 from .supervisor import Phase, Supervisor, WorkerRecord
+from .verdicts import VerdictLog
 from .worker import Launch, Worker
 
 log = logging.getLogger("crew")
@@ -161,6 +162,7 @@ class Manager:
         self.ledger.issued = epoch * EPOCH_SPAN  # keys sort after those of earlier controllers
         self.epoch = epoch
         self.keeper = Keeper(self.sealed, crew_id, epoch) if durable else None
+        self.verdicts = VerdictLog(self.sealed, crew_id, epoch) if durable else None  # results it makes itself
         self.rosters: dict[str, RosterEntry] = {}  # named crews: how to make each worker again
         self._roster_updates: dict[str, RosterEntry | None] = {}  # to write (None: to delete)
         self._jobs_sent = jobs_sent
@@ -351,10 +353,12 @@ class Manager:
             launches, self._launches = self._launches, {}
         for cls, items in launches.items():
             self.backend_pool.submit(self._start, cls, items)
+        if self._roster_updates:  # first: a worker that ended must not be adopted by a next controller
+            self._write_rosters()
+        if self.ledger.unsaved and time.monotonic() >= self._write_retry_at:
+            self._save_verdicts()
         if self._receipts_due() and time.monotonic() >= self._write_retry_at:
             self._write_receipt()
-        if self._roster_updates:
-            self._write_rosters()
         if not outbox:
             return
         try:
@@ -372,7 +376,8 @@ class Manager:
         """
         self._wake_pending = False
         now = time.monotonic()
-        if self._events or self.incoming or self._outbox or self._launches or self._receipts_due():
+        news = self._events or self.incoming or self._outbox or self._launches or self.ledger.unsaved
+        if news or self._receipts_due():
             with self.lock:
                 self._apply_events(now)
                 self._accept()
@@ -447,7 +452,7 @@ class Manager:
     def _next_deadline(self, now: float) -> float:
         if self.incoming or self._events or self._launches or (self._outbox and now >= self._write_retry_at):
             return now
-        if self._receipts_due() and now >= self._write_retry_at:
+        if (self._receipts_due() or self.ledger.unsaved) and now >= self._write_retry_at:
             return now
         deadline = min(
             self._next_poll,
@@ -456,7 +461,7 @@ class Manager:
             self.dispatcher.next_deadline(now),
             self.inbox.flush_due(now),
         )
-        if (self.ledger.backlog or self._outbox) and self._write_retry_at > now:
+        if (self.ledger.backlog or self._outbox or self.ledger.unsaved) and self._write_retry_at > now:
             deadline = min(deadline, self._write_retry_at)
         return deadline
 
@@ -883,7 +888,32 @@ class Manager:
 
     # ------------------------------------------------------------------ outcomes
     def finish(self, job: Job, result: Result) -> None:
-        self.ledger.finish(job, result)
+        """End a job with a result the controller made (under the lock): a named crew stores it
+        before anyone can have it (``verdicts.py``), in the loop's next write."""
+        if self.verdicts is None:
+            self.ledger.finish(job, result)
+        elif self.ledger.finish(job, result, unsaved=True) and not self._wake_pending:
+            self._wake_pending = True
+            self.wake()  # made in a user's thread (dismiss, launch), the loop may sleep: it writes it now
+
+    def _save_verdicts(self) -> None:
+        """Store the results this controller made and hand them out; if the store fails they wait
+        (handed out unstored, a crash would run their jobs again) and the loop tries again later."""
+        assert self.verdicts is not None and self.keeper is not None
+        try:
+            self.verdicts.write(self.changed, self.ledger, self.keeper)
+        except Exception as exc:
+            log.warning("crew %s cannot store the results it made yet (they wait for the store): %s",
+                        self.crew_id, exc)  # fmt: skip
+            with self.lock:
+                self._write_retry_at = time.monotonic() + self._write_backoff.next()
+            self._store_trouble(exc)
+
+    def save_verdicts_now(self) -> None:
+        """From a user's thread (``cancel``): store the results made so far before going on."""
+        if self.verdicts is not None and self.ledger.unsaved:
+            with _uninterrupted():
+                self._save_verdicts()
 
     def finish_error(self, job: Job, error: BaseException) -> None:
         self.finish(job, Result(job.id, ERROR, error=error, tags=job.tags, tries=job.runs))
@@ -951,8 +981,8 @@ class Manager:
         """The crew stops (closed, or left for a next controller): claims get an error, not silence."""
         with self.lock:
             self._accept()
-            for job in list(self.ledger.jobs.values()):
-                claim = self.ledger.unclaim(job)
+            for job in [*self.ledger.jobs.values(), *(job for job, _ in self.ledger.unsaved)]:
+                claim = self.ledger.unclaim(job)  # an unsaved result's job runs again under a next controller
                 if claim is not None:
                     self.ledger.claimed.append((claim, Result(job.id, ERROR, error=error, tags=job.tags)))
         self.hand_over()
@@ -1015,6 +1045,9 @@ class Manager:
         Not so for jobs held by stuck workers, nor for waiting jobs that only stuck workers could
         run: with ``auto_restart`` off they wait for ``restart()``.
         """
+        unsaved = self.ledger.unsaved
+        if unsaved and any(wanted <= result.tags and job.claim is None for job, result in unsaved):
+            return True  # out once stored
         jobs = self.ledger.jobs.values()  # claimed ones never come to receive()
         stuck = [r for r in self.records.values() if self.supervisor.stuck(r)]
         if not stuck or self.settings.auto_restart:
@@ -1180,6 +1213,13 @@ class Manager:
         self.wake()
         if self._thread is not threading.current_thread() and self._thread.is_alive():
             self._thread.join(timeout=10)
+        if self.verdicts is not None and self.ledger.unsaved:  # the next controller delivers them, not reruns
+            try:
+                assert self.keeper is not None
+                self.verdicts.write(self.changed, self.ledger, self.keeper)
+            except Exception as exc:
+                log.warning("crew %s could not store the results it made; their jobs run again under the next"
+                            " controller: %s", self.crew_id, exc)  # fmt: skip
         self.backend_pool.shutdown(wait=False, cancel_futures=True)
         if self.io_pool is not None:
             self.io_pool.shutdown(wait=False, cancel_futures=True)
@@ -1195,6 +1235,9 @@ class Manager:
             self.wake()
             if self._thread is not threading.current_thread():
                 self._thread.join(timeout=10)
+            with self.lock:  # the crew ends: nothing will resume it, so they go out unstored
+                unsaved, self.ledger.unsaved = self.ledger.unsaved, []
+                self.ledger.saved(unsaved)
             for record in self.records.values():
                 try:
                     record.backend.close()

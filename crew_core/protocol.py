@@ -28,6 +28,10 @@ own dies (see ``durable.py``):
     a :class:`JobBatch`: jobs accepted by ``send``, written before ``send`` returns.
 ``received/<seq>``
     a :class:`Receipt`: ids of jobs whose results the user has received.
+``verdicts/<seq>``
+    a :class:`Verdicts` record: results the controller made itself (a job out of tries, a launch
+    refused ``max_tries`` times, a cancel, a timeout the worker could not stop, a job no worker is
+    left for), written before the user can have them (see ``verdicts.py``).
 ``roster/<name>``
     a :class:`RosterEntry` (JSON): how to make the worker again, and its current incarnation.
 
@@ -39,7 +43,9 @@ backends after the controller is gone (even those still queued, which never read
 
 Everything a controller must notice lies under ``inbox/``, so one listing per poll, with
 ``start_after`` past the results already collected, serves the whole crew whatever its size. The
-controller deletes what it has read, in batches.
+controller deletes what it has read, in batches. What the controller writes for its successor
+(journal, receipts, verdicts, roster) lies outside it: only a resuming controller reads it, and no
+poll pays for listing it.
 """
 
 from __future__ import annotations
@@ -120,6 +126,10 @@ def journal_prefix(crew_id: str) -> str:
 
 def receipt_prefix(crew_id: str) -> str:
     return f"{crew_id}/received/"
+
+
+def verdict_prefix(crew_id: str) -> str:
+    return f"{crew_id}/verdicts/"
 
 
 def roster_prefix(crew_id: str) -> str:
@@ -353,6 +363,13 @@ class Receipt:
 
 
 @dataclass(frozen=True, slots=True)
+class Verdicts:
+    """Journal record: results a named crew's controller made itself, not yet received."""
+
+    results: tuple[tuple[int, tuple[str, ...], bytes], ...]  # (job id, its tags, pickled outcome: see serialize.py)
+
+
+@dataclass(frozen=True, slots=True)
 class RosterEntry:
     """How a named crew's controller makes one of its workers again, and which launch is current."""
 
@@ -510,6 +527,24 @@ def decode_receipt(data: bytes, key: str) -> Receipt:
         return Receipt(tuple(ids))
     except (TypeError, ValueError) as exc:
         raise CorruptObjectError(f"store object {key!r} is a malformed receipt: {exc}") from exc
+
+
+def encode_verdicts(record: Verdicts) -> bytes:
+    return _dump("verdicts", (record.results,))
+
+
+def decode_verdicts(data: bytes, key: str) -> Verdicts:
+    """Decode :func:`encode_verdicts`; raise :class:`CorruptObjectError` naming ``key``."""
+    _, body = _load(data, key, ("verdicts",))
+    try:
+        (results,) = body
+        record = Verdicts(tuple((job_id, tuple(tags), outcome) for job_id, tags, outcome in results))
+        for job_id, tags, outcome in record.results:
+            if not (isinstance(job_id, int) and isinstance(outcome, bytes) and all(isinstance(t, str) for t in tags)):
+                raise TypeError("results must be (int, tuple of tags, bytes)")
+    except (TypeError, ValueError) as exc:
+        raise CorruptObjectError(f"store object {key!r} is a malformed verdicts record: {exc}") from exc
+    return record
 
 
 def encode_json(record: Any) -> bytes:

@@ -1,7 +1,8 @@
 """A named crew's new controller takes over what the last one left (read by ``durable.recover``).
 
-Results that finished meanwhile are delivered; jobs an adopted worker still holds stay with it;
-every other unreceived job waits in the backlog. Workers come back from the roster: a launch
+Results that finished meanwhile are delivered, and so are those the last controller made itself
+(a crash, a cancel: never run again); jobs an adopted worker still holds stay with it; every other
+unreceived job waits in the backlog. Workers come back from the roster: a launch
 that left no exit note is adopted (it keeps its queue and is known by its beats from now on),
 the others are down and launch when work needs them.
 """
@@ -23,7 +24,7 @@ from .ledger import Job
 from .manager import Manager
 from .processes import process_alive
 from .protocol import RosterEntry
-from .serialize import load_outcome, to_result
+from .serialize import load_outcome, load_result, to_result
 from .supervisor import Phase
 from .worker import Worker
 
@@ -117,10 +118,17 @@ def take_over(
         result = to_result(job.id, job.tags, 0, load_outcome(data, manager.raw), worker)
         ledger.results.append(result)  # DONE at once: it never enters the ledger's jobs
         keeper.answered(job_id, key)
+    for job_id, (tags, data, key) in recovery.verdicts.items():
+        del pending[job_id]
+        ledger.results.append(load_result(job_id, tags, data))
+        keeper.answered(job_id, key)
     for name, batches in recovery.tasks.items():
         if name not in adopted:
             continue
         for batch in sorted(batches, key=lambda b: b.seq):
+            for call in batch.calls:  # ended by the last controller, maybe before it wrote the Cancel
+                if call.job_id in recovery.verdicts:
+                    manager.write_control(manager.records[name], protocol.Cancel(ledger.next_seq(), call.job_id))
             jobs = [pending.pop(call.job_id) for call in batch.calls if call.job_id in pending]
             if not jobs:
                 continue

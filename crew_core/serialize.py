@@ -205,6 +205,23 @@ def to_result(job_id: int, tags: frozenset[str], runs: int, outcome: Outcome, wo
                   worker, tags, tries, outcome.started, outcome.stdout, outcome.stderr)  # fmt: skip
 
 
+def dump_result(result: Result) -> bytes:
+    """A result the controller made (a crash, a cancel: its value and error not pickled yet) as a
+    pickled outcome; :func:`load_result` reads it back. A forwarder answers with an inner crew's
+    this way, and a named crew keeps its own (``verdicts.py``)."""
+    return dump_outcome(Outcome(result.status, result.value, result.error, result.traceback, result.warnings,
+                                result.seconds, result.started, result.stdout, result.stderr, result.worker or "",
+                                result.tries))  # fmt: skip
+
+
+def load_result(job_id: int, tags: frozenset[str], data: bytes) -> Result:
+    """The :class:`Result` that :func:`dump_result` pickled, for job ``job_id`` carrying ``tags``."""
+    outcome = load_outcome(data)
+    return Result(job_id, outcome.status, outcome.value, outcome.error, outcome.traceback, outcome.warnings,
+                  outcome.seconds, outcome.worker or None, tags, outcome.tries, outcome.started, outcome.stdout,
+                  outcome.stderr)  # fmt: skip
+
+
 def dump_outcome(outcome: Outcome) -> bytes:
     """Pickle what a job did; a value or error that cannot be pickled becomes an error outcome.
 

@@ -164,6 +164,7 @@ class Supervisor:
         for task in m.ledger.tasks_of(record.name):  # it never ran them
             m.ledger.close_task(task.seq, now)
             self.refused(task.jobs, error)
+        m.roster_changed(record.name, live=False)  # enrolled before the launch: a next controller must not adopt it
         m.cleanup(record, straggler=straggler)
         log.warning("worker %r failed to start (attempt %d): %s", record.name, record.launch_failures, error)
 

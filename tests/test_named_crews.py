@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from crew_core import Crew, CrewError
+from crew_core import Crew, CrewError, WorkerLaunchError
 from crew_core.testing import jobs, process_gone, wait_for
+from crew_local import SubprocessWorker
 
 
 def _die(crew: Crew) -> None:
@@ -170,6 +171,28 @@ def test_ended_and_dismissed_workers_are_not_adopted(tmp_path):
         again.send(jobs.double, args=(2,))
         assert again.receive(timeout=60).value == 4
         assert time.monotonic() - started < 30  # not held up waiting for a dead adopted worker
+
+
+class Refused(SubprocessWorker):
+    """A backend that never has room."""
+
+    worker_class = "refused"
+
+    def start(self, launch):
+        raise WorkerLaunchError("no capacity (simulated)")
+
+
+def test_a_worker_whose_launch_was_refused_is_not_adopted(tmp_path):
+    store = str(tmp_path / "store")
+    crew = Crew(store=store, name="nightly", worker_classes=[Refused])
+    crew.recruit(workers=1)  # enrolled in the roster before its launch
+    crew.send(jobs.double, args=(1,))
+    with pytest.raises(WorkerLaunchError, match="no capacity"):
+        wait_for(lambda: crew.receive(timeout=0.05), what="the refused launch to surface")
+    wait_for(lambda: not crew._manager._roster_updates, what="the roster to be written")
+    _die(crew)
+    with Crew(store=store, name="nightly", worker_classes=[Refused]) as again:
+        assert again.resumed and not again.workers["refused-1"].up()  # never started: nothing to adopt
 
 
 def test_last_runs_objects_are_refused_in_this_run(tmp_path, monkeypatch):

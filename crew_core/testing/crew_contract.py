@@ -4,7 +4,7 @@ A store plugin runs it to show that crews work through its store: prefetched bat
 worker run elsewhere exactly once, a long backlog on many workers comes back whole and once, a
 batch queued behind a job that overruns is taken back for an idle worker, objects put once
 reach every job, forged objects run nothing, and a named crew whose controller is killed goes on
-under a new one, adopting its workers.
+under a new one, adopting its workers and delivering the results the dead one made itself.
 """
 
 from __future__ import annotations
@@ -252,6 +252,49 @@ class CrewContract:
         assert set(jobs.runs_of(runs).values()) == {1}, f"jobs ran twice: {jobs.runs_of(runs)}"
         for pid in first["pids"]:  # closing the resumed crew ended the adopted workers
             wait_for(partial(process_gone, pid), timeout=60 * timeout_scale, what=f"adopted worker {pid} to end")
+
+    def test_results_the_controller_made_outlive_it(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """A crash after ``max_tries`` and two cancels, made by a controller killed before anyone
+        received them: the next one delivers them and runs none of the jobs again; once received
+        they leave the store."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        runs, report = tmp_path / "runs", tmp_path / "first.json"
+        script = textwrap.dedent(
+            f"""
+            import json, os
+            from crew_core import Crew
+            from crew_core.testing import jobs, wait_for
+            crew = Crew(store={crew_store!r}, name="made", worker_classes=["subprocess"], max_tries=2)
+            crew.recruit(workers=1)
+            doomed = crew.send(jobs.mark_then_die, args=({str(runs)!r}, "doomed"))
+            wait_for(crew.receivable, timeout={120 * timeout_scale}, what="the crash result")  # out once stored
+            running = crew.send(jobs.mark_then_sleep, args=({str(runs)!r}, "running", 600))
+            waiting = crew.send(jobs.mark_then_sleep, args=({str(runs)!r}, "waiting", 0))
+            wait_for(lambda: "running" in jobs.runs_of({str(runs)!r}), timeout={120 * timeout_scale})
+            crew.cancel(tags=())  # returns once the results are stored
+            with open({str(report)!r}, "w") as out:
+                json.dump({{"crash": [doomed], "cancelled": [running, waiting]}}, out)
+            os.kill(os.getpid(), 9)
+            """
+        )
+        with open(tmp_path / "first.log", "wb") as log:
+            subprocess.run([sys.executable, "-c", script], timeout=300 * timeout_scale, stdout=log, stderr=log)
+        assert report.exists(), (tmp_path / "first.log").read_text()
+        first = json.loads(report.read_text())
+        with Crew(store=crew_store, name="made", worker_classes=["subprocess"], max_tries=2) as crew:
+            assert crew.resumed
+            results = {r.id: r for r in crew.results(timeout=120 * timeout_scale)}
+            assert {job: r.status for job, r in results.items()} == {
+                job: status for status, ids in first.items() for job in ids
+            }
+            assert results[first["crash"][0]].tries == 2
+            verdicts = protocol.verdict_prefix("made")
+            wait_for(lambda: not crew.store.list(verdicts), timeout=60 * timeout_scale,
+                     what="the stored results to go once received")  # fmt: skip
+            assert sum(row["launches"] for row in crew.summary()) == 0  # nothing ran again
+        assert jobs.runs_of(runs) == {"doomed": 2, "running": 1}
 
 
 class _Trap:

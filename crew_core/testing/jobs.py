@@ -74,17 +74,41 @@ def touch_then_sleep(path: str, seconds: float, value: object = None) -> object:
 
 def mark_then_sleep(folder: str, name: str, seconds: float) -> str:
     """Leave a file ``<name>.<unique>.<pid>`` in ``folder`` (one per run), then sleep."""
+    _mark(folder, name)
+    time.sleep(seconds)
+    return name
+
+
+def sleep_noting_stop(started: str, stopped: str, seconds: float) -> None:
+    """Create ``started``, then sleep; if the worker stops the job first, write why to ``stopped``
+    (``"cancelled"``, ``"timeout"``): proof that a stop reached it."""
+    with open(started, "w"):
+        pass
+    try:
+        time.sleep(seconds)
+    except BaseException as exc:
+        with open(stopped, "w") as handle:
+            handle.write(str(getattr(exc, "reason", type(exc).__name__)))
+        raise
+
+
+def mark_then_die(folder: str, name: str, code: int = 13) -> None:
+    """Leave a file as :func:`mark_then_sleep` does, then kill the worker: it crashes every time."""
+    _mark(folder, name)
+    os._exit(code)
+
+
+def _mark(folder: str, name: str) -> None:
     import uuid
 
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"{name}.{uuid.uuid4().hex}.{os.getpid()}"), "w"):
         pass
-    time.sleep(seconds)
-    return name
 
 
 def runs_of(folder: str | os.PathLike[str]) -> dict[str, int]:
-    """How many times each name ran, from the files :func:`mark_then_sleep` left (none yet: {})."""
+    """How many times each name ran, from the files :func:`mark_then_sleep` and :func:`mark_then_die`
+    left (none yet: {})."""
     names = os.listdir(folder) if os.path.isdir(folder) else []
     return dict(Counter(name.split(".")[0] for name in names))
 
