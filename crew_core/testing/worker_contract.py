@@ -329,7 +329,10 @@ class WorkerContract:
             cls = lookup(name)
             search = find_backend_jobs(seen, lookup)
             assert search.problems == []
-            assert [(job.crew, job.worker, job.incarnation) for job in search.jobs] == [(crew_id, f"{name}-1", 1)]
+            assert [(job.crew, job.worker, job.incarnation) for job in search.jobs] == [(crew_id, f"{name}-1", 1)], (
+                "find() did not return the worker; if it ends with its controller's process by default,"
+                " give a surviving_options fixture under which it outlives it"
+            )
             assert cls.find(f"x{crew_id}", place) == []  # another crew's id finds nothing of this one
             json.dumps([dict(job.place) for job in search.jobs])  # what crew ps --json prints
             end_backend_jobs(search, lookup)

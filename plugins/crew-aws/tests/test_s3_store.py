@@ -55,6 +55,10 @@ class TestLocalWorkersOverS3(WorkerContract):
     def crew_store(self, bucket):
         return f"s3://{bucket}/crews/contract"
 
+    @pytest.fixture
+    def surviving_options(self):
+        return {"detached": True}  # by default a local worker ends with its controller's process
+
 
 def test_a_crew_runs_over_an_s3_url(bucket):
     with Crew(store=f"s3://{bucket}/crews/run-2", worker_classes=["subprocess"]) as crew:

@@ -52,6 +52,10 @@ class TestLocalWorkersOverGCS(WorkerContract):
     def crew_store(self, bucket):
         return f"gs://{bucket}/crews/contract"
 
+    @pytest.fixture
+    def surviving_options(self):
+        return {"detached": True}  # by default a local worker ends with its controller's process
+
 
 def test_a_crew_runs_over_a_gs_url(bucket):
     with Crew(store=f"gs://{bucket}/crews/run-2", worker_classes=["subprocess"]) as crew:
