@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol
+from .claim import remove_crew
 from .errors import CrewError, KeyNotFoundError
 from .processes import process_alive
 from .signing import unchecked_payload
@@ -97,7 +98,7 @@ def find_crews(store: Store) -> list[CrewSeen]:
 
 
 def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
-    named = any(key.startswith(("journal/", "roster/", "received/")) for key in keys)
+    named = any(key.startswith(("journal/", "roster/", "received/", "claim/")) for key in keys)
     seen = CrewSeen(crew_id, named, _json(store, protocol.lease_key(crew_id)) if "lease" in keys else None)
     workers: dict[tuple[str, int], WorkerSeen] = {}
 
@@ -149,5 +150,8 @@ def stop_crew(store: Store, crew_id: str, force: bool = False) -> CrewSeen:
             f"crew {crew_id!r} has a live controller here (process {crew.lease['pid']}): close it there,"  # type: ignore[index]
             " or pass --force"
         )
-    store.delete_prefix(f"{crew_id}/")
+    if crew.named:
+        remove_crew(store, crew_id)  # its claims last, as close() does
+    else:
+        store.delete_prefix(f"{crew_id}/")
     return crew

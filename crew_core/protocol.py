@@ -30,6 +30,10 @@ own dies (see ``durable.py``):
     a :class:`Receipt`: ids of jobs whose results the user has received.
 ``roster/<name>``
     a :class:`RosterEntry` (JSON): how to make the worker again, and its current incarnation.
+``claim/<epoch>``
+    a :class:`ControllerClaim` (JSON), created (never replaced) with the store's create-only write by the
+    controller that opens the crew as its ``epoch``-th: of controllers opening it at the same
+    instant, only the one that creates the key goes on (see ``claim.py``).
 
 Everything a controller must notice lies under ``inbox/``, so one listing per poll, with
 ``start_after`` past the results already collected, serves the whole crew whatever its size. The
@@ -117,6 +121,21 @@ def receipt_prefix(crew_id: str) -> str:
 
 def roster_prefix(crew_id: str) -> str:
     return f"{crew_id}/roster/"
+
+
+def claim_prefix(crew_id: str) -> str:
+    return f"{crew_id}/claim/"
+
+
+def claim_key(crew_id: str, epoch: int) -> str:
+    """The claim of the controller that opens a named crew as its ``epoch``-th."""
+    return f"{crew_id}/claim/{epoch:010d}"
+
+
+def claim_epoch(key: str) -> int | None:
+    """The epoch of a claim key, or None for a key that is not one."""
+    number = key.rpartition("/")[2]
+    return int(number) if len(number) == 10 and number.isdigit() else None
 
 
 def workers_prefix(crew_id: str) -> str:
@@ -293,6 +312,30 @@ def decode_lease(data: bytes, key: str) -> Lease:
         return Lease(**json.loads(data))
     except Exception as exc:
         raise CorruptObjectError(f"store object {key!r} is not a lease: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerClaim:
+    """Who claimed a named crew: the controller's host and process, and when."""
+
+    host: str
+    pid: int
+    written: float  # wall-clock time of the claim
+    lease_timeout: float  # the controller's setting: how soon it renews its lease
+    token: str  # random: tells the claimant its own claim from another's
+
+
+def decode_claim(data: bytes, key: str) -> ControllerClaim:
+    try:
+        claim = ControllerClaim(**json.loads(data))
+    except Exception as exc:
+        raise CorruptObjectError(f"store object {key!r} is not a claim: {exc}") from exc
+    numbers = (claim.pid, claim.written, claim.lease_timeout)
+    if not (isinstance(claim.host, str) and isinstance(claim.token, str)) or any(
+        isinstance(n, bool) or not isinstance(n, int | float) for n in numbers
+    ):
+        raise CorruptObjectError(f"store object {key!r} is a malformed claim")
+    return claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,7 +537,8 @@ def decode_receipt(data: bytes, key: str) -> Receipt:
 
 
 def encode_json(record: Any) -> bytes:
-    """Encode a :class:`Lease`, :class:`ExitNote`, :class:`Heartbeat` or :class:`RosterEntry` as JSON."""
+    """Encode a :class:`Lease`, :class:`ControllerClaim`, :class:`ExitNote`, :class:`Heartbeat` or
+    :class:`RosterEntry` as JSON."""
     return json.dumps({name: getattr(record, name) for name in record.__slots__}, separators=(",", ":")).encode()
 
 
