@@ -9,6 +9,7 @@ one state.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import logging
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import durable, protocol
+from .claim import claim_crew, clear_crew, release_claim, remove_crew
 from .config import CREW_DEFAULTS, FLAGS, settings_from_environment
 from .errors import CrewError, NoWorkersError, PluginError, UnknownTagError
 from .gather import Gathered
@@ -41,6 +43,13 @@ from .summary import Summary
 from .worker import Worker, as_tags
 
 _open_crews: weakref.WeakSet[Crew] = weakref.WeakSet()
+_opening: dict[tuple[str, str], threading.Lock] = {}  # (store, named crew) -> held while one opens it
+_opening_guard = threading.Lock()
+
+
+def _opening_lock(where: str, name: str) -> threading.Lock:
+    with _opening_guard:
+        return _opening.setdefault((where, name), threading.Lock())
 
 
 @atexit.register
@@ -186,37 +195,67 @@ class Crew:
         #: True when this crew resumed a named crew that an earlier controller left.
         self.resumed = False
         try:
-            if self.name is None:
-                self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
-                                        raw=self._raw_outcomes)  # fmt: skip
-            else:
-                self._open_named(checked)
+            # Threads of one process open a named crew one at a time: the next sees this one open.
+            with _opening_lock(self.store.describe(), self.name) if self.name is not None else contextlib.nullcontext():
+                if self.name is None:
+                    self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
+                                            raw=self._raw_outcomes)  # fmt: skip
+                else:
+                    self._open_named(checked)
+                self._manager.start()
+                self._closed = False
+                _open_crews.add(self)
         except BaseException:
             if self._owns_store:
                 self.store.close()
             raise
-        self._manager.start()
-        self._closed = False
-        _open_crews.add(self)
 
     def _open_named(self, checked: Settings) -> None:
         """Take over what an earlier controller of this named crew left, or start it afresh."""
         assert self.name is not None
         key = durable.secret_for(self.store.describe(), self.name)
+        nonce, recovery = self._read_named(key)
+        epoch = recovery.lease.epoch if recovery.lease is not None else 0
+        claimed = claim_crew(self.store, self.name, epoch, checked.lease_timeout, self._open_here())
+        try:
+            if claimed.skipped:  # a controller that died opening it may have changed it since
+                nonce, recovery = self._read_named(key)
+            self._start_named(checked, key, nonce, recovery, claimed.epoch)
+        except BaseException:
+            release_claim(self.store, self.name, claimed)
+            raise
+
+    def _read_named(self, key: bytes) -> tuple[bytes | None, durable.Recovery]:
+        """The nonce and objects of a named crew's run, if any; refused while its controller lives."""
+        assert self.name is not None
         nonce = durable.read_nonce(self.store, self.name)
-        recovery = durable.Recovery()
-        if nonce is not None:
+        if nonce is None:
+            return None, durable.Recovery()
+        try:
             recovery = durable.recover(Sealed(self.store, durable.run_secret(key, nonce)), self.name)
-            here = self.store.describe()
-            open_here = any(c.id == self.name and not c._closed and c.store.describe() == here for c in _open_crews)
-            check_no_other_controller(self.name, recovery, open_here)
+        except CrewError:
+            if durable.read_nonce(self.store, self.name) != nonce:  # not another key: a new run began
+                raise CrewError(f"another process is opening crew {self.name!r} right now: one controller at a time")
+            raise
+        check_no_other_controller(self.name, recovery, self._open_here())
+        return nonce, recovery
+
+    def _open_here(self) -> bool:
+        """Whether a crew object of this process has this named crew open."""
+        here = self.store.describe()
+        return any(c.id == self.name and not c._closed and c.store.describe() == here for c in _open_crews)
+
+    def _start_named(
+        self, checked: Settings, key: bytes, nonce: bytes | None, recovery: durable.Recovery, epoch: int
+    ) -> None:
+        """Go on from ``recovery`` as controller ``epoch`` (claimed), or start afresh."""
+        assert self.name is not None
         if nonce is None or not recovery.accepted_jobs:
             # Never accepted a job (its controller died before the first send was written): start
-            # afresh. Deleting its lease sends away any worker it launched.
-            self.store.delete_prefix(f"{self.name}/")
+            # afresh. Deleting its lease sends away any worker it launched; the claims stay.
+            clear_crew(self.store, self.name)
             nonce, recovery = durable.new_nonce(self.store, self.name), durable.Recovery()
         secret = durable.run_secret(key, nonce)  # this run's objects are not a past run's
-        epoch = recovery.lease.epoch + 1 if recovery.lease is not None else 1
         self._manager = Manager(self.id, self.store, store_spec(self.store), checked, secret, epoch=epoch,
                                 durable=True, jobs_sent=lambda: self._last_id, raw=self._raw_outcomes)  # fmt: skip
         self._journal = durable.JobJournal(self._manager.sealed, self.id, epoch)
@@ -686,7 +725,10 @@ class Crew:
         finally:
             self._manager.fail_claims(CrewError("the crew was closed before the job finished"))
             try:
-                self.store.delete_prefix(f"{self.id}/")
+                if self.name is None:
+                    self.store.delete_prefix(f"{self.id}/")
+                else:
+                    remove_crew(self.store, self.id)
             except Exception as exc:  # the store may be the thing that is broken
                 logging.getLogger("crew").warning("crew %s could not clean its store objects: %s", self.id, exc)
             if self._owns_store:

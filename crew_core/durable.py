@@ -76,15 +76,21 @@ def secret_for(store_description: str, name: str) -> bytes:
     except (OSError, ValueError) as exc:
         raise CrewError(f"cannot read the key of crew {name!r} at {path}: {exc}") from exc
     secret = new_secret()
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secret.hex())
+        # Whole or not at all: a controller opening the crew at the same instant must never read
+        # a key file that is still empty.
+        os.link(temp, path)
     except FileExistsError:  # another process made it first: use theirs
         return bytes.fromhex(path.read_text().strip())
     except OSError as exc:
         raise CrewError(f"cannot keep the key of crew {name!r} at {path}: {exc}") from exc
+    finally:
+        temp.unlink(missing_ok=True)
     return secret
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol
+from .claim import remove_crew
 from .errors import CrewError, KeyNotFoundError
 from .processes import process_alive
 from .signing import unchecked_payload
@@ -108,7 +109,7 @@ def find_crews(store: Store) -> list[CrewSeen]:
 
 
 def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
-    named = any(key.startswith(("journal/", "roster/", "received/", "verdicts/")) for key in keys)
+    named = any(key.startswith(("journal/", "roster/", "received/", "verdicts/", "claim/")) for key in keys)
     seen = CrewSeen(crew_id, named, _json(store, protocol.lease_key(crew_id)) if "lease" in keys else None)
     workers: dict[tuple[str, int], WorkerSeen] = {}
 
@@ -214,5 +215,8 @@ def stop_crew(
     if worker_class is not None:
         search = find_backend_jobs(crew, worker_class)
         end_backend_jobs(search, worker_class)
-    store.delete_prefix(f"{crew_id}/")
+    if crew.named:
+        remove_crew(store, crew_id)  # its claims last, as close() does
+    else:
+        store.delete_prefix(f"{crew_id}/")
     return crew, search

@@ -34,6 +34,10 @@ own dies (see ``durable.py``):
     left for), written before the user can have them (see ``verdicts.py``).
 ``roster/<name>``
     a :class:`RosterEntry` (JSON): how to make the worker again, and its current incarnation.
+``claim/<epoch>``
+    a :class:`ControllerClaim` (JSON), created (never replaced) with the store's create-only write by the
+    controller that opens the crew as its ``epoch``-th: of controllers opening it at the same
+    instant, only the one that creates the key goes on (see ``claim.py``).
 
 Every crew also notes where its workers run, so that ``crew stop`` can find them on their
 backends after the controller is gone (even those still queued, which never read the lease):
@@ -146,6 +150,21 @@ def place_key(crew_id: str, worker_class: str, place: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(place, sort_keys=True).encode()).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in worker_class) or "worker"
     return f"{places_prefix(crew_id)}{safe}.{digest}"
+
+
+def claim_prefix(crew_id: str) -> str:
+    return f"{crew_id}/claim/"
+
+
+def claim_key(crew_id: str, epoch: int) -> str:
+    """The claim of the controller that opens a named crew as its ``epoch``-th."""
+    return f"{crew_id}/claim/{epoch:010d}"
+
+
+def claim_epoch(key: str) -> int | None:
+    """The epoch of a claim key, or None for a key that is not one."""
+    number = key.rpartition("/")[2]
+    return int(number) if len(number) == 10 and number.isdigit() else None
 
 
 def workers_prefix(crew_id: str) -> str:
@@ -322,6 +341,30 @@ def decode_lease(data: bytes, key: str) -> Lease:
         return Lease(**json.loads(data))
     except Exception as exc:
         raise CorruptObjectError(f"store object {key!r} is not a lease: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerClaim:
+    """Who claimed a named crew: the controller's host and process, and when."""
+
+    host: str
+    pid: int
+    written: float  # wall-clock time of the claim
+    lease_timeout: float  # the controller's setting: how soon it renews its lease
+    token: str  # random: tells the claimant its own claim from another's
+
+
+def decode_claim(data: bytes, key: str) -> ControllerClaim:
+    try:
+        claim = ControllerClaim(**json.loads(data))
+    except Exception as exc:
+        raise CorruptObjectError(f"store object {key!r} is not a claim: {exc}") from exc
+    numbers = (claim.pid, claim.written, claim.lease_timeout)
+    if not (isinstance(claim.host, str) and isinstance(claim.token, str)) or any(
+        isinstance(n, bool) or not isinstance(n, int | float) for n in numbers
+    ):
+        raise CorruptObjectError(f"store object {key!r} is a malformed claim")
+    return claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,7 +591,8 @@ def decode_verdicts(data: bytes, key: str) -> Verdicts:
 
 
 def encode_json(record: Any) -> bytes:
-    """Encode a :class:`Lease`, :class:`ExitNote`, :class:`Heartbeat` or :class:`RosterEntry` as JSON."""
+    """Encode a :class:`Lease`, :class:`ControllerClaim`, :class:`ExitNote`, :class:`Heartbeat` or
+    :class:`RosterEntry` as JSON."""
     return json.dumps({name: getattr(record, name) for name in record.__slots__}, separators=(",", ":")).encode()
 
 

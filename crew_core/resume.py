@@ -32,7 +32,11 @@ log = logging.getLogger("crew")
 
 
 def check_no_other_controller(name: str, recovery: Recovery, open_here: bool) -> None:
-    """Refuse to open a named crew whose controller is still alive (two would run jobs twice)."""
+    """Refuse to open a named crew whose controller is still alive (two would run jobs twice).
+
+    This sees a controller once it has written its lease; controllers opening the crew at the
+    same instant are told apart by their claims (``claim.py``).
+    """
     lease = recovery.lease
     if lease is None or not lease.pid:
         return

@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from .errors import KeyNotFoundError
+
 # Keys are slash-separated segments of safe characters. No segment may start with a dot, so
 # backends are free to keep temporary or private files under dot-names next to the keys.
 _KEY = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
@@ -35,8 +37,9 @@ class Store(ABC):
 
     Subclasses must implement :meth:`put`, :meth:`get`, :meth:`list` and :meth:`delete`, and
     :meth:`config` if their constructor takes arguments. Everything else has a working default
-    that a backend may override for speed (:meth:`delete_prefix`) or to offer cheap wake-ups
-    (:meth:`notify` / :meth:`wait`, with :attr:`notifies` set to ``True``).
+    that a backend may override for speed (:meth:`delete_prefix`), to offer cheap wake-ups
+    (:meth:`notify` / :meth:`wait`, with :attr:`notifies` set to ``True``) or to create objects
+    atomically (:meth:`put_new`, with :attr:`atomic_put_new` set to ``True``).
 
     Guarantees a store must give (``crew_core.testing.StoreContract`` checks them):
 
@@ -44,6 +47,8 @@ class Store(ABC):
     - After :meth:`put` returns, :meth:`get` and :meth:`list` in any process see the object
       (read-after-write consistency, which S3 and GCS both give today).
     - :meth:`list` returns every key under the prefix, sorted, with no duplicates.
+    - With :attr:`atomic_put_new`, of many :meth:`put_new` calls on one absent key, made at once
+      from any processes and machines, exactly one returns True.
     """
 
     #: Name under which the store class is registered (``Crew(store="local")``).
@@ -63,6 +68,9 @@ class Store(ABC):
     #: How many keys the controller gathers before deleting them in one :meth:`delete` call (S3
     #: deletes 1,000 per request). 1: delete at once, where a key left over slows later listings.
     delete_batch: ClassVar[int] = 1000
+    #: True when :meth:`put_new` is one conditional write of the backend, so that of many parties
+    #: creating the same key at once exactly one succeeds. The default :meth:`put_new` is not.
+    atomic_put_new: ClassVar[bool] = False
     #: Backend requests made by every store of this class in this process, by operation, for
     #: stores whose requests cost money (they call :meth:`count`); each subclass has its own.
     requests: ClassVar[Counter[str]] = Counter()
@@ -117,6 +125,21 @@ class Store(ABC):
         """Delete the given keys; keys that do not exist are ignored."""
 
     # ----------------------------------------------------------------- optional, with defaults
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Store ``data`` under ``key`` only if no object is there: True if it was created.
+
+        An object that is there is left as it is (False). Atomic where :attr:`atomic_put_new` is
+        True. This default is **not**: it reads, then writes, so two parties that call it at
+        the same instant may both get True; a store whose backend has a conditional write (S3's
+        ``If-None-Match``, GCS's ``ifGenerationMatch=0``, a hard link) should override it.
+        """
+        try:
+            self.get(key)
+        except KeyNotFoundError:
+            self.put(key, data)
+            return True
+        return False
+
     def delete_prefix(self, prefix: str) -> None:
         """Delete every key under ``prefix`` (used to clean up after a worker or a crew)."""
         self.delete(self.list(prefix))

@@ -3,8 +3,10 @@
 A store plugin runs it to show that crews work through its store: prefetched batches of a killed
 worker run elsewhere exactly once, a long backlog on many workers comes back whole and once, a
 batch queued behind a job that overruns is taken back for an idle worker, objects put once
-reach every job, forged objects run nothing, and a named crew whose controller is killed goes on
-under a new one, adopting its workers and delivering the results the dead one made itself.
+reach every job, forged objects run nothing, a named crew whose controller is killed goes on
+under a new one, adopting its workers and delivering the results the dead one made itself, and
+of many controllers that open one named crew at the same instant (a new one, or one to resume)
+exactly one goes on.
 """
 
 from __future__ import annotations
@@ -24,10 +26,39 @@ from typing import Any
 import pytest
 
 from crew_core import Crew, Result, protocol
+from crew_core.plugins import store_spec
 from crew_core.serialize import FunctionCache, dump_args
 
 from . import jobs
 from .polling import process_gone, wait_for
+from .together import READY_SET_GO, run_together
+
+#: What a controller racing others to open a named crew runs (see ``_race_to_open``).
+_RACER = f"""
+import json, os, sys
+from crew_core import Crew, CrewError
+from crew_core.plugins import store_from_config
+from crew_core.testing import jobs, wait_for
+store, folder, racers, scale = json.loads(sys.argv[1])
+store = store if isinstance(store, str) else store_from_config(store)
+{READY_SET_GO}
+try:
+    crew = Crew(store=store, name="contested", worker_classes=["subprocess"])
+except CrewError as exc:
+    outcome = {{"won": False, "error": str(exc)}}
+else:
+    outcome = {{"won": True, "resumed": crew.resumed}}
+os.close(os.open(os.path.join(folder, "tried", str(os.getpid())), os.O_CREAT | os.O_EXCL))
+if outcome["won"]:  # every racer tries before the winner's close() could let one in again
+    wait_for(lambda: len(os.listdir(os.path.join(folder, "tried"))) == racers, 120 * scale, what="every racer")
+    with crew:
+        crew.recruit(workers=1)
+        if not crew.resumed:
+            for n in range(10):
+                crew.send(jobs.mark_then_sleep, args=(os.path.join(folder, "runs"), f"job{{n}}", 0))
+        outcome["results"] = sorted(r.value for r in crew.results(timeout=120 * scale))
+print(json.dumps(outcome))
+"""
 
 
 class CrewContract:
@@ -295,6 +326,86 @@ class CrewContract:
                      what="the stored results to go once received")  # fmt: skip
             assert sum(row["launches"] for row in crew.summary()) == 0  # nothing ran again
         assert jobs.runs_of(runs) == {"doomed": 2, "running": 1}
+
+
+    # ------------------------------------------------------------------ controllers at the same instant
+    #: How many controllers race to open one named crew.
+    racing_controllers = 6
+
+    def test_of_controllers_opening_a_new_named_crew_at_once_one_goes_on(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """The same script started several times at once: one runs the jobs, once; the others are
+        told that another process is opening the crew."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the crew's key file, shared by all
+        winner = self._race_to_open(crew_store, tmp_path, timeout_scale)
+        assert winner["resumed"] is False
+        assert jobs.runs_of(tmp_path / "runs") == {f"job{n}": 1 for n in range(10)}
+        with Crew(store=crew_store, name="contested") as again:  # the winner closed it: nothing left
+            assert not again.resumed
+
+    def test_of_controllers_resuming_a_named_crew_at_once_one_goes_on(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """A controller is killed with ten jobs unfinished; several start at once to resume it: one
+        does and runs each job once; the others are told that another process is opening the crew."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        runs, gate = tmp_path / "runs", tmp_path / "gate"  # no job gets past the gate before the race
+        script = textwrap.dedent(
+            f"""
+            import os
+            from crew_core import Crew
+            from crew_core.plugins import store_from_config
+            from crew_core.testing import jobs, wait_for
+            store = {self._portable(crew_store)!r}
+            store = store if isinstance(store, str) else store_from_config(store)
+            # A short lease: the worker looks at it, and so notices its controller is gone, every second.
+            crew = Crew(store=store, name="contested", worker_classes=["subprocess"], lease_timeout=4)
+            [worker] = crew.recruit(workers=1)
+            with crew.batch():
+                for n in range(10):
+                    crew.send(jobs.mark_once_open, args=({str(gate)!r}, {str(runs)!r}, f"job{{n}}"))
+            print(wait_for(lambda: worker.backend.pid, 120, what="the worker to start"), flush=True)
+            os.kill(os.getpid(), 9)
+            """
+        )
+        with open(tmp_path / "first.log", "w+") as log:  # not a pipe: the worker could hold it open
+            subprocess.run([sys.executable, "-c", script], stdout=log, stderr=log, timeout=120 * timeout_scale)
+            log.seek(0)
+            output = log.read()
+        pid = int(output.split()[0]) if output[:1].isdigit() else 0
+        assert pid, output
+        wait_for(partial(process_gone, pid), timeout=60 * timeout_scale, what="the dead controller's worker to end")
+        gate.touch()
+        winner = self._race_to_open(crew_store, tmp_path, timeout_scale)
+        assert winner["resumed"] is True and len(winner["results"]) == 10
+        assert jobs.runs_of(runs) == {f"job{n}": 1 for n in range(10)}
+
+    def _race_to_open(self, crew_store: Any, tmp_path: Path, timeout_scale: float) -> dict[str, Any]:
+        """Start :attr:`racing_controllers` processes that open crew "contested" at once; the winner
+        recruits a worker, sends ten jobs unless it resumed, and closes the crew once every racer
+        has tried. Check that exactly one won and the others were refused; return the winner's report."""
+        (tmp_path / "tried").mkdir()
+        arguments = json.dumps([self._portable(crew_store), str(tmp_path), self.racing_controllers, timeout_scale])
+        command = [sys.executable, "-c", _RACER, arguments]
+        racers = run_together([command] * self.racing_controllers, 300 * timeout_scale)
+        for racer in racers:
+            assert racer.returncode == 0, racer.stderr[-3000:]
+        outcomes: list[dict[str, Any]] = [json.loads(racer.stdout) for racer in racers]
+        winners = [outcome for outcome in outcomes if outcome["won"]]
+        assert len(winners) == 1, f"{len(winners)} controllers opened the crew: {outcomes}"
+        for outcome in outcomes:
+            if not outcome["won"]:
+                refused = outcome["error"]
+                assert "another process is opening crew 'contested' right now" in refused or (
+                    "crew 'contested' is open in process" in refused  # it came late enough to see a lease
+                ), refused
+        return winners[0]
+
+    @staticmethod
+    def _portable(crew_store: Any) -> Any:
+        """``crew_store`` as another process can use it: a URL or path as it is, a Store as its spec."""
+        return crew_store if isinstance(crew_store, str) else store_spec(crew_store)
 
 
 class _Trap:

@@ -106,6 +106,17 @@ def _mark(folder: str, name: str) -> None:
         pass
 
 
+def mark_once_open(gate: str, folder: str, name: str) -> str:
+    """Wait (up to 10 minutes) until ``gate`` exists, then mark as :func:`mark_then_sleep` does: a job
+    that cannot have run before the test opens the gate."""
+    deadline = time.monotonic() + 600
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} never appeared")
+        time.sleep(0.01)
+    return mark_then_sleep(folder, name, 0)
+
+
 def runs_of(folder: str | os.PathLike[str]) -> dict[str, int]:
     """How many times each name ran, from the files :func:`mark_then_sleep` and :func:`mark_then_die`
     left (none yet: {})."""

@@ -15,6 +15,8 @@ import pytest
 
 from crew_core import KeyNotFoundError, Store
 
+from .together import READY_SET_GO, run_together
+
 #: Names that are not keys: ``put``, ``get`` and ``delete`` must raise ValueError for each.
 INVALID_KEYS = ("", "/abs", "a//b", "../x", "a/../b", ".hidden", "a/.hidden", "a/", "a b", "caf\u00e9")
 
@@ -79,6 +81,10 @@ class StoreContract:
     request (S3Store and GCSStore take a ``page_size`` option): paging is then tested with a few
     dozen keys. Without it the paging test writes 1100 keys, more than one page of S3 or GCS.
 
+    **Create-only writes.** ``put_new`` must create an absent key and leave a present one alone
+    in every store; a store with ``atomic_put_new`` must also let exactly one of :attr:`racers`
+    threads, and of as many processes, create each key they race for (else those tests skip).
+
     **Cleaning up.** After every test the suite empties the store's location with
     ``store.delete_prefix("")`` and checks with :meth:`raw_list` that nothing is left in the
     backend (without ``raw_list``: that ``store.list("")`` is empty); see :meth:`clean_up`.
@@ -86,6 +92,10 @@ class StoreContract:
 
     #: Keys per list request that the ``small_page_store`` fixture's store asks for.
     small_page: ClassVar[int] = 10
+    #: How many threads, and how many processes, race to create each key with ``put_new``.
+    racers: ClassVar[int] = 6
+    #: How many keys they race for.
+    races: ClassVar[int] = 20
     #: Set by a test that closes the fixture's store, so that clean-up does not use it.
     store_closed_by_test: bool = False
 
@@ -299,6 +309,95 @@ class StoreContract:
             self.raw_put(store, "a/.hidden", b"private")
             expect_invalid_key_rejected("delete", lambda key: store.delete([key]), "a/.hidden")
             expect_equal(self.raw_get(store, "a/.hidden"), b"private", "the private object after delete(['a/.hidden'])")
+
+    # ------------------------------------------------------------------ create-only writes
+    def test_put_new_creates_an_absent_key(self, store: Store) -> None:
+        expect_equal(store.put_new("new/a", b"first"), True, "put_new('new/a') of an absent key")
+        expect_equal(store.get("new/a"), b"first", "get('new/a') after put_new")
+        expect_equal(store.list("new/"), ["new/a"], "list('new/') after put_new")
+        expect_equal(store.put_new("new/empty", b""), True, "put_new('new/empty', b'')")
+        expect_equal(store.get("new/empty"), b"", "get('new/empty')")
+        if self.provides("raw_get"):
+            expect_equal(self.raw_get(store, "new/a"), b"first", "the backend's object after put_new")
+
+    def test_put_new_leaves_a_present_key_alone(self, store: Store) -> None:
+        store.put("new/b", b"put first")
+        expect_equal(store.put_new("new/b", b"second"), False, "put_new('new/b') of a key put before")
+        expect_equal(store.get("new/b"), b"put first", "get('new/b') after a refused put_new")
+        expect_equal(store.put_new("new/c", b"1"), True, "the first put_new('new/c')")
+        expect_equal(store.put_new("new/c", b"2"), False, "the second put_new('new/c')")
+        expect_equal(store.get("new/c"), b"1", "get('new/c') after a refused put_new")
+        if self.provides("raw_put") and self.provides("raw_get"):
+            self.raw_put(store, "new/d", b"the backend's")
+            expect_equal(store.put_new("new/d", b"mine"), False, "put_new('new/d') of an object the backend holds")
+            expect_equal(self.raw_get(store, "new/d"), b"the backend's", "the backend's object after put_new")
+        store.delete(["new/c"])
+        expect_equal(store.put_new("new/c", b"3"), True, "put_new('new/c') after its delete")
+        expect_equal(store.get("new/c"), b"3", "get('new/c') after put_new")
+
+    def test_put_new_rejects_invalid_keys(self, store: Store) -> None:
+        for key in INVALID_KEYS:
+            expect_invalid_key_rejected("put_new", lambda key: store.put_new(key, b"1"), key)
+
+    def test_put_new_lets_one_of_many_threads_create_a_key(self, store: Store) -> None:
+        """Threads released together by a barrier race for each key: exactly one creates it."""
+        if not store.atomic_put_new:
+            pytest.skip(f"{type(store).__name__}.put_new is not atomic (atomic_put_new is False)")
+        for n in range(self.races):
+            key = f"race/{n:03d}"
+            winners = self._race_threads(store, key)
+            expect_equal(len(winners), 1, f"threads whose put_new({key!r}) returned True ({winners})")
+            expect_equal(store.get(key), f"thread {winners[0]}".encode(), f"get({key!r}): the winner's object")
+
+    def _race_threads(self, store: Store, key: str) -> list[int]:
+        """Release :attr:`racers` threads at once to ``put_new(key)``; return those that got True."""
+        barrier = threading.Barrier(self.racers)
+        won: dict[int, bool] = {}
+        errors: list[BaseException] = []
+
+        def race(me: int) -> None:
+            try:
+                barrier.wait(timeout=60)
+                won[me] = store.put_new(key, f"thread {me}".encode())
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=race, args=(me,)) for me in range(self.racers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return sorted(me for me, created in won.items() if created)
+
+    def test_put_new_lets_one_of_many_processes_create_a_key(self, store: Store) -> None:
+        """Processes that rebuild the store from ``config()``, released together, race for each key."""
+        if not store.atomic_put_new:
+            pytest.skip(f"{type(store).__name__}.put_new is not atomic (atomic_put_new is False)")
+        cls = type(store)
+        code = (
+            "import sys, json, importlib\n"
+            f"cls = getattr(importlib.import_module({cls.__module__!r}), {cls.__qualname__!r})\n"
+            "store = cls.from_config(json.loads(sys.argv[1]))\n"
+            f"{READY_SET_GO}\n"
+            "won = [store.put_new(key, sys.argv[2].encode()) for key in json.loads(sys.argv[3])]\n"
+            "print(json.dumps(won))\n"
+            "store.close()\n"
+        )
+        keys = [f"race/{n:03d}" for n in range(self.races)]
+        commands = [
+            [sys.executable, "-c", code, json.dumps(store.config()), f"process {me}", json.dumps(keys)]
+            for me in range(self.racers)
+        ]
+        finished = run_together(commands)
+        for me, process in enumerate(finished):
+            expect_equal(process.returncode, 0, f"exit code of racing process {me} ({process.stderr[-2000:]})")
+        won = [json.loads(process.stdout) for process in finished]
+        for n, key in enumerate(keys):
+            winners = [me for me in range(self.racers) if won[me][n]]
+            expect_equal(len(winners), 1, f"processes whose put_new({key!r}) returned True ({winners})")
+            expect_equal(store.get(key), f"process {winners[0]}".encode(), f"get({key!r}): the winner's object")
 
     # ------------------------------------------------------------------ against the backend
     def test_store_writes_what_the_backend_holds(self, store: Store) -> None:

@@ -7,16 +7,18 @@ imported when the first store is built, not when crew starts.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from crew_core import KeyNotFoundError, Store, StoreError
 from crew_core.store import check_key
 
-from .errors import store_error
+from .errors import error_code, store_error
 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 _LOCATION = ("bucket", "prefix")  # options that an s3:// URL names itself
+_CONFLICT_TRIES = 5  # conditional PUTs answered 409: S3 asks to retry them
 
 logger = logging.getLogger("crew")
 
@@ -47,6 +49,7 @@ class S3Store(Store):
     poll_interval = (0.05, 6.0)
     heartbeat_interval = 30.0  # one PUT every 30 s per busy worker
     request_concurrency = 16  # the controller reads results and writes tasks in parallel
+    atomic_put_new = True  # PutObject with If-None-Match: * (S3 has had it since August 2024)
 
     def __init__(
         self,
@@ -141,6 +144,28 @@ class S3Store(Store):
             self._client.put_object(Bucket=self.bucket, Key=name, Body=data)
         except Exception as exc:
             raise store_error(exc, "write", "s3:PutObject", f"{self.describe()}/{key}") from exc
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """One conditional PutObject (``If-None-Match: *``): S3 answers 412 if the key exists.
+
+        A 409 (ConditionalRequestConflict: another write to the key was in flight) is retried,
+        as S3 asks; the retry then meets the other write's object (412) or none.
+        """
+        name = self._key(key)
+        conflicts = 0
+        while True:
+            self.count("PutObject")
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=name, Body=data, IfNoneMatch="*")
+                return True
+            except Exception as exc:
+                code = error_code(exc)
+                if code in ("PreconditionFailed", "412"):
+                    return False
+                conflicts += 1
+                if code not in ("ConditionalRequestConflict", "409") or conflicts == _CONFLICT_TRIES:
+                    raise store_error(exc, "write", "s3:PutObject", f"{self.describe()}/{key}") from exc
+            time.sleep(0.05 * 2**conflicts)  # the write in flight ends within milliseconds
 
     def get(self, key: str) -> bytes:
         name = self._key(key)

@@ -153,6 +153,30 @@ def test_the_store_counts_its_requests(bucket):
     store.list("")
     store.delete(["a"])
     assert S3Store.requests == {"HeadBucket": 1, "PutObject": 1, "GetObject": 1, "ListObjectsV2": 1, "DeleteObjects": 1}
+    assert store.put_new("b", b"1") and not store.put_new("b", b"2")
+    assert S3Store.requests["PutObject"] == 3  # one conditional PUT each
+
+
+def test_a_conditional_put_that_meets_another_in_flight_is_retried(bucket):
+    """S3 answers 409 ConditionalRequestConflict while another write to the key is in flight and asks
+    for a retry; moto never does, so these answers are stubbed on the store's own client."""
+    from botocore.stub import Stubber
+
+    store = S3Store(bucket, "p")
+    S3Store.requests.clear()
+    with Stubber(store._client) as stub:
+        stub.add_client_error("put_object", "ConditionalRequestConflict", http_status_code=409)
+        stub.add_client_error("put_object", "PreconditionFailed", http_status_code=412)
+        assert store.put_new("taken", b"1") is False  # the other write won
+        stub.add_client_error("put_object", "ConditionalRequestConflict", http_status_code=409)
+        stub.add_response("put_object", {})
+        assert store.put_new("free", b"1") is True  # the other write failed
+        for _ in range(5):
+            stub.add_client_error("put_object", "ConditionalRequestConflict", http_status_code=409)
+        with pytest.raises(StoreError, match="ConditionalRequestConflict"):
+            store.put_new("busy", b"1")
+        stub.assert_no_pending_responses()
+    assert S3Store.requests == {"PutObject": 9}
 
 
 @pytest.mark.parametrize(

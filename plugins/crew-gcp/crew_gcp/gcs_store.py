@@ -71,6 +71,7 @@ class GCSStore(Store):
     poll_interval = (0.05, 6.0)
     heartbeat_interval = 30.0
     request_concurrency = 16  # the controller reads results and writes tasks in parallel
+    atomic_put_new = True  # an upload with ifGenerationMatch=0
 
     def __init__(
         self,
@@ -146,6 +147,25 @@ class GCSStore(Store):
             self._bucket.blob(name).upload_from_string(data, content_type="application/octet-stream")
         except Exception as exc:
             raise _store_error(exc, "write", f"{self.describe()}/{key}") from exc
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """One upload with ``ifGenerationMatch=0``: GCS answers 412 if the object exists.
+
+        The library retries such an upload on transient errors (the precondition makes it safe).
+        """
+        from google.api_core.exceptions import PreconditionFailed
+
+        name = self._key(key)
+        self.count("objects.insert")
+        try:
+            self._bucket.blob(name).upload_from_string(
+                data, content_type="application/octet-stream", if_generation_match=0
+            )
+        except PreconditionFailed:
+            return False
+        except Exception as exc:
+            raise _store_error(exc, "write", f"{self.describe()}/{key}") from exc
+        return True
 
     def get(self, key: str) -> bytes:
         from google.api_core.exceptions import NotFound

@@ -91,6 +91,13 @@ def test_deletes_are_counted_one_request_per_object(bucket, gcs):
     assert GCSStore.requests == {"objects.list": 1, "objects.delete": 1}
 
 
+def test_put_new_is_one_request(bucket):
+    store = GCSStore(bucket, "p")
+    GCSStore.requests.clear()
+    assert store.put_new("k", b"1") and not store.put_new("k", b"2")
+    assert GCSStore.requests == {"objects.insert": 2} and store.get("k") == b"1"
+
+
 def test_the_emulator_cannot_run_the_libraries_batches(bucket, gcs):
     """Why deletes are not batched: fake-gcs-server drops parts without a Content-ID, which
     google-cloud-storage never sends. If this starts failing, the emulator has caught up: batch."""

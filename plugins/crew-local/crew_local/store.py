@@ -46,6 +46,14 @@ def _make_dirs(path: str, root: str | None = None) -> None:
         _make_dirs(path, root)
 
 
+def _remove(path: str) -> None:
+    """Remove a file of ours if it is still there."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def _memory_dir() -> str | None:
     """A RAM-backed folder for private stores (tmpfs: ~10x faster file creation than ext4)."""
     shm = "/dev/shm"
@@ -116,6 +124,7 @@ class LocalStore(Store):
     notifies = hasattr(os, "mkfifo")
     poll_interval = (0.001, 0.25)
     request_concurrency = 1  # file operations take microseconds: threads would only add cost
+    atomic_put_new = True  # a hard link never replaces a file
     delete_batch = 1  # a file left over would slow every listing of its folder
 
     def __init__(self, path: str | os.PathLike[str] | None = None, create: bool = True) -> None:
@@ -162,6 +171,35 @@ class LocalStore(Store):
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
+        temp = self._write_temp(path, data)
+        try:
+            os.replace(temp, path)  # atomic: readers see the old file or the whole new one
+        except OSError as exc:  # a read-only disk, a folder deleted meanwhile: leave nothing behind
+            _remove(temp)
+            raise self._failed("write", path, exc) from exc
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Create ``key`` unless it exists: the whole file is written under a temporary name, then
+        hard-linked to the key's name, which fails if that name exists (also on NFS)."""
+        path = self._path(key)
+        temp = self._write_temp(path, data)
+        try:
+            os.link(temp, path)
+            return True
+        except FileExistsError:
+            # NFS may retry a link whose reply was lost and report EEXIST for our own link: then
+            # the temporary file has two names.
+            try:
+                return os.stat(temp).st_nlink == 2
+            except OSError:
+                return False
+        except OSError as exc:
+            raise self._failed("write", path, exc) from exc
+        finally:
+            _remove(temp)
+
+    def _write_temp(self, path: str, data: bytes) -> str:
+        """Write ``data`` to a new temporary file beside ``path`` and return its name."""
         folder, base = os.path.split(path)
         temp = os.path.join(folder, f".{base}.{os.getpid()}.{next(_counter)}.tmp")
         try:
@@ -181,13 +219,10 @@ class LocalStore(Store):
                     view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
-            os.replace(temp, path)  # atomic: readers see the old file or the whole new one
-        except OSError as exc:  # a full disk, a read-only one: leave nothing behind
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
+        except OSError as exc:  # a full disk: leave nothing behind
+            _remove(temp)
             raise self._failed("write", path, exc) from exc
+        return temp
 
     def get(self, key: str) -> bytes:
         path = self._path(key)

@@ -88,3 +88,32 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
         os.write = real_write
     assert sorted(os.listdir(tmp_path / "store" / "k")) == ["one"]  # no .tmp left behind
     store.close()
+
+
+def test_a_failed_put_new_leaves_no_temporary_file(tmp_path, monkeypatch):
+    store = LocalStore(tmp_path / "store")
+    store.put("k/one", b"1")
+
+    def full_disk(fd, data):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "write", full_disk)
+        with pytest.raises(StoreError, match=r"cannot write .*k/two: No space left on device \(errno 28\)"):
+            store.put_new("k/two", b"x" * 100)
+
+    def no_hard_links(source, target):  # as on a file system without them
+        raise OSError(1, "Operation not permitted")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "link", no_hard_links)
+        with pytest.raises(StoreError, match=r"cannot write .*k/three: Operation not permitted \(errno 1\)"):
+            store.put_new("k/three", b"3")
+    assert sorted(os.listdir(tmp_path / "store" / "k")) == ["one"]  # no .tmp left behind
+    assert store.put_new("k/one", b"other") is False
+    assert sorted(os.listdir(tmp_path / "store" / "k")) == ["one"] and store.get("k/one") == b"1"
+    shutil.rmtree(tmp_path / "store")
+    with pytest.raises(StoreError, match="is gone"):
+        store.put_new("k/four", b"4")
+    assert not (tmp_path / "store").exists()  # not silently recreated
+    store.close()

