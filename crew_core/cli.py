@@ -97,6 +97,12 @@ def _worker_classes() -> Any:
     return default_plugins().workers.get
 
 
+def _shown(line: str) -> str:
+    """A line for the terminal: what records hold came from whoever could write the store, so
+    control characters (a newline that fakes a row, an escape sequence) are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+
+
 def _ps_command(url: str, as_json: bool, backends: bool) -> int:
     from .leftovers import find_backend_jobs, find_crews
 
@@ -106,8 +112,10 @@ def _ps_command(url: str, as_json: bool, backends: bool) -> int:
         for seen in find_crews(store):
             crew = seen.describe()
             if backends:
-                search = find_backend_jobs(seen, _worker_classes())
-                crew["backend_jobs"] = [{**vars(job), "place": dict(job.place)} for job in search.jobs]
+                search = find_backend_jobs(seen, store, _worker_classes())
+                crew["backend_jobs"] = [
+                    {**vars(job), "crew": job.crew, "place": dict(job.place)} for job in search.jobs
+                ]
                 crew["backend_problems"] = search.problems
             crews.append(crew)
     finally:
@@ -124,23 +132,24 @@ def _ps_command(url: str, as_json: bool, backends: bool) -> int:
             f" (workers leave after {crew['lease_timeout']} s without a renewal)"
         )  # fmt: skip
         kind = "named" if crew["named"] else "unnamed"
-        print(f"{crew['crew']} ({kind}): {lease}; {crew['answers_waiting']} answer(s) waiting", end="")
         named = f", {crew['journal_objects']} journal object(s), {crew['verdict_objects']} verdict object(s)"
-        print(named if crew["named"] else "")
+        print(_shown(f"{crew['crew']} ({kind}): {lease}; {crew['answers_waiting']} answer(s) waiting"
+                     + (named if crew["named"] else "")))
         for worker in crew["workers"]:
             state = f"left ({worker['exit']})" if worker["exit"] else "no exit note"
             where = f" pid {worker['pid']} on {worker['host']}" if worker["pid"] else ""
-            print(f"  {worker['name']} launch {worker['incarnation']}: {state}, beat {worker['beats']}{where},"
-                  f" {worker['tasks']} task record(s)")  # fmt: skip
+            print(_shown(f"  {worker['name']} launch {worker['incarnation']}: {state}, beat {worker['beats']}{where},"
+                         f" {worker['tasks']} task record(s)"))  # fmt: skip
         for job in crew.get("backend_jobs", []):
             launch = f" ({job['worker']} launch {job['incarnation']})" if job["worker"] else ""
-            print(f"  {job['worker_class']} {job['id']}: {job['state']}{launch}")
+            print(_shown(f"  {job['worker_class']} {job['id']}: {job['state']}{launch}"))
         for problem in crew.get("backend_problems", []):
-            print(f"  ! {problem}")
+            print(_shown(f"  ! {problem}"))
     return 0
 
 
 def _stop_command(url: str, crew_id: str, force: bool) -> int:
+    from . import protocol
     from .durable import forget_secret
     from .errors import CrewError
     from .leftovers import stop_crew
@@ -155,16 +164,16 @@ def _stop_command(url: str, crew_id: str, force: bool) -> int:
         return 1
     finally:
         store.close()
-    timeout = crew.describe()["lease_timeout"] or 900.0
-    period = min(60.0, timeout / 4)
+    timeout = crew.describe()["lease_timeout"]
+    period = protocol.lease_renewal(timeout if isinstance(timeout, int | float) and timeout > 0 else 900.0)
     print(f"removed crew {crew_id!r} from {url}")
     if search.ended:
-        print(f"ended {search.ended} job(s) on their backends: "
-              + ", ".join(f"{job.worker_class} {job.id} ({job.state})" for job in search.jobs))  # fmt: skip
-    print(f"any other worker of its {len(crew.workers)} launch(es) leaves within {period:.0f} s, on any backend"
-          " (each stops the job it runs)")  # fmt: skip
+        print(_shown(f"ended {search.ended} job(s) on their backends: "
+                     + ", ".join(f"{job.worker_class} {job.id} ({job.state})" for job in search.jobs)))  # fmt: skip
+    print(f"a worker not ended on its backend leaves within {period:.0f} s of seeing its crew gone, on any backend"
+          " (stopping the job it runs)")  # fmt: skip
     for problem in search.problems:
-        print(f"crew stop: {problem}", file=sys.stderr)
+        print(_shown(f"crew stop: {problem}"), file=sys.stderr)
     return 1 if search.problems else 0
 
 

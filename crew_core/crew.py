@@ -282,7 +282,9 @@ class Crew:
                 logging.getLogger("crew").warning("crew %s cannot make worker %r again: %s", self.id, name, exc)
                 return None
         options = {**self._plugins.config[cls.worker_class], **entry.options}
-        return cls(name, tags=entry.tags, timeout=entry.timeout, **options)
+        backend = cls(name, tags=entry.tags, timeout=entry.timeout, **options)
+        self._note_place(backend)  # resumed elsewhere (another host, region): crew stop must look there too
+        return backend
 
     # ------------------------------------------------------------------ construction helpers
     def _worker_class(self, spec: str | type[Worker]) -> type[Worker]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import protocol
 from .claim import remove_crew
-from .errors import CrewError, KeyNotFoundError
+from .errors import CorruptObjectError, CrewError, KeyNotFoundError
 from .processes import process_alive
 from .signing import unchecked_payload
 from .store import Store
@@ -93,7 +93,9 @@ def _number(value: Any) -> int | float | None:
 def _json(store: Store, key: str) -> dict[str, Any] | None:
     try:
         value = json.loads(unchecked_payload(store.get(key)))
-    except (KeyNotFoundError, ValueError):
+    except (KeyNotFoundError, CorruptObjectError):
+        return None
+    except Exception:  # anything planted (bad UTF-8, nesting deep enough to overflow the parser) is junk
         return None
     return value if isinstance(value, dict) else None
 
@@ -123,7 +125,7 @@ def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
         elif kind == "places":
             record = _json(store, f"{crew_id}/{key}") or {}
             cls, place = record.get("worker_class"), record.get("place")
-            if isinstance(cls, str) and isinstance(place, dict):
+            if isinstance(cls, str) and isinstance(place, dict) and (cls, place) not in seen.places:
                 seen.places.append((cls, place))
         elif kind == "verdicts":
             seen.verdicts += 1
@@ -152,6 +154,11 @@ def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
     return seen
 
 
+#: Places searched per crew at most: a crew notes one per worker class and location, so more were
+#: planted by someone who can write the store, and each search may take a backend's retries.
+MAX_PLACES = 16
+
+
 @dataclass
 class BackendSearch:
     """What the worker classes found of one crew on their backends, and what they could not do."""
@@ -161,10 +168,15 @@ class BackendSearch:
     ended: int = 0  # jobs ended by end_backend_jobs
 
 
-def find_backend_jobs(crew: CrewSeen, worker_class: Callable[[str], type[Worker]]) -> BackendSearch:
-    """Ask each worker class, at each place the crew noted, for the crew's jobs still queued or running."""
+def find_backend_jobs(crew: CrewSeen, store: Store, worker_class: Callable[[str], type[Worker]]) -> BackendSearch:
+    """Ask each worker class, at each place the crew noted, for the jobs it launched *from this
+    store* (by its label: its id and this store's location) still queued or running."""
     search = BackendSearch()
-    for name, place in crew.places:
+    label = protocol.crew_label(store.describe(), crew.id)
+    if len(crew.places) > MAX_PLACES:
+        search.problems.append(f"the crew notes {len(crew.places)} places; only the first {MAX_PLACES} were searched"
+                               " (a crew of this tool notes one per worker class and location)")  # fmt: skip
+    for name, place in crew.places[:MAX_PLACES]:
         try:
             cls = worker_class(name)
         except Exception as exc:
@@ -172,7 +184,7 @@ def find_backend_jobs(crew: CrewSeen, worker_class: Callable[[str], type[Worker]
                                    " not looked for")  # fmt: skip
             continue
         try:
-            search.jobs += cls.find(crew.id, place)
+            search.jobs += cls.find(label, place)
         except Exception as exc:
             search.problems.append(f"{name}: cannot look for the crew's jobs at {place}: {exc}")
     return search
@@ -186,7 +198,7 @@ def end_backend_jobs(search: BackendSearch, worker_class: Callable[[str], type[W
     for (name, _), jobs in groups.items():
         try:
             worker_class(name).end(jobs)
-            search.ended += len(jobs)
+            search.ended += len(jobs)  # end() raises naming any it could not end
         except Exception as exc:
             search.problems.append(f"{name}: cannot end {', '.join(job.id for job in jobs)}: {exc}")
 
@@ -213,7 +225,7 @@ def stop_crew(
         )
     search = BackendSearch()
     if worker_class is not None:
-        search = find_backend_jobs(crew, worker_class)
+        search = find_backend_jobs(crew, store, worker_class)
         end_backend_jobs(search, worker_class)
     if crew.named:
         remove_crew(store, crew_id)  # its claims last, as close() does

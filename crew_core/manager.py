@@ -150,6 +150,7 @@ class Manager:
         in the store for the next controller; ``jobs_sent``: the highest job id so far; ``raw``:
         keep outcomes pickled (a forwarder's inner crew): a Result's value is then a ``Raw``."""
         self.crew_id = crew_id
+        self.label = protocol.crew_label(store.describe(), crew_id)  # how its launches are found (Worker.find)
         self.store = store
         self.secret = secret
         self.sealed = Sealed(store, secret)  # every record is signed with the crew's secret
@@ -880,10 +881,10 @@ class Manager:
                      " backend: a Stop in the store ends it", record.name)  # fmt: skip
             return
         cls = type(backend)
-        found = [job for job in cls.find(self.crew_id, place) if (job.worker, job.incarnation) == (record.name,
-                 record.incarnation)]  # fmt: skip
+        found = [job for job in cls.find(self.label, place, via=backend) if (job.worker, job.incarnation) == (
+                 record.name, record.incarnation)]  # fmt: skip
         if found:
-            cls.end(found)
+            cls.end(found, via=backend)
             log.info("ended adopted worker %r on its backend (%s)", record.name, ", ".join(job.id for job in found))
 
     # ------------------------------------------------------------------ outcomes

@@ -65,3 +65,18 @@ def own_processes() -> dict[int, list[str]]:
         if argv and process_alive(int(entry)):
             found[int(entry)] = argv
     return found
+
+
+def environment_variable(pid: int, name: str) -> str | None:
+    """The value ``name`` had in process ``pid``'s environment when it started (Linux ``/proc``;
+    readable for this user's own processes), or None."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            entries = handle.read().split(b"\0")
+    except OSError:
+        return None
+    prefix = name.encode() + b"="
+    for entry in entries:
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode(errors="replace")
+    return None

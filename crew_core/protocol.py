@@ -140,6 +140,18 @@ def roster_prefix(crew_id: str) -> str:
     return f"{crew_id}/roster/"
 
 
+#: The environment variable every worker gets with its crew's label (:func:`crew_label`).
+LABEL_ENV = "CREW_LABEL"
+
+
+def crew_label(store_description: str, crew_id: str) -> str:
+    """``<crew id>@<digest of the store's location and the id>``: what a launch is labelled with
+    on its backend, so that a crew is found by its id *in its store* (the same name in two stores,
+    or a crew id planted in another store, never reaches this crew's workers)."""
+    digest = hashlib.sha256(f"{store_description}\0{crew_id}".encode()).hexdigest()[:12]
+    return f"{crew_id}@{digest}"
+
+
 def places_prefix(crew_id: str) -> str:
     """Where the crew notes the places its workers run (``Worker.place``), for ``crew stop``."""
     return f"{crew_id}/places/"

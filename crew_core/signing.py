@@ -80,6 +80,7 @@ class Sealed:
 
 
 def unchecked_payload(data: bytes) -> bytes:
-    """The payload of a signed object, unchecked: only for showing plain JSON records to people
-    (``crew ps``), never for anything that is unpickled or acted on."""
+    """The payload of a signed object, unchecked: only for plain JSON records that ``crew ps``
+    shows and ``crew stop`` hands to worker classes as untrusted places (``Worker.find``), never
+    for anything that is unpickled or trusted."""
     return data[_TAG:]

@@ -130,8 +130,8 @@ class Supervisor:
                 tasks_max=tasks_max,
                 seconds_wall=seconds_wall,
             )
-            environment = {SECRET_ENV: m.secret.hex()}
-            launch = Launch(settings.to_args(), environment, m.crew_id, record.name, record.incarnation)
+            environment = {SECRET_ENV: m.secret.hex(), protocol.LABEL_ENV: m.label}
+            launch = Launch(settings.to_args(), environment, m.crew_id, record.name, record.incarnation, m.label)
             groups.setdefault(type(record.backend), []).append((record, launch))
         return groups
 

@@ -28,8 +28,10 @@ class Launch:
     flags change with the protocol); ``environment`` holds variables the worker process **must**
     get in its environment (the crew's secret, ``CREW_SECRET``), on top of the backend's own. Pass
     them through the backend's environment mechanism, never on a command line or through the
-    store. ``crew``, ``worker`` and ``incarnation`` say whose launch it is, for labelling the
-    backend's job (a job name, a tag) so that it can be found by crew.
+    store. ``crew``, ``worker`` and ``incarnation`` say whose launch it is, for naming the
+    backend's job; ``label`` (``<crew id>@<digest>``, also in the environment as ``CREW_LABEL``)
+    is what :meth:`Worker.find` looks for: the crew's id *and* store, so that the same name in
+    two stores, or a crew id planted in another store, never reaches this crew's workers.
     """
 
     args: tuple[str, ...]
@@ -37,6 +39,7 @@ class Launch:
     crew: str = ""
     worker: str = ""
     incarnation: int = 0
+    label: str = ""
 
     def command(self, python: str = "python") -> list[str]:
         """The full command line, e.g. ``["python", "-m", "crew_core", "worker", "--store", ...]``."""
@@ -49,8 +52,8 @@ class BackendJob:
 
     #: The registered name of the worker class that found it.
     worker_class: str
-    #: The id of the crew that launched it.
-    crew: str
+    #: The label of the crew that launched it (``Launch.label``: its id and its store's digest).
+    label: str
     #: The backend's own id: a Batch job id, a Cloud Run execution, a Slurm job id, a process id.
     id: str
     #: The backend's word for its state (``RUNNABLE``, ``RUNNING``, ``PENDING``, ...).
@@ -60,6 +63,11 @@ class BackendJob:
     incarnation: int = 0
     #: Where it was found: the place :meth:`Worker.find` was given (what :meth:`Worker.end` needs).
     place: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def crew(self) -> str:
+        """The id of the crew that launched it."""
+        return self.label.rpartition("@")[0]
 
 
 def end_each(jobs: Iterable[BackendJob], end_one: Callable[[BackendJob], None]) -> None:
@@ -213,18 +221,21 @@ class Worker(ABC):
         return None
 
     @classmethod
-    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
-        """The workers crew ``crew`` launched at ``place`` that the backend still counts as queued
-        or running, found by the label each launch carries (``Launch.crew``: a Batch tag, a Slurm
-        comment, ...), never by what the store says. Treat ``place`` as untrusted input. Raise
-        if the backend cannot be asked (an empty list means there are none)."""
+    def find(cls, label: str, place: Mapping[str, Any], via: Worker | None = None) -> list[BackendJob]:
+        """The workers of the crew labelled ``label`` (``Launch.label``) at ``place`` that the
+        backend still counts as queued or running, found by the label each launch carries (a
+        Batch tag, a Slurm comment, the ``CREW_LABEL`` environment variable), never by what the
+        store says. Treat ``place`` as untrusted input. ``via``: a worker of this class whose own
+        connection settings (endpoint, profile) to use, given when a controller looks for a launch
+        of its own; otherwise they come from the environment. Raise if the backend cannot be asked
+        (an empty list means there are none)."""
         raise NotImplementedError(f"worker class {cls.worker_class!r} cannot find its workers by crew")
 
     @classmethod
-    def end(cls, jobs: list[BackendJob]) -> None:
+    def end(cls, jobs: list[BackendJob], via: Worker | None = None) -> None:
         """End the given jobs, which :meth:`find` returned: running ones stop, queued ones never
         start. A job that has ended meanwhile is no error; raise naming those that could not be
-        ended, after trying them all."""
+        ended, after trying them all. ``via`` as for :meth:`find`."""
         raise NotImplementedError(f"worker class {cls.worker_class!r} cannot end workers it found")
 
     def __repr__(self) -> str:

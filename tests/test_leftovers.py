@@ -52,6 +52,13 @@ def test_ps_then_stop_ends_the_workers_of_a_dead_controller_on_their_backend(tmp
     assert main(["ps", "--store", store, "--backends"]) == 0
     out = capsys.readouterr().out
     assert f"{crew_id} (unnamed)" in out and f"subprocess {pid}: RUNNING (subprocess-1 launch 1)" in out
+    # Someone who can write another store plants this crew's id and place there: stopping that
+    # crew ends nothing of this one (its workers carry their own store's label).
+    twin = LocalStore(tmp_path / "other")
+    twin.put(f"{crew_id}/lease", b"\0" * 32 + b"{}")
+    twin.put(f"{crew_id}/places/subprocess.x", b"\0" * 32 + json.dumps(job | {"place": job["place"]}).encode())
+    assert main(["stop", crew_id, "--store", str(tmp_path / "other")]) == 0
+    assert "job(s) on their backends" not in capsys.readouterr().out and not process_gone(int(pid))
     assert main(["stop", crew_id, "--store", store]) == 0
     assert f"ended 1 job(s) on their backends: subprocess {pid}" in capsys.readouterr().out
     # at once, by the backend: through the store alone it would take a quarter of the 600 s lease
@@ -79,12 +86,15 @@ def test_ps_and_stop_shrug_off_records_of_the_wrong_types(tmp_path, capsys):
     store.put("junk/inbox/beat.w-1.1.000000000001", tag + json.dumps({"pid": "twelve", "host": None}).encode())
     store.put("junk/inbox/exit.w-1.1", tag + b"not json")
     store.put("junk/places/a", tag + b"[1, 2]")
+    store.put("junk/places/deep", tag + b"[" * 100_000 + b"]" * 100_000)  # too deep for the parser
+    store.put("junk/inbox/beat.w-2.1.000000000001", tag + json.dumps({"pid": 7, "host": "x\nfake 1 (named)"}).encode())
     store.put("junk/places/b", tag + json.dumps({"worker_class": 7, "place": {}}).encode())
     store.put("good/lease", tag + json.dumps({"renewal": 1, "timeout": 8.0}).encode())
     store.put("good/places/c", tag + json.dumps({"worker_class": "no-such-class", "place": {}}).encode())
     elsewhere = {"worker_class": "subprocess", "place": {"host": "elsewhere"}}
     store.put("good/places/d", tag + json.dumps(elsewhere).encode())
     assert main(["ps", "--store", str(tmp_path / "store")]) == 0
+    assert "\nfake 1 (named)" not in capsys.readouterr().out  # a planted newline cannot fake a row
     assert main(["ps", "--store", str(tmp_path / "store"), "--json", "--backends"]) == 0
     capsys.readouterr()
     assert main(["stop", "junk", "--store", str(tmp_path / "store")]) == 0

@@ -312,8 +312,9 @@ class WorkerContract:
         timeout_scale: float,
         tmp_path: Path,
     ) -> None:
-        """``place``/``find``/``end`` (what ``crew stop`` uses): the worker is found by its crew's id,
-        not another crew's, and ended at once (its lease would keep it 10 minutes), judged by the store."""
+        """``place``/``find``/``end`` (what ``crew stop`` uses): the worker is found by its crew's
+        label (its id and store), not by the same id in another store, and ended at once (its
+        lease would keep it 10 minutes), judged by the store."""
         crew_id, found = self._orphan(worker_class, crew_store, surviving_options, timeout_scale, tmp_path, lease=600)
         registered = default_plugins().workers.get
 
@@ -327,13 +328,14 @@ class WorkerContract:
                 pytest.skip("this worker class cannot find its workers by crew (its place() is None)")
             [(name, place)] = seen.places
             cls = lookup(name)
-            search = find_backend_jobs(seen, lookup)
+            search = find_backend_jobs(seen, found, lookup)
             assert search.problems == []
             assert [(job.crew, job.worker, job.incarnation) for job in search.jobs] == [(crew_id, f"{name}-1", 1)], (
                 "find() did not return the worker; if it ends with its controller's process by default,"
                 " give a surviving_options fixture under which it outlives it"
             )
-            assert cls.find(f"x{crew_id}", place) == []  # another crew's id finds nothing of this one
+            # the same crew id in another store (or planted there) finds nothing of this crew
+            assert cls.find(protocol.crew_label("another store", crew_id), place) == []
             json.dumps([dict(job.place) for job in search.jobs])  # what crew ps --json prints
             end_backend_jobs(search, lookup)
             assert search.problems == [] and search.ended == 1

@@ -136,7 +136,8 @@ class BatchWorker(Worker):
             "containerOverrides": overrides,
             "retryStrategy": {"attempts": self.retry_attempts},
             "tags": {
-                "crew:crew": launch.crew,  # how crew stop finds the crew's jobs (find)
+                "crew:crew": launch.crew,
+                "crew:label": launch.label,  # the crew's id and store: what find() matches
                 "crew:worker": self.name,
                 "crew:incarnation": str(launch.incarnation),
                 **{_tag_key(t): "true" for t in sorted(self.tags)},
@@ -247,14 +248,14 @@ class BatchWorker(Worker):
         return {"region": self.client.meta.region_name, "job_queue": self.job_queue}
 
     @classmethod
-    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
-        """The crew's queued and running jobs in the place's queue: ListJobs by job name, then
-        DescribeJobs to keep those whose ``crew:crew`` tag is this crew's."""
+    def find(cls, label: str, place: Mapping[str, Any], via: Worker | None = None) -> list[BackendJob]:
+        """The crew's queued and running jobs in the place's queue: ListJobs by job name (the
+        crew's id), then DescribeJobs to keep those whose ``crew:label`` tag is the crew's label."""
         region, queue = place.get("region"), place.get("job_queue")
         if not isinstance(region, str) or not isinstance(queue, str):
             raise ValueError(f"a Batch place names a region and a job_queue (strings), not {dict(place)!r}")
-        client = batch_client(region, _endpoint_from_environment(), None)
-        prefix = job_name(crew, "")
+        client = cls._client_for(region, via)
+        prefix = job_name(label.rpartition("@")[0], "")
         ids, token = [], None
         while True:
             page = client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [prefix + "*"]}],
@@ -267,20 +268,20 @@ class BatchWorker(Worker):
         for start in range(0, len(ids), DESCRIBE_BATCH):
             for job in client.describe_jobs(jobs=ids[start : start + DESCRIBE_BATCH])["jobs"]:
                 tags = job.get("tags") or {}
-                if tags.get("crew:crew") != crew or job["status"] not in UP_STATES:
-                    continue  # another crew whose id starts with this one's
+                if tags.get("crew:label") != label or job["status"] not in UP_STATES:
+                    continue  # another crew whose id starts with this one's, or of another store
                 worker, incarnation = str(tags.get("crew:worker", "")), str(tags.get("crew:incarnation", ""))
-                found.append(BackendJob(cls.worker_class, crew, job["jobId"], job["status"], worker,
+                found.append(BackendJob(cls.worker_class, label, job["jobId"], job["status"], worker,
                                         int(incarnation) if incarnation.isdigit() else 0, dict(place)))  # fmt: skip
         return found
 
     @classmethod
-    def end(cls, jobs: list[BackendJob]) -> None:
+    def end(cls, jobs: list[BackendJob], via: Worker | None = None) -> None:
         """TerminateJob each (Batch cancels the queued ones); a job that has ended is no error."""
 
         def terminate(job: BackendJob) -> None:
             try:
-                batch_client(job.place["region"], _endpoint_from_environment(), None).terminate_job(
+                cls._client_for(job.place["region"], via).terminate_job(
                     jobId=job.id, reason=f"crew stop: crew {job.crew} was stopped"
                 )
             except Exception as exc:
@@ -288,6 +289,13 @@ class BatchWorker(Worker):
                     raise
 
         end_each(jobs, terminate)
+
+    @staticmethod
+    def _client_for(region: str, via: Worker | None) -> Any:
+        """A worker's own client (its endpoint and profile), or one set by the environment."""
+        if isinstance(via, BatchWorker):
+            return via.client
+        return batch_client(region, _endpoint_from_environment(), None)
 
     def kill(self) -> None:
         if self.job_id is None:

@@ -12,7 +12,7 @@ from crew_aws import BatchWorker, S3Store
 from crew_aws.batch_worker import batch_client
 from crew_aws.testing import BatchControlPlane
 
-from crew_core import Crew, WorkerLaunchError
+from crew_core import Crew, WorkerLaunchError, protocol
 from crew_core.testing import WorkerContract, jobs, wait_for
 
 
@@ -254,8 +254,8 @@ time.sleep(3600)
 
 
 def test_crew_stop_ends_a_dead_controllers_queued_batch_jobs(bucket, options, monkeypatch, capsys):
-    """Queued jobs never read the lease: crew stop finds them on Batch by the crew's id and cancels
-    them, and leaves alone a job whose name looks like the crew's but whose tag is another's."""
+    """Queued jobs never read the lease: crew stop finds them on Batch by the crew's label and
+    cancels them, and leaves alone a job of the same crew id launched from another store."""
     from crew_core.cli import main
 
     with BatchControlPlane(start_delay=300) as queued:  # no capacity: the workers wait RUNNABLE
@@ -273,9 +273,14 @@ def test_crew_stop_ends_a_dead_controllers_queued_batch_jobs(bucket, options, mo
             controller.wait()
         client = batch_client(queued.region, queued.endpoint, None)
         impostor = client.submit_job(
-            jobName=f"crew-{crew_id}-x-worker-1", jobQueue="crew-queue", jobDefinition="crew-worker",
-            tags={"crew:crew": f"{crew_id}-x"},
+            jobName=f"crew-{crew_id}-aws-batch-1", jobQueue="crew-queue", jobDefinition="crew-worker",
+            tags={"crew:crew": crew_id, "crew:label": protocol.crew_label("s3://another/store", crew_id)},
         )["jobId"]  # fmt: skip
+        # A controller looking for its own (adopted) launches goes through its worker's endpoint
+        label = protocol.crew_label(S3Store.from_url(store).describe(), crew_id)
+        place = {"region": queued.region, "job_queue": "crew-queue"}
+        mine = BatchWorker.find(label, place, via=BatchWorker("w", **options))
+        assert sorted(job.worker for job in mine) == [f"aws-batch-{n}" for n in (1, 2, 3)]
         monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", queued.endpoint)  # where crew stop's user's Batch is
         assert main(["ps", "--store", store, "--backends", "--json"]) == 0
         [seen] = json.loads(capsys.readouterr().out)

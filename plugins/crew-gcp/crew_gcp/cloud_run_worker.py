@@ -272,31 +272,33 @@ class CloudRunWorker(Worker):
         return {"job": self.job}
 
     @classmethod
-    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
-        """The job's executions that have not completed and run a worker of ``crew`` (its
-        ``--crew`` argument, which the execution's container shows with the run's overrides)."""
+    def find(cls, label: str, place: Mapping[str, Any], via: Worker | None = None) -> list[BackendJob]:
+        """The job's executions that have not completed and whose container's environment carries
+        the crew's label (``CREW_LABEL``, an override the execution shows); its arguments say
+        which worker and launch."""
         job = place.get("job")
         if not isinstance(job, str) or len(job.split("/")) != 6 or not job.startswith("projects/"):
             raise ValueError(f"a Cloud Run place names a job, projects/P/locations/L/jobs/J, not {dict(place)!r}")
         found = []
-        for execution in run_clients(os.environ.get(ENDPOINT_ENV) or None)[1].list_executions(parent=job):
+        for execution in run_clients(_endpoint(via))[1].list_executions(parent=job):
             if execution.completion_time:
                 continue
             for container in execution.template.containers:
+                env = {variable.name: variable.value for variable in container.env}
                 launch = protocol.launch_in(list(container.args))
-                if launch is not None and launch.crew == crew:
-                    found.append(BackendJob(cls.worker_class, crew, execution.name, "RUNNING", launch.worker,
+                if launch is not None and env.get(protocol.LABEL_ENV) == label:
+                    found.append(BackendJob(cls.worker_class, label, execution.name, "RUNNING", launch.worker,
                                             launch.incarnation, dict(place)))  # fmt: skip
         return found
 
     @classmethod
-    def end(cls, jobs: list[BackendJob]) -> None:
+    def end(cls, jobs: list[BackendJob], via: Worker | None = None) -> None:
         """CancelExecution each; one that has completed or gone is no error."""
         from google.api_core.exceptions import FailedPrecondition, NotFound
 
         def cancel(job: BackendJob) -> None:
             with contextlib.suppress(NotFound, FailedPrecondition):
-                run_clients(os.environ.get(ENDPOINT_ENV) or None)[1].cancel_execution(name=job.id)
+                run_clients(_endpoint(via))[1].cancel_execution(name=job.id)
 
         end_each(jobs, cancel)
 
@@ -311,6 +313,13 @@ class CloudRunWorker(Worker):
             pass
         except Exception as exc:
             raise _launch_error(exc, f"cancel worker {self.name!r}") from exc
+
+
+def _endpoint(via: Worker | None) -> str | None:
+    """A worker's own endpoint, or the one the environment names (never one from the store)."""
+    if isinstance(via, CloudRunWorker):
+        return via.api_endpoint
+    return os.environ.get(ENDPOINT_ENV) or None
 
 
 def _state(execution: Any) -> str:

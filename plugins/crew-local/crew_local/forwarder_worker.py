@@ -52,6 +52,12 @@ class ForwarderWorker(SubprocessWorker):
         for name in names:
             registry.get(name)  # PluginError naming what is installed
 
+    def place(self) -> dict[str, Any] | None:
+        """None: ``crew stop`` must not kill a forwarder. Once its crew's lease is gone it closes its
+        inner crew (stopping the inner workers, queued ones too, and removing the inner objects)
+        and leaves; killed, it would leave the inner crew running until the inner lease times out."""
+        return None
+
     def start(self, launch: Launch) -> None:
         spec = json.dumps(self.inner, separators=(",", ":"))
         super().start(dataclasses.replace(launch, args=(*launch.args, "--inner", spec)))

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from crew_core import BackendJob, CrewError, Launch, Worker, WorkerLaunchError, protocol
-from crew_core.processes import descendants, own_processes
+from crew_core.processes import descendants, environment_variable, own_processes, process_alive
 
 
 class SubprocessWorker(Worker):
@@ -108,28 +108,30 @@ class SubprocessWorker(Worker):
         return {"host": socket.gethostname()}
 
     @classmethod
-    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
-        """This user's worker processes of ``crew`` on this machine, found by their command line."""
+    def find(cls, label: str, place: Mapping[str, Any], via: Worker | None = None) -> list[BackendJob]:
+        """This user's worker processes on this machine whose environment carries the crew's label
+        (its command line says which worker and launch each is)."""
         _check_host(place)
         found = []
         for pid, argv in own_processes().items():
             launch = protocol.launch_in(argv)
-            if launch is not None and launch.crew == crew and launch.forwards == cls.nested:
-                found.append(BackendJob(cls.worker_class, crew, str(pid), "RUNNING", launch.worker,
+            if launch is None or launch.forwards != cls.nested:
+                continue
+            if environment_variable(pid, protocol.LABEL_ENV) == label:
+                found.append(BackendJob(cls.worker_class, label, str(pid), "RUNNING", launch.worker,
                                         launch.incarnation, dict(place)))  # fmt: skip
         return found
 
     @classmethod
-    def end(cls, jobs: list[BackendJob]) -> None:
-        """SIGKILL each process and what its job started, if it is still the crew's worker."""
+    def end(cls, jobs: list[BackendJob], via: Worker | None = None) -> None:
+        """SIGKILL each process and what its job started, if it still is the crew's worker."""
         for job in jobs:
             _check_host(job.place)
-        current = own_processes()
         for job in jobs:
             pid = int(job.id)
-            launch = protocol.launch_in(current.get(pid, []))
-            if launch is None or launch.crew != job.crew:
-                continue  # it ended, and the pid may be another process's by now
+            # Looked at again just before the kill: it may have ended, and its pid gone to another process.
+            if environment_variable(pid, protocol.LABEL_ENV) != job.label or not process_alive(pid):
+                continue
             for target in (pid, *descendants(pid)):
                 with contextlib.suppress(OSError):
                     os.kill(target, signal.SIGKILL)

@@ -133,7 +133,7 @@ class SlurmWorker(Worker):
                 "--job-name=crew-workers",
                 f"--output={first.log_dir}/%x-%A_%a.out",
             ]
-        options.append(f"--comment={comment(launch.crew, [(w.name, lc.incarnation) for w, lc in group])}")
+        options.append(f"--comment={comment(launch.label, [(w.name, lc.incarnation) for w, lc in group])}")
         job_id = commands.sbatch("\n".join(lines) + "\n", options, launch.environment)
         for index, (worker, _) in enumerate(group):
             worker.job_id = job_id if len(group) == 1 else f"{job_id}_{index}"
@@ -181,25 +181,25 @@ class SlurmWorker(Worker):
         return {"cluster": commands.cluster_name()}
 
     @classmethod
-    def find(cls, crew: str, place: Mapping[str, Any]) -> list[BackendJob]:
-        """This user's pending and running jobs whose comment names ``crew`` (one squeue call)."""
+    def find(cls, label: str, place: Mapping[str, Any], via: Worker | None = None) -> list[BackendJob]:
+        """This user's pending and running jobs whose comment carries the crew's label (one squeue call)."""
         here = commands.cluster_name()
         if place.get("cluster") != here:
             raise WorkerLaunchError(f"these workers run on Slurm cluster {place.get('cluster')!r}, not {here!r}:"
                                     " run crew stop on one of its login nodes")  # fmt: skip
         found = []
         for job_id, state, text in commands.my_jobs():
-            workers = _crew_workers(text, crew)
+            workers = _crew_workers(text, label)
             if workers is None:
                 continue
             task = job_id.partition("_")[2]
             index = int(task) if task.isdigit() else 0
             worker, incarnation = workers[index] if index < len(workers) else ("", 0)
-            found.append(BackendJob(cls.worker_class, crew, job_id, state, worker, incarnation, dict(place)))
+            found.append(BackendJob(cls.worker_class, label, job_id, state, worker, incarnation, dict(place)))
         return found
 
     @classmethod
-    def end(cls, jobs: list[BackendJob]) -> None:
+    def end(cls, jobs: list[BackendJob], via: Worker | None = None) -> None:
         """``scancel`` them all in one call (pending ones never start)."""
         commands.scancel(job.id for job in jobs)
 
@@ -217,16 +217,16 @@ class SlurmWorker(Worker):
         return self.log_dir / f"crew-{self.name}-{self.job_id}.out"
 
 
-def comment(crew: str, workers: list[tuple[str, int]]) -> str:
-    """The job's ``--comment``, ``crew=<id> workers=<name>:<incarnation>,...`` (one per array task):
-    how ``find`` knows the crew's jobs."""
-    return f"crew={crew} workers=" + ",".join(f"{name}:{incarnation}" for name, incarnation in workers)
+def comment(label: str, workers: list[tuple[str, int]]) -> str:
+    """The job's ``--comment``, ``crew=<label> workers=<name>:<incarnation>,...`` (one per array
+    task): how ``find`` knows the crew's jobs."""
+    return f"crew={label} workers=" + ",".join(f"{name}:{incarnation}" for name, incarnation in workers)
 
 
-def _crew_workers(text: str, crew: str) -> list[tuple[str, int]] | None:
-    """The workers a job comment names if it is one of ``crew``'s, else None."""
+def _crew_workers(text: str, label: str) -> list[tuple[str, int]] | None:
+    """The workers a job comment names if it is one of the crew labelled ``label``'s, else None."""
     fields = dict(part.partition("=")[::2] for part in text.split())
-    if fields.get("crew") != crew or "workers" not in fields:
+    if fields.get("crew") != label or "workers" not in fields:
         return None
     workers = []
     for item in fields["workers"].split(","):
