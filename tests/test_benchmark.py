@@ -16,3 +16,11 @@ def test_benchmark_runs_and_prints_every_figure():
     for label in ("crew (2 subprocess workers)", "ProcessPoolExecutor(2)", "ratio crew/ProcessPoolExecutor", "p95"):
         assert label in out.stdout
     assert "import crew_core:" in out.stdout
+
+
+def test_stop_benchmark_runs():
+    script = SCRIPT.with_name("stop.py")
+    args = ["--workers", "2", "--lease", "2", "--repeat", "1"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "found on their backend" in out.stdout and "through the store alone" in out.stdout
