@@ -271,9 +271,11 @@ def test_executor_options_carry_a_timeout():
 def test_interrupted_jobs_leave_no_alarm_behind(make_crew, tmp_path: Path):
     crew = make_crew()
     crew.recruit(workers=1)
-    crew.send(jobs.sleep_then, args=(0.01, "quick"), timeout=0.3)
+    # A generous timeout for a quick job (a loaded CI machine took over 0.3 s for its first run),
+    # then a job that outlasts it: a stale alarm would stop that one.
+    crew.send(jobs.sleep_then, args=(0.01, "quick"), timeout=2)
     assert crew.receive(timeout=60).value == "quick"
-    crew.send(jobs.sleep_then, args=(0.6, "after"))  # no timeout: a stale alarm must not stop it
+    crew.send(jobs.sleep_then, args=(2.5, "after"))  # no timeout: a stale alarm must not stop it
     assert crew.receive(timeout=60).value == "after"
 
 
