@@ -119,9 +119,22 @@ def clear_crew(store: Store, crew_id: str) -> None:
 
 
 def remove_crew(store: Store, crew_id: str) -> None:
-    """Delete every object of a named crew, its claims last (see the module docstring)."""
-    clear_crew(store, crew_id)
-    store.delete_prefix(f"{crew_id}/")
+    """Delete every object of a named crew: the lease next to last, the claims last.
+
+    A controller on another host may open the crew once the lease is gone; it claims first, and
+    writes nothing before. So only objects listed before the lease went are deleted, then the
+    claims that existed then, and then the rest (what stopped workers wrote meanwhile, a local
+    store's folders) unless a new claim has appeared: a crew opened during the close keeps its
+    objects, unless it claimed in the instant between that last listing and the last delete.
+    """
+    lease, claims = protocol.lease_key(crew_id), protocol.claim_prefix(crew_id)
+    keys = store.list(f"{crew_id}/")
+    mine = [key for key in keys if key.startswith(claims)]
+    store.delete([key for key in keys if key != lease and not key.startswith(claims)])
+    store.delete([lease])
+    store.delete(mine)
+    if not any(key.startswith(claims) for key in store.list(f"{crew_id}/")):
+        store.delete_prefix(f"{crew_id}/")  # a stopped worker's last beat, a local store's folders
 
 
 def release_claim(store: Store, crew_id: str, claimed: Claimed) -> None:

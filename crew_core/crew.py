@@ -43,13 +43,13 @@ from .summary import Summary
 from .worker import Worker, as_tags
 
 _open_crews: weakref.WeakSet[Crew] = weakref.WeakSet()
-_opening: dict[tuple[str, str], threading.Lock] = {}  # (store, named crew) -> held while one opens it
+_opening: dict[tuple[str, str], threading.RLock] = {}  # (store, named crew) -> held while one opens or closes it
 _opening_guard = threading.Lock()
 
 
-def _opening_lock(where: str, name: str) -> threading.Lock:
+def _opening_lock(where: str, name: str) -> threading.RLock:
     with _opening_guard:
-        return _opening.setdefault((where, name), threading.Lock())
+        return _opening.setdefault((where, name), threading.RLock())
 
 
 @atexit.register
@@ -188,6 +188,7 @@ class Crew:
         self._next_worker = 1
         self._put: set[str] = set()  # digests of objects put in the store
         self._places: set[str] = set()  # keys of the places noted in the store (Worker.place)
+        self._nonce: bytes | None = None  # a named crew's run
         self._last_id = 0
         self._journal: durable.JobJournal | None = None
         self._batching = threading.local()  # jobs sent inside ``with crew.batch():``, per thread
@@ -215,6 +216,8 @@ class Crew:
         assert self.name is not None
         key = durable.secret_for(self.store.describe(), self.name)
         nonce, recovery = self._read_named(key)
+        if nonce is not None:
+            durable.check_not_closed(self.store.describe(), self.name, nonce)
         epoch = recovery.lease.epoch if recovery.lease is not None else 0
         claimed = claim_crew(self.store, self.name, epoch, checked.lease_timeout, self._open_here())
         try:
@@ -255,6 +258,7 @@ class Crew:
             # afresh. Deleting its lease sends away any worker it launched; the claims stay.
             clear_crew(self.store, self.name)
             nonce, recovery = durable.new_nonce(self.store, self.name), durable.Recovery()
+        self._nonce = nonce
         secret = durable.run_secret(key, nonce)  # this run's objects are not a past run's
         self._manager = Manager(self.id, self.store, store_spec(self.store), checked, secret, epoch=epoch,
                                 durable=True, jobs_sent=lambda: self._last_id, raw=self._raw_outcomes)  # fmt: skip
@@ -720,6 +724,15 @@ class Crew:
         """Shut every worker down (killing those that do not stop) and clean the store up."""
         if self._closed:
             return
+        # A thread of this process opening the same named crew waits until it is gone: it would
+        # otherwise resume it and then lose its objects (and key file) to this close.
+        opening = _opening_lock(self.store.describe(), self.name) if self.name is not None else None
+        with opening if opening is not None else contextlib.nullcontext():
+            self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         _open_crews.discard(self)
         try:
@@ -730,12 +743,16 @@ class Crew:
                 if self.name is None:
                     self.store.delete_prefix(f"{self.id}/")
                 else:
+                    # A fresh lease first: a controller on another host waits while the objects go.
+                    self._manager.renew_lease()
                     remove_crew(self.store, self.id)
             except Exception as exc:  # the store may be the thing that is broken
                 logging.getLogger("crew").warning("crew %s could not clean its store objects: %s", self.id, exc)
             if self._owns_store:
                 self.store.close()
             if self.name is not None:
+                if self._nonce is not None:
+                    durable.run_closed(self.store.describe(), self.name, self._nonce)
                 durable.forget_secret(self.store.describe(), self.name)
 
     def __enter__(self) -> Crew:

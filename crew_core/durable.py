@@ -108,6 +108,40 @@ def forget_secret(store_description: str, name: str) -> None:
         pass
 
 
+def _closed_runs_path(store_description: str, name: str) -> Path:
+    """This user's record of the runs of a named crew closed on this machine (their nonces)."""
+    return _key_path(store_description, name).parent.parent / "closed" / _key_path(store_description, name).name
+
+
+def run_closed(store_description: str, name: str, nonce: bytes) -> None:
+    """Note that this run of a named crew ended here, so that a copy of it restored later is refused.
+
+    A store writer who saved every object of a run could put them all back after it ended: each
+    checks, since it is that run's own. Only state outside the store can tell (the latest 100 runs).
+    """
+    path = _closed_runs_path(store_description, name)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        earlier = path.read_text().split() if path.exists() else []
+        path.write_text("\n".join([*earlier[-99:], nonce.hex()]) + "\n")
+    except OSError as exc:
+        log.warning("cannot note that crew %r was closed (a copy of this run restored later would not be"
+                    " refused): %s", name, exc)  # fmt: skip
+
+
+def check_not_closed(store_description: str, name: str, nonce: bytes) -> None:
+    """Refuse a run of a named crew that ended on this machine: its objects were restored from a copy."""
+    try:
+        closed = _closed_runs_path(store_description, name).read_text().split()
+    except OSError:
+        return
+    if nonce.hex() in closed:
+        raise CrewError(
+            f"crew {name!r} in {store_description} holds a run that was closed on this machine: its objects"
+            " were put back from a copy. Remove them with `crew stop` (nothing of that run is used)"
+        )
+
+
 def read_nonce(store: Store, crew_id: str) -> bytes | None:
     """The current run's nonce of a named crew, or None if the crew does not exist (or lost it)."""
     try:

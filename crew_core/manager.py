@@ -396,6 +396,10 @@ class Manager:
             return
         self._housekeeping()
 
+    def renew_lease(self) -> None:
+        """Renew the lease now (a closing named crew, so that nobody takes it over while it is removed)."""
+        self._renew_lease()
+
     def _renew_lease(self) -> None:
         """Move the crew's lease on; workers leave once it has stood still for ``lease_timeout``."""
         self._lease += 1

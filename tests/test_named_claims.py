@@ -176,3 +176,82 @@ def test_ps_shows_a_claimed_crew_as_named_and_stop_removes_its_claims(tmp_path):
     stop_crew(store, "nightly", force=True)  # force: its lease names this process, which lives
     assert store.list("") == []
     assert json.dumps([c.describe() for c in find_crews(store)]) == "[]"
+
+
+def test_a_thread_opening_the_crew_while_another_closes_it_waits_and_starts_afresh(tmp_path, monkeypatch):
+    """Found by review: the opener resumed the closing crew, whose close then deleted its objects."""
+    store = str(tmp_path / "store")
+    first = Crew(store=store, name="nightly", worker_classes=["subprocess"])
+    first.recruit(workers=1)
+    assert first.send(jobs.double, args=(1,)) and first.receive(timeout=60).value == 2
+    manager_close = type(first._manager).close
+    closing = threading.Event()
+
+    def slow_close(manager):
+        closing.set()
+        time.sleep(1.0)  # a close that takes a while (stopping workers, a big store)
+        manager_close(manager)
+
+    monkeypatch.setattr(type(first._manager), "close", slow_close)
+    closer = threading.Thread(target=first.close)
+    closer.start()
+    assert closing.wait(30)
+    second = Crew(store=store, name="nightly", worker_classes=["subprocess"])  # waits for the close
+    closer.join()
+    monkeypatch.setattr(type(first._manager), "close", manager_close)
+    try:
+        assert not second.resumed  # the first crew was closed: a new run
+        second.recruit(workers=1)
+        assert second.send(jobs.double, args=(21,)) and second.receive(timeout=60).value == 42
+        assert LocalStore(store).list("nightly/nonce")  # its objects were not removed by the other's close
+    finally:
+        second.close()
+
+
+class OpensWhenTheLeaseGoes(LocalStore):
+    """When the closing crew deletes its lease, a controller on another host claims the crew and
+    writes its first objects (that is when one may: no lease, and the closing one's claim is old)."""
+
+    def delete(self, keys):
+        keys = list(keys)
+        super().delete(keys)
+        if "nightly/lease" in keys:
+            self.put("nightly/claim/0000000002", b"{}")
+            self.put("nightly/nonce", b"theirs")
+            self.put("nightly/lease", b"theirs")
+
+
+def test_removing_a_named_crew_spares_a_controller_that_opens_it_meanwhile(tmp_path):
+    from crew_core.claim import remove_crew
+
+    store = OpensWhenTheLeaseGoes(tmp_path / "store")
+    for key in ("nightly/claim/0000000001", "nightly/lease", "nightly/nonce", "nightly/journal/1", "nightly/roster/w"):
+        store.put(key, b"ours")
+    remove_crew(store, "nightly")
+    assert {key: store.get(key) for key in store.list("")} == {
+        "nightly/claim/0000000002": b"{}", "nightly/lease": b"theirs", "nightly/nonce": b"theirs"}  # fmt: skip
+    plain = LocalStore(tmp_path / "plain")
+    for key in ("nightly/claim/0000000001", "nightly/lease", "nightly/nonce", "nightly/journal/1"):
+        plain.put(key, b"ours")
+    remove_crew(plain, "nightly")
+    assert plain.list("") == []  # nobody opened it: everything goes
+
+
+def test_a_closed_run_put_back_from_a_copy_is_refused(tmp_path, monkeypatch):
+    """Found by review: with one CREW_SECRET for every run, a store writer who saved a whole run
+    could put it back after it ended, and its stored results (a cancel) came back as tonight's."""
+    import shutil
+
+    monkeypatch.setenv("CREW_SECRET", "ab" * 32)
+    store = tmp_path / "store"
+    crew = Crew(store=str(store), name="nightly", worker_classes=["subprocess"])
+    crew.recruit(workers=1)
+    job = crew.send(jobs.sleep_then, args=(600, "never"))
+    crew.cancel(job)  # a result the controller made, stored
+    shutil.copytree(store, tmp_path / "saved", ignore=shutil.ignore_patterns(".*"))  # what the attacker keeps
+    crew.close()
+    shutil.rmtree(store)
+    shutil.copytree(tmp_path / "saved", store)
+    os.chmod(store, 0o700)
+    with pytest.raises(CrewError, match="put back from a copy"):
+        Crew(store=str(store), name="nightly", worker_classes=["subprocess"])
