@@ -5,9 +5,9 @@ open a crew within the same moment: each reads the store before the other has wr
 So each controller takes a number, its **epoch** (one more than the last controller's), and
 before it changes anything in the store it creates ``<crew>/claim/<epoch>`` with the store's
 create-only write (:meth:`~crew_core.store.Store.put_new`): of those that take the same number,
-exactly one creates the key; the others stop. Claims stay until the crew is closed, which
-deletes them last (:func:`remove_crew`), so that a controller that opens the crew while it is being
-closed either sees the closing one's claim or finds every other object gone already.
+exactly one creates the key; the others stop. Claims stay until the crew is closed:
+:func:`remove_crew` deletes them last, and only what it listed before the lease went, so that a
+controller that opens the crew while it is being closed loses none of its objects.
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ class Crew:
         self.resumed = False
         try:
             # Threads of one process open a named crew one at a time: the next sees this one open.
-            with _opening_lock(self.store.describe(), self.name) if self.name is not None else contextlib.nullcontext():
+            with self._one_at_a_time():
                 if self.name is None:
                     self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
                                             raw=self._raw_outcomes)  # fmt: skip
@@ -210,6 +210,10 @@ class Crew:
             if self._owns_store:
                 self.store.close()
             raise
+
+    def _one_at_a_time(self) -> contextlib.AbstractContextManager[Any]:
+        """Held while this process opens or closes a named crew (nothing for an unnamed one)."""
+        return _opening_lock(self.store.describe(), self.name) if self.name is not None else contextlib.nullcontext()
 
     def _open_named(self, checked: Settings) -> None:
         """Take over what an earlier controller of this named crew left, or start it afresh."""
@@ -726,8 +730,7 @@ class Crew:
             return
         # A thread of this process opening the same named crew waits until it is gone: it would
         # otherwise resume it and then lose its objects (and key file) to this close.
-        opening = _opening_lock(self.store.describe(), self.name) if self.name is not None else None
-        with opening if opening is not None else contextlib.nullcontext():
+        with self._one_at_a_time():
             self._close()
 
     def _close(self) -> None:

@@ -110,7 +110,8 @@ def forget_secret(store_description: str, name: str) -> None:
 
 def _closed_runs_path(store_description: str, name: str) -> Path:
     """This user's record of the runs of a named crew closed on this machine (their nonces)."""
-    return _key_path(store_description, name).parent.parent / "closed" / _key_path(store_description, name).name
+    key = _key_path(store_description, name)
+    return key.parent.parent / "closed" / key.name
 
 
 def run_closed(store_description: str, name: str, nonce: bytes) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import protocol
 from .claim import remove_crew
-from .errors import CorruptObjectError, CrewError, KeyNotFoundError
+from .errors import CrewError
 from .processes import process_alive
 from .signing import unchecked_payload
 from .store import Store
@@ -93,9 +93,7 @@ def _number(value: Any) -> int | float | None:
 def _json(store: Store, key: str) -> dict[str, Any] | None:
     try:
         value = json.loads(unchecked_payload(store.get(key)))
-    except (KeyNotFoundError, CorruptObjectError):
-        return None
-    except Exception:  # anything planted (bad UTF-8, nesting deep enough to overflow the parser) is junk
+    except Exception:  # gone, or junk anyone could plant (bad UTF-8, nesting that overflows the parser)
         return None
     return value if isinstance(value, dict) else None
 

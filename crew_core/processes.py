@@ -3,7 +3,9 @@ and which run below one (what a job started)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 
 
 def process_alive(pid: int) -> bool:
@@ -40,6 +42,14 @@ def descendants(pid: int) -> list[int]:
             found += below
             queue += below
     return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL process ``pid`` and every process below it (found first: once ``pid`` is dead its
+    children are reparented and no longer show under it). Processes already gone are skipped."""
+    for target in (pid, *descendants(pid)):
+        with contextlib.suppress(OSError):
+            os.kill(target, signal.SIGKILL)
 
 
 def own_processes() -> dict[int, list[str]]:

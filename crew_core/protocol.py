@@ -691,9 +691,9 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class LaunchSeen:
-    """Whose worker a command line runs, as a backend shows it (see :func:`launch_in`)."""
+    """Which worker a command line runs, as a backend shows it (see :func:`launch_in`); whose
+    crew it is, plugins tell by its label (``CREW_LABEL``), never by ``--crew`` alone."""
 
-    crew: str
     worker: str
     incarnation: int
     forwards: bool  # a forwarder (``--inner``): the "nested" class's, not a plain worker
@@ -710,8 +710,7 @@ def launch_in(argv: Sequence[str]) -> LaunchSeen | None:
             if not flags.get("--crew"):
                 return None
             number = flags.get("--incarnation", "")
-            return LaunchSeen(flags["--crew"], flags.get("--name", ""), int(number) if number.isdigit() else 0,
-                              "--inner" in flags)  # fmt: skip
+            return LaunchSeen(flags.get("--name", ""), int(number) if number.isdigit() else 0, "--inner" in flags)
     return None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -12,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from crew_core import BackendJob, CrewError, Launch, Worker, WorkerLaunchError, protocol
-from crew_core.processes import descendants, environment_variable, own_processes, process_alive
+from crew_core.processes import environment_variable, kill_tree, own_processes, process_alive
 
 
 class SubprocessWorker(Worker):
@@ -80,12 +79,8 @@ class SubprocessWorker(Worker):
         process = self._process
         if process is not None and process.poll() is None:
             self._killed = True
-            left = descendants(process.pid)  # what its job started would outlive it, reparented
-            process.kill()
+            kill_tree(process.pid)  # what its job started would outlive it, reparented
             process.wait()
-            for pid in left:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
 
     def exit_cause(self) -> str | None:
         code = self.returncode
@@ -132,9 +127,7 @@ class SubprocessWorker(Worker):
             # Looked at again just before the kill: it may have ended, and its pid gone to another process.
             if environment_variable(pid, protocol.LABEL_ENV) != job.label or not process_alive(pid):
                 continue
-            for target in (pid, *descendants(pid)):
-                with contextlib.suppress(OSError):
-                    os.kill(target, signal.SIGKILL)
+            kill_tree(pid)
 
     @property
     def pid(self) -> int | None:
