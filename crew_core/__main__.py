@@ -1,5 +1,5 @@
 """``python -m crew_core``: the same as the ``crew`` command."""
 
-from .cli import main
+from crew_core.cli import main
 
 raise SystemExit(main())

@@ -11,7 +11,7 @@ from typing import Any
 
 
 def _plugins_command(as_json: bool) -> int:
-    from .plugins import default_plugins
+    from crew_core.plugin.registry import default_plugins
 
     plugins = default_plugins()
     rows: list[dict[str, Any]] = []
@@ -42,8 +42,9 @@ def _plugins_command(as_json: bool) -> int:
 
 def _version() -> str:
     """crew-core's version and protocol, and each installed plugin's distribution and version."""
-    from . import __version__, protocol
-    from .plugins import default_plugins
+    from crew_core import __version__
+    from crew_core.plugin.registry import default_plugins
+    from crew_core.wire import protocol
 
     lines = [f"crew-core {__version__} (protocol {protocol.PROTOCOL})"]
     for info in default_plugins().infos:
@@ -54,8 +55,8 @@ def _version() -> str:
 
 def _config_command(as_json: bool) -> int:
     """Each setting Crew() would use with no arguments, and where it comes from."""
-    from .config import CREW_DEFAULTS, ENVIRONMENT_SETTINGS, settings_from_environment
-    from .plugins import default_plugins
+    from crew_core.config import CREW_DEFAULTS, ENVIRONMENT_SETTINGS, settings_from_environment
+    from crew_core.plugin.registry import default_plugins
 
     try:
         environment = settings_from_environment()
@@ -84,7 +85,7 @@ def _config_command(as_json: bool) -> int:
 
 
 def _open(url: str) -> Any:
-    from .plugins import default_plugins, open_store
+    from crew_core.plugin.registry import default_plugins, open_store
 
     store, _ = open_store(default_plugins(), url, {})
     return store
@@ -92,7 +93,7 @@ def _open(url: str) -> Any:
 
 def _worker_classes() -> Any:
     """Name to worker class, through the installed plugins (``crew ps --backends``, ``crew stop``)."""
-    from .plugins import default_plugins
+    from crew_core.plugin.registry import default_plugins
 
     return default_plugins().workers.get
 
@@ -104,7 +105,7 @@ def _shown(line: str) -> str:
 
 
 def _ps_command(url: str, as_json: bool, backends: bool) -> int:
-    from .leftovers import find_backend_jobs, find_crews
+    from crew_core.durable.leftovers import find_backend_jobs, find_crews
 
     store = _open(url)
     try:
@@ -149,10 +150,10 @@ def _ps_command(url: str, as_json: bool, backends: bool) -> int:
 
 
 def _stop_command(url: str, crew_id: str, force: bool) -> int:
-    from . import protocol
-    from .durable import forget_secret
-    from .errors import CrewError
-    from .leftovers import stop_crew
+    from crew_core.durable.journal import forget_secret
+    from crew_core.durable.leftovers import stop_crew
+    from crew_core.errors import CrewError
+    from crew_core.wire import protocol
 
     store = _open(url)
     try:
@@ -181,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crew`` console script and of ``python -m crew_core``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
-        from . import protocol
-        from .runtime import run_worker
+        from crew_core.agent.runtime import run_worker
+        from crew_core.wire import protocol
 
         reason = run_worker(argv[1:])
         return 0 if reason in protocol.CLEAN_EXITS or reason == "orphaned" else 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from crew_core import Store, Worker, hookspecs
+from crew_core import Store, Worker
+from crew_core.plugin import hookspecs
 
 SPEC = (Path(__file__).resolve().parents[1] / "docs" / "specification.md").read_text()
 

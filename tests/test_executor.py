@@ -164,7 +164,7 @@ def test_scikit_learn_grid_search_on_crew_workers_matches_n_jobs_1():
     from sklearn.model_selection import GridSearchCV
     from sklearn.svm import SVC
 
-    import crew_core.joblib
+    import crew_core.api.joblib
 
     X, y = load_iris(return_X_y=True)
     grid = {"C": [0.1, 1, 10], "gamma": [0.01, 0.1, 1]}
@@ -174,14 +174,14 @@ def test_scikit_learn_grid_search_on_crew_workers_matches_n_jobs_1():
     assert on_crew.best_params_ == serial.best_params_
     assert on_crew.best_score_ == serial.best_score_
     assert list(on_crew.cv_results_["mean_test_score"]) == list(serial.cv_results_["mean_test_score"])
-    [executor] = crew_core.joblib._executors.values()
+    [executor] = crew_core.api.joblib._executors.values()
     assert executor.crew.summary().totals["jobs"] == 9 * 5  # every fit ran on a crew worker
     executor.shutdown()
 
 
 def test_joblib_backend_on_a_crew_of_yours(make_crew):
     joblib = pytest.importorskip("joblib")
-    import crew_core.joblib  # noqa: F401
+    import crew_core.api.joblib  # noqa: F401
 
     crew = make_crew()
     crew.recruit(workers=2)
@@ -252,7 +252,7 @@ def test_joblib_calls_in_two_threads_with_different_n_jobs_both_finish():
     joblib = pytest.importorskip("joblib")
     import threading
 
-    import crew_core.joblib  # noqa: F401
+    import crew_core.api.joblib  # noqa: F401
 
     out: dict[int, object] = {}
 

@@ -141,7 +141,7 @@ def test_a_corrupt_result_object_is_reported_and_its_jobs_retried(make_crew, tmp
 
 
 def test_a_corrupt_task_object_is_retried_not_lost(make_crew, monkeypatch):
-    from crew_core import protocol
+    from crew_core.wire import protocol
 
     crew = make_crew()
     crew.recruit(workers=1)

@@ -11,7 +11,7 @@ import textwrap
 
 from crew_core import Crew
 from crew_core.cli import main
-from crew_core.leftovers import find_crews
+from crew_core.durable.leftovers import find_crews
 from crew_core.testing import process_gone, wait_for
 from crew_local import LocalStore
 

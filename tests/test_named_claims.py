@@ -17,9 +17,10 @@ import time
 
 import pytest
 
-from crew_core import Crew, CrewError, Store, StoreError, protocol
-from crew_core.leftovers import find_crews, stop_crew
+from crew_core import Crew, CrewError, Store, StoreError
+from crew_core.durable.leftovers import find_crews, stop_crew
 from crew_core.testing import jobs
+from crew_core.wire import protocol
 from crew_local import LocalStore
 
 
@@ -222,7 +223,7 @@ class OpensWhenTheLeaseGoes(LocalStore):
 
 
 def test_removing_a_named_crew_spares_a_controller_that_opens_it_meanwhile(tmp_path):
-    from crew_core.claim import remove_crew
+    from crew_core.durable.claim import remove_crew
 
     store = OpensWhenTheLeaseGoes(tmp_path / "store")
     for key in ("nightly/claim/0000000001", "nightly/lease", "nightly/nonce", "nightly/journal/1", "nightly/roster/w"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crew_core import Crew, JobCancelledError, JobTimeoutError, WorkerLaunchError
-from crew_core.processes import process_alive
+from crew_core.plugin.processes import process_alive
 from crew_core.testing import jobs, wait_for
 
 

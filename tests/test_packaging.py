@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from crew_core import Crew, WorkerLaunchError, __version__, protocol
+from crew_core import Crew, WorkerLaunchError, __version__
+from crew_core.wire import protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTRIBUTIONS = {

@@ -11,7 +11,7 @@ import pluggy
 import pytest
 
 from crew_core import Crew, PluginError, Store, get_plugin_manager, hookimpl
-from crew_core.plugins import PluginLoadWarning
+from crew_core.plugin.registry import PluginLoadWarning
 from crew_core.testing import jobs
 from crew_local import LocalStore, SubprocessWorker
 
@@ -37,7 +37,8 @@ def test_crew_plugins_lists_plugins_versions_and_registrations():
 
 
 def test_crew_version_names_the_protocol_and_the_plugins():
-    from crew_core import __version__, protocol
+    from crew_core import __version__
+    from crew_core.wire import protocol
 
     out = crew_command("--version")
     assert out.returncode == 0, out.stderr

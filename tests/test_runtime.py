@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from crew_core import StoreError, protocol, runtime
-from crew_core.protocol import Batch, Call, Revoke, Stop, WorkerSettings
-from crew_core.runtime import WorkerLoop
-from crew_core.serialize import FunctionCache, dump_args, load_outcome
-from crew_core.signing import Sealed
+from crew_core import StoreError
+from crew_core.agent import runtime
+from crew_core.agent.runtime import WorkerLoop
 from crew_core.testing import jobs
+from crew_core.wire import protocol
+from crew_core.wire.protocol import Batch, Call, Revoke, Stop, WorkerSettings
+from crew_core.wire.serialize import FunctionCache, dump_args, load_outcome
+from crew_core.wire.signing import Sealed
 from crew_local import LocalStore
 
 
@@ -137,7 +139,7 @@ def test_an_unsigned_task_runs_nothing_and_hides_no_real_task(store, tmp_path, c
 
 
 def test_a_worker_without_the_secret_refuses_to_start(tmp_path, monkeypatch):
-    from crew_core.runtime import run_worker
+    from crew_core.agent.runtime import run_worker
 
     monkeypatch.delenv("CREW_SECRET", raising=False)
     store = LocalStore(tmp_path / "s")

@@ -25,19 +25,19 @@ from typing import Any
 
 import pytest
 
-from crew_core import Crew, Result, protocol
-from crew_core.plugins import store_spec
-from crew_core.serialize import FunctionCache, dump_args
-
-from . import jobs
-from .polling import process_gone, wait_for
-from .together import READY_SET_GO, run_together
+from crew_core import Crew, Result
+from crew_core.plugin.registry import store_spec
+from crew_core.testing import jobs
+from crew_core.testing.polling import process_gone, wait_for
+from crew_core.testing.together import READY_SET_GO, run_together
+from crew_core.wire import protocol
+from crew_core.wire.serialize import FunctionCache, dump_args
 
 #: What a controller racing others to open a named crew runs (see ``_race_to_open``).
 _RACER = f"""
 import json, os, sys
 from crew_core import Crew, CrewError
-from crew_core.plugins import store_from_config
+from crew_core.plugin.registry import store_from_config
 from crew_core.testing import jobs, wait_for
 store, folder, racers, scale = json.loads(sys.argv[1])
 store = store if isinstance(store, str) else store_from_config(store)
@@ -355,7 +355,7 @@ class CrewContract:
             f"""
             import os
             from crew_core import Crew
-            from crew_core.plugins import store_from_config
+            from crew_core.plugin.registry import store_from_config
             from crew_core.testing import jobs, wait_for
             store = {self._portable(crew_store)!r}
             store = store if isinstance(store, str) else store_from_config(store)

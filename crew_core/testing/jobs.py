@@ -65,9 +65,12 @@ def getenv(name: str) -> str | None:
 
 
 def touch_then_sleep(path: str, seconds: float, value: object = None) -> object:
-    """Create ``path`` (so a test knows the job has started), then sleep."""
-    with open(path, "w") as handle:
+    """Create ``path`` holding the worker's pid (so a test knows the job has started), then sleep.
+
+    Written whole (a temporary file renamed): a test that sees the file also sees the pid."""
+    with open(f"{path}.{os.getpid()}.tmp", "w") as handle:
         handle.write(str(os.getpid()))
+    os.replace(handle.name, path)
     time.sleep(seconds)
     return value
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..processes import process_alive
+from crew_core.plugin.processes import process_alive
 
 T = TypeVar("T")
 

@@ -14,8 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from crew_core import KeyNotFoundError, Store
-
-from .together import READY_SET_GO, run_together
+from crew_core.testing.together import READY_SET_GO, run_together
 
 #: Names that are not keys: ``put``, ``get`` and ``delete`` must raise ValueError for each.
 INVALID_KEYS = ("", "/abs", "a//b", "../x", "a/../b", ".hidden", "a/.hidden", "a/", "a b", "caf\u00e9")
@@ -58,7 +57,7 @@ def expect_same_bytes(got: bytes, want: bytes, what: str) -> None:
 
 
 def expect_invalid_key_rejected(verb: str, call: Callable[[str], object], key: str) -> None:
-    """``call(key)`` must raise ValueError, as :func:`crew_core.store.check_key` does."""
+    """``call(key)`` must raise ValueError, as :func:`crew_core.plugin.store.check_key` does."""
     try:
         call(key)
     except ValueError:

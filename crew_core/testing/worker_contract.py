@@ -20,13 +20,12 @@ from crew_core import (
     Worker,
     WorkerCrashedError,
     WorkerLaunchError,
-    protocol,
 )
-from crew_core.leftovers import end_backend_jobs, find_backend_jobs, find_crews
-from crew_core.plugins import default_plugins, store_from_config, store_spec
-
-from . import jobs
-from .polling import wait_for
+from crew_core.durable.leftovers import end_backend_jobs, find_backend_jobs, find_crews
+from crew_core.plugin.registry import default_plugins, store_from_config, store_spec
+from crew_core.testing import jobs
+from crew_core.testing.polling import wait_for
+from crew_core.wire import protocol
 
 
 class WorkerContract:
@@ -458,8 +457,8 @@ class WorkerContract:
 _ORPHANING_CONTROLLER = """
 import json, sys, cloudpickle
 from crew_core import Crew
-from crew_core.leftovers import end_backend_jobs, find_backend_jobs, find_crews
-from crew_core.plugins import default_plugins, store_from_config, store_spec
+from crew_core.durable.leftovers import end_backend_jobs, find_backend_jobs, find_crews
+from crew_core.plugin.registry import default_plugins, store_from_config, store_spec
 from crew_core.testing import jobs
 store, worker_class, options, started = cloudpickle.loads(open(sys.argv[1], "rb").read())
 if isinstance(store, dict):

@@ -10,8 +10,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from crew_core import BackendJob, Launch, Worker, WorkerLaunchError
-from crew_core.worker import end_each
+from crew_core.plugin import BackendJob, Launch, Worker, WorkerLaunchError, end_each
 
 from .errors import credential_problem, error_code
 

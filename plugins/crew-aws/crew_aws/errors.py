@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crew_core import StoreError
+from crew_core.plugin import StoreError
 
 _CREDENTIAL_CODES = {
     "ExpiredToken": "the AWS credentials have expired: renew them (aws sso login, a new session token)",

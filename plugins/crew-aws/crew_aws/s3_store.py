@@ -11,8 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from crew_core import KeyNotFoundError, Store, StoreError
-from crew_core.store import check_key
+from crew_core.plugin import KeyNotFoundError, Store, StoreError, check_key
 
 from .errors import error_code, store_error
 

@@ -11,7 +11,7 @@ moto = pytest.importorskip("moto", reason="the crew-aws tests need moto[server]"
 
 from crew_aws.testing import moto_s3  # noqa: E402
 
-import crew_core.plugins  # noqa: E402
+import crew_core.plugin.registry  # noqa: E402
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -25,11 +25,11 @@ def s3_endpoint():
     saved = {key: os.environ.get(key) for key in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3", "CREW_S3_POLL_INTERVAL"]}
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["CREW_S3_POLL_INTERVAL"] = "0.01,0.25"  # quick tests; the default idles at 5 s
-    crew_core.plugins._default = None  # rebuild the defaults so crew_configure reads the variable
+    crew_core.plugin.registry._default = None  # rebuild the defaults so crew_configure reads the variable
     with moto_s3() as endpoint:
         os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # workers inherit it, as users' would
         yield endpoint
-    crew_core.plugins._default = None
+    crew_core.plugin.registry._default = None
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

@@ -12,8 +12,9 @@ from crew_aws import BatchWorker, S3Store
 from crew_aws.batch_worker import batch_client
 from crew_aws.testing import BatchControlPlane
 
-from crew_core import Crew, WorkerLaunchError, protocol
+from crew_core import Crew, WorkerLaunchError
 from crew_core.testing import WorkerContract, jobs, wait_for
+from crew_core.wire import protocol
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from crew_core import BackendJob, Launch, Worker, WorkerLaunchError, protocol
-from crew_core.worker import end_each
+from crew_core.plugin import LABEL_ENV, BackendJob, Launch, Worker, WorkerLaunchError, end_each, launch_in
 
 #: Where ``find`` and ``end`` reach Cloud Run when not at Google's own endpoint (gcloud's variable).
 ENDPOINT_ENV = "CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN"
@@ -285,8 +284,8 @@ class CloudRunWorker(Worker):
                 continue
             for container in execution.template.containers:
                 env = {variable.name: variable.value for variable in container.env}
-                launch = protocol.launch_in(list(container.args))
-                if launch is not None and env.get(protocol.LABEL_ENV) == label:
+                launch = launch_in(list(container.args))
+                if launch is not None and env.get(LABEL_ENV) == label:
                     found.append(BackendJob(cls.worker_class, label, execution.name, "RUNNING", launch.worker,
                                             launch.incarnation, dict(place)))  # fmt: skip
         return found

@@ -11,8 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from crew_core import KeyNotFoundError, Store, StoreError
-from crew_core.store import check_key
+from crew_core.plugin import KeyNotFoundError, Store, StoreError, check_key
 
 _PERMISSIONS = {
     "write": "storage.objects.create (and storage.objects.delete to overwrite)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from crew_core import hookimpl
+from crew_core.plugin import hookimpl
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
-from crew_core import Launch, Worker, WorkerLaunchError
+from crew_core.plugin import Launch, Worker, WorkerLaunchError
 
 _METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 _CONTEXT = multiprocessing.get_context(_METHOD)
@@ -55,7 +55,7 @@ class ExecutorWorker(Worker):
                     self._own = ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT)
                 executor = self._own
                 args += ["--parent-pid", str(os.getpid())]
-            from crew_core.runtime import run_worker  # here: a controller's start-up never pays for it
+            from crew_core.agent.runtime import run_worker  # here: a controller's start-up never pays for it
 
             try:
                 # The secret goes with the call (pickled through the pool's pipe), not into os.environ:

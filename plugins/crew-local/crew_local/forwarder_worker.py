@@ -7,14 +7,14 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from crew_core import Launch
-from crew_core.inner import InnerSpec
+from crew_core.nested.inner import InnerSpec
+from crew_core.plugin import Launch
 
 from .subprocess_worker import SubprocessWorker
 
 
 class ForwarderWorker(SubprocessWorker):
-    """A local process that forwards jobs to an inner crew (see ``crew_core.forwarder``).
+    """A local process that forwards jobs to an inner crew (see ``crew_core.nested.forwarder``).
 
     ``inner`` says what the inner crew is: ``dict(store=..., store_options=..., worker_classes=[...],
     recruit=[dict(workers=100, worker_class="aws-batch", ...)], settings=dict(max_tries=...))``.
@@ -44,7 +44,7 @@ class ForwarderWorker(SubprocessWorker):
 
     def _check_classes(self) -> None:
         """Worker classes named in ``inner`` must be registered here (the forwarder imports the same)."""
-        from crew_core.plugins import default_plugins
+        from crew_core.plugin import default_plugins
 
         registry = default_plugins().workers
         names = list(self.inner["worker_classes"] or [])

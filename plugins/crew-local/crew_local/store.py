@@ -20,8 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from crew_core import KeyNotFoundError, Store, StoreError
-from crew_core.store import check_key
+from crew_core.plugin import KeyNotFoundError, Store, StoreError, check_key
 
 _counter = itertools.count()
 _MAX_BELLS = 64  # open write ends of other parties' pipes kept per store object

@@ -10,8 +10,19 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
-from crew_core import BackendJob, CrewError, Launch, Worker, WorkerLaunchError, protocol
-from crew_core.processes import environment_variable, kill_tree, own_processes, process_alive
+from crew_core.plugin import (
+    LABEL_ENV,
+    BackendJob,
+    CrewError,
+    Launch,
+    Worker,
+    WorkerLaunchError,
+    environment_variable,
+    kill_tree,
+    launch_in,
+    own_processes,
+    process_alive,
+)
 
 
 class SubprocessWorker(Worker):
@@ -109,10 +120,10 @@ class SubprocessWorker(Worker):
         _check_host(place)
         found = []
         for pid, argv in own_processes().items():
-            launch = protocol.launch_in(argv)
+            launch = launch_in(argv)
             if launch is None or launch.forwards != cls.nested:
                 continue
-            if environment_variable(pid, protocol.LABEL_ENV) == label:
+            if environment_variable(pid, LABEL_ENV) == label:
                 found.append(BackendJob(cls.worker_class, label, str(pid), "RUNNING", launch.worker,
                                         launch.incarnation, dict(place)))  # fmt: skip
         return found
@@ -125,7 +136,7 @@ class SubprocessWorker(Worker):
         for job in jobs:
             pid = int(job.id)
             # Looked at again just before the kill: it may have ended, and its pid gone to another process.
-            if environment_variable(pid, protocol.LABEL_ENV) != job.label or not process_alive(pid):
+            if environment_variable(pid, LABEL_ENV) != job.label or not process_alive(pid):
                 continue
             kill_tree(pid)
 

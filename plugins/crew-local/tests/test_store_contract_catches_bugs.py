@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import pytest
 
 from crew_core import KeyNotFoundError, Store
-from crew_core.store import check_key
+from crew_core.plugin.store import check_key
 from crew_core.testing import StoreContract
 
 #: The in-memory backends, by name: object name -> bytes, private dot-names included.

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 
-from crew_core import WorkerLaunchError
+from crew_core.plugin import WorkerLaunchError
 
 #: Job states in which the worker process exists or will exist soon.
 ACTIVE_STATES = frozenset(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crew_core import hookimpl
+from crew_core.plugin import hookimpl
 
 
 @hookimpl

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from crew_core import BackendJob, Launch, Worker, WorkerLaunchError
+from crew_core.plugin import BackendJob, Launch, Worker, WorkerLaunchError
 
 from . import commands
 

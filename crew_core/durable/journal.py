@@ -1,0 +1,438 @@
+"""What a named crew keeps in the store so that another controller can go on after its own dies.
+
+A named crew (``Crew(name="nightly", store=...)``) writes four more kinds of objects (keys in
+``protocol.py``): the **journal** of accepted jobs (written before ``send`` returns), **receipts**
+of results the user received, **verdicts**, the results the controller made itself (stored before
+anyone has them: ``verdicts.py``), and the **roster** of its workers. A crashed controller leaves
+them, with the workers' queues and the inbox, for the next one: :func:`recover` reads them all
+back, and the :class:`Keeper` deletes each object once nothing in it is needed any more.
+
+Within one controller a result is delivered once. Across a crash, a result can come twice only
+if it was handed out after the last receipt was written: receipts go out at the controller's
+next turn, milliseconds after ``receive`` returns on a local store, one PUT later on S3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crew_core.errors import CorruptObjectError, CrewError, KeyNotFoundError, TamperedObjectError
+from crew_core.plugin.store import Store
+from crew_core.wire import protocol
+from crew_core.wire.protocol import JobBatch, JournalJob, Receipt, RosterEntry, Verdicts
+from crew_core.wire.signing import SECRET_ENV, Sealed, new_secret, secret_from
+
+log = logging.getLogger("crew")
+
+#: Sequence numbers of each controller of a named crew start at ``epoch * EPOCH_SPAN``: a worker
+#: adopted from an earlier controller lists its queue after the last key it read, so every new
+#: key must sort after every old one.
+EPOCH_SPAN = 10**9
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def check_name(name: object) -> str:
+    """A crew name: lower-case letters, digits, ``-`` and ``_`` (it is the crew's key prefix)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, not {type(name).__name__}")
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            f"name must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit, not {name!r}"
+        )
+    if re.fullmatch(r"[0-9a-f]{12}", name):
+        raise ValueError(f"name {name!r} looks like the id of an unnamed crew: add a letter beyond a-f")
+    return name
+
+
+def secret_for(store_description: str, name: str) -> bytes:
+    """The secret of a named crew: ``CREW_SECRET`` if set, else a key file of this user's.
+
+    The secret never goes through the store, so a controller resuming a crew on another machine
+    needs ``CREW_SECRET`` (hex) set to the same value as the first one's.
+    """
+    if os.environ.get(SECRET_ENV):
+        try:
+            return secret_from()
+        except RuntimeError as exc:
+            raise CrewError(str(exc)) from None
+    path = _key_path(store_description, name)
+    state = path.parent
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        raise CrewError(f"cannot read the key of crew {name!r} at {path}: {exc}") from exc
+    secret = new_secret()
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret.hex())
+        # Whole or not at all: a controller opening the crew at the same instant must never read
+        # a key file that is still empty.
+        os.link(temp, path)
+    except FileExistsError:  # another process made it first: use theirs
+        return bytes.fromhex(path.read_text().strip())
+    except OSError as exc:
+        raise CrewError(f"cannot keep the key of crew {name!r} at {path}: {exc}") from exc
+    finally:
+        temp.unlink(missing_ok=True)
+    return secret
+
+
+def _key_path(store_description: str, name: str) -> Path:
+    """This user's key file for a named crew in a store."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "crew" / "keys"
+    return state / hashlib.sha256(f"{store_description}\0{name}".encode()).hexdigest()[:32]
+
+
+def forget_secret(store_description: str, name: str) -> None:
+    """Remove the key file of a named crew that has ended."""
+    try:
+        _key_path(store_description, name).unlink()
+    except OSError:
+        pass
+
+
+def _closed_runs_path(store_description: str, name: str) -> Path:
+    """This user's record of the runs of a named crew closed on this machine (their nonces)."""
+    key = _key_path(store_description, name)
+    return key.parent.parent / "closed" / key.name
+
+
+def run_closed(store_description: str, name: str, nonce: bytes) -> None:
+    """Note that this run of a named crew ended here, so that a copy of it restored later is refused.
+
+    A store writer who saved every object of a run could put them all back after it ended: each
+    checks, since it is that run's own. Only state outside the store can tell (the latest 100 runs).
+    """
+    path = _closed_runs_path(store_description, name)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        earlier = path.read_text().split() if path.exists() else []
+        path.write_text("\n".join([*earlier[-99:], nonce.hex()]) + "\n")
+    except OSError as exc:
+        log.warning("cannot note that crew %r was closed (a copy of this run restored later would not be"
+                    " refused): %s", name, exc)  # fmt: skip
+
+
+def check_not_closed(store_description: str, name: str, nonce: bytes) -> None:
+    """Refuse a run of a named crew that ended on this machine: its objects were restored from a copy."""
+    try:
+        closed = _closed_runs_path(store_description, name).read_text().split()
+    except OSError:
+        return
+    if nonce.hex() in closed:
+        raise CrewError(
+            f"crew {name!r} in {store_description} holds a run that was closed on this machine: its objects"
+            " were put back from a copy. Remove them with `crew stop` (nothing of that run is used)"
+        )
+
+
+def read_nonce(store: Store, crew_id: str) -> bytes | None:
+    """The current run's nonce of a named crew, or None if the crew does not exist (or lost it)."""
+    try:
+        return bytes.fromhex(store.get(f"{crew_id}/nonce").decode())
+    except KeyNotFoundError:
+        return None
+    except ValueError:
+        raise CrewError(f"the object {crew_id}/nonce in {store.describe()} is not a crew's nonce") from None
+
+
+def new_nonce(store: Store, crew_id: str) -> bytes:
+    """Start a run of a named crew: a fresh random nonce, kept in the store in plain text."""
+    nonce = secrets.token_bytes(16)
+    store.put(f"{crew_id}/nonce", nonce.hex().encode())
+    return nonce
+
+
+def run_secret(key: bytes, nonce: bytes) -> bytes:
+    """The secret of one run (first open to close) of a named crew.
+
+    The user's key stays the same from run to run (a key file, ``CREW_SECRET``); mixing in a
+    nonce per run makes every object of an earlier run of the same name fail its check, so a
+    copy of last night's answer cannot be planted into tonight's crew.
+    """
+    return hashlib.blake2b(nonce, key=key, digest_size=32, person=b"crew-run").digest()
+
+
+class JobJournal:
+    """Writes accepted jobs to the store before ``send`` returns, several senders per write.
+
+    Group commit: a sender that finds the writer busy waits for it, and the next write carries
+    every job that queued up meanwhile.
+    """
+
+    def __init__(self, sealed: Sealed, crew_id: str, epoch: int) -> None:
+        self.sealed = sealed
+        self.prefix = protocol.journal_prefix(crew_id)
+        self._seqs = itertools.count(epoch * EPOCH_SPAN + 1)
+        self._queue: list[list[Any]] = []  # [job, function bytes, outcome]; outcome None until written
+        self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    def commit(self, jobs: list[tuple[JournalJob, bytes]]) -> str:
+        """Return once ``jobs`` (each with its pickled function) are in the store, with the key of
+        the journal object that holds them; raise if they cannot be (then none is)."""
+        entry: list[Any] = [jobs, None]
+        with self._queue_lock:
+            self._queue.append(entry)
+        with self._write_lock:
+            if entry[1] is None:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                key = f"{self.prefix}{next(self._seqs):012d}"
+                saved = [item for e in batch for item in e[0]]
+                record = JobBatch(tuple(job for job, _ in saved), {job.function: data for job, data in saved})
+                try:
+                    self.sealed.put(key, protocol.encode_jobs(record))
+                    outcome: str | BaseException = key
+                except BaseException as exc:
+                    outcome = exc
+                for e in batch:
+                    e[1] = outcome
+        result: str | BaseException = entry[1]  # written by whichever commit wrote our jobs
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+
+@dataclass
+class Keeper:
+    """Which journal, receipt, result and verdict objects still matter; the rest is deleted.
+
+    Order keeps recovery right: a result, verdict or journal object goes only after the receipt
+    for its jobs is in the store, and a receipt only after every journal object it speaks of is gone.
+    """
+
+    sealed: Sealed
+    crew_id: str
+    epoch: int
+    journal_of: dict[int, str] = field(default_factory=dict)  # job id -> journal key
+    result_of: dict[int, str] = field(default_factory=dict)  # job id -> result or verdict key holding its outcome
+    left: dict[str, set[int]] = field(default_factory=dict)  # journal, result or verdict key -> jobs it serves
+    receipts: dict[str, set[str]] = field(default_factory=dict)  # receipt key -> journal keys it covers
+    unreceipted: list[int] = field(default_factory=list)  # received by the user, no receipt written yet
+    freed_receipts: list[str] = field(default_factory=list)  # to delete after the next flush
+
+    def __post_init__(self) -> None:
+        self._seqs = itertools.count(self.epoch * EPOCH_SPAN + 1)
+
+    def journaled(self, job_id: int, key: str) -> None:
+        self.journal_of[job_id] = key
+        self.left.setdefault(key, set()).add(job_id)
+
+    def answered(self, job_id: int, key: str) -> None:
+        """The job's outcome lies in result (or verdict) object ``key``: keep it until the user has it."""
+        self.result_of[job_id] = key
+        self.left.setdefault(key, set()).add(job_id)
+
+    def received(self, job_id: int) -> None:
+        self.unreceipted.append(job_id)
+
+    def write_receipt(self, lock: AbstractContextManager[Any]) -> list[str]:
+        """Write a receipt for the results handed out since the last one; return keys now garbage.
+
+        ``lock`` guards this bookkeeping (the controller's lock); the write itself goes without
+        it, so that users' threads do not wait on the store meanwhile.
+        """
+        with lock:
+            ids, self.unreceipted = self.unreceipted, []
+        if not ids:
+            return []
+        key = f"{protocol.receipt_prefix(self.crew_id)}{next(self._seqs):012d}"
+        try:
+            self.sealed.put(key, protocol.encode_receipt(Receipt(tuple(ids))))
+        except BaseException:
+            with lock:
+                self.unreceipted[:0] = ids
+            raise
+        with lock:
+            return self._receipted(key, ids)
+
+    def _receipted(self, key: str, ids: list[int]) -> list[str]:
+        covered = {self.journal_of[i] for i in ids if i in self.journal_of}
+        garbage = []
+        for job_id in ids:
+            for key_of in (self.journal_of, self.result_of):
+                held = key_of.pop(job_id, None)
+                if held is not None:
+                    jobs = self.left.get(held)
+                    if jobs is not None:
+                        jobs.discard(job_id)
+                        if not jobs:
+                            del self.left[held]
+                            garbage.append(held)
+        self.receipts[key] = covered - set(garbage)
+        if not self.receipts[key]:
+            del self.receipts[key]
+            self.freed_receipts.append(key)
+        return garbage
+
+    def deleted(self, keys: Iterable[str]) -> None:
+        """These journal objects are gone: receipts that covered only them may go next."""
+        gone = set(keys)
+        for key, covered in list(self.receipts.items()):
+            covered -= gone
+            if not covered:
+                del self.receipts[key]
+                self.freed_receipts.append(key)
+
+
+@dataclass
+class Recovery:
+    """What a crashed controller left of a named crew, read back by :func:`recover`."""
+
+    lease: protocol.Lease | None = None
+    accepted: bool = False  # the crew's "accepted" marker: it accepted a job once
+    jobs: dict[int, tuple[JournalJob, str]] = field(default_factory=dict)  # id -> (job, journal key)
+    functions: dict[str, bytes] = field(default_factory=dict)
+    receipts: dict[str, tuple[int, ...]] = field(default_factory=dict)  # receipt key -> job ids
+    received: set[int] = field(default_factory=set)
+    results: dict[int, tuple[bytes, str, str]] = field(default_factory=dict)  # id -> (pickled outcome, worker, key)
+    verdicts: dict[int, tuple[frozenset[str], bytes, str]] = field(default_factory=dict)  # id -> (tags, result, key)
+    roster: dict[str, RosterEntry] = field(default_factory=dict)
+    exited: set[tuple[str, int]] = field(default_factory=set)  # incarnations that left a note
+    beats: dict[tuple[str, int], int] = field(default_factory=dict)  # incarnation -> last beat number
+    answered: set[int] = field(default_factory=set)  # task seqs with a result in the inbox
+    tasks: dict[str, list[protocol.Batch]] = field(default_factory=dict)  # worker -> unanswered batches
+    garbage: list[str] = field(default_factory=list)  # keys nobody needs: answered, received, read
+    corrupt: list[str] = field(default_factory=list)
+
+    @property
+    def accepted_jobs(self) -> bool:
+        """Whether the crew ever accepted a job (so a new controller resumes it)."""
+        lease_jobs = self.lease.jobs if self.lease is not None else 0
+        return bool(self.accepted or self.jobs or self.received or lease_jobs)
+
+
+def recover(sealed: Sealed, crew_id: str) -> Recovery:
+    """Read back every object a named crew's last controller left (see the module docstring)."""
+    store = sealed.store
+    found = Recovery()
+    lease_key = protocol.lease_key(crew_id)
+    try:
+        found.lease = protocol.decode_lease(sealed.get(lease_key), lease_key)
+    except KeyNotFoundError:
+        pass
+    except TamperedObjectError as exc:
+        raise CrewError(
+            f"crew {crew_id!r} exists in {store.describe()} but was not made with this key: resume it where it"
+            f" was started, or with {SECRET_ENV} set as it was there ({exc})"
+        ) from None
+    try:
+        store.get(f"{crew_id}/accepted")
+        found.accepted = True
+    except KeyNotFoundError:
+        pass
+    with ThreadPoolExecutor(max(1, min(16, int(getattr(store, "request_concurrency", 1)))), "crew-recover") as pool:
+
+        def read(keys: list[str], decode: Callable[[bytes, str], object]) -> list[tuple[str, object]]:
+            def one(key: str) -> tuple[str, object]:
+                try:
+                    return key, decode(sealed.get(key), key)
+                except KeyNotFoundError:
+                    return key, None  # deleted meanwhile: a worker's straggler cleanup
+                except CorruptObjectError as exc:  # forged or damaged: used for nothing
+                    log.warning("crew %s: ignoring %s", crew_id, exc)
+                    found.corrupt.append(key)
+                    return key, None
+
+            return list(pool.map(one, keys))
+
+        for key, batch in read(store.list(protocol.journal_prefix(crew_id)), protocol.decode_jobs):
+            if isinstance(batch, JobBatch):
+                found.functions.update(batch.functions)
+                for job in batch.jobs:
+                    found.jobs[job.job_id] = (job, key)
+        for key, receipt in read(store.list(protocol.receipt_prefix(crew_id)), protocol.decode_receipt):
+            if isinstance(receipt, Receipt):
+                found.receipts[key] = receipt.job_ids
+                found.received.update(receipt.job_ids)
+        for key, entry in read(store.list(protocol.roster_prefix(crew_id)), protocol.decode_roster):
+            if isinstance(entry, RosterEntry):
+                found.roster[key.rpartition("/")[2]] = entry
+        _read_verdicts(found, store, crew_id, read)
+        _read_inbox(found, store, crew_id, read)
+        _read_queues(found, store, crew_id, read)
+    return found
+
+
+_Read = Callable[[list[str], Callable[[bytes, str], object]], list[tuple[str, object]]]
+
+
+def _read_verdicts(found: Recovery, store: Store, crew_id: str, read: _Read) -> None:
+    """Results the last controller made itself: they win over any answer in the inbox (it made
+    them first, or it would not have made them), so they are read before it."""
+    for key, record in read(store.list(protocol.verdict_prefix(crew_id)), protocol.decode_verdicts):
+        useful = False
+        if isinstance(record, Verdicts):
+            for job_id, tags, data in record.results:
+                if job_id in found.jobs and job_id not in found.received and job_id not in found.verdicts:
+                    found.verdicts[job_id] = (frozenset(tags), data, key)
+                    useful = True
+        if not useful:  # every job in it was received
+            found.garbage.append(key)
+
+
+def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> None:
+    results, exits = [], []
+    for key in store.list(protocol.inbox_prefix(crew_id)):
+        entry = protocol.parse_inbox_key(key)
+        if entry is None:
+            continue
+        if entry.kind == "beat":
+            incarnation = (entry.worker, entry.incarnation)
+            found.beats[incarnation] = max(found.beats.get(incarnation, 0), entry.beat)
+            found.garbage.append(key)
+        elif entry.kind == "exit":
+            exits.append(key)
+        else:
+            results.append(key)
+    for key, note in read(exits, protocol.decode_exit):
+        if isinstance(note, protocol.ExitNote):  # a note not signed by this crew says nothing
+            entry = protocol.parse_inbox_key(key)
+            assert entry is not None
+            found.exited.add((entry.worker, entry.incarnation))
+    found.garbage.extend(exits)
+    for key, batch in read(results, protocol.decode_result):
+        if not isinstance(batch, protocol.ResultBatch):
+            found.garbage.append(key)
+            continue
+        if not batch.part:  # a part answers some of its task: the rest is still its worker's
+            found.answered.add(batch.seq)
+        useful = False
+        if not batch.returned:
+            for job_id, data in batch.outcomes:
+                if job_id in found.jobs and job_id not in found.received and job_id not in found.verdicts:
+                    found.results[job_id] = (data, batch.worker, key)
+                    useful = True
+        if not useful:
+            found.garbage.append(key)
+
+
+def _read_queues(found: Recovery, store: Store, crew_id: str, read: _Read) -> None:
+    """The unanswered batches of each worker's current incarnation, if it left no exit note."""
+    keys: list[tuple[str, str]] = []
+    for name, entry in found.roster.items():
+        if entry.incarnation and (name, entry.incarnation) not in found.exited:
+            prefix = protocol.worker_prefix(crew_id, name, entry.incarnation)
+            keys.extend((name, key) for key in store.list(prefix))
+    owners = {key: name for name, key in keys}
+    for key, record in read([key for _, key in keys], protocol.decode_task):
+        if isinstance(record, protocol.Batch) and record.seq not in found.answered:
+            found.tasks.setdefault(owners[key], []).append(record)

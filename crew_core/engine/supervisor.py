@@ -1,0 +1,525 @@
+"""The supervisor: each worker's life, from launch to death, and what happens to its jobs.
+
+It launches incarnations, reads the backends' status answers, heartbeats and exit notes, asks
+workers to stop, kills the ones that hang or do not answer, and decides the fate of the jobs a
+worker held when it went down: back to the backlog uncharged (it never started them, or we
+stopped it on purpose), or charged one try (it died running them). Everything here runs under
+the manager's lock and does no I/O itself: store writes go to the manager's outbox, backend
+calls to its backend pool.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from crew_core.backoff import Backoff
+from crew_core.engine.ledger import Job, JobState, Task
+from crew_core.engine.summary import WorkerStats
+from crew_core.errors import JobTimeoutError, WorkerCrashedError, WorkerLaunchError
+from crew_core.plugin.launches import SECRET_ENV
+from crew_core.plugin.worker import Launch, Worker
+from crew_core.results import CRASH, TIMEOUT, Result
+from crew_core.wire import protocol
+from crew_core.wire.protocol import ExitNote, WorkerSettings
+
+if TYPE_CHECKING:
+    from crew_core.runner.manager import Manager
+
+log = logging.getLogger("crew")
+
+#: Workers given ``seconds_wall`` leave up to this fraction of it early, each by its own draw.
+LIFETIME_STAGGER = 0.1
+#: Seconds (at least the stop grace) a backend has to report a worker ended once it left cleanly.
+EXIT_PATIENCE = 30.0
+
+
+class Phase(enum.Enum):
+    DOWN = "down"  # not running: may be launched
+    STARTING = "starting"  # the backend is starting it
+    UP = "up"  # started (it may still be queued in the backend)
+
+
+@dataclass(eq=False)
+class WorkerRecord:
+    """What the controller knows about one worker and its current incarnation."""
+
+    backend: Worker
+    phase: Phase = Phase.DOWN
+    incarnation: int = 0
+    prefix: str = ""
+    channel: str = ""
+    stop_requested: float | None = None  # when a Stop was written (or a kill decided)
+    exit: ExitNote | None = None  # the current incarnation's exit note, once seen
+    killing: bool = False  # a kill is under way
+    retired: bool = False  # being dismissed: never launched or given work again
+    down_pending: bool = False  # its backend says it ended: settle after one more inbox poll
+    down_poll: int = 0  # the manager's poll count when it was found ended
+    beat: int = 0
+    beat_seen: bool = False
+    first_beat: float = 0.0  # when the current incarnation's first beat was seen
+    lifetime: tuple[int | None, float | None] = (None, None)  # tasks_max, seconds_wall
+    given: int = 0  # jobs assigned to the current incarnation (batches stay within tasks_max)
+    quiet_since: float = 0.0  # since the last beat, or since it was given work
+    idle_since: float = 0.0  # since it last held no task
+    launch_failures: int = 0  # failed launches in a row
+    launch_error: BaseException | None = None  # why the last one failed
+    retry_at: float = 0.0  # no automatic launch before this time
+    retry: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
+    adopted: bool = False  # launched by an earlier controller of a named crew: known by its beats only
+    inner: tuple[dict[str, Any], ...] = ()  # a forwarder's inner crew summary, as it last sent it
+    stats: WorkerStats = field(default_factory=WorkerStats)  # what crew.summary() shows
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.backend.tags
+
+    @property
+    def up(self) -> bool:
+        return self.phase is not Phase.DOWN
+
+    @property
+    def accepting(self) -> bool:
+        """Up and willing to take new tasks."""
+        return self.up and self.stop_requested is None and self.exit is None and not self.killing and not self.retired
+
+
+class Supervisor:
+    """Launch, liveness, stop and death of the manager's workers."""
+
+    def __init__(self, manager: Manager, draw: Callable[[], float]) -> None:
+        """``draw``: a random number in [0, 1) for each draw (injected: the engine keeps no generator)."""
+        self.m = manager
+        self.draw = draw
+        self._status_due: dict[type[Worker], float] = {}
+        self._status_busy: set[type[Worker]] = set()
+
+    # ------------------------------------------------------------------ launching
+    def prepare(self, records: list[WorkerRecord], now: float) -> dict[type[Worker], list[tuple[WorkerRecord, Launch]]]:
+        """Begin a new incarnation of each worker; return what each backend class must start."""
+        groups: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
+        m = self.m
+        for record in records:
+            record.incarnation += 1
+            record.prefix = protocol.worker_prefix(m.crew_id, record.name, record.incarnation)
+            record.channel = protocol.worker_channel(record.prefix)
+            record.phase = Phase.STARTING
+            record.stop_requested, record.exit, record.killing, record.down_pending = None, None, False, False
+            record.beat, record.beat_seen, record.adopted, record.given = 0, False, False, 0
+            record.quiet_since = record.idle_since = now
+            tasks_max, seconds_wall = record.lifetime
+            if seconds_wall is not None:  # a fleet recruited together does not leave all at once
+                seconds_wall *= 1 - LIFETIME_STAGGER * self.draw()
+            settings = WorkerSettings(
+                store=m.store_spec,
+                crew=m.crew_id,
+                name=record.name,
+                incarnation=record.incarnation,
+                timeout=record.backend.timeout,
+                heartbeat=m.settings.heartbeat_interval,
+                lease_timeout=m.settings.lease_timeout,
+                capture=m.settings.capture_output,
+                tasks_max=tasks_max,
+                seconds_wall=seconds_wall,
+            )
+            environment = {SECRET_ENV: m.secret.hex(), protocol.LABEL_ENV: m.label}
+            launch = Launch(settings.to_args(), environment, m.crew_id, record.name, record.incarnation, m.label)
+            groups.setdefault(type(record.backend), []).append((record, launch))
+        return groups
+
+    def launched(self, group: list[tuple[WorkerRecord, int]], error: BaseException | None, now: float) -> None:
+        """A ``start_many`` call came back, having started every worker of ``group`` or none."""
+        for record, incarnation in group:
+            if record.incarnation != incarnation or record.phase is not Phase.STARTING:
+                continue
+            if error is None:
+                record.phase = Phase.UP
+                record.stats.launches += 1
+                record.launch_failures = 0
+                record.retry.reset()
+            else:
+                self._launch_failed(record, error, now)
+        if error is not None and any(record.launch_failures == 1 for record, _ in group):
+            self.m.report(error)  # the user hears of it once; later failures in a row are logged
+        if group and error is None:
+            self.m.poll_soon()  # its beats and exit note go to the inbox: look there from now on
+            cls = type(group[0][0].backend)
+            self._status_due[cls] = min(self._status_due.get(cls, math.inf), now + cls.status_interval)
+
+    def _launch_failed(self, record: WorkerRecord, error: BaseException, now: float, straggler: bool = False) -> None:
+        m = self.m
+        record.phase = Phase.DOWN
+        record.stats.refused += 1
+        record.launch_failures += 1
+        record.launch_error = error
+        record.retry_at = now + record.retry.next()
+        for task in m.ledger.tasks_of(record.name):  # it never ran them
+            m.ledger.close_task(task.seq, now)
+            self.refused(task.jobs, error)
+        m.roster_changed(record.name, live=False)  # enrolled before the launch: a next controller must not adopt it
+        m.cleanup(record, straggler=straggler)
+        log.warning("worker %r failed to start (attempt %d): %s", record.name, record.launch_failures, error)
+
+    def refused(self, jobs: list[Job], error: BaseException) -> None:
+        """Jobs whose worker did not start: tried again, until ``max_tries`` launches failed for each."""
+        max_tries = self.m.settings.max_tries
+        again = []
+        for job in jobs:
+            job.refusals += 1
+            if job.refusals < max_tries:
+                again.append(job)
+                continue
+            failure = WorkerLaunchError(
+                f"job {job.id} ({job.kind}) never ran: the {job.refusals} worker launches meant to run it"
+                f" failed (max_tries={max_tries}); the last: {error}"
+            )
+            failure.__cause__ = error
+            self.m.finish_error(job, failure)
+        self.m.ledger.requeue(again)
+
+    # ------------------------------------------------------------------ restarting
+    def restart(self, record: WorkerRecord, now: float) -> list[tuple[WorkerRecord, Launch]]:
+        """Relaunch a stuck worker with the jobs it held (charged ones alone); the launch to start."""
+        m = self.m
+        jobs = m.ledger.release(record.name)
+        runnable = [job for job in jobs if not self._out_of_tries(job, record)]
+        if not runnable or record.up:
+            m.ledger.requeue(runnable)
+            return []
+        [(_, launch)] = self.prepare([record], now)[type(record.backend)]
+        fresh = [job for job in runnable if not job.tries]
+        for batch in [[job] for job in runnable if job.tries] + ([fresh] if fresh else []):
+            m.dispatcher.assign(record, batch, now)
+        return [(record, launch)]
+
+    # ------------------------------------------------------------------ status, beats, exits
+    def due_status_checks(self, now: float) -> list[tuple[type[Worker], list[tuple[WorkerRecord, int]]]]:
+        """Backend classes to ask now about their live workers, each at its own pace."""
+        live: dict[type[Worker], list[tuple[WorkerRecord, int]]] = {}
+        for record in self.m.records.values():
+            if record.phase is Phase.UP and not record.down_pending and not record.adopted:
+                live.setdefault(type(record.backend), []).append((record, record.incarnation))
+        due = []
+        for cls, group in live.items():
+            if cls in self._status_busy or now < self._status_due.setdefault(cls, now + cls.status_interval):
+                continue
+            self._status_busy.add(cls)
+            self._status_due[cls] = now + cls.status_interval
+            due.append((cls, group))
+        return due
+
+    def due_presence_checks(self, now: float) -> dict[str, list[Task]]:
+        """Tasks unanswered for a heartbeat timeout, by worker prefix: is their record still there?
+
+        A worker finds its tasks by listing; one whose record vanished before it was listed
+        would wait forever, its worker idle and beating. One listing per such worker, at most
+        once per heartbeat timeout per task, tells.
+        """
+        patience = self.m.settings.heartbeat_timeout
+        due: dict[str, list[Task]] = {}
+        for task in self.m.ledger.tasks.values():
+            if task.written and now - max(task.assigned, task.checked) > patience:
+                record = self.m.records.get(task.worker)
+                if record is not None and record.up and record.incarnation == task.incarnation:
+                    task.checked = now
+                    due.setdefault(record.prefix, []).append(task)
+        return due
+
+    def on_status(self, cls: type[Worker], answers: list[tuple[WorkerRecord, int, bool]], now: float) -> None:
+        """The answer of ``cls.running()``: a worker reported not running has ended."""
+        self._status_busy.discard(cls)
+        for record, incarnation, running in answers:
+            if record.incarnation != incarnation or record.phase is not Phase.UP:
+                continue
+            if not running:
+                self.m.mark_down(record)  # settled after the next inbox poll: results first
+            elif record.exit is not None:  # it said goodbye: ask again soon until its backend agrees
+                self._status_due[cls] = min(self._status_due[cls], now + min(cls.status_interval, 0.5))
+
+    def check_soon(self, record: WorkerRecord, now: float) -> None:
+        cls = type(record.backend)
+        self._status_due[cls] = min(self._status_due.get(cls, math.inf), now)
+
+    def on_beat(self, record: WorkerRecord, incarnation: int, beat: int, now: float) -> None:
+        if record.incarnation == incarnation and beat > record.beat:
+            if not record.beat_seen:
+                record.first_beat = now
+            record.beat, record.beat_seen, record.quiet_since = beat, True, now
+
+    def on_exit(self, record: WorkerRecord, incarnation: int, note: ExitNote, now: float) -> None:
+        """The worker is leaving: what it never started goes back to the backlog at once."""
+        if record.incarnation != incarnation or not record.up or record.exit is not None:
+            return
+        record.exit = note
+        m = self.m
+        failed_start = not record.beat_seen and note.reason == "error"  # down() refuses its jobs: a failed launch
+        for task in m.ledger.tasks_of(record.name) if not failed_start else []:
+            if task.seq > note.last_seq:
+                m.ledger.close_task(task.seq, now)
+                m.ledger.requeue(task.jobs)
+        if record.adopted:  # its backend cannot be asked: the note is the last word
+            m.mark_down(record)
+        else:
+            self.check_soon(record, now)
+
+    # ------------------------------------------------------------------ liveness deadlines
+    def adoption_patience(self) -> float:
+        """How long an adopted worker given jobs may take to beat before it counts as gone."""
+        settings = self.m.settings
+        return min(settings.heartbeat_timeout, 2 * settings.heartbeat_interval + 2 * self.m.store.poll_interval[1] + 5)
+
+    def check(self, now: float) -> list[WorkerRecord]:
+        """Workers to kill now: silent past the heartbeat timeout, or deaf to a stop request."""
+        settings = self.m.settings
+        doomed = []
+        for record in self.m.records.values():
+            if record.phase is not Phase.UP or record.killing or record.down_pending:
+                continue
+            if (
+                record.adopted
+                and not record.beat_seen
+                and self.m.ledger.has_tasks(record.name)
+                and now - record.quiet_since > self.adoption_patience()
+            ):
+                log.warning("adopted worker %r has not beaten since this controller took over: counted as gone,"
+                            " its jobs run elsewhere", record.name)  # fmt: skip
+                record.stop_requested = record.stop_requested or now  # its jobs go back uncharged
+                self.m.mark_down(record)
+            elif record.stop_requested is not None and now > self.kill_due(record, record.stop_requested):
+                log.info("worker %r did not answer its stop request in %.1f s: killing it", record.name,
+                         self.stop_grace(record))  # fmt: skip
+                doomed.append(record)
+            elif self._overdue(record, now):
+                doomed.append(record)
+            elif (
+                record.beat_seen
+                and self.m.ledger.has_tasks(record.name)
+                and now - record.quiet_since > settings.heartbeat_timeout
+            ):
+                log.warning("worker %r has been silent for %.0f s while holding jobs: killing it", record.name,
+                            now - record.quiet_since)  # fmt: skip
+                doomed.append(record)
+        for record in doomed:
+            record.killing = True
+        return doomed
+
+    def stop_grace(self, record: WorkerRecord) -> float:
+        """Seconds the worker has to answer a stop request (a forwarder's class asks for longer)."""
+        grace = record.backend.stop_grace
+        return self.m.settings.stop_grace if grace is None else max(grace, self.m.settings.stop_grace)
+
+    def kill_due(self, record: WorkerRecord, asked: float) -> float:
+        """When a worker asked to stop at ``asked`` is killed: after its stop grace, or, once it has
+        written a clean exit note (it is leaving), after up to ``EXIT_PATIENCE`` s more for its
+        backend to say it ended: a kill then would only mark a finished job as killed (a Batch job
+        TERMINATED instead of SUCCEEDED) on a backend slow to report."""
+        due = asked + self.stop_grace(record)
+        if record.exit is not None and record.exit.reason in protocol.CLEAN_EXITS:
+            due += max(EXIT_PATIENCE, self.stop_grace(record))
+        return due
+
+    def stop_allowance(self) -> float:
+        """Time a worker has to stop a job itself (timeout, cancel) and say so, before it is killed:
+        its next look at its tasks, the stop grace, and the controller's slowest poll."""
+        settings = self.m.settings
+        return settings.heartbeat_interval + settings.stop_grace + self.m.store.poll_interval[1]
+
+    def _stop_deadline(self, record: WorkerRecord) -> float | None:
+        """When the task the worker runs must be answered: a timed job's end, or a cancel's, plus
+        :meth:`stop_allowance`. None if nothing bounds it (or the worker has not beaten yet)."""
+        if not record.beat_seen or record.backend.nested:  # a forwarder's inner crew stops its jobs
+            return None
+        tasks = self.m.ledger.tasks_of(record.name)
+        if not tasks:
+            return None
+        running = tasks[0]
+        start = max(running.running_since or running.assigned, record.first_beat)
+        deadlines = []
+        if running.stop_by is not None and len(running.jobs) == 1:  # in a batch, which call runs is unknown
+            deadlines.append(max(running.stop_by, start + self.stop_allowance()))
+        limits = [job.timeout for job in running.jobs if job.timeout is not None and job.state is not JobState.DONE]
+        if limits:
+            deadlines.append(start + sum(limits) + self.stop_allowance())
+        return min(deadlines) if deadlines else None
+
+    def _overdue(self, record: WorkerRecord, now: float) -> bool:
+        """The worker could not stop a timed-out or cancelled job (C code holding the GIL, say):
+        the job ends now (a timeout is not run again) and the worker is killed."""
+        deadline = self._stop_deadline(record)
+        if deadline is None or now < deadline:
+            return False
+        for job in self.m.ledger.tasks_of(record.name)[0].jobs:
+            if job.state is JobState.DONE or job.timeout is None:
+                continue
+            error = JobTimeoutError(
+                f"job {job.id} ({job.kind}) ran past its timeout of {job.timeout:g} s and its worker"
+                f" {record.name!r} could not stop it (C code holding the GIL, or a job that blocks or takes"
+                " over SIGALRM?): the worker was killed"
+            )
+            record.stats.timeouts += 1
+            self.m.finish(job, Result(job.id, TIMEOUT, error=error, worker=record.name, tags=job.tags,
+                                      tries=job.runs + 1))  # fmt: skip
+        record.stop_requested = record.stop_requested or now  # killed on purpose: the rest go back uncharged
+        log.warning("worker %r did not stop a job past its timeout or cancel: killing it", record.name)
+        return True
+
+    def restarts_due(self, now: float) -> list[WorkerRecord]:
+        """Stuck workers whose automatic restart failed before and may be tried again now."""
+        if not self.m.settings.auto_restart:
+            return []
+        return [r for r in self.m.records.values() if self.stuck(r) and now >= r.retry_at]
+
+    def next_deadline(self, now: float) -> float:
+        settings = self.m.settings
+        deadline = math.inf
+        for record in self.m.records.values():
+            if record.phase is Phase.UP:
+                if not record.adopted:
+                    deadline = min(deadline, self._status_due.get(type(record.backend), now))
+                if record.stop_requested is not None:
+                    deadline = min(deadline, self.kill_due(record, record.stop_requested))
+                elif record.beat_seen and self.m.ledger.has_tasks(record.name):
+                    deadline = min(deadline, record.quiet_since + settings.heartbeat_timeout)
+                    stop = self._stop_deadline(record)
+                    if stop is not None:
+                        deadline = min(deadline, stop)
+                elif record.adopted and self.m.ledger.has_tasks(record.name):
+                    deadline = min(deadline, record.quiet_since + self.adoption_patience())
+            elif self.stuck(record) and settings.auto_restart:
+                deadline = min(deadline, record.retry_at)
+        return deadline
+
+    # ------------------------------------------------------------------ stop and death
+    def request_stop(self, record: WorkerRecord, now: float) -> bool:
+        """Write a Stop for the worker (it finishes the job it runs, starts nothing more)."""
+        if not record.up or record.stop_requested is not None or record.killing:
+            return False
+        record.stop_requested = now
+        self.m.write_control(record, protocol.Stop(self.m.ledger.next_seq()))
+        return True
+
+    def stuck(self, record: WorkerRecord) -> bool:
+        return not record.up and bool(self.m.ledger.held.get(record.name))
+
+    def down(self, record: WorkerRecord, now: float) -> None:
+        """The worker's process has ended: keep what it finished, place what it had not."""
+        if not record.up:
+            return
+        m = self.m
+        note = record.exit
+        deliberate = record.stop_requested is not None
+        record.phase, record.killing, record.down_pending = Phase.DOWN, False, False
+        record.stop_requested = None
+        m.roster_changed(record.name, live=False)
+        record.idle_since = now
+        # It left no note: killed, or out of reach and maybe still running (a task in a user's
+        # executor cannot be killed). A Stop left in its place tells such a straggler to leave.
+        m.cleanup(record, straggler=note is None)
+        tasks = m.ledger.tasks_of(record.name)
+        for task in tasks:
+            m.ledger.close_task(task.seq, now)
+        if not tasks:
+            return
+        if deliberate or (note is not None and note.clean):  # it never started these, or we stopped it
+            m.ledger.requeue(job for task in tasks for job in task.jobs)
+            return
+        if not record.beat_seen and (note is None or note.reason == "error"):  # it died before it began: it ran nothing
+            if note is not None and note.error:
+                why = note.error.strip().splitlines()[-1]
+                error = WorkerLaunchError(f"worker {record.name!r} failed as it started: {why}")
+            else:
+                error = WorkerLaunchError(
+                    f"worker {record.name!r} ended before it started (no heartbeat, no exit note): its backend's"
+                    " logs say why (a missing package, an image that cannot be pulled, a node lost at boot)"
+                )
+            record.launch_failures += 1
+            record.stats.refused += 1
+            record.stats.launches -= 1  # it was counted when the backend accepted it
+            record.launch_error = error
+            record.retry_at = now + record.retry.next()
+            log.warning("%s", error)
+            self.refused([job for task in tasks for job in task.jobs], error)
+            return
+        if record.backend.nested:  # its inner crew still has them: they wait for its relaunch, uncharged
+            record.stats.crashes += 1
+            log.warning("forwarder %r died (%s); its %d job(s) wait for its relaunch, which resumes its inner crew",
+                        record.name, _death(record, note), sum(len(t.jobs) for t in tasks))  # fmt: skip
+            m.ledger.hold(record.name, [job for task in tasks for job in task.jobs])
+            return
+        started = [t for t in tasks if note is None or t.seq <= note.last_seq]
+        running: Task | None = started[0] if started else None
+        m.ledger.requeue(job for task in tasks if task is not running for job in task.jobs)
+        if running is None:
+            return
+        jobs = [job for job in running.jobs if job.state is not JobState.DONE]  # not those timed out or cancelled
+        if not jobs:
+            return
+        cause = _death(record, note)
+        record.stats.crashes += 1
+        if len(jobs) > 1:  # which of them killed it is unknown: each runs again alone, uncharged
+            log.warning("worker %r died running a batch of %d jobs (%s): each runs again alone", record.name,
+                        len(jobs), cause)  # fmt: skip
+            for job in jobs:
+                job.solo = True
+            m.ledger.requeue(jobs)
+            return
+        log.warning("worker %r died running task %d (%s); its job is charged a try", record.name, running.seq,
+                    cause)  # fmt: skip
+        survivors = []
+        for job in jobs:
+            job.tries += 1
+            job.runs += 1
+            if not self._out_of_tries(job, record, cause):
+                if job.crash_tags:  # its next try goes to bigger workers, say
+                    job.tags = job.crash_tags[min(job.tries, len(job.crash_tags)) - 1]
+                survivors.append(job)
+        if m.settings.auto_restart:
+            m.ledger.requeue(survivors)  # they run again, each alone (the dispatcher sees their tries)
+        else:
+            m.ledger.hold(record.name, survivors)
+
+    def _out_of_tries(self, job: Job, record: WorkerRecord, cause: str = "") -> bool:
+        """Give a job up as crashed once it has used every try; ``cause``: how the last worker died."""
+        max_tries = self.m.settings.max_tries
+        if job.tries < max_tries:
+            return False
+        error = WorkerCrashedError(
+            f"job {job.id} ({job.kind}) ended with its worker dead or its data lost {job.tries}"
+            f" time(s) (max_tries={max_tries}); the last worker was {record.name!r}"
+            + (f": {cause}" if cause else "")
+        )
+        self.m.finish(job, Result(job.id, CRASH, error=error, worker=record.name, tags=job.tags, tries=job.runs))
+        return True
+
+    def charge(self, jobs: list[Job], record: WorkerRecord | None, reason: str, ran: bool) -> None:
+        """Jobs whose data was lost (a corrupt object): charged a try, then run again or crashed.
+        ``ran``: they ran (their answer was lost), which their results' ``tries`` counts."""
+        log.warning("%s; %d job(s) are charged a try and run again", reason, len(jobs))
+        survivors = []
+        for job in jobs:
+            job.tries += 1
+            job.runs += ran
+            if record is None or not self._out_of_tries(job, record):
+                survivors.append(job)
+        self.m.ledger.requeue(survivors)
+
+
+def _death(record: WorkerRecord, note: ExitNote | None) -> str:
+    """How a worker died, as precisely as its backend knows (an exit code, a signal, a state)."""
+    try:
+        cause = record.backend.exit_cause()
+    except Exception as exc:  # a plugin's bug must not hide the crash itself
+        log.warning("worker %r cannot say how it ended: %s", record.name, exc)
+        cause = None
+    if note is not None:
+        said = f"it left saying {note.reason!r}" + (f": {note.error.strip().splitlines()[-1]}" if note.error else "")
+        return f"{cause}; {said}" if cause else said
+    return cause or "it ended without an exit note (its backend does not say how)"

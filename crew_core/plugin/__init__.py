@@ -1,0 +1,42 @@
+"""What a plugin author imports: the store and worker base classes, the hooks, and backend helpers.
+
+A store plugin subclasses :class:`Store`; a worker plugin subclasses :class:`Worker` and starts
+each :class:`Launch`; both register through :data:`hookimpl` functions (see
+``docs/specification.md``). Nothing here imports the controller, so a plugin stays cheap to import.
+"""
+
+from crew_core.config import Config
+from crew_core.errors import CrewError, KeyNotFoundError, PluginError, StoreError, WorkerLaunchError
+from crew_core.plugin.launches import LABEL_ENV, LaunchSeen, crew_label, launch_in
+from crew_core.plugin.processes import environment_variable, kill_tree, own_processes, process_alive
+from crew_core.plugin.registry import Registry, default_plugins, hookimpl, store_from_config, store_spec
+from crew_core.plugin.store import Store, check_key
+from crew_core.plugin.worker import BackendJob, Launch, Worker, end_each
+
+__all__ = [
+    "LABEL_ENV",
+    "BackendJob",
+    "Config",
+    "CrewError",
+    "KeyNotFoundError",
+    "Launch",
+    "LaunchSeen",
+    "PluginError",
+    "Registry",
+    "Store",
+    "StoreError",
+    "Worker",
+    "WorkerLaunchError",
+    "check_key",
+    "crew_label",
+    "default_plugins",
+    "end_each",
+    "environment_variable",
+    "hookimpl",
+    "kill_tree",
+    "launch_in",
+    "own_processes",
+    "process_alive",
+    "store_from_config",
+    "store_spec",
+]

@@ -1,0 +1,203 @@
+"""The :class:`Store` base class: the small, bytes-level interface every data store implements.
+
+All coordination between a crew's controller and its workers goes through a store. A store maps
+string keys to immutable byte objects; the core decides the key layout (see ``protocol.py``) and
+does all serialisation, so a backend only moves bytes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from crew_core.errors import KeyNotFoundError
+
+# Keys are slash-separated segments of safe characters. No segment may start with a dot, so
+# backends are free to keep temporary or private files under dot-names next to the keys.
+_KEY = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` unchanged, or raise :class:`ValueError` if it is not a valid store key."""
+    if not _KEY.match(key):
+        raise ValueError(
+            f"invalid store key {key!r}: use '/'-separated segments of letters, digits, '_', '-'"
+            " and '.', none starting with '.'"
+        )
+    return key
+
+
+class Store(ABC):
+    """A place where the controller and workers leave each other byte objects under string keys.
+
+    Subclasses must implement :meth:`put`, :meth:`get`, :meth:`list` and :meth:`delete`, and
+    :meth:`config` if their constructor takes arguments. Everything else has a working default
+    that a backend may override for speed (:meth:`delete_prefix`), to offer cheap wake-ups
+    (:meth:`notify` / :meth:`wait`, with :attr:`notifies` set to ``True``) or to create objects
+    atomically (:meth:`put_new`, with :attr:`atomic_put_new` set to ``True``).
+
+    Guarantees a store must give (``crew_core.testing.StoreContract`` checks them):
+
+    - :meth:`put` is atomic: a reader sees the old object, the new one or none, never a part.
+    - After :meth:`put` returns, :meth:`get` and :meth:`list` in any process see the object
+      (read-after-write consistency, which S3 and GCS both give today).
+    - :meth:`list` returns every key under the prefix, sorted, with no duplicates.
+    - With :attr:`atomic_put_new`, of many :meth:`put_new` calls on one absent key, made at once
+      from any processes and machines, exactly one returns True.
+    """
+
+    #: Name under which the store class is registered (``Crew(store="local")``).
+    name: ClassVar[str] = ""
+    #: URL schemes this store accepts (``Crew(store="s3://bucket/prefix")`` looks up ``"s3"``).
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: True when :meth:`wait` really sleeps until :meth:`notify` (not just for the timeout).
+    notifies: ClassVar[bool] = False
+    #: Shortest and longest pause (seconds) between polls of an idle party when the store does not
+    #: notify. Polls back off from the first to the second; each request may cost money.
+    poll_interval: ClassVar[tuple[float, float]] = (0.05, 2.0)
+    #: Seconds between a worker's heartbeats (one ``put`` each) unless the crew sets its own.
+    heartbeat_interval: ClassVar[float] = 2.0
+    #: How many requests the controller makes at once (reads of results, writes for different
+    #: workers). Remote stores gain from several; a local one is faster with 1.
+    request_concurrency: ClassVar[int] = 8
+    #: How many keys the controller gathers before deleting them in one :meth:`delete` call (S3
+    #: deletes 1,000 per request). 1: delete at once, where a key left over slows later listings.
+    delete_batch: ClassVar[int] = 1000
+    #: True when :meth:`put_new` is one conditional write of the backend, so that of many parties
+    #: creating the same key at once exactly one succeeds. The default :meth:`put_new` is not.
+    atomic_put_new: ClassVar[bool] = False
+    #: Backend requests made by every store of this class in this process, by operation, for
+    #: stores whose requests cost money (they call :meth:`count`); each subclass has its own.
+    requests: ClassVar[Counter[str]] = Counter()
+    _requests_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.requests = Counter()
+
+    def count(self, operation: str) -> None:
+        """Count one backend request (thread-safe), e.g. ``self.count("PutObject")``."""
+        with self._requests_lock:
+            type(self).requests[operation] += 1
+
+    # ----------------------------------------------------------------- construction and config
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Store:
+        """Build a store from a URL such as ``s3://bucket/prefix``; override for URL stores."""
+        raise NotImplementedError(f"store {cls.name!r} cannot be built from a URL ({url!r})")
+
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments (JSON-serialisable) that rebuild an equivalent store in a worker.
+
+        ``type(self)(**self.config())`` must reach the same objects from another process.
+        """
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Store:
+        """Rebuild a store from the output of :meth:`config`."""
+        return cls(**config)
+
+    # ----------------------------------------------------------------- the four required verbs
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` atomically, replacing any previous object."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """Return the object under ``key``; raise :class:`~crew_core.errors.KeyNotFoundError`."""
+
+    @abstractmethod
+    def list(self, prefix: str, start_after: str | None = None) -> list[str]:
+        """Return the sorted keys that start with ``prefix`` (at any depth).
+
+        With ``start_after``, return only keys that sort strictly after it (S3's ``StartAfter``,
+        GCS's ``start_offset``): the protocol uses it to skip what it has already read.
+        """
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete the given keys; keys that do not exist are ignored."""
+
+    # ----------------------------------------------------------------- optional, with defaults
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Store ``data`` under ``key`` only if no object is there: True if it was created.
+
+        An object that is there is left as it is (False). Atomic where :attr:`atomic_put_new` is
+        True. This default is **not**: it reads, then writes, so two parties that call it at
+        the same instant may both get True; a store whose backend has a conditional write (S3's
+        ``If-None-Match``, GCS's ``ifGenerationMatch=0``, a hard link) should override it.
+        """
+        try:
+            self.get(key)
+        except KeyNotFoundError:
+            self.put(key, data)
+            return True
+        return False
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every key under ``prefix`` (used to clean up after a worker or a crew)."""
+        self.delete(self.list(prefix))
+
+    def notify(self, channel: str) -> None:
+        """Wake whoever waits on ``channel``. A hint only: it may be lost.
+
+        The default wakes waiters in this process only (the controller's own threads); a store
+        with :attr:`notifies` set wakes other processes too.
+        """
+        event = self._channels().get(channel)
+        if event is not None:
+            event.set()
+
+    def wait(self, channel: str, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds or until ``channel`` is notified; True if notified.
+
+        The first call on a channel starts listening; a caller must look at the store after it,
+        since notifications sent before it are lost. The default hears notifications sent in
+        this process and otherwise just sleeps.
+        """
+        event = self._channels().setdefault(channel, threading.Event())
+        rung = event.wait(timeout) if timeout > 0 else event.is_set()
+        event.clear()
+        return rung
+
+    def _channels(self) -> dict[str, threading.Event]:
+        # Created on first use: subclasses need not call Store.__init__.
+        channels: dict[str, threading.Event] | None = self.__dict__.get("_in_process_channels")
+        if channels is None:
+            channels = self.__dict__.setdefault("_in_process_channels", {})
+        return channels
+
+    def set_poll_interval(self, value: tuple[float, float] | builtins.list[float] | None) -> None:
+        """Override :attr:`poll_interval` for this instance (a store option); None keeps the default.
+
+        Stores that take a ``poll_interval`` option call this from ``__init__`` and return
+        :meth:`poll_interval_config` in :meth:`config`, so workers poll as the controller does.
+        """
+        if value is None:
+            return
+        low, high = (float(v) for v in value)
+        if not 0 < low <= high:
+            raise ValueError(f"poll_interval must be 0 < shortest <= longest, got {value!r}")
+        self.poll_interval = (low, high)  # type: ignore[misc]
+
+    def poll_interval_config(self) -> dict[str, Any]:
+        """``{"poll_interval": [low, high]}`` when this instance overrides the default, else ``{}``."""
+        if self.poll_interval == type(self).poll_interval:
+            return {}
+        return {"poll_interval": list(self.poll_interval)}
+
+    def close(self) -> None:
+        """Release connections, file descriptors or temporary space held by this object."""
+
+    def describe(self) -> str:
+        """A short human-readable location, used in messages and ``repr``."""
+        return f"{self.name} store"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
