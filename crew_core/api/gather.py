@@ -72,9 +72,8 @@ class Gathered:
             for job in self._jobs:
                 if job.claim is self:
                     manager.ledger.unclaim(job)
-            mine = [result for claim, result in manager.ledger.claimed if claim is self]
-            manager.ledger.claimed = [(claim, result) for claim, result in manager.ledger.claimed if claim is not self]
+            mine = [result for _, result in manager.ledger.take_claimed(self)]
             with self._lock:
                 self._progress = None
-                manager.ledger.results.extend([*self._done.values(), *mine])
+                manager.ledger.give_results([*self._done.values(), *mine])
                 self._done.clear()

@@ -60,8 +60,7 @@ class VerdictLog:
             self._retry_key = None
             written = {job for job, _ in entries}  # jobs compare by identity
             with changed:
-                stored = [entry for entry in ledger.unsaved if entry[0] in written]  # not handed out meanwhile
-                ledger.unsaved = [entry for entry in ledger.unsaved if entry[0] not in written]
+                stored = ledger.take_unsaved(written)  # those not handed out meanwhile
                 for job, _ in stored:
                     keeper.answered(job.id, key)  # kept in the store until a receipt covers it
                 ledger.saved(stored)

@@ -11,16 +11,18 @@ DONE       answered: its :class:`Result` waits in ``results`` until the user rec
            controller made itself waits in ``unsaved`` until it is in the store
 =========  ==========================================================================
 
-Only the methods here move a job from one state to another, so the state of a job is never
-kept in two places. The ledger does no I/O and takes no decisions: the dispatcher and the
-supervisor decide, under the controller's lock.
+Only the methods here move a job from one state to another, change what a job has been charged,
+or take results and claims in and out, so the state of a job is never kept in two places (other
+modules read jobs, never write them). The ledger does no I/O and takes no decisions: the
+dispatcher and the supervisor decide, under the controller's lock. ``tests/test_ledger.py`` drives
+it through random sequences of every transition and checks these promises after each step.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -100,12 +102,52 @@ class Ledger:
     skipped: set[int] = field(default_factory=set)  # numbers never to hand out: a forged record holds them
     claims: int = 0  # jobs in ``jobs`` whose result goes to a claim
 
-    # ------------------------------------------------------------------ counters
+    # ------------------------------------------------------------------ claims
     def unclaim(self, job: Job) -> Claim | None:
         """Take the job's claim away (the crew stops): its result will go nowhere."""
         claim, job.claim = job.claim, None
         self.claims -= claim is not None and job.id in self.jobs
         return claim
+
+    def attach(self, job_id: int, claim: Claim) -> bool:
+        """Give an unclaimed job (or its result being stored) to ``claim``; False if there is none."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            if job.claim is None:
+                job.claim = claim
+                self.claims += 1
+                if job.state is JobState.ASSIGNED:
+                    claim.started()
+            return True
+        for staged, _ in self.unsaved:  # a result its controller made, being stored: the claim gets it then
+            if staged.id == job_id and staged.claim is None:
+                staged.claim = claim
+                return True
+        return False
+
+    def fail_claims(self, make: Callable[[Job], Result]) -> None:
+        """The crew stops: every claim gets the result ``make`` gives its job, instead of silence.
+
+        An unsaved result's job loses its claim too: it runs again under a next controller."""
+        for job in [*self.jobs.values(), *(job for job, _ in self.unsaved)]:
+            claim = self.unclaim(job)
+            if claim is not None:
+                self.claimed.append((claim, make(job)))
+
+    def take_claimed(self, claim: Claim | None = None) -> list[tuple[Claim, Result]]:
+        """Results due to claims (all, or ``claim``'s only), to hand over outside the lock."""
+        if claim is None:
+            taken, self.claimed = self.claimed, []
+            return taken
+        taken = [entry for entry in self.claimed if entry[0] is claim]
+        self.claimed = [entry for entry in self.claimed if entry[0] is not claim]
+        return taken
+
+    # ------------------------------------------------------------------ counters
+    def charge(self, job: Job, ran: bool) -> None:
+        """A try is charged: the job's worker died with it (``ran``: it had started), or its data was lost."""
+        job.tries += 1
+        job.runs += ran
 
     def next_seq(self) -> int:
         """A crew-wide task number: every task record of any worker gets the next one."""
@@ -171,6 +213,12 @@ class Ledger:
                 oldest.running_since = now
         return task
 
+    def give_back(self, task: Task, ids: set[int]) -> None:
+        """A forwarder handed some of a task's jobs back unrun: they wait again, the rest stay."""
+        back = [job for job in task.jobs if job.id in ids]
+        task.jobs = [job for job in task.jobs if job.id not in ids]
+        self.requeue(back)
+
     def requeue(self, jobs: Iterable[Job]) -> None:
         """Jobs go back to the front of the backlog, WAITING (they were taken before the rest)."""
         jobs = [job for job in jobs if job.state is not JobState.DONE]
@@ -207,6 +255,19 @@ class Ledger:
             self._hand_out(job, result)
         return True
 
+    def take_unsaved(self, jobs: set[Job] | None = None) -> list[tuple[Job, Result]]:
+        """Take results out of ``unsaved`` (all, or those of ``jobs``) once stored; see :meth:`saved`."""
+        if jobs is None:
+            taken, self.unsaved = self.unsaved, []
+            return taken
+        taken = [entry for entry in self.unsaved if entry[0] in jobs]
+        self.unsaved = [entry for entry in self.unsaved if entry[0] not in jobs]
+        return taken
+
+    def restore(self, result: Result) -> None:
+        """A result an earlier controller of a named crew had, for a job never accepted here: DONE at once."""
+        self.results.append(result)
+
     def saved(self, entries: Iterable[tuple[Job, Result]]) -> None:
         """Results taken from ``unsaved`` are stored: they go to their claims, or to ``results``."""
         for job, result in entries:
@@ -219,9 +280,14 @@ class Ledger:
             self.results.append(result)
 
     def withdraw(self, job: Job) -> bool:
-        """A WAITING job leaves without a result (cancelled); False if it is past waiting."""
-        if job.state is not JobState.WAITING or job.id not in self.jobs:
+        """A WAITING job leaves without a result (cancelled); False if it is past waiting.
+
+        A job sent but not accepted yet is marked DONE: it is never accepted."""
+        if job.state is not JobState.WAITING:
             return False
+        if job.id not in self.jobs:
+            job.state = JobState.DONE
+            return True
         self.backlog.remove(job)
         job.state = JobState.DONE
         self._forget(job)
@@ -246,6 +312,24 @@ class Ledger:
                 del self.results[index]
                 return result
         return None
+
+    def take_result(self, job_id: int) -> Result | None:
+        """Job ``job_id``'s result, if it waits to be received (it is taken)."""
+        for result in self.results:
+            if result.id == job_id:
+                self.results.remove(result)
+                return result
+        return None
+
+    def take_results(self) -> list[Result]:
+        """Every result waiting to be received (taken)."""
+        taken = list(self.results)
+        self.results.clear()
+        return taken
+
+    def give_results(self, results: Iterable[Result]) -> None:
+        """Results taken out and not used (a ``map`` that gave up): they wait for ``receive`` again."""
+        self.results.extend(results)
 
     def has_result(self, wanted: frozenset[str]) -> bool:
         return any(wanted <= result.tags for result in self.results)

@@ -475,8 +475,7 @@ class Supervisor:
                     cause)  # fmt: skip
         survivors = []
         for job in jobs:
-            job.tries += 1
-            job.runs += 1
+            m.ledger.charge(job, ran=True)
             if not self._out_of_tries(job, record, cause):
                 if job.crash_tags:  # its next try goes to bigger workers, say
                     job.tags = job.crash_tags[min(job.tries, len(job.crash_tags)) - 1]
@@ -505,8 +504,7 @@ class Supervisor:
         log.warning("%s; %d job(s) are charged a try and run again", reason, len(jobs))
         survivors = []
         for job in jobs:
-            job.tries += 1
-            job.runs += ran
+            self.m.ledger.charge(job, ran)
             if record is None or not self._out_of_tries(job, record):
                 survivors.append(job)
         self.m.ledger.requeue(survivors)

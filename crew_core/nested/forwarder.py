@@ -30,7 +30,7 @@ from typing import Any
 from crew_core.agent.runtime import WorkerLoop
 from crew_core.api.crew import Crew
 from crew_core.backoff import Backoff
-from crew_core.engine.ledger import Job, JobState
+from crew_core.engine.ledger import Job
 from crew_core.errors import JobCancelledError
 from crew_core.nested.inner import InnerSpec, inner_name, inner_secret
 from crew_core.results import CANCELLED, Result
@@ -66,24 +66,11 @@ class InnerCrew(Crew):
         found: Result | None = None
         with manager.lock:
             manager._accept()
-            job = manager.ledger.jobs.get(job_id)
-            if job is not None and job.state is not JobState.DONE:
-                if job.claim is None:
-                    job.claim = claim
-                    manager.ledger.claims += 1
-                    if job.state is JobState.ASSIGNED:
-                        claim.started()
+            if manager.ledger.attach(job_id, claim):
                 return True
-            for staged, _ in manager.ledger.unsaved:  # a result its controller made, being stored
-                if staged.id == job_id and staged.claim is None:
-                    staged.claim = claim  # it goes to the claim once stored
-                    return True
-            for result in manager.ledger.results:
-                if result.id == job_id:
-                    manager.ledger.results.remove(result)
-                    manager.received(job_id)
-                    found = result
-                    break
+            found = manager.ledger.take_result(job_id)
+            if found is not None:
+                manager.received(job_id)
         if found is None:
             return False
         claim.finished(found)
@@ -94,8 +81,7 @@ class InnerCrew(Crew):
         manager = self._manager
         with manager.lock:
             running = [job.id for job in manager.ledger.jobs.values() if job.claim is None]
-            done = [result.id for result in manager.ledger.results]
-            manager.ledger.results.clear()
+            done = [result.id for result in manager.ledger.take_results()]
             for job_id in done:
                 manager.received(job_id)
         return running + done

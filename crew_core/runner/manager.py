@@ -560,10 +560,7 @@ class Manager:
                     key: str, now: float) -> None:  # fmt: skip
         """A forwarder answered some of the task's jobs, or handed them back unrun (``returned``)."""
         if batch.returned:
-            ids = {job_id for job_id, _ in batch.outcomes}
-            back = [job for job in task.jobs if job.id in ids]
-            task.jobs = [job for job in task.jobs if job.id not in ids]
-            self.ledger.requeue(back)
+            self.ledger.give_back(task, {job_id for job_id, _ in batch.outcomes})
             self._drop_result(key)
         else:
             self._deliver(task, outcomes, record, key, partial=True)
@@ -932,7 +929,7 @@ class Manager:
         if not self.ledger.claimed:
             return
         with self.lock:
-            claimed, self.ledger.claimed = self.ledger.claimed, []
+            claimed = self.ledger.take_claimed()
             for _, result in claimed:
                 self.received(result.id)  # a named crew writes a receipt: the claim has it
         with _uninterrupted():  # Ctrl-C half way would lose the rest: they left the ledger already
@@ -947,13 +944,8 @@ class Manager:
     def withdraw(self, job: Job) -> bool:
         """Take a job that has not gone to a worker out of the crew (a cancelled future)."""
         with self.lock:
-            if job.state is not JobState.WAITING:
+            if not self.ledger.withdraw(job):  # one still in ``incoming`` is marked DONE: _accept skips it
                 return False
-            if job.id in self.ledger.jobs:
-                if not self.ledger.withdraw(job):
-                    return False
-            else:  # still in ``incoming``: _accept skips it
-                job.state = JobState.DONE
             self.received(job.id)  # a named crew must not run it again after a resume
             return True
 
@@ -986,10 +978,7 @@ class Manager:
         """The crew stops (closed, or left for a next controller): claims get an error, not silence."""
         with self.lock:
             self._accept()
-            for job in [*self.ledger.jobs.values(), *(job for job, _ in self.ledger.unsaved)]:
-                claim = self.ledger.unclaim(job)  # an unsaved result's job runs again under a next controller
-                if claim is not None:
-                    self.ledger.claimed.append((claim, Result(job.id, ERROR, error=error, tags=job.tags)))
+            self.ledger.fail_claims(lambda job: Result(job.id, ERROR, error=error, tags=job.tags))
         self.hand_over()
 
     # ------------------------------------------------------------------ queries (users' threads)
@@ -1240,8 +1229,7 @@ class Manager:
             if self._thread is not threading.current_thread():
                 self._thread.join(timeout=10)
             with self.lock:  # the crew ends: nothing will resume it, so they go out unstored
-                unsaved, self.ledger.unsaved = self.ledger.unsaved, []
-                self.ledger.saved(unsaved)
+                self.ledger.saved(self.ledger.take_unsaved())
             for record in self.records.values():
                 try:
                     record.backend.close()

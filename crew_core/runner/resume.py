@@ -120,11 +120,11 @@ def take_over(
     for job_id, (data, worker, key) in recovery.results.items():
         job = pending.pop(job_id)
         result = to_result(job.id, job.tags, 0, load_outcome(data, manager.raw), worker)
-        ledger.results.append(result)  # DONE at once: it never enters the ledger's jobs
+        ledger.restore(result)
         keeper.answered(job_id, key)
     for job_id, (tags, data, key) in recovery.verdicts.items():
         del pending[job_id]
-        ledger.results.append(load_result(job_id, tags, data))
+        ledger.restore(load_result(job_id, tags, data))
         keeper.answered(job_id, key)
     for name, batches in recovery.tasks.items():
         if name not in adopted:
