@@ -68,7 +68,6 @@ def _answers(store: LocalStore, crew, seq: int) -> set[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="a worker answers a refused record under the answer key of its number")
 @pytest.mark.parametrize("refusal_first", [True, False], ids=["refusal-then-answer", "answer-then-refusal"])
 def test_a_record_planted_with_another_workers_task_number_hides_no_answer(make_crew, tmp_path, refusal_first):
     store = (HeldInboxBatched if refusal_first else HeldInbox)(tmp_path / "store")
