@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crew_core import StoreError
+from crew_core import KeyNotFoundError, StoreError
 from crew_core.agent import runtime
 from crew_core.agent.runtime import WorkerLoop
 from crew_core.testing import jobs
@@ -64,6 +64,18 @@ def answer(store, seq):
 
 def outcomes(store, seq):
     return [load_outcome(data) for _, data in answer(store, seq).outcomes]
+
+
+def refusals(store):
+    """The numbers of the records the worker said it read nothing from (under keys of its own)."""
+    found = []
+    for key in store.list(protocol.inbox_prefix("c")):
+        entry = protocol.parse_inbox_key(key)
+        if entry is not None and entry.kind == "refused":
+            said = protocol.decode_result(sealed(store).get(key), key)
+            assert (said.seq, said.worker, said.incarnation, said.outcomes) == (entry.seq, "w", 1, ())
+            found.append(entry.seq)
+    return found
 
 
 def exit_note(store):
@@ -134,8 +146,30 @@ def test_an_unsigned_task_runs_nothing_and_hides_no_real_task(store, tmp_path, c
     assert loop(store).run() == "idle"
     assert not marker.exists()  # nothing in the forged objects ran
     assert [o.value for o in outcomes(store, 2)] == [42]
-    assert answer(store, 1).outcomes == ()  # answered empty: if it was real, its jobs are retried
+    assert refusals(store) == [1, 900000000000]  # if one was a real task, its jobs are retried
+    with pytest.raises(KeyNotFoundError):
+        answer(store, 1)  # never under the answer key of its number: that task may be another worker's
     assert "not signed with this crew's secret" in caplog.text
+
+
+class VanishingStore(LocalStore):
+    """Lists a task record that is gone when the worker reads it (deleted in between)."""
+
+    def list(self, prefix, start_after=None):
+        keys = super().list(prefix, start_after)
+        gone = protocol.task_key(PREFIX, 5)
+        return sorted({*keys, gone}) if prefix == PREFIX and (start_after or "") < gone else keys
+
+
+def test_a_task_record_gone_before_it_is_read_is_said_so_under_the_workers_own_key(tmp_path):
+    store = VanishingStore(tmp_path)
+    give(store, 7, (jobs.double, (4,)))
+    assert loop(store).run() == "idle"
+    assert [o.value for o in outcomes(store, 7)] == [8]
+    assert refusals(store) == [5]
+    with pytest.raises(KeyNotFoundError):
+        answer(store, 5)
+    store.close()
 
 
 def test_a_worker_without_the_secret_refuses_to_start(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ controller unrun, one that has started is run and answered as usual.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -53,9 +54,15 @@ class TaskFeed:
                     # (a forged key that sorts late must not hide the real tasks before it).
                     log.warning("refusing task object %r: %s", key, exc)
                     self._refused.add(key)
-                    self._answer_empty(key)
+                    self._refuse(key)
                     continue
-                except (CorruptObjectError, KeyNotFoundError) as exc:
+                except KeyNotFoundError as exc:
+                    log.warning("task object %r is gone (%s); saying so: if it was a task, its jobs are retried",
+                                key, exc)  # fmt: skip
+                    self._refuse(key)
+                    self._after = key
+                    continue
+                except CorruptObjectError as exc:  # signed for this key: a task of this worker's, unreadable
                     log.warning("task object %r cannot be read (%s); answering it empty: its jobs are retried",
                                 key, exc)  # fmt: skip
                     record = None
@@ -63,10 +70,17 @@ class TaskFeed:
                 self._after = key
             return bool(keys)
 
-    def _answer_empty(self, key: str) -> None:
+    def _refuse(self, key: str) -> None:
+        """Tell the controller that nothing was read from ``key`` (if it was one of this worker's
+        tasks, the controller retries its jobs), under a key that names this worker, never
+        ``inbox/<seq>``: the number in a key nobody signed may be another worker's task, and
+        ``inbox/<seq>`` that worker's answer."""
         seq = protocol.seq_of(key)
-        if seq is not None:  # if it was a real task, the controller retries its jobs
-            self.answer(ResultBatch(seq, self.settings.name, self.settings.incarnation, ()))
+        if seq is not None:
+            s = self.settings
+            refusal = protocol.refusal_key(s.crew, s.name, s.incarnation, seq, secrets.token_hex(8))
+            self._call(self.sealed.put, refusal, protocol.encode_result(ResultBatch(seq, s.name, s.incarnation, ())))
+            self.ring()
 
     def _take(self, key: str, record: protocol.TaskRecord | None) -> None:
         if record is None:  # unreadable: an empty answer tells the controller to retry its jobs

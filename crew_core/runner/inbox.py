@@ -1,9 +1,9 @@
 """The controller's side of ``<crew>/inbox/``: one listing finds every new result, beat and exit.
 
-A poll costs one listing whatever the number of workers, plus one read per new result or exit
-note. Results are listed after a watermark (every task up to it is answered), so a result below
+A poll costs one listing whatever the number of workers, plus one read per new result, refusal or
+exit note. Results are listed after a watermark (every task up to it is answered), so a result below
 it is never listed again and need not be deleted one by one: it goes with the crew's objects when
-the crew closes. Only keys a listing would show again (beats, exit notes, results above the
+the crew closes. Only keys a listing would show again (beats, exit notes, refusals, results above the
 watermark) are deleted, in batches (see ``Store.delete_batch``). A store with
 ``delete_batch == 1`` (local files: leftovers slow every listing) has each key deleted once read.
 A named crew keeps each result until the user has received it (``keep_results``): then the
@@ -97,7 +97,7 @@ class Inbox:
                 mail.failed.append(data)  # the store failed us: read it again next time
                 continue
             mail.handled.append(entry)
-            if entry.kind == "result":
+            if entry.kind in ("result", "refused"):
                 if isinstance(data, BaseException):
                     mail.results.append((entry, _as_corrupt(entry, data)))
                 else:

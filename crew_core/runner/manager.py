@@ -42,7 +42,7 @@ from crew_core.plugin.worker import Launch, Worker
 from crew_core.results import CANCELLED, ERROR, TIMEOUT, Result
 from crew_core.runner.inbox import Inbox, Mail
 from crew_core.wire import protocol
-from crew_core.wire.protocol import Batch, Call, Outcome, ResultBatch, RosterEntry, TaskRecord
+from crew_core.wire.protocol import Batch, Call, InboxEntry, Outcome, ResultBatch, RosterEntry, TaskRecord
 from crew_core.wire.serialize import load_outcome, to_result
 from crew_core.wire.signing import Sealed
 
@@ -518,15 +518,21 @@ class Manager:
                     self.ledger.skipped.add(entry.seq)
                 self._drop_result(entry.key)  # answered already, or from a worker declared dead meanwhile
                 continue
+            if entry.kind == "refused":
+                self._apply_refusal(task, entry, batch, now)
+                continue
             record = self.records.get(task.worker)
+            if isinstance(batch, ResultBatch) and (batch.worker, batch.incarnation) != (task.worker, task.incarnation):
+                # Signed by another worker, which never writes this key (it says what it refused under
+                # a key of its own). Whatever put it here, the key now counts as read, so the task's
+                # own answer would never be: it is lost, as a corrupt one is, and its jobs run again.
+                writer = f"{batch.worker}.{batch.incarnation}"
+                batch = CorruptObjectError(f"store object {entry.key!r} was written as {writer},"
+                                           f" the task was for {task.worker}.{task.incarnation}")  # fmt: skip
             if isinstance(batch, CorruptObjectError):
                 self.ledger.close_task(task.seq, now)
                 self.supervisor.charge(task.jobs, record, str(batch), ran=True)  # the answer was lost
                 self._drop_result(entry.key)
-                continue
-            if (batch.worker, batch.incarnation) != (task.worker, task.incarnation):
-                log.warning("ignoring result %r: written as %s.%d, the task was for %s.%d", entry.key,
-                            batch.worker, batch.incarnation, task.worker, task.incarnation)  # fmt: skip
                 continue
             if record is not None and batch.inner:
                 record.inner = batch.inner
@@ -547,6 +553,23 @@ class Manager:
             record = self.records.get(entry.worker)
             if record is not None and note is not None:
                 self.supervisor.on_exit(record, entry.incarnation, note, now)
+
+    def _apply_refusal(self, task: Task, entry: InboxEntry, refusal: ResultBatch | CorruptObjectError,
+                       now: float) -> None:  # fmt: skip
+        """A worker read nothing from the record at ``task.seq`` under its prefix (not signed for
+        that key, or gone): if the task is that worker's, its jobs run again; if it is another's,
+        nothing changes, and that worker's answer (under its own key) is read as usual."""
+        if isinstance(refusal, CorruptObjectError):
+            log.warning("ignoring %r: %s", entry.key, refusal)  # planted: only the worker it names can sign it
+            return
+        if (task.worker, task.incarnation) != (entry.worker, entry.incarnation):
+            log.warning("worker %s.%d refused a record planted under its prefix with the number of task %d,"
+                        " which is %s.%d's: that task goes on", entry.worker, entry.incarnation, task.seq,
+                        task.worker, task.incarnation)  # fmt: skip
+            return
+        record = self.records.get(task.worker)
+        self._close(task, record, now)
+        self._deliver(task, {}, record, entry.key)  # no outcomes: its jobs are charged as unread, not run
 
     def _close(self, task: Task, record: WorkerRecord | None, now: float) -> None:
         """The task is answered (all of it): its record can go."""

@@ -1,4 +1,4 @@
-"""The key layout and the records that controller and workers exchange through a store (protocol 4).
+"""The key layout and the records that controller and workers exchange through a store (protocol 5).
 
 Every object has exactly one writer. Under the crew's prefix ``<crew>/``:
 
@@ -11,6 +11,12 @@ Every object has exactly one writer. Under the crew's prefix ``<crew>/``:
 ``inbox/<seq>.<part>``
     part ``part`` (1, 2, ...) of the answer to task ``seq``: a forwarder (a worker running an
     inner crew, see ``forwarder.py``) answers each job of a batch as it finishes, in parts.
+``inbox/refused.<name>.<incarnation>.<seq>.<nonce>``
+    a :class:`ResultBatch` with no outcomes: the worker found a record at ``<seq>`` under its
+    prefix that it refused (not signed for that key: planted) or that was gone before it read it.
+    The number in such a key is anyone's, so the worker says so under a key of its own, never
+    under ``inbox/<seq>``, which may be another worker's answer (``nonce``: random, so a refusal
+    planted beforehand under the same name is not deleted with the real one).
 ``inbox/beat.<name>.<incarnation>.<n>``
     heartbeat ``n`` of a worker (a new key each time: the listing itself shows the beat).
 ``inbox/exit.<name>.<incarnation>``
@@ -69,7 +75,7 @@ from crew_core.plugin.launches import crew_label as crew_label
 from crew_core.plugin.launches import launch_in as launch_in
 
 #: Version of this protocol; controller and workers must speak the same one.
-PROTOCOL = 4
+PROTOCOL = 5
 _SEQ_DIGITS = 12
 _PART_DIGITS = 6
 _MAGIC = b"crew"
@@ -109,6 +115,11 @@ def answer_key(crew_id: str, seq: int, part: int = 0) -> str:
 def inbox_after(crew_id: str, watermark: int) -> str:
     """The ``start_after`` of an inbox listing that skips every answer (and part) up to ``watermark``."""
     return f"{result_key(crew_id, watermark)}.~"  # "~" sorts after the digits of any part
+
+
+def refusal_key(crew_id: str, name: str, incarnation: int, seq: int, nonce: str) -> str:
+    """Where a worker says it refused (or could not find) the record at ``seq`` under its prefix."""
+    return f"{crew_id}/inbox/refused.{name}.{incarnation}.{seq:0{_SEQ_DIGITS}d}.{nonce}"
 
 
 def beat_key(crew_id: str, name: str, incarnation: int, beat: int) -> str:
@@ -197,10 +208,10 @@ class InboxEntry:
     """What an inbox key says by its name alone."""
 
     key: str
-    kind: str  # "result", "beat" or "exit"
-    seq: int = 0  # result: the task it answers
+    kind: str  # "result", "refused", "beat" or "exit"
+    seq: int = 0  # result: the task it answers; refused: the number of the record refused
     part: int = 0  # result: 0 for a whole answer, else the number of this part of it
-    worker: str = ""  # beat, exit
+    worker: str = ""  # refused, beat, exit
     incarnation: int = 0
     beat: int = 0
 
@@ -220,6 +231,9 @@ def parse_inbox_key(key: str) -> InboxEntry | None:
         if kind == "exit":
             name, incarnation = rest.rsplit(".", 1)
             return InboxEntry(key, "exit", worker=name, incarnation=int(incarnation))
+        if kind == "refused":
+            name, incarnation, seq, _nonce = rest.rsplit(".", 3)
+            return InboxEntry(key, "refused", seq=int(seq), worker=name, incarnation=int(incarnation))
     except ValueError:
         return None
     return None
