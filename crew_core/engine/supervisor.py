@@ -464,7 +464,9 @@ class Supervisor:
             return
         cause = _death(record, note)
         record.stats.crashes += 1
-        if len(jobs) > 1:  # which of them killed it is unknown: each runs again alone, uncharged
+        # A batch (even one whose other jobs were cancelled or timed out meanwhile): which of its
+        # jobs killed the worker is unknown, so each left runs again alone, uncharged.
+        if len(running.jobs) > 1:
             log.warning("worker %r died running a batch of %d jobs (%s): each runs again alone", record.name,
                         len(jobs), cause)  # fmt: skip
             for job in jobs:

@@ -52,7 +52,15 @@ class Inbox:
     controller has applied it, so a poll cut short (a failed read, an exception) loses nothing.
     """
 
-    def __init__(self, sealed: Sealed, crew_id: str, pool: Executor | None, keep_results: bool = False) -> None:
+    def __init__(
+        self,
+        sealed: Sealed,
+        crew_id: str,
+        pool: Executor | None,
+        keep_results: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
         self.sealed = sealed
         self.store = store = sealed.store
         self.crew_id = crew_id
@@ -157,7 +165,7 @@ class Inbox:
     def discard(self, keys: Iterable[str]) -> None:
         """Keys to delete at the next flush."""
         if not self._trash:
-            self._trash_since = time.monotonic()
+            self._trash_since = self.clock()
         for key in keys:
             self._trash[key] = None
 

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -145,10 +145,18 @@ class Manager:
         durable: bool = False,
         jobs_sent: Callable[[], int] = lambda: 0,
         raw: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        backend_pool: Executor | None = None,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         """``epoch``: this controller's number in a named crew (``durable``), whose objects stay
         in the store for the next controller; ``jobs_sent``: the highest job id so far; ``raw``:
-        keep outcomes pickled (a forwarder's inner crew): a Result's value is then a ``Raw``."""
+        keep outcomes pickled (a forwarder's inner crew): a Result's value is then a ``Raw``.
+
+        ``clock``, ``backend_pool`` (where backend calls run) and ``draw`` (random numbers) are
+        injected by the simulator (``crew_core.testing.simulator``), which steps the crew itself
+        with :meth:`step` instead of starting its thread."""
+        self.clock = clock
         self.crew_id = crew_id
         self.label = protocol.crew_label(store.describe(), crew_id)  # how its launches are found (Worker.find)
         self.store = store
@@ -168,12 +176,12 @@ class Manager:
         self._roster_updates: dict[str, RosterEntry | None] = {}  # to write (None: to delete)
         self._jobs_sent = jobs_sent
         self.records: dict[str, WorkerRecord] = {}
-        self.supervisor = Supervisor(self, random.random)
+        self.supervisor = Supervisor(self, draw)
         self.dispatcher = Dispatcher(self)
         concurrency = max(1, int(getattr(store, "request_concurrency", 1)))
         self.io_pool = ThreadPoolExecutor(concurrency, "crew-io") if concurrency > 1 else None
-        self.backend_pool = ThreadPoolExecutor(8, "crew-backend")
-        self.inbox = Inbox(self.sealed, crew_id, self.io_pool, keep_results=durable)
+        self.backend_pool = backend_pool or ThreadPoolExecutor(8, "crew-backend")
+        self.inbox = Inbox(self.sealed, crew_id, self.io_pool, keep_results=durable, clock=clock)
         self.channel = protocol.controller_channel(crew_id)
         low, high = store.poll_interval
         self._poll_low, self._poll_high = low, high
@@ -208,7 +216,7 @@ class Manager:
     def start(self) -> None:
         """Start the crew's loop (after a named crew's recovery has filled the ledger)."""
         if self.ledger.tasks:
-            self._next_poll = time.monotonic()  # adopted workers' answers may be waiting already
+            self._next_poll = self.clock()  # adopted workers' answers may be waiting already
         self._thread.start()
 
     # ------------------------------------------------------------------ from users' threads
@@ -235,7 +243,7 @@ class Manager:
             if not self.incoming:
                 return
             self._accept()
-            self._plan(time.monotonic())
+            self._plan(self.clock())
         if self._inline and self._io.acquire(blocking=False):
             try:
                 with _uninterrupted():
@@ -290,9 +298,14 @@ class Manager:
                 self._io.release()
             self.hand_over()
 
+    def step(self, rung: bool = False) -> None:
+        """One step of the loop in the calling thread, without waiting (the simulator's driver)."""
+        self._step_io(rung)
+        self.hand_over()
+
     def _user_driving(self) -> bool:
         """A user's thread waiting in receive() runs the loop (or asked to, within PARK seconds)."""
-        return self._inline and time.monotonic() - self._user_turn < PARK
+        return self._inline and self.clock() - self._user_turn < PARK
 
     def _turn(self, limit: float, hurry: bool = False) -> None:
         """One turn of the loop (holding ``self._io``): wait for a wake-up or a deadline, then step."""
@@ -300,7 +313,7 @@ class Manager:
             with _uninterrupted():
                 self._housekeeping()
         with self.lock:
-            timeout = self._next_deadline(time.monotonic()) - time.monotonic()
+            timeout = self._next_deadline(self.clock()) - self.clock()
         try:
             rung = self.store.wait(self.channel, min(max(timeout, 0.0), limit))
         except Exception as exc:  # the store broke under the doorbell: keep polling slowly
@@ -328,7 +341,7 @@ class Manager:
             with self.lock:
                 self.changed.wait(limit)
             return
-        self._user_turn = time.monotonic()  # before trying: the manager thread parks
+        self._user_turn = self.clock()  # before trying: the manager thread parks
         limit = min(limit, PARK / 2)  # turn often enough that the manager stays parked
         if self._io.acquire(blocking=False):
             self._io_holder = threading.get_ident()
@@ -347,7 +360,7 @@ class Manager:
     def _write_out(self) -> None:
         """Write the outbox and start the launches planned so far (holding ``self._io``)."""
         with self.lock:
-            if time.monotonic() >= self._write_retry_at:  # after a failed write, give the store a moment
+            if self.clock() >= self._write_retry_at:  # after a failed write, give the store a moment
                 outbox, self._outbox = self._outbox, []
             else:
                 outbox = []
@@ -356,9 +369,9 @@ class Manager:
             self.backend_pool.submit(self._start, cls, items)
         if self._roster_updates:  # first: a worker that ended must not be adopted by a next controller
             self._write_rosters()
-        if self.ledger.unsaved and time.monotonic() >= self._write_retry_at:
+        if self.ledger.unsaved and self.clock() >= self._write_retry_at:
             self._save_verdicts()
-        if self._receipts_due() and time.monotonic() >= self._write_retry_at:
+        if self._receipts_due() and self.clock() >= self._write_retry_at:
             self._write_receipt()
         if not outbox:
             return
@@ -376,7 +389,7 @@ class Manager:
         its next turn, once the result is in the user's hands.
         """
         self._wake_pending = False
-        now = time.monotonic()
+        now = self.clock()
         news = self._events or self.incoming or self._outbox or self._launches or self.ledger.unsaved
         if news or self._receipts_due():
             with self.lock:
@@ -406,20 +419,20 @@ class Manager:
         lease = protocol.Lease(self._lease, self.settings.lease_timeout, self.epoch, self._jobs_sent(),
                                socket.gethostname(), os.getpid(), time.time())  # fmt: skip
         self.sealed.put(protocol.lease_key(self.crew_id), protocol.encode_json(lease))
-        self._lease_due = time.monotonic() + protocol.lease_renewal(self.settings.lease_timeout)
+        self._lease_due = self.clock() + protocol.lease_renewal(self.settings.lease_timeout)
 
     def _housekeeping(self) -> None:
         """Renew the lease, settle dead workers, kill hung ones, restart, ask backends, plan, delete trash."""
         self._housekeeping_due = False
-        if time.monotonic() >= self._lease_due:
+        if self.clock() >= self._lease_due:
             try:
                 self._renew_lease()
             except Exception as exc:
                 log.warning("crew %s cannot renew its lease: %s", self.crew_id, exc)
                 self._store_trouble(exc)
-                self._lease_due = time.monotonic() + self._poll_low
+                self._lease_due = self.clock() + self._poll_low
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             for record in self.records.values():
                 if record.down_pending and record.down_poll < self._polls:  # its last results are in
                     self.supervisor.down(record, now)
@@ -438,7 +451,7 @@ class Manager:
         if suspects:
             self._check_presence(suspects)
         self._write_out()
-        now = time.monotonic()
+        now = self.clock()
         if self.inbox.flush_due(now) <= now:
             self._flush()
 
@@ -481,7 +494,7 @@ class Manager:
             log.warning("crew %s cannot read its inbox: %s", self.crew_id, exc)
             self._store_trouble(exc)
             with self.lock:
-                self._next_poll = time.monotonic() + self._poll_backoff.next()
+                self._next_poll = self.clock() + self._poll_backoff.next()
             return False
         outcomes = {
             entry.key: {job_id: load_outcome(data, self.raw) for job_id, data in batch.outcomes if data}
@@ -489,7 +502,7 @@ class Manager:
             if not isinstance(batch, CorruptObjectError)
         }  # unpickled outside the lock: values may be large
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             self._apply_mail(mail, outcomes, now)
             self.inbox.mark(mail)  # only now: a poll cut short is read again, nothing is lost
             if mail.failed:  # some reads failed: read those again soon, and say so once
@@ -642,7 +655,7 @@ class Manager:
 
     def poll_soon(self) -> None:
         """Look at the inbox within the shortest poll interval."""
-        self._next_poll = min(self._next_poll, time.monotonic() + self._poll_low)
+        self._next_poll = min(self._next_poll, self.clock() + self._poll_low)
 
     def poll_floor(self) -> float:
         """Half the shortest running job: polling faster would find nothing new on average."""
@@ -663,14 +676,14 @@ class Manager:
                    Batch(task.seq, calls, functions), task)
         )  # fmt: skip
         # News for the inbox soon: but never poll faster than the jobs running can end.
-        now = time.monotonic()
+        now = self.clock()
         self._poll_backoff.reset()
         self._next_poll = min(self._next_poll, now + (self._poll_low if self.store.notifies else self.poll_floor()))
 
     def write_control(self, record: WorkerRecord, control: protocol.Stop | protocol.Revoke | protocol.Cancel) -> None:
         key = protocol.task_key(record.prefix, control.seq)
         self._outbox.append(_Write(record.name, record.incarnation, key, record.channel, control))
-        self._next_poll = min(self._next_poll, time.monotonic() + self._poll_low)
+        self._next_poll = min(self._next_poll, self.clock() + self._poll_low)
 
     def cleanup(self, record: WorkerRecord, straggler: bool) -> None:
         stop = protocol.Stop(self.ledger.next_seq()) if straggler else None
@@ -710,7 +723,7 @@ class Manager:
                 return
             # Written again later, not taken back: a put that failed may have been stored (a timeout
             # after the write), and the worker may run it; writing the same record twice is harmless.
-            self._write_retry_at = time.monotonic() + self._write_backoff.next()
+            self._write_retry_at = self.clock() + self._write_backoff.next()
             retry = [item for items, _ in failed for item in items if self._still_wanted(item)]
             self._outbox[:0] = retry
             for items, exc in failed:
@@ -736,7 +749,7 @@ class Manager:
         if not gone:
             return
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             for prefix, task in gone:
                 if self.ledger.close_task(task.seq, now) is None:
                     continue  # answered meanwhile
@@ -802,7 +815,7 @@ class Manager:
         except Exception as exc:
             log.warning("crew %s cannot write a receipt yet: %s", self.crew_id, exc)
             with self.lock:
-                self._write_retry_at = time.monotonic() + self._write_backoff.next()
+                self._write_retry_at = self.clock() + self._write_backoff.next()
             self._store_trouble(exc)
             return
         with self.lock:
@@ -931,7 +944,7 @@ class Manager:
             log.warning("crew %s cannot store the results it made yet (they wait for the store): %s",
                         self.crew_id, exc)  # fmt: skip
             with self.lock:
-                self._write_retry_at = time.monotonic() + self._write_backoff.next()
+                self._write_retry_at = self.clock() + self._write_backoff.next()
             self._store_trouble(exc)
 
     def save_verdicts_now(self) -> None:
@@ -981,7 +994,7 @@ class Manager:
                 jobs = [self.ledger.jobs[job_id]] if job_id in self.ledger.jobs else []
             else:
                 jobs = [job for job in self.ledger.jobs.values() if tags is not None and tags <= job.tags]
-            now = time.monotonic()
+            now = self.clock()
             for job in jobs:
                 task, waiting = job.task, job.state is JobState.WAITING
                 reason = "before it started" if waiting else "while its worker had it"
@@ -1092,12 +1105,12 @@ class Manager:
         """Start these down workers now, in this thread (one ``start_many`` per class)."""
         with self.lock:  # the crew's own loop may have launched some since they were chosen
             records = [record for record in records if not record.up and not record.retired]
-            groups = self.supervisor.prepare(records, time.monotonic())
+            groups = self.supervisor.prepare(records, self.clock())
         first_error: BaseException | None = None
         for cls, items in groups.items():
             error = self._start_many(cls, items)
             with self.lock:
-                self.supervisor.launched([(r, r.incarnation) for r, _ in items], error, time.monotonic())
+                self.supervisor.launched([(r, r.incarnation) for r, _ in items], error, self.clock())
                 if error is not None and self._errors and self._errors[-1] is error:
                     self._errors.pop()  # raised here; not again from the next receive()
             first_error = first_error or error
@@ -1118,7 +1131,7 @@ class Manager:
 
     def restart(self, records: list[WorkerRecord]) -> None:
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             items = [item for record in records if not record.up for item in self.supervisor.restart(record, now)]
             groups: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
             for item in items:
@@ -1126,10 +1139,10 @@ class Manager:
         for cls, group in groups.items():
             error = self._start_many(cls, group)
             with self.lock:
-                self.supervisor.launched([(r, r.incarnation) for r, _ in group], error, time.monotonic())
+                self.supervisor.launched([(r, r.incarnation) for r, _ in group], error, self.clock())
                 if error is not None:
                     for record, _ in group:  # keep them stuck, to be tried again
-                        record.retry_at = time.monotonic() + record.retry.next()
+                        record.retry_at = self.clock() + record.retry.next()
                     if self._errors and self._errors[-1] is error:
                         self._errors.pop()
             if error is not None:
@@ -1148,7 +1161,7 @@ class Manager:
         self.sync()
         chosen = []
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             for name in names:
                 record = self._record(name)
                 if idle_only and self.ledger.has_tasks(name):
@@ -1165,7 +1178,7 @@ class Manager:
             records = [self._record(name) for name in names]
             for record in records:
                 record.retired = True
-            now = time.monotonic()
+            now = self.clock()
             # A busy forwarder is asked too: it hands its jobs back and closes its inner crew.
             polite = [r for r in records if r.backend.nested or not self.ledger.has_tasks(r.name)]
             for record in polite:
@@ -1178,13 +1191,13 @@ class Manager:
             # Each within its own grace (longer once it wrote a clean exit note): past it, the
             # manager's thread kills it (Supervisor.check).
             due = self.supervisor.kill_due
-            while waiting := [d for r in records if r.up and time.monotonic() < (d := due(r, now))]:
-                self.changed.wait(min(0.05, max(0.0, min(waiting) - time.monotonic())))
+            while waiting := [d for r in records if r.up and self.clock() < (d := due(r, now))]:
+                self.changed.wait(min(0.05, max(0.0, min(waiting) - self.clock())))
             left = [record for record in records if record.up]
         self._kill_now(left)
         with self.lock:
             for record in left:  # killed: they are down, whatever the backend says yet
-                self.supervisor.down(record, time.monotonic())
+                self.supervisor.down(record, self.clock())
         self.wake()
 
     def _kill_now(self, records: list[WorkerRecord]) -> None:
@@ -1196,7 +1209,7 @@ class Manager:
                     continue
                 record.killing = True
                 if record.stop_requested is None:  # deliberate: its jobs go back uncharged
-                    record.stop_requested = time.monotonic()
+                    record.stop_requested = self.clock()
             self._kill_backend(record)
             with self.lock:
                 if record.up:

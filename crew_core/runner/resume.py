@@ -86,7 +86,7 @@ def take_over(
     """Fill the manager (before its loop starts) from ``recovery``; return the workers and the last job id."""
     ledger, keeper = manager.ledger, manager.keeper
     assert keeper is not None
-    now = time.monotonic()
+    now = manager.clock()
     workers = []
     adopted: dict[str, int] = {}
     for name, entry in sorted(recovery.roster.items()):

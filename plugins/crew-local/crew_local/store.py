@@ -341,7 +341,7 @@ class LocalStore(Store):
         return fd, poller
 
     def notify(self, channel: str) -> None:
-        if not self.notifies:
+        if not self.notifies or self._closed:
             return
         fd = self._bells.pop(channel, None)
         if fd is None:
@@ -366,14 +366,15 @@ class LocalStore(Store):
         if self._closed:
             return
         self._closed = True
-        for channel, (fd, _) in self._listeners.items():
+        # Snapshots: a crew still using the store may ring or listen from its own thread meanwhile.
+        for channel, (fd, _) in list(self._listeners.items()):
             os.close(fd)
             try:
                 os.unlink(self._doorbell(channel))
             except OSError:
                 pass
         self._listeners.clear()
-        for fd in self._bells.values():
+        for fd in list(self._bells.values()):
             os.close(fd)
         self._bells.clear()
         if self._temporary:

@@ -1,0 +1,193 @@
+"""Simulated workers: the real task feed (``crew_core.agent.feed``) around simulated job runs.
+
+A :class:`SimAgent` is one launch of a worker. It reads its task records with the worker's own
+:class:`~crew_core.agent.feed.TaskFeed` (so forged records, stops, revokes and cancels are handled
+by the code real workers run) and answers, beats and leaves as ``crew_core.agent.runtime`` does;
+only running a job is simulated: it takes the time the world gives it and returns a value the world
+can check. :class:`SimWorker` is the backend class the controller starts them through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from crew_core.agent.feed import TaskFeed
+from crew_core.errors import JobCancelledError, JobTimeoutError, StoreError, WorkerLaunchError
+from crew_core.plugin.launches import SECRET_ENV
+from crew_core.plugin.worker import Launch, Worker
+from crew_core.results import CANCELLED, SUCCESS, TIMEOUT
+from crew_core.wire import protocol
+from crew_core.wire.protocol import Batch, ExitNote, Heartbeat, Outcome, ResultBatch, WorkerSettings
+from crew_core.wire.serialize import dump_outcome
+from crew_core.wire.signing import Sealed
+
+if TYPE_CHECKING:
+    from crew_core.testing.simulator.world import World
+
+
+def _direct(method: Callable[..., Any], *args: Any) -> Any:
+    return method(*args)
+
+
+@dataclass
+class _Running:
+    batch: Batch
+    index: int  # the call that runs
+    ends: float  # when it ends
+    outcomes: list[tuple[int, bytes]]
+
+
+class SimAgent:
+    """One launch of a simulated worker, stepped by the world."""
+
+    def __init__(self, world: World, launch: Launch, starts: float) -> None:
+        self.world = world
+        self.settings = WorkerSettings.from_args(launch.args)
+        self.sealed = Sealed(world.store, bytes.fromhex(launch.environment[SECRET_ENV]))
+        self.feed = TaskFeed(self.sealed, self.settings, _direct)
+        self.starts = starts  # queued on its backend until then
+        self.alive = True
+        self.killed = False
+        self.beats = 0
+        self.next_beat = starts
+        self.running: _Running | None = None
+        self.jobs_run = 0
+        self.unsent: list[ResultBatch] = []  # answers whose write failed: written again next step
+        self.begun: set[int] = set()  # jobs it began
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def incarnation(self) -> int:
+        return self.settings.incarnation
+
+    def step(self, now: float) -> None:
+        if not self.alive or now < self.starts:
+            return
+        try:
+            self._step(now)
+        except StoreError:
+            pass  # a real worker rides out an outage by retrying: this one tries again next step
+
+    def _send(self) -> None:
+        """Write the answers not written yet (a real worker retries a write through an outage)."""
+        while self.unsent:
+            self.feed.answer(self.unsent[0])
+            self.unsent.pop(0)
+
+    def _step(self, now: float) -> None:
+        s = self.settings
+        self._send()
+        if now >= self.next_beat:
+            self.beats += 1
+            record = Heartbeat(self.beats, 0, "simulated", self.feed.last_started)
+            self.sealed.put(protocol.beat_key(s.crew, s.name, s.incarnation, self.beats), protocol.encode_json(record))
+            self.next_beat = now + s.heartbeat
+            if self.running is not None:
+                self.feed.read()  # prefetched batches, revokes and cancels, while a job runs
+        if self.running is not None:
+            self._run(now)
+            return
+        if s.tasks_max is not None and self.jobs_run >= s.tasks_max:
+            self.leave("tasks_max")
+            return
+        batch = self.feed.pop()
+        if batch is None:
+            if self.feed.stopped:
+                self.leave("stopped")
+            else:
+                self.feed.read()
+            return
+        if not batch.calls:
+            self.unsent.append(ResultBatch(batch.seq, s.name, s.incarnation, ()))
+            self._send()
+            return
+        self.running = _Running(batch, 0, 0.0, [])
+        self._begin(batch.calls[0].job_id, now)
+        self._run(now)
+
+    def _begin(self, job_id: int, now: float) -> None:
+        assert self.running is not None
+        self.running.ends = now + self.world.duration(job_id)
+        self.begun.add(job_id)
+        self.world.began(self, job_id)
+
+    def _run(self, now: float) -> None:
+        """End the calls of the running batch that are due (a cancel or a timeout ends one early)."""
+        s = self.settings
+        running = self.running
+        assert running is not None
+        while True:
+            call = running.batch.calls[running.index]
+            started = running.ends - self.world.duration(call.job_id)
+            if call.job_id in self.feed.cancelled:
+                outcome = Outcome(CANCELLED, error=JobCancelledError(f"job {call.job_id} was cancelled"))
+            elif call.timeout is not None and now >= started + call.timeout:
+                outcome = Outcome(TIMEOUT, error=JobTimeoutError(f"job {call.job_id} timed out"), seconds=call.timeout)
+            elif now >= running.ends:
+                seconds = self.world.duration(call.job_id)
+                outcome = Outcome(SUCCESS, value=self.world.value(call.job_id), seconds=seconds)
+            else:
+                return
+            running.outcomes.append((call.job_id, dump_outcome(outcome)))
+            self.jobs_run += 1
+            running.index += 1
+            if running.index == len(running.batch.calls):
+                self.running = None
+                self.unsent.append(ResultBatch(running.batch.seq, s.name, s.incarnation, tuple(running.outcomes)))
+                self._send()
+                return
+            self._begin(running.batch.calls[running.index].job_id, now)
+
+    def leave(self, reason: str) -> None:
+        """Write the exit note and end, as a worker leaving cleanly does."""
+        s = self.settings
+        self.alive = False
+        note = ExitNote(reason, self.feed.last_started)
+        try:
+            self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
+        except StoreError:
+            pass  # as a real worker's last write may fail: its backend says it ended
+
+    def kill(self) -> None:
+        """Killed (by its backend, or a fault): no exit note, no answer to what it ran."""
+        self.alive = False
+        self.killed = True
+        self.running = None
+
+
+class SimWorker(Worker):
+    """The backend the controller starts simulated workers through; the world decides the rest."""
+
+    worker_class = "simulated"
+    status_interval: ClassVar[float] = 1.0
+
+    def __init__(self, name: str, world: World, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.world = world
+
+    @classmethod
+    def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:
+        world = launches[0][0].world
+        if world.refuse_launch():
+            names = ", ".join(worker.name for worker, _ in launches)
+            raise WorkerLaunchError(f"simulated backend refused to start {names}")
+        for worker, launch in launches:
+            world.start(worker, launch)
+
+    def start(self, launch: Launch) -> None:
+        self.world.start(self, launch)
+
+    def is_running(self) -> bool:
+        return self.world.running(self.name)
+
+    def kill(self) -> None:
+        self.world.kill(self.name, by_controller=True)
+
+    @classmethod
+    def running(cls, workers: list[Any]) -> dict[str, bool]:
+        return {worker.name: worker.world.running(worker.name) for worker in workers}

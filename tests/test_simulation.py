@@ -1,0 +1,156 @@
+"""The controller against simulated workers, store and backends, over many seeded fault schedules.
+
+Every run checks the invariants after every step (see ``crew_core.testing.simulator``); a failure
+names its seed, and ``World(seed, Faults.everything()).run()`` replays it exactly. The mutation
+tests put known bugs back into the controller and check that the simulator finds each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from crew_core.agent import feed
+from crew_core.engine import dispatcher, ledger, supervisor
+from crew_core.runner import manager
+from crew_core.testing.simulator import Faults, InvariantError, World
+from crew_core.testing.simulator.mutants import mutate
+
+#: Seeds per CI run; set CREW_SIM_SEEDS higher to search longer.
+SEEDS = int(os.environ.get("CREW_SIM_SEEDS", "1000"))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_crew_log(caplog):
+    caplog.set_level(logging.CRITICAL, logger="crew")  # thousands of expected warnings otherwise
+
+
+def test_without_faults_every_job_comes_back_once_and_no_worker_is_killed():
+    for seed in range(20):
+        world = World(seed)
+        tally = world.run(seconds=10)
+        assert sorted(tally.delivered) == list(range(1, world.jobs + 1))
+        assert all(result.ok for result in tally.delivered.values()) or any(
+            result.status == "timeout" for result in tally.delivered.values()
+        )
+        assert tally.kills == 0
+
+
+@pytest.mark.parametrize("chunk", range(4))
+def test_seeded_fault_schedules_keep_every_invariant(chunk):
+    for seed in range(chunk, SEEDS, 4):
+        World(seed, Faults.everything()).run(seconds=30)
+
+
+def test_tasks_max_holds_under_faults():
+    for seed in range(60):
+        World(seed, Faults(kill=0.2, lose_record=0.1, cancel=0.1, backend_delay=1.0), tasks_max=3).run(seconds=20)
+
+
+# ---------------------------------------------------------------------- known bugs, put back
+def _finds(faults: Faults, seeds: int = 60, **options) -> str | None:
+    for seed in range(seeds):
+        try:
+            World(seed, faults, **options).run(seconds=30)
+        except InvariantError as exc:
+            return str(exc).splitlines()[0]
+    return None
+
+
+MUTANTS = {
+    "a task record that vanished is never noticed": (
+        supervisor, "patience = self.m.settings.heartbeat_timeout", "patience = math.inf",
+        Faults(lose_record=0.5), {},
+    ),
+    "tasks_max ignored within a batch": (
+        dispatcher,
+        "        if tasks_max is not None:  # the worker leaves after tasks_max jobs: a batch never goes past it\n"
+        "            limit = min(limit, max(1, tasks_max - record.given))\n",
+        "",
+        Faults(), {"tasks_max": 3, "jobs": 60},
+    ),
+    "a requeue revives a finished job": (
+        ledger, "jobs = [job for job in jobs if job.state is not JobState.DONE]", "jobs = list(jobs)",
+        Faults(kill=0.5, cancel=0.5), {},
+    ),
+    "a batch death is charged to every job of the batch": (
+        supervisor, "        if len(running.jobs) > 1:\n", "        if False:\n",
+        Faults(kill=0.5), {},
+    ),
+    "a write that failed in an outage is dropped, not written again": (
+        manager, "            self._outbox[:0] = retry\n", "",
+        Faults(outage=0.3), {},
+    ),
+    "a refused record is answered under another worker's answer key (the cross-answer hang)": (
+        feed, "refusal = protocol.refusal_key(s.crew, s.name, s.incarnation, seq, secrets.token_hex(8))",
+        "refusal = protocol.answer_key(s.crew, seq)", Faults(forge=0.5), {},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_the_simulator_finds_a_known_bug_put_back(name, monkeypatch):
+    module, old, new, faults, options = MUTANTS[name]
+    mutate(monkeypatch, module, old, new)
+    found = _finds(faults, **options)
+    assert found is not None, f"the simulator did not find: {name}"
+
+
+# ---------------------------------------------------------------------- the same model, explored
+class CrewMachine(RuleBasedStateMachine):
+    """Hypothesis chooses the schedule: when time passes and which fault strikes, in what order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = World(0, Faults(launch_delay=0.5), jobs=12)
+
+    @rule(steps=st.integers(1, 100))
+    def time_passes(self, steps: int) -> None:
+        for _ in range(steps):
+            self.world.step()
+
+    @rule(which=st.integers(0, 2))
+    def a_worker_dies(self, which: int) -> None:
+        self.world.kill(f"w{which}")
+
+    @rule(data=st.data())
+    def a_task_record_vanishes(self, data: st.DataObject) -> None:
+        keys = sorted(k for k in self.world.store.objects if "/workers/" in k)
+        if keys:
+            del self.world.store.objects[data.draw(st.sampled_from(keys))]
+
+    @rule()
+    def a_record_is_forged(self) -> None:
+        self.world._forge()
+
+    @rule(down=st.booleans())
+    def the_store_fails_or_mends(self, down: bool) -> None:
+        self.world.store.down = down
+
+    @rule()
+    def the_user_cancels(self) -> None:
+        self.world._cancel()
+
+    @invariant()
+    def invariants_hold(self) -> None:
+        self.world.check()
+
+    def teardown(self) -> None:
+        self.world.store.down = False
+        self.world.run(seconds=self.world.now, settle=120.0)  # every job comes back once the faults stop
+
+
+TestCrewMachine = CrewMachine.TestCase
+TestCrewMachine.settings = settings(max_examples=40, stateful_step_count=25, deadline=None, derandomize=True)
+
+
+def test_a_mutation_that_changes_nothing_finds_nothing(monkeypatch):
+    """The control: putting the same text back changes no behaviour, so no invariant breaks."""
+    module, old, _, faults, options = MUTANTS["tasks_max ignored within a batch"]
+    mutate(monkeypatch, module, old, old)
+    assert _finds(faults, seeds=20, **options) is None
