@@ -1,10 +1,13 @@
-"""The benchmark script keeps working (a tiny run; its figures are not judged here)."""
+"""The benchmark scripts keep working (tiny runs; their figures are not judged here)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 
@@ -24,3 +27,23 @@ def test_stop_benchmark_runs():
     out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "found on their backend" in out.stdout and "through the store alone" in out.stdout
+
+
+def test_engines_runs_one_script_on_two_revisions(tmp_path):
+    """engines.py runs throughput.py tiny on HEAD and on the working tree, each importing its own crew,
+    prints the table's labels, and leaves no temporary tree or worktree behind (figures not judged)."""
+    repo = SCRIPT.parents[1]
+    if subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout: there is no revision to compare with")
+    args = ["--old", "HEAD", "--new", "worktree", "--scripts", "throughput", "--quick", "--repeat", "1"]
+    out = subprocess.run([sys.executable, str(SCRIPT.with_name("engines.py")), *args], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)})  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    labels = ("crew_core from", "worker job:", "all from the tree", "load average at start", "load ",
+              "old median", "new median", "new/old", "jobs/s, 2 subprocess workers", "round trip p50 ms")
+    for label in labels:
+        assert label in out.stdout, label
+    assert not list(tmp_path.glob("crew-engines-*"))
+    worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list", "--porcelain"], capture_output=True,
+                               text=True, check=True).stdout  # fmt: skip
+    assert str(tmp_path) not in worktrees
