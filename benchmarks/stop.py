@@ -18,9 +18,9 @@ import tempfile
 import textwrap
 import time
 
-from crew_core.durable.leftovers import stop_crew
-from crew_core.plugin.processes import process_alive
-from crew_core.plugin.registry import default_plugins
+from crew_core.leftovers import stop_crew
+from crew_core.plugins import default_plugins
+from crew_core.processes import process_alive
 from crew_local import LocalStore
 
 CONTROLLER = """

@@ -84,10 +84,10 @@ def efficiency(url: str, cls: Any, workers: int, per_worker: int, seconds: float
 
 def idle_worker(url: str, cls: Any, seconds: float) -> tuple[float, dict[str, int]]:
     """Requests per minute of one worker loop idling alone, after its polls have backed off."""
-    from crew_core.agent.runtime import WorkerLoop
-    from crew_core.wire import protocol
-    from crew_core.wire.protocol import WorkerSettings
-    from crew_core.wire.signing import Sealed, new_secret
+    from crew_core import protocol  # pre-v2 paths: the same script runs on the old and the new engine
+    from crew_core.protocol import WorkerSettings
+    from crew_core.runtime import WorkerLoop
+    from crew_core.signing import Sealed, new_secret
 
     store = cls.from_url(f"{url}/idle")
     sealed = Sealed(store, new_secret())

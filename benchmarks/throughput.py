@@ -94,9 +94,9 @@ def round_trips(count: int, rounds: int = 10) -> tuple[list[float], list[float]]
 
 def signing_cost(count: int = 20000) -> float:
     """Seconds per job to sign and check a one-job task and its answer (a job's whole signing cost)."""
-    from crew_core.wire import protocol
-    from crew_core.wire.serialize import FunctionCache, dump_args
-    from crew_core.wire.signing import Sealed, new_secret
+    from crew_core import protocol  # pre-v2 paths: the same script runs on the old and the new engine
+    from crew_core.serialize import FunctionCache, dump_args
+    from crew_core.signing import Sealed, new_secret
 
     sealed = Sealed(None, new_secret())  # type: ignore[arg-type]  # seal/unseal only: no store needed
     digest, function, _ = FunctionCache().dump(noop)
