@@ -361,7 +361,7 @@ class Crew:
                 self._note_place(backend)
             if self.name is not None:  # a next controller must be able to make it again
                 entry = roster_entry(cls, worker_tags, timeout, options, (tasks_max, seconds_wall))
-                key = f"{protocol.roster_prefix(self.id)}{name}"
+                key = protocol.roster_key(self.id, name)
                 self._manager.sealed.put(key, protocol.encode_json(entry))
                 self._manager.rosters[name] = entry
             self._manager.add_worker(backend, (tasks_max, seconds_wall))
@@ -532,7 +532,7 @@ class Crew:
         assert self._journal is not None
         key = self._journal.commit([(saved, pickled) for _, saved, pickled in jobs])
         if not self._accepted:  # once, after the first journal write: a next controller resumes
-            self.store.put(f"{self.id}/accepted", b"")  # (journal objects go once received)
+            self.store.put(protocol.accepted_key(self.id), b"")  # (journal objects go once received)
             self._accepted = True
         manager = self._manager
         with manager.lock:
@@ -747,7 +747,7 @@ class Crew:
             self._manager.fail_claims(CrewError("the crew was closed before the job finished"))
             try:
                 if self.name is None:
-                    self.store.delete_prefix(f"{self.id}/")
+                    self.store.delete_prefix(protocol.crew_prefix(self.id))
                 else:
                     # A fresh lease first: a controller on another host waits while the objects go.
                     self._manager.renew_lease()

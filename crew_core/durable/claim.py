@@ -115,7 +115,7 @@ def _describe_alive(holder: ControllerClaim, open_here: bool) -> str | None:
 def clear_crew(store: Store, crew_id: str) -> None:
     """Delete a crew's objects, its claims excepted (a stale run's, before a fresh start)."""
     claims = protocol.claim_prefix(crew_id)
-    store.delete([key for key in store.list(f"{crew_id}/") if not key.startswith(claims)])
+    store.delete([key for key in store.list(protocol.crew_prefix(crew_id)) if not key.startswith(claims)])
 
 
 def remove_crew(store: Store, crew_id: str) -> None:
@@ -128,13 +128,13 @@ def remove_crew(store: Store, crew_id: str) -> None:
     objects, unless it claimed in the instant between that last listing and the last delete.
     """
     lease, claims = protocol.lease_key(crew_id), protocol.claim_prefix(crew_id)
-    keys = store.list(f"{crew_id}/")
+    keys = store.list(protocol.crew_prefix(crew_id))
     mine = [key for key in keys if key.startswith(claims)]
     store.delete([key for key in keys if key != lease and not key.startswith(claims)])
     store.delete([lease])
     store.delete(mine)
-    if not any(key.startswith(claims) for key in store.list(f"{crew_id}/")):
-        store.delete_prefix(f"{crew_id}/")  # a stopped worker's last beat, a local store's folders
+    if not any(key.startswith(claims) for key in store.list(protocol.crew_prefix(crew_id))):
+        store.delete_prefix(protocol.crew_prefix(crew_id))  # a stopped worker's last beat, a local store's folders
 
 
 def release_claim(store: Store, crew_id: str, claimed: Claimed) -> None:

@@ -146,7 +146,7 @@ def check_not_closed(store_description: str, name: str, nonce: bytes) -> None:
 def read_nonce(store: Store, crew_id: str) -> bytes | None:
     """The current run's nonce of a named crew, or None if the crew does not exist (or lost it)."""
     try:
-        return bytes.fromhex(store.get(f"{crew_id}/nonce").decode())
+        return bytes.fromhex(store.get(protocol.nonce_key(crew_id)).decode())
     except KeyNotFoundError:
         return None
     except ValueError:
@@ -156,7 +156,7 @@ def read_nonce(store: Store, crew_id: str) -> bytes | None:
 def new_nonce(store: Store, crew_id: str) -> bytes:
     """Start a run of a named crew: a fresh random nonce, kept in the store in plain text."""
     nonce = secrets.token_bytes(16)
-    store.put(f"{crew_id}/nonce", nonce.hex().encode())
+    store.put(protocol.nonce_key(crew_id), nonce.hex().encode())
     return nonce
 
 
@@ -195,7 +195,7 @@ class JobJournal:
             if entry[1] is None:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                key = f"{self.prefix}{next(self._seqs):012d}"
+                key = protocol.numbered_key(self.prefix, next(self._seqs))
                 saved = [item for e in batch for item in e[0]]
                 record = JobBatch(tuple(job for job, _ in saved), {job.function: data for job, data in saved})
                 try:
@@ -254,7 +254,7 @@ class Keeper:
             ids, self.unreceipted = self.unreceipted, []
         if not ids:
             return []
-        key = f"{protocol.receipt_prefix(self.crew_id)}{next(self._seqs):012d}"
+        key = protocol.numbered_key(protocol.receipt_prefix(self.crew_id), next(self._seqs))
         try:
             self.sealed.put(key, protocol.encode_receipt(Receipt(tuple(ids))))
         except BaseException:
@@ -335,7 +335,7 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
             f" was started, or with {SECRET_ENV} set as it was there ({exc})"
         ) from None
     try:
-        store.get(f"{crew_id}/accepted")
+        store.get(protocol.accepted_key(crew_id))
         found.accepted = True
     except KeyNotFoundError:
         pass

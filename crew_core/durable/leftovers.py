@@ -121,7 +121,7 @@ def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
         if kind == "journal":
             seen.journaled += 1
         elif kind == "places":
-            record = _json(store, f"{crew_id}/{key}") or {}
+            record = _json(store, protocol.crew_prefix(crew_id) + key) or {}
             cls, place = record.get("worker_class"), record.get("place")
             if isinstance(cls, str) and isinstance(place, dict) and (cls, place) not in seen.places:
                 seen.places.append((cls, place))
@@ -132,7 +132,7 @@ def _crew(store: Store, crew_id: str, keys: list[str]) -> CrewSeen:
             if len(parts) == 3 and parts[1].isdigit():
                 worker(parts[0], int(parts[1])).tasks += 1
         elif kind == "inbox":
-            entry = protocol.parse_inbox_key(f"{crew_id}/{key}")
+            entry = protocol.parse_inbox_key(protocol.crew_prefix(crew_id) + key)
             if entry is None:
                 continue
             if entry.kind == "result":
@@ -228,5 +228,5 @@ def stop_crew(
     if crew.named:
         remove_crew(store, crew_id)  # its claims last, as close() does
     else:
-        store.delete_prefix(f"{crew_id}/")
+        store.delete_prefix(protocol.crew_prefix(crew_id))
     return crew, search

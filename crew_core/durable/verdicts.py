@@ -50,7 +50,7 @@ class VerdictLog:
                 entries = list(ledger.unsaved)
             if not entries:
                 return 0
-            key = self._retry_key or f"{self.prefix}{next(self._seqs):012d}"
+            key = self._retry_key or protocol.numbered_key(self.prefix, next(self._seqs))
             try:
                 results = tuple((job.id, tuple(sorted(result.tags)), dump_result(result)) for job, result in entries)
                 self.sealed.put(key, protocol.encode_verdicts(Verdicts(results)))

@@ -774,13 +774,12 @@ class Manager:
     def _write_rosters(self) -> None:
         with self.lock:
             updates, self._roster_updates = self._roster_updates, {}
-        prefix = protocol.roster_prefix(self.crew_id)
         for name, entry in updates.items():
             try:
                 if entry is None:
-                    self.store.delete([f"{prefix}{name}"])
+                    self.store.delete([protocol.roster_key(self.crew_id, name)])
                 else:
-                    self.sealed.put(f"{prefix}{name}", protocol.encode_json(entry))
+                    self.sealed.put(protocol.roster_key(self.crew_id, name), protocol.encode_json(entry))
             except Exception as exc:
                 log.warning("crew %s cannot update worker %r in its roster yet: %s", self.crew_id, name, exc)
                 with self.lock:
@@ -861,7 +860,7 @@ class Manager:
         if entry is None:
             return
         entry = self.rosters[record.name] = replace(entry, incarnation=record.incarnation, live=True)
-        self.sealed.put(f"{protocol.roster_prefix(self.crew_id)}{record.name}", protocol.encode_json(entry))
+        self.sealed.put(protocol.roster_key(self.crew_id, record.name), protocol.encode_json(entry))
 
     def _start(self, cls: type[Worker], items: list[tuple[WorkerRecord, Launch]]) -> None:
         error = self._start_many(cls, items)

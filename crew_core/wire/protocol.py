@@ -139,8 +139,33 @@ def lease_key(crew_id: str) -> str:
     return f"{crew_id}/lease"
 
 
+def crew_prefix(crew_id: str) -> str:
+    """Everything of one crew lies under this prefix."""
+    return f"{crew_id}/"
+
+
 def journal_prefix(crew_id: str) -> str:
     return f"{crew_id}/journal/"
+
+
+def numbered_key(prefix: str, seq: int) -> str:
+    """A journal, receipt or verdicts object: numbered so that a listing returns them in order."""
+    return f"{prefix}{seq:0{_SEQ_DIGITS}d}"
+
+
+def roster_key(crew_id: str, worker: str) -> str:
+    """A named crew's :class:`RosterEntry` for one worker."""
+    return f"{roster_prefix(crew_id)}{worker}"
+
+
+def nonce_key(crew_id: str) -> str:
+    """A named crew's run nonce (see ``durable/journal.py``)."""
+    return f"{crew_id}/nonce"
+
+
+def accepted_key(crew_id: str) -> str:
+    """Present once a named crew has accepted its first job (an empty object)."""
+    return f"{crew_id}/accepted"
 
 
 def receipt_prefix(crew_id: str) -> str:
