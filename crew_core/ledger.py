@@ -38,6 +38,10 @@ class JobState(enum.Enum):
 class Claim(Protocol):
     """Who takes a job's result instead of :meth:`Crew.receive` (a future, a ``map`` call)."""
 
+    #: True when its owner waits in a call that raises the crew's errors itself (``map``): a crew
+    #: whose store is gone for good leaves the job to it. Others (futures) get that error as the result.
+    raises_errors: bool
+
     def started(self) -> None:
         """The job went to a worker: it can no longer be withdrawn (called under the lock)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from crew_aws import S3Store
 
-from crew_core import Crew, StoreError, StoreGoneError, get_plugin_manager, hookimpl
+from crew_core import Crew, CrewExecutor, StoreError, StoreGoneError, get_plugin_manager, hookimpl
 from crew_core.testing import CrewContract, StoreContract, WorkerContract, jobs, wait_for
 
 ROOT = "crews/run-1/"  # where the contract's stores live in their bucket
@@ -229,3 +229,22 @@ def test_a_deleted_bucket_is_a_store_gone_for_good(bucket, s3):
         S3Store(bucket, "p")  # as a worker would build it
     store.close()
 
+
+def test_a_crew_whose_bucket_is_deleted_ends_every_wait_with_store_gone_error(bucket, s3):
+    """The same through the crew's own thread, which does the I/O on S3 (reads and writes in parallel)."""
+    from concurrent.futures import wait
+
+    with Crew(store=f"s3://{bucket}/crews/gone", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=2)
+        executor = CrewExecutor(crew=crew)
+        assert executor.submit(jobs.double, 1).result(timeout=120) == 2
+        futures = [executor.submit(jobs.sleep_then, 60, n) for n in range(4)]  # never answered
+        crew.send(jobs.sleep_then, args=(60,))
+        _delete_bucket(s3, bucket)
+        done, waiting = wait(futures, timeout=60)
+        assert not waiting, "futures still wait after their bucket was deleted"
+        assert all(isinstance(future.exception(), StoreGoneError) for future in done)
+        with pytest.raises(StoreError):  # gone, or a failure reported as the bucket went
+            crew.receive(timeout=60)
+        with pytest.raises(StoreGoneError, match="does not exist"):
+            crew.receive(timeout=60)  # for good, at once
