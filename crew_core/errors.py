@@ -27,6 +27,14 @@ class StoreError(CrewError):
     """A store operation failed: the backend is down, denied access or misbehaved."""
 
 
+class StoreGoneError(StoreError):
+    """The store itself no longer exists (its folder or bucket was deleted): not an outage.
+
+    Nothing in flight can come back, so the crew is broken for good: every call that waits or asks
+    raises this, futures end with it, and only :meth:`Crew.close` is left to do.
+    """
+
+
 class KeyNotFoundError(StoreError, KeyError):
     """The store holds no object under the requested key."""
 

@@ -429,6 +429,7 @@ class Crew:
         """:meth:`send`, with a ``claim`` that takes the result instead of :meth:`receive`."""
         if self._closed:
             raise CrewError("this crew is closed; create a new Crew")
+        self._manager.check_store()  # gone for good: the job could never run
         job_tags = as_tags(tags) if tags is not None else frozenset()
         if job_tags or not self._tag_sets:
             self._check_runnable(job_tags)
@@ -546,7 +547,8 @@ class Crew:
 
         Returns None when the timeout passes, or at once when no job (with ``tags``) is in flight.
         Raises what the crew could not do meanwhile (the store failing, a worker that could not
-        start), once, when it has no result to hand out.
+        start), once, when it has no result to hand out; a store gone for good
+        (:class:`StoreGoneError`) at every call from then on.
         """
         self._check_open()
         wanted = as_tags(tags)

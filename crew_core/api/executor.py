@@ -51,6 +51,7 @@ class _FutureClaim:
     """Takes one job's result into its future (see ``ledger.Claim``)."""
 
     __slots__ = ("_told", "future", "job", "shared")
+    raises_errors = False  # Future.result() does not ask the crew: a store gone for good is its result
 
     def __init__(self, future: Future[Any], shared: _Shared) -> None:
         self.future = future

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 class Gathered:
     """A claim on the jobs of one ``map`` call: their results, by job id, and a progress bar."""
 
+    raises_errors = True  # wait() raises what the crew could not do, a store gone for good too
+
     def __init__(self, fun: Any, progress: bool | None) -> None:
         self._fun = fun
         self._show = progress

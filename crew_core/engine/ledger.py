@@ -40,6 +40,10 @@ class JobState(enum.Enum):
 class Claim(Protocol):
     """Who takes a job's result instead of :meth:`Crew.receive` (a future, a ``map`` call)."""
 
+    #: True when its owner waits in a call that raises the crew's errors itself (``map``): a crew
+    #: whose store is gone for good leaves the job to it. Others (futures) get that error as the result.
+    raises_errors: bool
+
     def started(self) -> None:
         """The job went to a worker: it can no longer be withdrawn (called under the lock)."""
 
@@ -125,11 +129,14 @@ class Ledger:
                 return True
         return False
 
-    def fail_claims(self, make: Callable[[Job], Result]) -> None:
+    def fail_claims(self, make: Callable[[Job], Result], spare: Callable[[Claim], bool] | None = None) -> None:
         """The crew stops: every claim gets the result ``make`` gives its job, instead of silence.
 
-        An unsaved result's job loses its claim too: it runs again under a next controller."""
+        An unsaved result's job loses its claim too: it runs again under a next controller.
+        ``spare``: claims to leave as they are (their owners hear the error themselves)."""
         for job in [*self.jobs.values(), *(job for job, _ in self.unsaved)]:
+            if spare is not None and job.claim is not None and spare(job.claim):
+                continue
             claim = self.unclaim(job)
             if claim is not None:
                 self.claimed.append((claim, make(job)))

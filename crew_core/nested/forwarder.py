@@ -91,6 +91,7 @@ class _Claim:
     """Where an inner job's result goes: a part of the answer to outer task ``seq``."""
 
     __slots__ = ("forwarder", "job_id", "seq")
+    raises_errors = False  # the outer crew hears of an inner store gone for good as the job's error
 
     def __init__(self, forwarder: ForwarderLoop, seq: int, job_id: int) -> None:
         self.forwarder, self.seq, self.job_id = forwarder, seq, job_id

@@ -6,7 +6,7 @@ each :class:`Launch`; both register through :data:`hookimpl` functions (see
 """
 
 from crew_core.config import Config
-from crew_core.errors import CrewError, KeyNotFoundError, PluginError, StoreError, WorkerLaunchError
+from crew_core.errors import CrewError, KeyNotFoundError, PluginError, StoreError, StoreGoneError, WorkerLaunchError
 from crew_core.plugin.launches import LABEL_ENV, LaunchSeen, crew_label, launch_in
 from crew_core.plugin.processes import environment_variable, kill_tree, own_processes, process_alive
 from crew_core.plugin.registry import Registry, default_plugins, hookimpl, store_from_config, store_spec
@@ -25,6 +25,7 @@ __all__ = [
     "Registry",
     "Store",
     "StoreError",
+    "StoreGoneError",
     "Worker",
     "WorkerLaunchError",
     "check_key",

@@ -14,6 +14,7 @@ kill hung ones, plan (dispatcher), then execute writes and launches.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # CPython's C module: typeshed has no stub
+import copy
 import logging
 import math
 import os
@@ -36,7 +37,14 @@ from crew_core.engine.dispatcher import Dispatcher
 from crew_core.engine.ledger import Job, JobState, Ledger, Task
 from crew_core.engine.summary import COLUMNS
 from crew_core.engine.supervisor import Phase, Supervisor, WorkerRecord
-from crew_core.errors import CorruptObjectError, CrewError, JobCancelledError, WorkerLaunchError, WorkerLostError
+from crew_core.errors import (
+    CorruptObjectError,
+    CrewError,
+    JobCancelledError,
+    StoreGoneError,
+    WorkerLaunchError,
+    WorkerLostError,
+)
 from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Launch, Worker
 from crew_core.results import CANCELLED, ERROR, TIMEOUT, Result
@@ -206,6 +214,7 @@ class Manager:
         self._polls = 0  # inbox polls so far: a worker found ended is settled after the next one
         self._inline = concurrency == 1
         self._store_failing = False
+        self.gone: StoreGoneError | None = None  # the store is gone for good: the crew is broken
         self._stopping = False
         self._lease = 0
         self._lease_due = 0.0
@@ -260,7 +269,17 @@ class Manager:
             self.changed.notify_all()
 
     def _store_trouble(self, exc: BaseException) -> None:
-        """A store request failed: the user hears of it once per outage, not once per retry."""
+        """A store request failed: the user hears of it once per outage, not once per retry.
+
+        A store gone for good (:class:`StoreGoneError`) is no outage: nothing in flight can come
+        back, so from now on every call that waits or asks raises it (:meth:`check_store`), futures
+        end with it, and the loop does no more store I/O (:meth:`_turn_gone`).
+        """
+        if isinstance(exc, StoreGoneError) and self.gone is None:
+            log.error("crew %s: its store is gone for good; no job in flight can come back: %s", self.crew_id, exc)
+            with self.lock:
+                self.gone = exc
+                self.changed.notify_all()
         if not self._store_failing:
             self._store_failing = True
             self.report(exc)
@@ -269,6 +288,13 @@ class Manager:
         with self.lock:
             if self._errors:
                 raise self._errors.popleft()
+        self.check_store()
+
+    def check_store(self) -> None:
+        """Raise :class:`StoreGoneError` if the store is gone for good: the crew cannot go on."""
+        gone = self.gone
+        if gone is not None:
+            raise copy.copy(gone) from gone.__cause__  # a copy each time: tracebacks do not pile up on one
 
     # ------------------------------------------------------------------ the loop
     def _run(self) -> None:
@@ -309,6 +335,9 @@ class Manager:
 
     def _turn(self, limit: float, hurry: bool = False) -> None:
         """One turn of the loop (holding ``self._io``): wait for a wake-up or a deadline, then step."""
+        if self.gone is not None:
+            self._turn_gone(limit)
+            return
         if self._housekeeping_due:  # left over by a hurried turn: done while workers work
             with _uninterrupted():
                 self._housekeeping()
@@ -330,6 +359,17 @@ class Manager:
             log.exception("crew %s: a step of the crew's loop failed", self.crew_id)
             self.report(exc)
             time.sleep(min(limit, self._failures.next()))
+
+    def _turn_gone(self, limit: float) -> None:
+        """A turn once the store is gone for good: no store I/O, which could only fail. Backend
+        reports are still applied (``close()`` waits for starts in flight), and jobs sent meanwhile
+        are taken in so that their futures, like every other, end with the store's error."""
+        assert self.gone is not None
+        self.fail_claims(self.gone, heard=False)
+        with self.lock:
+            self._apply_events(self.clock())
+            if not self._events and not self.incoming and not self._stopping:
+                self.changed.wait(limit)  # no doorbell rings any more
 
     def drive(self, limit: float) -> None:
         """Called by a user's thread that would otherwise block: run the loop here for a while.
@@ -359,6 +399,8 @@ class Manager:
 
     def _write_out(self) -> None:
         """Write the outbox and start the launches planned so far (holding ``self._io``)."""
+        if self.gone is not None:
+            return  # nothing can be written, and a worker launched now could never get a task
         with self.lock:
             if self.clock() >= self._write_retry_at:  # after a failed write, give the store a moment
                 outbox, self._outbox = self._outbox, []
@@ -462,8 +504,8 @@ class Manager:
                 self.ledger.accept(job, function)
 
     def _plan(self, now: float) -> None:
-        if now < self._write_retry_at:
-            return  # the store refused writes: give it a moment
+        if now < self._write_retry_at or self.gone is not None:
+            return  # the store refused writes: give it a moment (or it is gone: nothing more goes out)
         for cls, items in self.dispatcher.plan(now).items():
             self._launches.setdefault(cls, []).extend(items)
 
@@ -650,7 +692,11 @@ class Manager:
         self._next_poll = now + gap
 
     def mark_down(self, record: WorkerRecord) -> None:
-        """The worker's process ended (or was killed): settle it once the inbox was read again."""
+        """The worker's process ended (or was killed): settle it once the inbox was read again
+        (at once if the store is gone for good: no inbox will be read again)."""
+        if self.gone is not None:
+            self.supervisor.down(record, self.clock())
+            return
         record.down_pending, record.down_poll = True, self._polls
 
     def poll_soon(self) -> None:
@@ -1009,11 +1055,16 @@ class Manager:
         self.wake()
         return cancelled
 
-    def fail_claims(self, error: CrewError) -> None:
-        """The crew stops (closed, or left for a next controller): claims get an error, not silence."""
+    def fail_claims(self, error: CrewError, *, heard: bool = True) -> None:
+        """The crew stops (closed, or left for a next controller): claims get an error, not silence.
+
+        ``heard=False`` (the store is gone for good, the crew still open) spares the claims whose
+        owners raise the crew's errors themselves (``map``): they hear it and give the jobs back.
+        """
         with self.lock:
             self._accept()
-            self.ledger.fail_claims(lambda job: Result(job.id, ERROR, error=error, tags=job.tags))
+            self.ledger.fail_claims(lambda job: Result(job.id, ERROR, error=error, tags=job.tags),
+                                    spare=None if heard else (lambda claim: claim.raises_errors))
         self.hand_over()
 
     # ------------------------------------------------------------------ queries (users' threads)
@@ -1180,6 +1231,8 @@ class Manager:
             now = self.clock()
             # A busy forwarder is asked too: it hands its jobs back and closes its inner crew.
             polite = [r for r in records if r.backend.nested or not self.ledger.has_tasks(r.name)]
+            if self.gone is not None:
+                polite = []  # no Stop can reach them through the store: their backends kill them now
             for record in polite:
                 if record.phase is Phase.UP and not record.killing:
                     self.supervisor.request_stop(record, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crew_core.plugin import StoreError
+from crew_core.plugin import StoreError, StoreGoneError
 
 _CREDENTIAL_CODES = {
     "ExpiredToken": "the AWS credentials have expired: renew them (aws sso login, a new session token)",
@@ -42,8 +42,8 @@ def store_error(exc: BaseException, what: str, permission: str, where: str) -> S
     problem = credential_problem(exc)
     if problem:
         message = f"cannot {what} {where}: {problem}"
-    elif code in ("NoSuchBucket",):
-        message = f"the bucket of {where} does not exist: create it or fix the store URL"
+    elif code in ("NoSuchBucket",):  # deleted (or never made): no retry brings it back
+        return StoreGoneError(f"the bucket of {where} does not exist: create it or fix the store URL")
     elif code in ("AccessDenied", "AllAccessDisabled", "403"):
         message = f"access denied to {where}: the credentials need the {permission} permission"
     elif code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301"):

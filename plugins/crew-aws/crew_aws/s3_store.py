@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from crew_core.plugin import KeyNotFoundError, Store, StoreError, check_key
+from crew_core.plugin import KeyNotFoundError, Store, StoreError, StoreGoneError, check_key
 
 from .errors import error_code, store_error
 
@@ -129,7 +129,8 @@ class S3Store(Store):
             self._client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
             if str(getattr(exc, "response", {}).get("Error", {}).get("Code")) == "404":
-                raise StoreError(f"the bucket of {self.describe()} does not exist: create it or fix the URL") from exc
+                message = f"the bucket of {self.describe()} does not exist: create it or fix the URL"
+                raise StoreGoneError(message) from exc
             raise store_error(exc, "open", "s3:ListBucket", self.describe()) from exc
 
     # ------------------------------------------------------------------ the four verbs

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from crew_aws import S3Store
 
-from crew_core import Crew, StoreError, get_plugin_manager, hookimpl
-from crew_core.testing import CrewContract, StoreContract, WorkerContract, jobs
+from crew_core import Crew, CrewExecutor, StoreError, StoreGoneError, get_plugin_manager, hookimpl
+from crew_core.testing import CrewContract, StoreContract, WorkerContract, jobs, wait_for
 
 ROOT = "crews/run-1/"  # where the contract's stores live in their bucket
 
@@ -196,3 +196,55 @@ def test_s3_error_codes_moto_does_not_produce_become_clear_errors(code, message)
 
     exc = ClientError({"Error": {"Code": code, "Message": "from AWS"}}, "GetObject")
     assert message in str(store_error(exc, "read", "s3:GetObject", "s3://b/p/k"))
+
+
+def _delete_bucket(s3, bucket):
+    """Empty the bucket and delete it (S3 deletes only empty buckets; a crew may write meanwhile)."""
+    from botocore.exceptions import ClientError
+
+    def deleted():
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", ()):
+                s3.delete_object(Bucket=bucket, Key=item["Key"])
+        try:
+            s3.delete_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "BucketNotEmpty":
+                raise
+            return False
+        return True
+
+    wait_for(deleted, what=f"bucket {bucket} to be deleted")
+
+
+def test_a_deleted_bucket_is_a_store_gone_for_good(bucket, s3):
+    store = S3Store(bucket, "p")
+    store.put("k", b"v")
+    _delete_bucket(s3, bucket)
+    for call in (lambda: store.list(""), lambda: store.get("k"), lambda: store.put("k", b"v"),
+                 lambda: store.put_new("n", b"v"), lambda: store.delete(["k"])):  # fmt: skip
+        with pytest.raises(StoreGoneError, match="does not exist: create it or fix the store URL"):
+            call()
+    with pytest.raises(StoreGoneError, match="does not exist"):
+        S3Store(bucket, "p")  # as a worker would build it
+    store.close()
+
+
+def test_a_crew_whose_bucket_is_deleted_ends_every_wait_with_store_gone_error(bucket, s3):
+    """The same through the crew's own thread, which does the I/O on S3 (reads and writes in parallel)."""
+    from concurrent.futures import wait
+
+    with Crew(store=f"s3://{bucket}/crews/gone", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=2)
+        executor = CrewExecutor(crew=crew)
+        assert executor.submit(jobs.double, 1).result(timeout=120) == 2
+        futures = [executor.submit(jobs.sleep_then, 60, n) for n in range(4)]  # never answered
+        crew.send(jobs.sleep_then, args=(60,))
+        _delete_bucket(s3, bucket)
+        done, waiting = wait(futures, timeout=60)
+        assert not waiting, "futures still wait after their bucket was deleted"
+        assert all(isinstance(future.exception(), StoreGoneError) for future in done)
+        with pytest.raises(StoreError):  # gone, or a failure reported as the bucket went
+            crew.receive(timeout=60)
+        with pytest.raises(StoreGoneError, match="does not exist"):
+            crew.receive(timeout=60)  # for good, at once

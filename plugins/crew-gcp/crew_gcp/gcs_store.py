@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from crew_core.plugin import KeyNotFoundError, Store, StoreError, check_key
+from crew_core.plugin import KeyNotFoundError, Store, StoreError, StoreGoneError, check_key
 
 _PERMISSIONS = {
     "write": "storage.objects.create (and storage.objects.delete to overwrite)",
@@ -47,8 +47,8 @@ def _store_error(exc: BaseException, what: str, where: str) -> StoreError:
         message = f"cannot {what} {where}: the Google credentials could not be refreshed (expired?): {exc}"
     elif isinstance(exc, api.Forbidden | api.Unauthorized):
         message = f"permission denied to {what} {where}: the credentials need {_PERMISSIONS.get(what, 'access')}"
-    elif isinstance(exc, api.NotFound):
-        message = f"the bucket of {where} does not exist: create it or fix the store URL"
+    elif isinstance(exc, api.NotFound):  # not an object's 404 (get and delete catch those): the bucket's
+        return StoreGoneError(f"the bucket of {where} does not exist: create it or fix the store URL")
     else:
         message = f"GCS failed to {what} {where}: {exc}"
     return StoreError(message)

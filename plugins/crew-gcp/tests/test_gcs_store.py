@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from crew_gcp import GCSStore
 
-from crew_core import Crew, StoreError, get_plugin_manager, hookimpl
+from crew_core import Crew, StoreError, StoreGoneError, get_plugin_manager, hookimpl
 from crew_core.testing import CrewContract, StoreContract, WorkerContract, jobs
 
 ROOT = "crews/run-1/"  # where the contract's stores live in their bucket
@@ -151,3 +151,15 @@ def test_gcs_errors_the_emulator_does_not_produce_become_clear_errors(error, mes
     from google.api_core import exceptions
 
     assert message in str(_store_error(getattr(exceptions, error)("from Google"), "read", "gs://b/p/k"))
+
+
+def test_a_deleted_bucket_is_a_store_gone_for_good(bucket, gcs):
+    store = GCSStore(bucket, "p")
+    store.put("k", b"v")
+    gcs.bucket(bucket).delete(force=True)  # its objects, then the bucket
+    for call in (lambda: store.list(""), lambda: store.put("k", b"v"), lambda: store.put_new("n", b"v")):
+        with pytest.raises(StoreGoneError, match="does not exist: create it or fix the store URL"):
+            call()
+    with pytest.raises(StoreGoneError, match="does not exist"):
+        GCSStore(bucket, "p")  # as a worker would build it
+    store.close()

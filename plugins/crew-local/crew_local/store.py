@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from crew_core.plugin import KeyNotFoundError, Store, StoreError, check_key
+from crew_core.plugin import KeyNotFoundError, Store, StoreError, StoreGoneError, check_key
 
 _counter = itertools.count()
 _MAX_BELLS = 64  # open write ends of other parties' pipes kept per store object
@@ -51,6 +51,17 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def _gone(root: str) -> bool:
+    """Whether the store folder no longer exists: not when it merely cannot be looked at (a parent
+    made unreadable for a while), since a store gone is gone for good (StoreGoneError)."""
+    try:
+        return not stat.S_ISDIR(os.stat(root).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
 
 
 def _memory_dir() -> str | None:
@@ -135,8 +146,8 @@ class LocalStore(Store):
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"the store path {self.root} exists and is not a directory")
         _check_folder(self.root)
-        if not create and not self.root.is_dir():  # a worker: never recreate a store deleted under it
-            raise StoreError(f"the store folder {self.root} is gone (deleted?)")
+        if not create and _gone(str(self.root)):  # a worker: never recreate a store deleted under it
+            raise StoreGoneError(f"the store folder {self.root} is gone (deleted?)")
         try:
             _make_dirs(str(self.root))
         except OSError as exc:
@@ -164,8 +175,8 @@ class LocalStore(Store):
         return f"{self._root}/{check_key(key)}"
 
     def _failed(self, what: str, path: str, exc: OSError) -> StoreError:
-        if not os.path.isdir(self._root):
-            return StoreError(f"the store folder {self._root} is gone (deleted?): cannot {what} {path}")
+        if _gone(self._root):
+            return StoreGoneError(f"the store folder {self._root} is gone (deleted?): cannot {what} {path}")
         return StoreError(f"cannot {what} {path}: {exc.strerror or exc} (errno {exc.errno})")
 
     def put(self, key: str, data: bytes) -> None:
@@ -228,8 +239,8 @@ class LocalStore(Store):
         try:
             return _read_file(path)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            if not os.path.isdir(self._root):
-                raise StoreError(f"the store folder {self._root} is gone (deleted?): cannot read {path}") from None
+            if _gone(self._root):
+                raise StoreGoneError(f"the store folder {self._root} is gone (deleted?): cannot read {path}") from None
             raise KeyNotFoundError(f"no object {key!r} in {self._root}") from None
         except OSError as exc:
             raise self._failed("read", path, exc) from exc
@@ -242,8 +253,8 @@ class LocalStore(Store):
             self._walk(base, f"{folder}/" if folder else "", prefix, keys)
         except OSError as exc:
             raise self._failed("list", base, exc) from exc
-        if not keys and not os.path.isdir(self._root):  # an empty answer must not hide a lost store
-            raise StoreError(f"the store folder {self._root} is gone (deleted?): cannot list {prefix!r}")
+        if not keys and _gone(self._root):  # an empty answer must not hide a lost store
+            raise StoreGoneError(f"the store folder {self._root} is gone (deleted?): cannot list {prefix!r}")
         if start_after is not None:
             keys = [key for key in keys if key > start_after]
         keys.sort()
@@ -326,8 +337,8 @@ class LocalStore(Store):
         try:
             os.mkfifo(path, 0o600)
         except FileNotFoundError:
-            if not os.path.isdir(self._root):  # never recreate a store folder deleted under us
-                raise StoreError(f"the store folder {self._root} is gone (deleted?)") from None
+            if _gone(self._root):  # never recreate a store folder deleted under us
+                raise StoreGoneError(f"the store folder {self._root} is gone (deleted?)") from None
             _make_dirs(os.path.dirname(path), self._root)
             os.mkfifo(path, 0o600)
         except FileExistsError:

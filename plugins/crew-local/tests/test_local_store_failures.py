@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from crew_core import Crew, StoreError
+from crew_core import Crew, StoreError, StoreGoneError
 from crew_core.testing import jobs
 from crew_local import LocalStore
 
@@ -50,12 +50,14 @@ def test_a_deleted_store_folder_is_an_error_not_silence(tmp_path):
     store = LocalStore(tmp_path / "store")
     store.put("a/b", b"1")
     shutil.rmtree(tmp_path / "store")
-    with pytest.raises(StoreError, match="is gone"):
+    with pytest.raises(StoreGoneError, match="is gone"):  # gone for good, not down for a while
         store.list("a/")
-    with pytest.raises(StoreError, match="is gone"):
+    with pytest.raises(StoreGoneError, match="is gone"):
         store.get("a/b")
-    with pytest.raises(StoreError, match="is gone"):
+    with pytest.raises(StoreGoneError, match="is gone"):
         store.put("a/c", b"2")
+    with pytest.raises(StoreGoneError, match="is gone"):
+        LocalStore(**store.config())  # as a worker builds it
     assert not (tmp_path / "store").exists()  # not silently recreated
     store.close()
 
