@@ -154,3 +154,22 @@ def test_a_mutation_that_changes_nothing_finds_nothing(monkeypatch):
     module, old, _, faults, options = MUTANTS["tasks_max ignored within a batch"]
     mutate(monkeypatch, module, old, old)
     assert _finds(faults, seeds=20, **options) is None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_store_gone_for_good_ends_the_crew_with_store_gone_error(seed):
+    from crew_core.errors import StoreGoneError
+
+    world = World(seed, Faults(kill=0.2, backend_delay=1.0))
+    while world.now < 3 + seed % 5:
+        world.step()
+    world.store.gone = True
+    requests = None
+    for _ in range(500):  # 10 simulated seconds
+        world.step()
+        if world.manager.gone is not None and requests is None:
+            requests = world.controller_calls
+    assert isinstance(world.manager.gone, StoreGoneError)
+    with pytest.raises(StoreGoneError):
+        world.manager.check_store()
+    assert requests is not None and world.controller_calls == requests  # it stops asking a store that is gone

@@ -325,8 +325,13 @@ class Manager:
             self.hand_over()
 
     def step(self, rung: bool = False) -> None:
-        """One step of the loop in the calling thread, without waiting (the simulator's driver)."""
-        self._step_io(rung)
+        """One turn of the loop in the calling thread, without waiting (the simulator's driver)."""
+        if self.gone is not None:
+            self._step_gone()
+        else:
+            if self._housekeeping_due:
+                self._housekeeping()
+            self._step_io(rung)
         self.hand_over()
 
     def _user_driving(self) -> bool:
@@ -364,12 +369,16 @@ class Manager:
         """A turn once the store is gone for good: no store I/O, which could only fail. Backend
         reports are still applied (``close()`` waits for starts in flight), and jobs sent meanwhile
         are taken in so that their futures, like every other, end with the store's error."""
+        self._step_gone()
+        with self.lock:
+            if not self._events and not self.incoming and not self._stopping:
+                self.changed.wait(limit)  # no doorbell rings any more
+
+    def _step_gone(self) -> None:
         assert self.gone is not None
         self.fail_claims(self.gone, heard=False)
         with self.lock:
             self._apply_events(self.clock())
-            if not self._events and not self.incoming and not self._stopping:
-                self.changed.wait(limit)  # no doorbell rings any more
 
     def drive(self, limit: float) -> None:
         """Called by a user's thread that would otherwise block: run the loop here for a while.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
-from crew_core.errors import KeyNotFoundError, StoreError
+from crew_core.errors import KeyNotFoundError, StoreError, StoreGoneError
 from crew_core.plugin.store import Store
 
 
@@ -28,7 +28,7 @@ class MemoryStore(Store):
     def _request(self) -> None:
         self.calls += 1
         if self.gone:
-            raise StoreError("the simulated store is gone for good")
+            raise StoreGoneError("the simulated store is gone for good")
         if self.down:
             raise StoreError("the simulated store is down")
 

@@ -114,6 +114,7 @@ class World:
         self.stragglers: list[SimAgent] = []  # earlier launches still alive (a kill that did not land)
         self.tally = Tally()
         self.outage_until = -1.0
+        self.controller_calls = 0  # store requests the controller made (workers make the rest)
         self._answers_seen: dict[str, bytes] = {}  # answers as written, for replays
         self.settings = settings or Settings(max_tries=3, heartbeat_interval=1.0, heartbeat_timeout=8.0,
                                              stop_grace=2.0, auto_restart=True, lease_timeout=300.0,
@@ -269,7 +270,9 @@ class World:
         self.rng.shuffle(agents)
         for agent in agents:
             agent.step(self.now)
+        before = self.store.calls
         self.manager.step()
+        self.controller_calls += self.store.calls - before
         self.solo.update((task.jobs[0].id, task.worker, task.incarnation)
                          for task in self.manager.ledger.tasks.values() if len(task.jobs) == 1)  # fmt: skip
         self._collect()
