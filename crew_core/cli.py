@@ -57,6 +57,7 @@ def _config_command(as_json: bool) -> int:
     """Each setting Crew() would use with no arguments, and where it comes from."""
     from crew_core.config import CREW_DEFAULTS, ENVIRONMENT_SETTINGS, settings_from_environment
     from crew_core.plugin.registry import default_plugins
+    from crew_core.settings import BY_NAME
 
     try:
         environment = settings_from_environment()
@@ -72,12 +73,13 @@ def _config_command(as_json: bool) -> int:
             value, source = configured[setting], "a plugin's crew_configure"
         else:
             value, source = CREW_DEFAULTS.get(setting), "default"
-        rows.append({"setting": setting, "value": value, "source": source})
+        unit = BY_NAME[setting].unit if setting in BY_NAME and value is not None else ""
+        rows.append({"setting": setting, "value": value, "unit": unit, "source": source})
     if as_json:
         print(json.dumps(rows, indent=2, default=repr))
         return 0
     width = max(len(row["setting"]) for row in rows)
-    values = [repr(row["value"]) for row in rows]
+    values = [f"{row['value']!r} {row['unit']}".rstrip() for row in rows]
     value_width = max(map(len, values))
     for row, value in zip(rows, values, strict=True):
         print(f"{row['setting']:{width}}  {value:{value_width}}  {row['source']}")
@@ -153,6 +155,7 @@ def _stop_command(url: str, crew_id: str, force: bool) -> int:
     from crew_core.durable.journal import forget_secret
     from crew_core.durable.leftovers import stop_crew
     from crew_core.errors import CrewError
+    from crew_core.settings import DEFAULTS
     from crew_core.wire import protocol
 
     store = _open(url)
@@ -166,7 +169,9 @@ def _stop_command(url: str, crew_id: str, force: bool) -> int:
     finally:
         store.close()
     timeout = crew.describe()["lease_timeout"]
-    period = protocol.lease_renewal(timeout if isinstance(timeout, int | float) and timeout > 0 else 900.0)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        timeout = DEFAULTS["lease_timeout"]
+    period = protocol.lease_renewal(timeout)
     print(f"removed crew {crew_id!r} from {url}")
     if search.ended:
         print(_shown(f"ended {search.ended} job(s) on their backends: "

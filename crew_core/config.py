@@ -6,21 +6,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-#: The controller's settings and their defaults; ``Crew(...)`` keyword arguments override them.
-CREW_DEFAULTS: dict[str, Any] = {
-    "max_tries": 3,  # runs a job may have that end with its worker dead, before status "crash"
-    "heartbeat_interval": None,  # seconds between a worker's heartbeats; None: the store's default
-    "heartbeat_timeout": None,  # seconds of silence before a started worker counts as dead;
-    # None: max(60, 10 heartbeat intervals)
-    "stop_grace": 5.0,  # seconds a worker has to answer a stop request before it is killed
-    "auto_restart": True,  # relaunch a worker that died holding jobs, without waiting for restart()
-    "lease_timeout": 900.0,  # seconds a worker goes on without its controller renewing the crew's lease
-    "job_timeout": None,  # seconds a job may run unless send(timeout=) says otherwise; None: no limit
-    "capture_output": True,  # jobs' stdout and stderr come back in their results
-}
+from crew_core.settings import BY_NAME, DEFAULTS, SETTINGS
+
+#: The controller's settings and their defaults (the table is ``settings.SETTINGS``); ``Crew(...)``
+#: keyword arguments override them.
+CREW_DEFAULTS: dict[str, Any] = DEFAULTS
 
 #: Settings that are True or False.
-FLAGS = ("auto_restart", "capture_output")
+FLAGS = tuple(setting.name for setting in SETTINGS if setting.kind is bool)
 
 
 class Config:
@@ -70,23 +63,4 @@ def _parse(setting: str, raw: str, variable: str) -> Any:
         return raw
     if setting == "worker_classes":
         return [name.strip() for name in raw.split(",") if name.strip()]
-    word = raw.lower()
-    if word in ("none", "null"):
-        return None
-    if setting in FLAGS:
-        if word in ("1", "true", "yes", "on"):
-            return True
-        if word in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{variable}={raw!r}: {setting} takes true or false")
-    try:
-        return int(raw)
-    except ValueError:
-        pass
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{variable}={raw!r}: {setting} takes a number of {_UNITS.get(setting, 'seconds')}") from None
-
-
-_UNITS = {"max_tries": "tries"}
+    return BY_NAME[setting].parse(raw)

@@ -23,3 +23,9 @@ def test_every_store_and_worker_method_is_documented():
         for name, _ in inspect.getmembers(cls, callable):
             if not name.startswith("_") and name not in ("up", "busy", "stuck", "launch", "restart", "shutdown"):
                 assert f"`{name}" in SPEC or f"{name}(" in SPEC, f"{cls.__name__}.{name} is not in the specification"
+
+
+def test_the_settings_table_is_the_one_the_code_has():
+    from crew_core.settings import markdown_table
+
+    assert markdown_table() in SPEC, "docs/specification.md §7 differs from crew_core.settings.SETTINGS"

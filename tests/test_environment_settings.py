@@ -58,3 +58,4 @@ def test_crew_config_shows_each_setting_and_its_source():
     text = subprocess.run([sys.executable, "-m", "crew_core", "config"], capture_output=True, text=True, env=env,
                           timeout=60).stdout  # fmt: skip
     assert "lease_timeout" in text and "environment CREW_LEASE_TIMEOUT" in text
+    assert rows["lease_timeout"]["unit"] == "s" and "120 s" in text  # with its unit

@@ -26,7 +26,7 @@ from typing import Any
 from crew_core.api.gather import Gathered
 from crew_core.api.handle import WorkerHandle
 from crew_core.api.progress import check_progress
-from crew_core.config import CREW_DEFAULTS, FLAGS, settings_from_environment
+from crew_core.config import CREW_DEFAULTS, settings_from_environment
 from crew_core.durable import journal as durable
 from crew_core.durable.claim import claim_crew, clear_crew, release_claim, remove_crew
 from crew_core.engine.ledger import Claim, Job
@@ -38,6 +38,7 @@ from crew_core.plugin.worker import Worker, as_tags
 from crew_core.results import ERROR, Result, ResultList
 from crew_core.runner.manager import Manager, Settings
 from crew_core.runner.resume import check_no_other_controller, roster_entry, take_over
+from crew_core.settings import check as check_settings
 from crew_core.wire import protocol
 from crew_core.wire.refs import Ref
 from crew_core.wire.serialize import FunctionCache, digest, dump_args, dumps
@@ -63,43 +64,6 @@ def _close_open_crews() -> None:  # no worker outlives the interpreter that laun
                 crew._leave()  # a named crew ends by close() only: a script that died resumes it
         except Exception:
             pass
-
-
-def _check_settings(config: dict[str, Any], heartbeat_default: float) -> Settings:
-    """Validate the controller's settings; every error names the setting.
-
-    ``heartbeat_default`` is the store's own interval, used when the setting is None.
-    """
-    config = dict(config)
-
-    def number(name: str, *, integer: bool = False, minimum: float = 0.0, strict: bool = True) -> float:
-        value = config[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
-            kind = "an integer" if integer else "a number"
-            raise TypeError(f"{name} must be {kind}, not {value!r}")
-        if value < minimum or (strict and value == minimum) or value != value or value == float("inf"):
-            raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum:g} and finite, not {value!r}")
-        return value
-
-    for flag in FLAGS:
-        if not isinstance(config[flag], bool):
-            raise TypeError(f"{flag} must be True or False, not {config[flag]!r}")
-    job_timeout = None if config["job_timeout"] is None else number("job_timeout")
-    max_tries = int(number("max_tries", integer=True, minimum=1, strict=False))
-    if config["heartbeat_interval"] is None:
-        config["heartbeat_interval"] = heartbeat_default  # heartbeats are paid writes on S3
-    interval = number("heartbeat_interval")
-    if interval < 0.01:
-        raise ValueError(f"heartbeat_interval must be at least 0.01 s (a write each time), not {interval!r}")
-    if config["heartbeat_timeout"] is None:
-        config["heartbeat_timeout"] = max(60.0, 10 * interval)
-    timeout = number("heartbeat_timeout")
-    if timeout <= interval:
-        raise ValueError(f"heartbeat_timeout ({timeout!r} s) must be longer than heartbeat_interval ({interval!r} s)")
-    grace = number("stop_grace", minimum=0.0, strict=False)
-    lease = number("lease_timeout")
-    return Settings(max_tries, float(interval), float(timeout), float(grace), config["auto_restart"], float(lease),
-                    None if job_timeout is None else float(job_timeout), config["capture_output"])  # fmt: skip
 
 
 class Crew:
@@ -159,7 +123,7 @@ class Crew:
 
         self.id = self.name or uuid.uuid4().hex[:12]
         try:
-            _check_settings(config, 1.0)  # before the store exists: a bad setting leaves no folder behind
+            check_settings(config, 1.0)  # before the store exists: a bad setting leaves no folder behind
         except (TypeError, ValueError) as exc:
             for key, (_, variable) in from_environment.items():
                 if str(exc).startswith(key):
@@ -169,7 +133,7 @@ class Crew:
             raise ValueError("store must name a store, a URL or a path, not an empty string (None: the default)")
         self.store, self._owns_store = open_store(self._plugins, store or config.get("store"), store_options or {})
         try:
-            checked = _check_settings(config, self.store.heartbeat_interval)
+            checked = check_settings(config, self.store.heartbeat_interval)
         except BaseException:
             if self._owns_store:
                 self.store.close()

@@ -39,9 +39,43 @@ EXIT_PATIENCE = 30.0
 
 
 class Phase(enum.Enum):
+    """The coarse view of :class:`Life` that most readers need."""
+
     DOWN = "down"  # not running: may be launched
     STARTING = "starting"  # the backend is starting it
     UP = "up"  # started (it may still be queued in the backend)
+
+
+class Life(enum.Enum):
+    """Where one worker is in its life; it moves only by :meth:`WorkerRecord.move` (see ``LIFE``)."""
+
+    DOWN = "down"  # not running: may be launched (unless retired)
+    STARTING = "starting"  # its backend is starting it
+    UP = "up"  # started (maybe still queued on its backend): takes work
+    STOPPING = "stopping"  # asked to stop: finishes what it runs, takes nothing new
+    LEAVING = "leaving"  # its exit note was seen: it is on its way out
+    KILLING = "killing"  # a kill is under way
+    ENDED = "ended"  # its backend says it ended (or it was killed): settled after one more inbox poll
+
+    @property
+    def phase(self) -> Phase:
+        return Phase.DOWN if self is Life.DOWN else Phase.STARTING if self is Life.STARTING else Phase.UP
+
+
+#: Every move a worker's life may make; any other raises (as dask's worker state machine does).
+LIFE: dict[Life, frozenset[Life]] = {
+    Life.DOWN: frozenset({Life.STARTING, Life.UP}),  # launched; or adopted from an earlier controller
+    Life.STARTING: frozenset({Life.UP, Life.DOWN}),  # started, or refused
+    Life.UP: frozenset({Life.STOPPING, Life.LEAVING, Life.KILLING, Life.ENDED, Life.DOWN}),
+    Life.STOPPING: frozenset({Life.LEAVING, Life.KILLING, Life.ENDED, Life.DOWN}),
+    Life.LEAVING: frozenset({Life.KILLING, Life.ENDED, Life.DOWN}),
+    Life.KILLING: frozenset({Life.ENDED, Life.DOWN}),
+    Life.ENDED: frozenset({Life.ENDED, Life.DOWN}),  # found ended again: settle after a later poll
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A worker's life was asked to make a move ``LIFE`` does not allow: a bug in the engine."""
 
 
 @dataclass(eq=False)
@@ -49,15 +83,13 @@ class WorkerRecord:
     """What the controller knows about one worker and its current incarnation."""
 
     backend: Worker
-    phase: Phase = Phase.DOWN
+    life: Life = Life.DOWN
     incarnation: int = 0
     prefix: str = ""
     channel: str = ""
-    stop_requested: float | None = None  # when a Stop was written (or a kill decided)
+    stop_requested: float | None = None  # when a Stop was written or a kill decided on purpose: its jobs go back
     exit: ExitNote | None = None  # the current incarnation's exit note, once seen
-    killing: bool = False  # a kill is under way
     retired: bool = False  # being dismissed: never launched or given work again
-    down_pending: bool = False  # its backend says it ended: settle after one more inbox poll
     down_poll: int = 0  # the manager's poll count when it was found ended
     beat: int = 0
     beat_seen: bool = False
@@ -82,14 +114,33 @@ class WorkerRecord:
     def tags(self) -> frozenset[str]:
         return self.backend.tags
 
+    def move(self, to: Life) -> None:
+        """The one way a worker's life changes; a move ``LIFE`` does not allow raises."""
+        if to not in LIFE[self.life]:
+            raise IllegalTransition(f"worker {self.name!r} (launch {self.incarnation}) cannot go from {self.life.value}"
+                                    f" to {to.value}")  # fmt: skip
+        self.life = to
+
+    @property
+    def phase(self) -> Phase:
+        return self.life.phase
+
     @property
     def up(self) -> bool:
-        return self.phase is not Phase.DOWN
+        return self.life is not Life.DOWN
+
+    @property
+    def killing(self) -> bool:
+        return self.life is Life.KILLING
+
+    @property
+    def down_pending(self) -> bool:
+        return self.life is Life.ENDED
 
     @property
     def accepting(self) -> bool:
         """Up and willing to take new tasks."""
-        return self.up and self.stop_requested is None and self.exit is None and not self.killing and not self.retired
+        return self.life is Life.UP and self.stop_requested is None and not self.retired
 
 
 class Supervisor:
@@ -111,8 +162,8 @@ class Supervisor:
             record.incarnation += 1
             record.prefix = protocol.worker_prefix(m.crew_id, record.name, record.incarnation)
             record.channel = protocol.worker_channel(record.prefix)
-            record.phase = Phase.STARTING
-            record.stop_requested, record.exit, record.killing, record.down_pending = None, None, False, False
+            record.move(Life.STARTING)
+            record.stop_requested, record.exit = None, None
             record.beat, record.beat_seen, record.adopted, record.given = 0, False, False, 0
             record.quiet_since = record.idle_since = now
             tasks_max, seconds_wall = record.lifetime
@@ -141,7 +192,7 @@ class Supervisor:
             if record.incarnation != incarnation or record.phase is not Phase.STARTING:
                 continue
             if error is None:
-                record.phase = Phase.UP
+                record.move(Life.UP)
                 record.stats.launches += 1
                 record.launch_failures = 0
                 record.retry.reset()
@@ -156,7 +207,7 @@ class Supervisor:
 
     def _launch_failed(self, record: WorkerRecord, error: BaseException, now: float, straggler: bool = False) -> None:
         m = self.m
-        record.phase = Phase.DOWN
+        record.move(Life.DOWN)
         record.stats.refused += 1
         record.launch_failures += 1
         record.launch_error = error
@@ -259,6 +310,8 @@ class Supervisor:
         if record.incarnation != incarnation or not record.up or record.exit is not None:
             return
         record.exit = note
+        if record.life in (Life.UP, Life.STOPPING):
+            record.move(Life.LEAVING)
         m = self.m
         failed_start = not record.beat_seen and note.reason == "error"  # down() refuses its jobs: a failed launch
         for task in m.ledger.tasks_of(record.name) if not failed_start else []:
@@ -308,7 +361,7 @@ class Supervisor:
                             now - record.quiet_since)  # fmt: skip
                 doomed.append(record)
         for record in doomed:
-            record.killing = True
+            record.move(Life.KILLING)
         return doomed
 
     def stop_grace(self, record: WorkerRecord) -> float:
@@ -403,8 +456,33 @@ class Supervisor:
         if not record.up or record.stop_requested is not None or record.killing:
             return False
         record.stop_requested = now
+        if record.life is Life.UP:
+            record.move(Life.STOPPING)  # one that is leaving already goes on leaving
         self.m.write_control(record, protocol.Stop(self.m.ledger.next_seq()))
         return True
+
+    def ended(self, record: WorkerRecord, polls: int) -> None:
+        """Its backend says it ended (or it was killed): settled once the inbox was read after ``polls``."""
+        record.move(Life.ENDED)
+        record.down_poll = polls
+
+    def kill_now(self, record: WorkerRecord, now: float) -> None:
+        """A kill decided by the user (``dismiss``, ``close``): on purpose, so its jobs go back uncharged."""
+        if record.life not in (Life.KILLING, Life.ENDED):  # else a kill is under way, or it ended already
+            record.move(Life.KILLING)
+        if record.stop_requested is None:
+            record.stop_requested = now
+
+    def retire(self, record: WorkerRecord) -> None:
+        """Being dismissed: never launched or given work again."""
+        record.retired = True
+
+    def adopt(self, record: WorkerRecord, incarnation: int, now: float) -> None:
+        """A launch an earlier controller of a named crew made, still running: known by its beats only."""
+        record.incarnation = incarnation
+        record.move(Life.UP)
+        record.adopted = True
+        record.quiet_since = now
 
     def stuck(self, record: WorkerRecord) -> bool:
         return not record.up and bool(self.m.ledger.held.get(record.name))
@@ -416,7 +494,7 @@ class Supervisor:
         m = self.m
         note = record.exit
         deliberate = record.stop_requested is not None
-        record.phase, record.killing, record.down_pending = Phase.DOWN, False, False
+        record.move(Life.DOWN)
         record.stop_requested = None
         m.roster_changed(record.name, live=False)
         record.idle_since = now

@@ -49,6 +49,7 @@ from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Launch, Worker
 from crew_core.results import CANCELLED, ERROR, TIMEOUT, Result
 from crew_core.runner.inbox import Inbox, Mail
+from crew_core.settings import Settings as Settings  # its home before the settings table
 from crew_core.wire import protocol
 from crew_core.wire.protocol import Batch, Call, InboxEntry, Outcome, ResultBatch, RosterEntry, TaskRecord
 from crew_core.wire.serialize import load_outcome, to_result
@@ -101,20 +102,6 @@ def _uninterrupted() -> Iterator[None]:
                 previous(*caught[0])
             elif previous == signal.SIG_DFL:
                 raise KeyboardInterrupt
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The controller's settings, checked (see ``config.CREW_DEFAULTS``)."""
-
-    max_tries: int
-    heartbeat_interval: float
-    heartbeat_timeout: float
-    stop_grace: float
-    auto_restart: bool
-    lease_timeout: float = 900.0
-    job_timeout: float | None = None
-    capture_output: bool = True
 
 
 @dataclass(slots=True)
@@ -706,7 +693,7 @@ class Manager:
         if self.gone is not None:
             self.supervisor.down(record, self.clock())
             return
-        record.down_pending, record.down_poll = True, self._polls
+        self.supervisor.ended(record, self._polls)
 
     def poll_soon(self) -> None:
         """Look at the inbox within the shortest poll interval."""
@@ -1236,7 +1223,7 @@ class Manager:
         with self.lock:
             records = [self._record(name) for name in names]
             for record in records:
-                record.retired = True
+                self.supervisor.retire(record)
             now = self.clock()
             # A busy forwarder is asked too: it hands its jobs back and closes its inner crew.
             polite = [r for r in records if r.backend.nested or not self.ledger.has_tasks(r.name)]
@@ -1268,9 +1255,7 @@ class Manager:
                     self.changed.wait(0.05)
                 if not record.up:
                     continue
-                record.killing = True
-                if record.stop_requested is None:  # deliberate: its jobs go back uncharged
-                    record.stop_requested = self.clock()
+                self.supervisor.kill_now(record, self.clock())  # deliberate: its jobs go back uncharged
             self._kill_backend(record)
             with self.lock:
                 if record.up:

@@ -19,7 +19,6 @@ from typing import Any
 
 from crew_core.durable.journal import Recovery
 from crew_core.engine.ledger import Job
-from crew_core.engine.supervisor import Phase
 from crew_core.errors import CrewError
 from crew_core.plugin.processes import process_alive
 from crew_core.plugin.worker import Worker
@@ -101,9 +100,8 @@ def take_over(
         if entry.live and entry.incarnation and (name, entry.incarnation) not in recovery.exited:
             record.prefix = protocol.worker_prefix(manager.crew_id, name, entry.incarnation)
             record.channel = protocol.worker_channel(record.prefix)
-            record.phase, record.adopted = Phase.UP, True
+            manager.supervisor.adopt(record, entry.incarnation, now)
             record.beat = recovery.beats.get((name, entry.incarnation), 0)  # only a newer beat shows it alive
-            record.quiet_since = now
             adopted[name] = entry.incarnation
         workers.append(backend)
 

@@ -73,6 +73,7 @@ from crew_core.plugin.launches import LABEL_ENV as LABEL_ENV  # where plugins fo
 from crew_core.plugin.launches import LaunchSeen as LaunchSeen
 from crew_core.plugin.launches import crew_label as crew_label
 from crew_core.plugin.launches import launch_in as launch_in
+from crew_core.settings import DEFAULTS
 
 #: Version of this protocol; controller and workers must speak the same one.
 PROTOCOL = 5
@@ -657,7 +658,7 @@ class WorkerSettings:
     incarnation: int
     timeout: float | None = None
     heartbeat: float = 2.0
-    lease_timeout: float = 900.0
+    lease_timeout: float = DEFAULTS["lease_timeout"]
     parent_pid: int | None = None
     capture: bool = True  # jobs' output is captured and sent back with their results
     tasks_max: int | None = None  # leave after this many jobs
@@ -737,7 +738,8 @@ def _worker_parser() -> Any:
     parser.add_argument("--incarnation", type=int, required=True, help="launch number")
     parser.add_argument("--timeout", type=_positive, default=None, help="idle timeout in seconds")
     parser.add_argument("--heartbeat", type=_positive, default=2.0, help="seconds between heartbeats")
-    parser.add_argument("--lease-timeout", type=_positive, default=900.0, help="leave once the lease stands still")
+    parser.add_argument("--lease-timeout", type=_positive, default=DEFAULTS["lease_timeout"],
+                        help="leave once the lease stands still")  # fmt: skip
     parser.add_argument("--protocol", type=int, default=PROTOCOL, help="protocol version of the controller")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process ends")
     parser.add_argument("--no-capture", action="store_true", help="leave jobs' output on the worker's own")

@@ -108,13 +108,16 @@ class SimAgent:
             return
         self.running = _Running(batch, 0, 0.0, [])
         self._begin(batch.calls[0].job_id, now)
-        self._run(now)
+        if self.alive:  # a deadly job ends it as it begins
+            self._run(now)
 
     def _begin(self, job_id: int, now: float) -> None:
         assert self.running is not None
         self.running.ends = now + self.world.duration(job_id)
         self.begun.add(job_id)
         self.world.began(self, job_id)
+        if job_id in self.world.deadly:
+            self.world.kill(self.name)
 
     def _run(self, now: float) -> None:
         """End the calls of the running batch that are due (a cancel or a timeout ends one early)."""
@@ -142,6 +145,8 @@ class SimAgent:
                 self._send()
                 return
             self._begin(running.batch.calls[running.index].job_id, now)
+            if not self.alive:
+                return
 
     def leave(self, reason: str) -> None:
         """Write the exit note and end, as a worker leaving cleanly does."""

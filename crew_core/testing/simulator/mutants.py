@@ -15,7 +15,7 @@ def mutate(monkeypatch: pytest.MonkeyPatch, module: types.ModuleType, old: str, 
 
     The changed source is compiled apart; its functions, and the methods of its classes, take the
     place of the originals on the objects everyone already holds (``monkeypatch`` puts them back).
-    What the module defines otherwise (enums, records) stays the original objects.
+    What the module defines otherwise (enums, tables, constants) stays the original objects.
     """
     source = inspect.getsource(module)
     if source.count(old) != 1:
@@ -33,3 +33,5 @@ def mutate(monkeypatch: pytest.MonkeyPatch, module: types.ModuleType, old: str, 
                     if plain and not (attr.startswith("__") and attr.endswith("__")):
                         monkeypatch.setattr(original, attr, member)
             namespace[name] = original  # the new methods see the classes everyone holds
+        elif hasattr(module, name) and not isinstance(value, types.FunctionType):
+            namespace[name] = original  # and the module's data (tables, constants) as everyone holds it

@@ -102,7 +102,11 @@ class World:
         workers: int = 3,
         tasks_max: int | None = None,
         settings: Settings | None = None,
+        durations: dict[int, float] | None = None,
+        deadly: set[int] | frozenset[int] = frozenset(),
     ) -> None:
+        """``durations``: seconds some jobs take (the rest are drawn); ``deadly``: jobs that kill
+        the worker that begins them, every time (a segfault, the OOM killer)."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.faults = faults
@@ -130,7 +134,8 @@ class World:
             self.manager.add_worker(SimWorker(f"w{index}", self, tags=tags), (tasks_max, None))
         self.jobs = jobs
         self._sent = 0
-        self._durations = {job_id: self._draw_duration(job_id) for job_id in range(1, jobs + 1)}
+        self._durations = {job_id: self._draw_duration(job_id) for job_id in range(1, jobs + 1)} | (durations or {})
+        self.deadly = frozenset(deadly)
 
     # ------------------------------------------------------------------ what jobs do
     def _draw_duration(self, job_id: int) -> float:
