@@ -111,3 +111,26 @@ def test_short_jobs_travel_in_batches_and_a_batch_that_dies_runs_again_job_by_jo
     others = [world.tally.delivered[i] for i in range(1, 41) if i != 30]
     assert all(result.status == SUCCESS and result.tries == 1 for result in others)  # batch-mates uncharged
     assert world.manager.dispatcher.durations.of("sim.job") is not None  # it measured the jobs' length
+
+
+# ---------------------------------------------------------------------- dispatcher rules
+def test_a_busy_worker_gets_its_next_task_before_the_running_one_ends():
+    world = World(5, jobs=30, workers=1, durations=dict.fromkeys(range(1, 31), 0.3), big_every=None)
+    prefetched = []
+
+    def watch() -> bool:
+        if world.manager.ledger.queued_behind():
+            prefetched.append(world.now)
+        return len(world.tally.delivered) == 30
+
+    _until(world, watch, seconds=120)
+    assert prefetched, "no task was ever written behind a running one"
+
+
+def test_a_task_prefetched_behind_a_job_that_runs_long_is_revoked_and_runs_on_an_idle_worker():
+    durations = dict.fromkeys(range(1, 31), 0.05)
+    durations[12] = 40.0  # runs far past what its kind's jobs took so far
+    world = World(6, jobs=30, workers=2, durations=durations, big_every=None)
+    _until(world, lambda: len(world.tally.delivered) == 29 and 12 not in world.tally.delivered, seconds=60)
+    assert world.now < 20, "jobs waited behind the long one instead of going to the idle worker"
+    _until(world, lambda: 12 in world.tally.delivered, seconds=60)

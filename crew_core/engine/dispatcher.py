@@ -28,7 +28,7 @@ from crew_core.plugin.worker import Launch, Worker
 from crew_core.wire import protocol
 
 if TYPE_CHECKING:
-    from crew_core.runner.manager import Manager
+    from crew_core.engine.port import Controller
 
 #: A batch of jobs of known duration is filled up to about this many seconds of work.
 BATCH_SECONDS = 0.02
@@ -69,7 +69,7 @@ class Durations:
 class Dispatcher:
     """Assigns waiting jobs to workers; see the module's docstring for the rules."""
 
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Controller) -> None:
         self.m = manager
         self.durations = Durations()
 

@@ -28,7 +28,7 @@ from crew_core.wire import protocol
 from crew_core.wire.protocol import ExitNote, WorkerSettings
 
 if TYPE_CHECKING:
-    from crew_core.runner.manager import Manager
+    from crew_core.engine.port import Controller
 
 log = logging.getLogger("crew")
 
@@ -146,7 +146,7 @@ class WorkerRecord:
 class Supervisor:
     """Launch, liveness, stop and death of the manager's workers."""
 
-    def __init__(self, manager: Manager, draw: Callable[[], float]) -> None:
+    def __init__(self, manager: Controller, draw: Callable[[], float]) -> None:
         """``draw``: a random number in [0, 1) for each draw (injected: the engine keeps no generator)."""
         self.m = manager
         self.draw = draw

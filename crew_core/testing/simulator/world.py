@@ -104,9 +104,11 @@ class World:
         settings: Settings | None = None,
         durations: dict[int, float] | None = None,
         deadly: set[int] | frozenset[int] = frozenset(),
+        big_every: int | None = 5,
     ) -> None:
         """``durations``: seconds some jobs take (the rest are drawn); ``deadly``: jobs that kill
-        the worker that begins them, every time (a segfault, the OOM killer)."""
+        the worker that begins them, every time (a segfault, the OOM killer); ``big_every``: every
+        so many jobs needs tag "big", which only worker w0 carries (None: no job does)."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.faults = faults
@@ -136,6 +138,7 @@ class World:
         self._sent = 0
         self._durations = {job_id: self._draw_duration(job_id) for job_id in range(1, jobs + 1)} | (durations or {})
         self.deadly = frozenset(deadly)
+        self.big_every = big_every
 
     # ------------------------------------------------------------------ what jobs do
     def _draw_duration(self, job_id: int) -> float:
@@ -186,7 +189,7 @@ class World:
         while self._sent < self.jobs and self.rng.random() < 0.3:
             self._sent += 1
             job_id = self._sent
-            tags = frozenset({"big"}) if job_id % 5 == 0 else frozenset()
+            tags = frozenset({"big"}) if self.big_every and job_id % self.big_every == 0 else frozenset()
             job = Job(job_id, "simfn", b"", tags, "sim.job", timeout=self.timeout(job_id))
             self.manager.submit(job, b"function")
 
