@@ -47,3 +47,11 @@ def test_engines_runs_one_script_on_two_revisions(tmp_path):
     worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list", "--porcelain"], capture_output=True,
                                text=True, check=True).stdout  # fmt: skip
     assert str(tmp_path) not in worktrees
+
+
+def test_driving_benchmark_runs_both_ways():
+    script = SCRIPT.with_name("driving.py")
+    args = ["--round-trips", "20", "--jobs", "200", "--repeat", "1"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "not driving" in out.stdout and "round trip p50" in out.stdout

@@ -128,6 +128,10 @@ class _Cleanup:
 class Manager:
     """State and background thread of one crew (see the module docstring)."""
 
+    #: A user's thread waiting in receive() runs the loop itself on a fast store (see :meth:`drive`);
+    #: ``benchmarks/driving.py`` measures what that is worth against the manager thread alone.
+    drive_from_user_threads: bool = True
+
     def __init__(
         self,
         crew_id: str,
@@ -189,14 +193,16 @@ class Manager:
         self._launches: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
         self._events: deque[Callable[[float], None]] = deque()
         self._errors: deque[BaseException] = deque(maxlen=100)
-        self._write_backoff = Backoff(0.05, 5.0)
+        # One back-off for every store request that failed (writes, inbox reads, the lease, the
+        # doorbell): an outage slows them all alike; any request that succeeds resets it.
+        self._store_backoff = Backoff(0.05, 5.0)
         self._write_retry_at = 0.0
         self._wake_pending = False
         self._io = threading.Lock()  # one thread does the store I/O at a time: writes stay in order
         self._user_turn = -math.inf  # when a user's thread last ran (or asked to run) the loop
         self._io_holder: int | None = None  # the thread that holds self._io, if any
         self._parked = threading.Condition(self.lock)
-        self._failures = Backoff(0.05, 5.0)
+        self._step_failures = Backoff(0.05, 5.0)  # a step that raised (a bug, not the store): report, pause
         self._housekeeping_due = False
         self._polls = 0  # inbox polls so far: a worker found ended is settled after the next one
         self._inline = concurrency == 1
@@ -339,18 +345,18 @@ class Manager:
             rung = self.store.wait(self.channel, min(max(timeout, 0.0), limit))
         except Exception as exc:  # the store broke under the doorbell: keep polling slowly
             log.warning("crew %s cannot wait for wake-ups: %s", self.crew_id, exc)
-            time.sleep(min(limit, self._failures.next()))
+            time.sleep(min(limit, self._store_backoff.next()))
             rung = False
         if self._stopping:
             return
         try:
             with _uninterrupted():  # a step cut in half by Ctrl-C would lose jobs: it finishes first
                 self._step_io(rung, hurry=hurry)
-            self._failures.reset()
+            self._step_failures.reset()
         except Exception as exc:  # never die: report, pause, go on (an interrupt goes to the user)
             log.exception("crew %s: a step of the crew's loop failed", self.crew_id)
             self.report(exc)
-            time.sleep(min(limit, self._failures.next()))
+            time.sleep(min(limit, self._step_failures.next()))
 
     def _turn_gone(self, limit: float) -> None:
         """A turn once the store is gone for good: no store I/O, which could only fail. Backend
@@ -373,7 +379,7 @@ class Manager:
         On a store whose requests take microseconds this saves two thread hand-offs per round
         trip (the manager's and back); elsewhere, and while another thread drives, just wait.
         """
-        if not self._inline or self._stopping:
+        if not self._inline or self._stopping or not self.drive_from_user_threads:
             with self.lock:
                 self.changed.wait(limit)
             return
@@ -468,7 +474,7 @@ class Manager:
             except Exception as exc:
                 log.warning("crew %s cannot renew its lease: %s", self.crew_id, exc)
                 self._store_trouble(exc)
-                self._lease_due = self.clock() + self._poll_low
+                self._lease_due = self.clock() + self._store_backoff.next()
         with self.lock:
             now = self.clock()
             for record in self.records.values():
@@ -532,7 +538,7 @@ class Manager:
             log.warning("crew %s cannot read its inbox: %s", self.crew_id, exc)
             self._store_trouble(exc)
             with self.lock:
-                self._next_poll = self.clock() + self._poll_backoff.next()
+                self._next_poll = self.clock() + self._store_backoff.next()
             return False
         outcomes = {
             entry.key: {job_id: load_outcome(data, self.raw) for job_id, data in batch.outcomes if data}
@@ -547,9 +553,10 @@ class Manager:
                 log.warning("crew %s cannot read %d answer(s) yet: %s", self.crew_id, len(mail.failed),
                             mail.failed[0])  # fmt: skip
                 self._store_trouble(mail.failed[0])
-                self._next_poll = now + self._poll_backoff.next()
+                self._next_poll = now + self._store_backoff.next()
             else:
                 self._store_failing = False
+                self._store_backoff.reset()
                 self._polls += 1  # a complete poll: workers found ended before it can be settled
                 self._schedule_poll(now, found=bool(mail))
             if mail.results:
@@ -760,12 +767,12 @@ class Manager:
         failed = [(items, exc) for items, exc in outcomes if exc is not None]
         with self.lock:
             if not failed:
-                self._write_backoff.reset()
+                self._store_backoff.reset()
                 self._store_failing = False
                 return
             # Written again later, not taken back: a put that failed may have been stored (a timeout
             # after the write), and the worker may run it; writing the same record twice is harmless.
-            self._write_retry_at = self.clock() + self._write_backoff.next()
+            self._write_retry_at = self.clock() + self._store_backoff.next()
             retry = [item for items, _ in failed for item in items if self._still_wanted(item)]
             self._outbox[:0] = retry
             for items, exc in failed:
@@ -856,7 +863,7 @@ class Manager:
         except Exception as exc:
             log.warning("crew %s cannot write a receipt yet: %s", self.crew_id, exc)
             with self.lock:
-                self._write_retry_at = self.clock() + self._write_backoff.next()
+                self._write_retry_at = self.clock() + self._store_backoff.next()
             self._store_trouble(exc)
             return
         with self.lock:
@@ -985,7 +992,7 @@ class Manager:
             log.warning("crew %s cannot store the results it made yet (they wait for the store): %s",
                         self.crew_id, exc)  # fmt: skip
             with self.lock:
-                self._write_retry_at = self.clock() + self._write_backoff.next()
+                self._write_retry_at = self.clock() + self._store_backoff.next()
             self._store_trouble(exc)
 
     def save_verdicts_now(self) -> None:
