@@ -60,7 +60,9 @@ class Gathered:
                     manager.raise_errors()
                     if crew._closed:
                         raise CrewError("the crew was closed while map() waited for its results")
-                manager.drive(1.0)
+                with manager.lock:  # the manager thread runs the loop: a map is many results at once
+                    if len(self._done) < len(self._jobs):
+                        manager.changed.wait(1.0)
         except BaseException:
             self._give_back(crew)
             raise
