@@ -33,6 +33,7 @@ from typing import Any
 from crew_core.backoff import Backoff
 from crew_core.durable.journal import EPOCH_SPAN, Keeper
 from crew_core.durable.verdicts import VerdictLog
+from crew_core.engine.answers import Answers
 from crew_core.engine.dispatcher import Dispatcher
 from crew_core.engine.ledger import Job, JobState, Ledger, Task
 from crew_core.engine.summary import COLUMNS
@@ -47,12 +48,12 @@ from crew_core.errors import (
 )
 from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Launch, Worker
-from crew_core.results import CANCELLED, ERROR, TIMEOUT, Result
+from crew_core.results import CANCELLED, ERROR, Result
 from crew_core.runner.inbox import Inbox, Mail
 from crew_core.settings import Settings as Settings  # its home before the settings table
 from crew_core.wire import protocol
-from crew_core.wire.protocol import Batch, Call, InboxEntry, Outcome, ResultBatch, RosterEntry, TaskRecord
-from crew_core.wire.serialize import load_outcome, to_result
+from crew_core.wire.protocol import Batch, Call, Outcome, RosterEntry, TaskRecord
+from crew_core.wire.serialize import load_outcome
 from crew_core.wire.signing import Sealed
 
 log = logging.getLogger("crew")
@@ -177,6 +178,7 @@ class Manager:
         self.records: dict[str, WorkerRecord] = {}
         self.supervisor = Supervisor(self, draw)
         self.dispatcher = Dispatcher(self)
+        self.answers = Answers(self, keeps_results=durable)
         concurrency = max(1, int(getattr(store, "request_concurrency", 1)))
         self.io_pool = ThreadPoolExecutor(concurrency, "crew-io") if concurrency > 1 else None
         self.backend_pool = backend_pool or ThreadPoolExecutor(8, "crew-backend")
@@ -564,114 +566,15 @@ class Manager:
         return bool(mail.results)
 
     def _apply_mail(self, mail: Mail, outcomes: dict[str, dict[int, Outcome]], now: float) -> None:
-        for entry, batch in mail.results:
-            task = self.ledger.tasks.get(entry.seq)
-            if task is None:
-                if entry.seq > self.ledger.issued:
-                    # An answer to a task not yet written: a worker refused a forged record planted
-                    # where the crew's next task would go. A task written there later would never be
-                    # read (the worker does not read a refused key again), so that number is skipped.
-                    log.warning("answer %r is to a task this crew has not written: a forged task record;"
-                                " the crew will not use that number", entry.key)  # fmt: skip
-                    self.ledger.skipped.add(entry.seq)
-                self._drop_result(entry.key)  # answered already, or from a worker declared dead meanwhile
-                continue
-            if entry.kind == "refused":
-                self._apply_refusal(task, entry, batch, now)
-                continue
-            record = self.records.get(task.worker)
-            if isinstance(batch, ResultBatch) and (batch.worker, batch.incarnation) != (task.worker, task.incarnation):
-                # Signed by another worker, which never writes this key (it says what it refused under
-                # a key of its own). Whatever put it here, the key now counts as read, so the task's
-                # own answer would never be: it is lost, as a corrupt one is, and its jobs run again.
-                writer = f"{batch.worker}.{batch.incarnation}"
-                batch = CorruptObjectError(f"store object {entry.key!r} was written as {writer},"
-                                           f" the task was for {task.worker}.{task.incarnation}")  # fmt: skip
-            if isinstance(batch, CorruptObjectError):
-                self.ledger.close_task(task.seq, now)
-                self.supervisor.charge(task.jobs, record, str(batch), ran=True)  # the answer was lost
-                self._drop_result(entry.key)
-                continue
-            if record is not None and batch.inner:
-                record.inner = batch.inner
-            if entry.part:
-                self._apply_part(task, batch, outcomes.get(entry.key, {}), record, entry.key, now)
-                continue
-            self._close(task, record, now)
-            if batch.returned:
-                self.ledger.requeue(task.jobs)  # revoked before it started
-                self._drop_result(entry.key)
-            else:
-                self._deliver(task, outcomes.get(entry.key, {}), record, entry.key)
-        for entry in mail.beats:
-            record = self.records.get(entry.worker)
-            if record is not None:
-                self.supervisor.on_beat(record, entry.incarnation, entry.beat, now)
-        for entry, note in mail.exits:
-            record = self.records.get(entry.worker)
-            if record is not None and note is not None:
-                self.supervisor.on_exit(record, entry.incarnation, note, now)
-
-    def _apply_refusal(self, task: Task, entry: InboxEntry, refusal: ResultBatch | CorruptObjectError,
-                       now: float) -> None:  # fmt: skip
-        """A worker read nothing from the record at ``task.seq`` under its prefix (not signed for
-        that key, or gone): if the task is that worker's, its jobs run again; if it is another's,
-        nothing changes, and that worker's answer (under its own key) is read as usual."""
-        if isinstance(refusal, CorruptObjectError):
-            log.warning("ignoring %r: %s", entry.key, refusal)  # planted: only the worker it names can sign it
-            return
-        if (task.worker, task.incarnation) != (entry.worker, entry.incarnation):
-            log.warning("worker %s.%d refused a record planted under its prefix with the number of task %d,"
-                        " which is %s.%d's: that task goes on", entry.worker, entry.incarnation, task.seq,
-                        task.worker, task.incarnation)  # fmt: skip
-            return
-        record = self.records.get(task.worker)
-        self._close(task, record, now)
-        self._deliver(task, {}, record, entry.key)  # no outcomes: its jobs are charged as unread, not run
-
-    def _close(self, task: Task, record: WorkerRecord | None, now: float) -> None:
-        """The task is answered (all of it): its record can go."""
-        self.ledger.close_task(task.seq, now)
-        if record is not None:
-            self.inbox.discard_task(protocol.task_key(record.prefix, task.seq))
-            if not self.ledger.has_tasks(record.name):
-                record.idle_since = now
-
-    def _apply_part(self, task: Task, batch: ResultBatch, outcomes: dict[int, Outcome], record: WorkerRecord | None,
-                    key: str, now: float) -> None:  # fmt: skip
-        """A forwarder answered some of the task's jobs, or handed them back unrun (``returned``)."""
-        if batch.returned:
-            self.ledger.give_back(task, {job_id for job_id, _ in batch.outcomes})
+        """The engine decides what the mail means (``engine/answers.py``); this carries out its reading."""
+        reading = self.answers.apply(mail.results, mail.beats, mail.exits, outcomes, now)
+        for key in reading.read_tasks:
+            self.inbox.discard_task(key)
+        if self.keeper is not None:
+            for job_id, key in reading.answered:
+                self.keeper.answered(job_id, key)  # kept in the store until the user has it
+        for key in reading.drop:
             self._drop_result(key)
-        else:
-            self._deliver(task, outcomes, record, key, partial=True)
-        if all(job.state is JobState.DONE for job in task.jobs):
-            self._close(task, record, now)
-
-    def _deliver(self, task: Task, outcomes: dict[int, Outcome], record: WorkerRecord | None, key: str,
-                 partial: bool = False) -> None:  # fmt: skip
-        missing = []
-        kept = False
-        for job in task.jobs:
-            outcome = outcomes.get(job.id)
-            if outcome is None:
-                if not partial:
-                    missing.append(job)
-                continue
-            self.dispatcher.durations.record(job.kind, outcome.seconds)
-            if record is not None:
-                record.stats.jobs += 1
-                record.stats.errors += outcome.status == ERROR
-                record.stats.timeouts += outcome.status == TIMEOUT
-                record.stats.busy += outcome.seconds
-            result = to_result(job.id, job.tags, job.runs, outcome, task.worker)
-            if self.ledger.finish(job, result) and self.keeper is not None:
-                self.keeper.answered(job.id, key)  # kept in the store until the user has it
-                kept = True
-        if not kept:
-            self._drop_result(key)
-        if missing:
-            self.supervisor.charge(missing, record, f"worker {task.worker!r} could not read task {task.seq}", ran=False)
 
     def _drop_result(self, key: str) -> None:
         """A named crew keeps results until received (see ``Inbox.mark`` for the others): not this one."""
