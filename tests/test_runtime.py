@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crew_core import KeyNotFoundError, StoreError
+from crew_core import CorruptObjectError, KeyNotFoundError, StoreError
 from crew_core.agent import runtime
 from crew_core.agent.runtime import WorkerLoop
 from crew_core.testing import jobs
@@ -186,7 +186,7 @@ def test_a_worker_without_the_secret_refuses_to_start(tmp_path, monkeypatch):
 
 def test_a_record_from_another_protocol_version_is_refused_by_name():
     data = protocol.encode_task(Stop(1)).replace(bytes([protocol.PROTOCOL]), b"\x07", 1)
-    with pytest.raises(protocol.CorruptObjectError):
+    with pytest.raises(CorruptObjectError):
         protocol.decode_task(data, "k")
     with pytest.raises(SystemExit, match="protocol 1"):
         WorkerSettings.from_args([*SETTINGS.to_args(), "--protocol", "1"])
@@ -196,5 +196,5 @@ def test_records_never_unpickle_classes():
     import pickle
 
     evil = pickle.dumps((b"crew", protocol.PROTOCOL, "stop", (OSError("x"),)))
-    with pytest.raises(protocol.CorruptObjectError, match="may not name"):
+    with pytest.raises(CorruptObjectError, match="may not name"):
         protocol.decode_task(evil, "k")
