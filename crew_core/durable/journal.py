@@ -308,7 +308,8 @@ class Recovery:
     roster: dict[str, RosterEntry] = field(default_factory=dict)
     exited: set[tuple[str, int]] = field(default_factory=set)  # incarnations that left a note
     beats: dict[tuple[str, int], int] = field(default_factory=dict)  # incarnation -> last beat number
-    answered: set[int] = field(default_factory=set)  # task seqs with a result in the inbox
+    # (task seq, worker, launch) of each answer or refusal in the inbox, as signed by the worker that wrote it
+    answered: set[tuple[int, str, int]] = field(default_factory=set)
     tasks: dict[str, list[protocol.Batch]] = field(default_factory=dict)  # worker -> unanswered batches
     garbage: list[str] = field(default_factory=list)  # keys nobody needs: answered, received, read
     corrupt: list[str] = field(default_factory=list)
@@ -413,8 +414,13 @@ def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> Non
         if not isinstance(batch, protocol.ResultBatch):
             found.garbage.append(key)
             continue
+        entry = protocol.parse_inbox_key(key)
+        assert entry is not None
+        if entry.kind == "refused" and (entry.worker, entry.incarnation) != (batch.worker, batch.incarnation):
+            found.garbage.append(key)  # a refusal is its writer's word, under its own name only
+            continue
         if not batch.part:  # a part answers some of its task: the rest is still its worker's
-            found.answered.add(batch.seq)
+            found.answered.add((batch.seq, batch.worker, batch.incarnation))
         useful = False
         if not batch.returned:
             for job_id, data in batch.outcomes:
@@ -427,12 +433,14 @@ def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> Non
 
 def _read_queues(found: Recovery, store: Store, crew_id: str, read: _Read) -> None:
     """The unanswered batches of each worker's current incarnation, if it left no exit note."""
-    keys: list[tuple[str, str]] = []
+    keys: list[tuple[str, int, str]] = []
     for name, entry in found.roster.items():
         if entry.incarnation and (name, entry.incarnation) not in found.exited:
             prefix = protocol.worker_prefix(crew_id, name, entry.incarnation)
-            keys.extend((name, key) for key in store.list(prefix))
-    owners = {key: name for name, key in keys}
-    for key, record in read([key for _, key in keys], protocol.decode_task):
-        if isinstance(record, protocol.Batch) and record.seq not in found.answered:
-            found.tasks.setdefault(owners[key], []).append(record)
+            keys.extend((name, entry.incarnation, key) for key in store.list(prefix))
+    owners = {key: (name, incarnation) for name, incarnation, key in keys}
+    for key, record in read([key for _, _, key in keys], protocol.decode_task):
+        # Answered only by the launch that had it: another worker's refusal of a record planted with
+        # this number says nothing of this task (it may still run), as the live controller reads it.
+        if isinstance(record, protocol.Batch) and (record.seq, *owners[key]) not in found.answered:
+            found.tasks.setdefault(owners[key][0], []).append(record)

@@ -120,6 +120,12 @@ def mark_once_open(gate: str, folder: str, name: str) -> str:
     return mark_then_sleep(folder, name, 0)
 
 
+def started_then_mark_once_open(started: str, gate: str, folder: str, name: str) -> str:
+    """Create ``started`` (whole), then :func:`mark_once_open`: a test knows the job began and holds it."""
+    touch_then_sleep(started, 0)
+    return mark_once_open(gate, folder, name)
+
+
 def runs_of(folder: str | os.PathLike[str]) -> dict[str, int]:
     """How many times each name ran, from the files :func:`mark_then_sleep` and :func:`mark_then_die`
     left (none yet: {})."""
