@@ -198,3 +198,31 @@ def test_records_never_unpickle_classes():
     evil = pickle.dumps((b"crew", protocol.PROTOCOL, "stop", (OSError("x"),)))
     with pytest.raises(CorruptObjectError, match="may not name"):
         protocol.decode_task(evil, "k")
+
+
+def test_a_key_that_vanishes_between_listing_and_reading_hides_no_later_task(tmp_path):
+    """Found by review: a planted key sorting late, deleted once listed, moved the feed past it."""
+    import os
+
+    from crew_core.agent.feed import TaskFeed
+
+    class Racing(LocalStore):
+        planted: str | None = None
+
+        def list(self, prefix, start_after=None):
+            keys = super().list(prefix, start_after)
+            if self.planted in keys:
+                super().delete([self.planted])  # gone before the worker reads it
+            return keys
+
+    store = Racing(tmp_path)
+    sealed = Sealed(store, os.urandom(32))
+    settings = WorkerSettings(store={}, crew="c0ffee", name="w-1", incarnation=1)
+    feed = TaskFeed(sealed, settings, lambda method, *args: method(*args))
+    store.planted = protocol.task_key(settings.prefix, 999_999_999_999)
+    store.put(store.planted, b"junk")
+    feed.read()
+    sealed.put(protocol.task_key(settings.prefix, 1), protocol.encode_task(Batch(1, (), {})))  # the real task
+    feed.read()
+    assert (batch := feed.pop()) is not None and batch.seq == 1
+    store.close()

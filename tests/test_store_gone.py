@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from crew_core import Crew, CrewExecutor, StoreError, StoreGoneError
+from crew_core.plugin import Worker
 from crew_core.testing import jobs, process_gone, wait_for
+from crew_local import LocalStore
 
 JOBS = 20
 DEADLINE = 30.0  # seconds a waiting call may take to say the store is gone (it takes well under one)
@@ -171,3 +173,65 @@ def test_executor_futures_raise_store_error(crew, tmp_path):
     _in_time(lambda: executor.shutdown(wait=True))
     _in_time(crew.close)
     _workers_gone(pids)
+
+
+class _GoneAtLease(LocalStore):
+    """A store whose folder goes (as far as the crew can tell) at the next lease renewal, once armed."""
+
+    armed = False
+
+    def put(self, key, data):
+        if self.armed and key.endswith("/lease"):
+            raise StoreGoneError("the store's folder is gone (simulated)")
+        return super().put(key, data)
+
+
+class _Forwarder(Worker):
+    """A forwarder-like class (its jobs wait for its relaunch) that dies on demand."""
+
+    worker_class = "gone-test-forwarder"
+    nested = True
+    status_interval = 0.05
+    alive = True
+    store: _GoneAtLease | None = None
+    manager = None
+
+    def start(self, launch):
+        type(self).alive = True
+
+    def is_running(self):
+        if not type(self).alive:
+            type(self).store.armed = True  # the store goes the moment its death is seen ...
+            type(self).manager._lease_due = float("-inf")  # ... in the turn that also plans its restart
+        return type(self).alive
+
+    def kill(self):
+        type(self).alive = False
+
+
+def test_close_returns_when_a_restart_was_planned_in_the_turn_the_store_went(tmp_path):
+    """Found by review: the planned launch was never started nor refused, so close() waited for ever."""
+    store = _GoneAtLease(tmp_path / "store")
+    _Forwarder.store = store
+    crew = Crew(store=store, worker_classes=[_Forwarder], heartbeat_interval=0.05, heartbeat_timeout=600)
+    try:
+        [handle] = crew.recruit(1)
+        crew.send(sum, args=([1],))
+        manager = _Forwarder.manager = crew._manager
+        record = manager.records[handle.name]
+
+        def written() -> bool:
+            with manager.lock:
+                tasks = manager.ledger.tasks_of(handle.name)
+                return record.up and bool(tasks) and all(task.written for task in tasks)
+
+        wait_for(written, timeout=30, what="the job's task to be written")
+        store.put(f"{crew.id}/inbox/beat.{handle.name}.{record.incarnation}.1", b"")  # it began ...
+        wait_for(lambda: record.beat_seen, timeout=30, what="its beat")
+        _Forwarder.alive = False  # ... and dies holding the job
+        wait_for(lambda: manager.gone is not None, timeout=30, what="the store to be found gone")
+    finally:
+        closing = threading.Thread(target=crew.close, daemon=True)
+        closing.start()
+        closing.join(timeout=30)
+    assert not closing.is_alive(), f"close() hangs: the worker is {record.life.value}"

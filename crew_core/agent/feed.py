@@ -59,8 +59,8 @@ class TaskFeed:
                 except KeyNotFoundError as exc:
                     log.warning("task object %r is gone (%s); saying so: if it was a task, its jobs are retried",
                                 key, exc)  # fmt: skip
+                    self._refused.add(key)  # and the listing does not skip past it, as for a forged key
                     self._refuse(key)
-                    self._after = key
                     continue
                 except CorruptObjectError as exc:  # signed for this key: a task of this worker's, unreadable
                     log.warning("task object %r cannot be read (%s); answering it empty: its jobs are retried",

@@ -403,8 +403,12 @@ class Manager:
 
     def _write_out(self) -> None:
         """Write the outbox and start the launches planned so far (holding ``self._io``)."""
-        if self.gone is not None:
-            return  # nothing can be written, and a worker launched now could never get a task
+        if self.gone is not None:  # nothing can be written, and a worker launched now could never get a task
+            with self.lock:
+                launches, self._launches = self._launches, {}
+                for items in launches.values():  # planned in the turn that found the store gone: refused
+                    self.supervisor.launched([(r, r.incarnation) for r, _ in items], self.gone, self.clock())
+            return
         with self.lock:
             if self.clock() >= self._write_retry_at:  # after a failed write, give the store a moment
                 outbox, self._outbox = self._outbox, []
@@ -1161,7 +1165,7 @@ class Manager:
     def _kill_now(self, records: list[WorkerRecord]) -> None:
         for record in records:
             with self.lock:
-                while record.phase is Phase.STARTING:  # let its start return before killing it
+                while record.phase is Phase.STARTING and self.gone is None:  # let its start return first
                     self.changed.wait(0.05)
                 if not record.up:
                     continue
