@@ -41,7 +41,7 @@ class Setting:
         if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
             kind = "an integer" if integer else "a number"
             raise TypeError(f"{self.name} must be {kind}, not {value!r}")
-        if value < self.minimum or (self.strict and value == self.minimum) or math.isnan(value) or math.isinf(value):
+        if value < self.minimum or (self.strict and value == self.minimum) or value != value or value == math.inf:
             bound = ">" if self.strict else ">="
             raise ValueError(f"{self.name} must be {bound} {self.minimum:g} and finite, not {value!r}")
         return value
@@ -49,8 +49,8 @@ class Setting:
     def parse(self, raw: str) -> Any:
         """A value from an environment variable's text (checked by :meth:`check` afterwards)."""
         word = raw.strip().lower()
-        if word in ("none", "null") and self.none is not None:
-            return None
+        if word in ("none", "null"):
+            return None  # for a setting that allows no None, check() says so (or an explicit argument wins)
         if self.kind is bool:
             if word in ("1", "true", "yes", "on"):
                 return True
@@ -64,8 +64,7 @@ class Setting:
         try:
             return float(raw)
         except ValueError:
-            accepted = f"a number of {self.unit_name}" + (" or none" if self.none is not None else "")
-            raise ValueError(f"{self.variable}={raw!r}: {self.name} takes {accepted}") from None
+            raise ValueError(f"{self.variable}={raw!r}: {self.name} takes a number of {self.unit_name}") from None
 
     @property
     def unit_name(self) -> str:
@@ -130,22 +129,26 @@ def check(config: dict[str, Any], heartbeat_default: float) -> Settings:
     """Check every setting of ``config`` and the rules between them; every error names a setting.
 
     ``heartbeat_default`` is the store's own interval, used when ``heartbeat_interval`` is None.
+    Settings are checked in the order ``Crew()`` always checked them, so the first error is the same.
     """
-    values = {setting.name: setting.check(config[setting.name]) for setting in SETTINGS}
-    interval = values["heartbeat_interval"]
-    if interval is None:
-        interval = BY_NAME["heartbeat_interval"].check(heartbeat_default)  # heartbeats are paid writes on S3
+    s = BY_NAME
+    auto_restart = s["auto_restart"].check(config["auto_restart"])
+    capture_output = s["capture_output"].check(config["capture_output"])
+    job_timeout = s["job_timeout"].check(config["job_timeout"])
+    max_tries = s["max_tries"].check(config["max_tries"])
+    interval = config["heartbeat_interval"]
+    interval = s["heartbeat_interval"].check(heartbeat_default if interval is None else interval)  # paid writes on S3
     if interval < 0.01:
         raise ValueError(f"heartbeat_interval must be at least 0.01 s (a write each time), not {interval!r}")
-    timeout = values["heartbeat_timeout"]
-    if timeout is None:
-        timeout = max(60.0, 10 * interval)
+    timeout = config["heartbeat_timeout"]
+    timeout = s["heartbeat_timeout"].check(max(60.0, 10 * interval) if timeout is None else timeout)
     if timeout <= interval:
         raise ValueError(f"heartbeat_timeout ({timeout!r} s) must be longer than heartbeat_interval ({interval!r} s)")
-    job_timeout = values["job_timeout"]
-    return Settings(int(values["max_tries"]), float(interval), float(timeout), float(values["stop_grace"]),
-                    values["auto_restart"], float(values["lease_timeout"]),
-                    None if job_timeout is None else float(job_timeout), values["capture_output"])  # fmt: skip
+    stop_grace = s["stop_grace"].check(config["stop_grace"])
+    lease_timeout = s["lease_timeout"].check(config["lease_timeout"])
+    return Settings(int(max_tries), float(interval), float(timeout), float(stop_grace), auto_restart,
+                    float(lease_timeout), None if job_timeout is None else float(job_timeout),
+                    capture_output)  # fmt: skip
 
 
 def markdown_table() -> str:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from crew_core import CorruptObjectError, protocol
+from crew_core import CorruptObjectError, Crew
 from crew_core.testing import jobs, wait_for
+from crew_core.wire import protocol
 from crew_local import LocalStore
 
 
@@ -106,4 +107,26 @@ def test_a_record_planted_with_another_workers_task_number_hides_no_answer(make_
     assert jobs.runs_of(runs) == {"real": 1}
     assert crew.receive(timeout=0) is None
     crew.close()
+    store.close()
+
+
+def test_unsigned_refusals_far_ahead_keep_no_task_number_from_the_crew(tmp_path):
+    """Found by review: each unsigned inbox key numbered past the crew's tasks was kept for ever."""
+    store = LocalStore(tmp_path / "store")
+    with Crew(store=store, worker_classes=["subprocess"]) as crew:
+        [worker] = crew.recruit(1)
+        crew.send(sum, args=([1, 2],))
+        assert crew.receive(timeout=60).value == 3
+        inbox = protocol.inbox_prefix(crew.id)
+        for i in range(300):  # unsigned, numbered far ahead of the crew's tasks
+            store.put(f"{inbox}refused.{worker.name}.1.{10**11 + i:012d}.x", b"junk")
+        store.put(f"{inbox}refused.{worker.name}.1.{'9' * 200}.x", b"junk")
+        store.put(f"{inbox}{'9' * 200}", b"junk")
+        store.notify(protocol.controller_channel(crew.id))
+        crew.send(sum, args=([2, 2],))
+        result = crew.receive(timeout=60)
+        wait_for(lambda: not [key for key in store.list(inbox) if "refused" in key], timeout=60,
+                 what="the planted keys to be read and dropped")  # fmt: skip
+        assert result.value == 4 and result.tries == 1
+        assert not crew._manager.ledger.skipped
     store.close()

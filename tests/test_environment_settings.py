@@ -59,3 +59,13 @@ def test_crew_config_shows_each_setting_and_its_source():
                           timeout=60).stdout  # fmt: skip
     assert "lease_timeout" in text and "environment CREW_LEASE_TIMEOUT" in text
     assert rows["lease_timeout"]["unit"] == "s" and "120 s" in text  # with its unit
+
+
+def test_none_in_the_environment_is_none_for_every_setting_and_an_explicit_argument_still_wins(tmp_path, monkeypatch):
+    """As before the settings table: CREW_MAX_TRIES=none reads as None, which max_tries refuses."""
+    monkeypatch.setenv("CREW_MAX_TRIES", "none")
+    with Crew(store=str(tmp_path / "store"), max_tries=5) as crew:
+        assert crew.max_tries == 5
+    with pytest.raises(TypeError, match="max_tries must be an integer, not None") as caught:
+        Crew(store=str(tmp_path / "store"))
+    assert any("CREW_MAX_TRIES" in note for note in getattr(caught.value, "__notes__", []))

@@ -57,10 +57,11 @@ class Answers:
         for entry, batch in results:
             task = m.ledger.tasks.get(entry.seq)
             if task is None:
-                if entry.seq > m.ledger.issued:
-                    # An answer to a task not yet written: a worker refused a forged record planted
-                    # where the crew's next task would go. A task written there later would never be
-                    # read (the worker does not read a refused key again), so that number is skipped.
+                if entry.seq > m.ledger.issued and _signed_by_its_writer(entry, batch):
+                    # A worker refused a forged record planted where the crew's next task would go. A
+                    # task written there later would never be read (the worker does not read a refused
+                    # key again), so that number is skipped. Only a refusal the worker signed counts:
+                    # unsigned objects could otherwise fill the skipped numbers without end.
                     log.warning("answer %r is to a task this crew has not written: a forged task record;"
                                 " the crew will not use that number", entry.key)  # fmt: skip
                     m.ledger.skipped.add(entry.seq)
@@ -164,3 +165,9 @@ class Answers:
             reading.drop.append(key)
         if missing:
             m.supervisor.charge(missing, record, f"worker {task.worker!r} could not read task {task.seq}", ran=False)
+
+
+def _signed_by_its_writer(entry: InboxEntry, batch: ResultBatch | CorruptObjectError) -> bool:
+    """A refusal signed by the crew's key and written under the name of the worker that signed it."""
+    return (entry.kind == "refused" and isinstance(batch, ResultBatch)
+            and (batch.worker, batch.incarnation) == (entry.worker, entry.incarnation))  # fmt: skip
