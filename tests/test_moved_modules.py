@@ -51,3 +51,10 @@ def test_plugin_authors_find_everything_in_crew_core_plugin():
     for name in plugin.__all__:
         assert getattr(plugin, name) is not None
     assert plugin.Store is importlib.import_module("crew_core").Store
+
+
+def test_what_the_one_durable_module_held_still_imports_from_crew_core_durable():
+    from crew_core.durable import EPOCH_SPAN, check_name
+    from crew_core.durable.journal import EPOCH_SPAN as at_its_new_home
+
+    assert at_its_new_home == EPOCH_SPAN and check_name("nightly") == "nightly"

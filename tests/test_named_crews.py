@@ -240,3 +240,25 @@ def test_close_ends_a_busy_adopted_worker_on_its_backend(tmp_path, caplog):
         crew.close()
     assert "ended adopted worker 'subprocess-1' on its backend" in caplog.text
     wait_for(lambda: process_gone(pid), timeout=30, what="the adopted worker to be ended")
+
+
+def test_a_crew_left_by_another_protocol_version_is_refused_not_emptied(tmp_path):
+    """Found by review: an older crew-core's journal was read as corrupt, and the crew resumed empty."""
+    import pickle
+
+    from crew_core.wire import protocol
+    from crew_core.wire.signing import Sealed
+
+    store = str(tmp_path / "store")
+    crew = Crew(store=store, name="nightly", worker_classes=["subprocess"])
+    crew.recruit(workers=1)
+    crew.send(jobs.double, args=(1,))
+    sealed = Sealed(crew.store, crew._manager.secret)
+    [key] = crew.store.list(protocol.journal_prefix("nightly"))
+    _die(crew)
+    magic, _, kind, body = pickle.loads(sealed.get(key))
+    older = pickle.dumps((magic, protocol.PROTOCOL - 1, kind, body), protocol=5)  # as the last version wrote it
+    sealed.put(key, older)
+    with pytest.raises(CrewError, match=r"another crew-core version .*crew stop nightly"):
+        Crew(store=store, name="nightly", worker_classes=["subprocess"])
+    assert crew.store.list(protocol.journal_prefix("nightly")) == [key]  # nothing of it was removed

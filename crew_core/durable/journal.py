@@ -348,6 +348,11 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
                     return key, decode(sealed.get(key), key)
                 except KeyNotFoundError:
                     return key, None  # deleted meanwhile: a worker's straggler cleanup
+                except protocol.OtherProtocolError as exc:  # resuming would drop the crew's work silently
+                    raise CrewError(
+                        f"named crew {crew_id!r} was left by a controller of another crew-core version ({exc});"
+                        f" resume it with that version, or remove it with: crew stop {crew_id} --store URL"
+                    ) from exc
                 except CorruptObjectError as exc:  # forged or damaged: used for nothing
                     log.warning("crew %s: ignoring %s", crew_id, exc)
                     found.corrupt.append(key)

@@ -2,14 +2,22 @@
 
 A store plugin subclasses :class:`Store`; a worker plugin subclasses :class:`Worker` and starts
 each :class:`Launch`; both register through :data:`hookimpl` functions (see
-``docs/specification.md``). Nothing here imports the controller, so a plugin stays cheap to import.
+``docs/specification.md``). Nothing in this package imports the controller (import-linter checks
+it), though importing it runs ``crew_core/__init__.py`` as any ``crew_core.*`` import does.
 """
 
 from crew_core.config import Config
 from crew_core.errors import CrewError, KeyNotFoundError, PluginError, StoreError, StoreGoneError, WorkerLaunchError
 from crew_core.plugin.launches import LABEL_ENV, LaunchSeen, crew_label, launch_in
 from crew_core.plugin.processes import environment_variable, kill_tree, own_processes, process_alive
-from crew_core.plugin.registry import Registry, default_plugins, hookimpl, store_from_config, store_spec
+from crew_core.plugin.registry import (
+    PluginLoadWarning,
+    Registry,
+    default_plugins,
+    hookimpl,
+    store_from_config,
+    store_spec,
+)
 from crew_core.plugin.store import Store, check_key
 from crew_core.plugin.worker import BackendJob, Launch, Worker, end_each
 
@@ -22,6 +30,7 @@ __all__ = [
     "Launch",
     "LaunchSeen",
     "PluginError",
+    "PluginLoadWarning",
     "Registry",
     "Store",
     "StoreError",

@@ -10,6 +10,11 @@ from typing import Any
 
 from crew_core.errors import CorruptObjectError
 
+
+class OtherProtocolError(CorruptObjectError):
+    """A record written by a crew-core that speaks another protocol version: sound, but not readable here."""
+
+
 #: Version of this protocol; controller and workers must speak the same one.
 PROTOCOL = 5
 _MAGIC = b"crew"
@@ -26,6 +31,7 @@ __all__ = [
     "JobBatch",
     "JournalJob",
     "Lease",
+    "OtherProtocolError",
     "Outcome",
     "Receipt",
     "ResultBatch",
@@ -286,7 +292,7 @@ def _load(data: bytes, key: str, kinds: tuple[str, ...]) -> tuple[str, tuple[Any
     if magic != _MAGIC or kind not in kinds or not isinstance(body, tuple):
         raise CorruptObjectError(f"store object {key!r} is not a crew {'/'.join(kinds)} record")
     if version != PROTOCOL:
-        raise CorruptObjectError(
+        raise OtherProtocolError(
             f"store object {key!r} speaks crew protocol {version!r}, this process speaks {PROTOCOL}:"
             " install the same crew-core version on the controller and the workers"
         )
