@@ -9,14 +9,15 @@ can check. :class:`SimWorker` is the backend class the controller starts them th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from crew_core.agent.feed import TaskFeed
+from crew_core.durable.journal import EPOCH_SPAN
 from crew_core.errors import JobCancelledError, JobTimeoutError, StoreError, WorkerLaunchError
 from crew_core.plugin.launches import SECRET_ENV
-from crew_core.plugin.worker import Launch, Worker
+from crew_core.plugin.worker import BackendJob, Launch, Worker
 from crew_core.results import CANCELLED, SUCCESS, TIMEOUT
 from crew_core.wire import protocol
 from crew_core.wire.protocol import Batch, ExitNote, Heartbeat, Outcome, ResultBatch, WorkerSettings
@@ -31,6 +32,25 @@ def _direct(method: Callable[..., Any], *args: Any) -> Any:
     return method(*args)
 
 
+class _Feed(TaskFeed):
+    """The real task feed, noting the batches its worker is done with (it never reads them again)."""
+
+    def __init__(self, sealed: Sealed, settings: WorkerSettings) -> None:
+        super().__init__(sealed, settings, _direct)
+        self.finished: set[int] = set()  # task numbers answered (run, or handed back) or refused
+
+    def answer(self, result: ResultBatch, ring: bool = True) -> None:
+        super().answer(result, ring)
+        if not result.part:
+            self.finished.add(result.seq)
+
+    def _refuse(self, key: str) -> None:
+        super()._refuse(key)
+        seq = protocol.seq_of(key)
+        if seq is not None:
+            self.finished.add(seq)
+
+
 @dataclass
 class _Running:
     batch: Batch
@@ -42,16 +62,24 @@ class _Running:
 class SimAgent:
     """One launch of a simulated worker, stepped by the world."""
 
-    def __init__(self, world: World, launch: Launch, starts: float) -> None:
+    def __init__(self, world: World, launch: Launch, starts: float, controller: int) -> None:
+        """``controller``: the epoch of the controller that started it, whose task numbers begin at
+        ``epoch * EPOCH_SPAN``: one below was written by an earlier controller, for another launch."""
         self.world = world
+        self.controller = controller
+        self.first_task = controller * EPOCH_SPAN
+        self.label = launch.label  # how its backend finds it (Worker.find)
         self.settings = WorkerSettings.from_args(launch.args)
         self.sealed = Sealed(world.store, bytes.fromhex(launch.environment[SECRET_ENV]))
-        self.feed = TaskFeed(self.sealed, self.settings, _direct)
+        self.feed = _Feed(self.sealed, self.settings)
         self.starts = starts  # queued on its backend until then
         self.alive = True
         self.killed = False
+        self.unsaid = False  # it left, but its exit note was never written
+        self.ran_stale = False  # it ran a task written for an earlier launch (a known bug)
         self.beats = 0
         self.next_beat = starts
+        self.beat_at = starts  # when its last beat was written
         self.running: _Running | None = None
         self.jobs_run = 0
         self.unsent: list[ResultBatch] = []  # answers whose write failed: written again next step
@@ -86,7 +114,7 @@ class SimAgent:
             self.beats += 1
             record = Heartbeat(self.beats, 0, "simulated", self.feed.last_started)
             self.sealed.put(protocol.beat_key(s.crew, s.name, s.incarnation, self.beats), protocol.encode_json(record))
-            self.next_beat = now + s.heartbeat
+            self.beat_at, self.next_beat = now, now + s.heartbeat
             if self.running is not None:
                 self.feed.read()  # prefetched batches, revokes and cancels, while a job runs
         if self.running is not None:
@@ -115,9 +143,9 @@ class SimAgent:
         assert self.running is not None
         self.running.ends = now + self.world.duration(job_id)
         self.begun.add(job_id)
-        self.world.began(self, job_id)
+        self.world.began(self, job_id, self.running.batch.seq)
         if job_id in self.world.deadly:
-            self.world.kill(self.name)
+            self.world.kill(self.name, self.incarnation)
 
     def _run(self, now: float) -> None:
         """End the calls of the running batch that are due (a cancel or a timeout ends one early)."""
@@ -155,8 +183,8 @@ class SimAgent:
         note = ExitNote(reason, self.feed.last_started)
         try:
             self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
-        except StoreError:
-            pass  # as a real worker's last write may fail: its backend says it ended
+        except StoreError:  # as a real worker's last write may fail: its backend says it ended
+            self.unsaid = True  # to the controller, as good as dead with what it was given
 
     def kill(self) -> None:
         """Killed (by its backend, or a fault): no exit note, no answer to what it ran."""
@@ -166,7 +194,12 @@ class SimAgent:
 
 
 class SimWorker(Worker):
-    """The backend the controller starts simulated workers through; the world decides the rest."""
+    """The backend the controller starts simulated workers through; the world decides the rest.
+
+    Like a real backend object (a local worker's process handle), it knows only the launches it
+    started itself: a controller that resumed a named crew cannot ask it about an adopted worker,
+    and finds that one by its crew's label instead (``place``, ``find``, ``end``).
+    """
 
     worker_class = "simulated"
     status_interval: ClassVar[float] = 1.0
@@ -174,6 +207,7 @@ class SimWorker(Worker):
     def __init__(self, name: str, world: World, **options: Any) -> None:
         super().__init__(name, **options)
         self.world = world
+        self.started: list[int] = []  # incarnations started through this object
 
     @classmethod
     def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:
@@ -182,17 +216,35 @@ class SimWorker(Worker):
             names = ", ".join(worker.name for worker, _ in launches)
             raise WorkerLaunchError(f"simulated backend refused to start {names}")
         for worker, launch in launches:
-            world.start(worker, launch)
+            worker.start(launch)
 
     def start(self, launch: Launch) -> None:
+        self.started.append(launch.incarnation)
         self.world.start(self, launch)
 
     def is_running(self) -> bool:
-        return self.world.running(self.name)
+        return bool(self.started) and self.world.running(self.name, self.started[-1])
 
     def kill(self) -> None:
-        self.world.kill(self.name, by_controller=True)
+        if self.started:
+            self.world.kill(self.name, self.started[-1], by_controller=True)
 
     @classmethod
     def running(cls, workers: list[Any]) -> dict[str, bool]:
-        return {worker.name: worker.world.running(worker.name) for worker in workers}
+        return {worker.name: worker.is_running() for worker in workers}
+
+    def place(self) -> dict[str, Any] | None:
+        return {"backend": "simulated"}
+
+    @classmethod
+    def find(cls, label: str, place: Mapping[str, Any], via: Worker | None = None) -> list[BackendJob]:
+        assert isinstance(via, SimWorker)
+        return [BackendJob(cls.worker_class, label, f"{agent.name}.{agent.incarnation}", "RUNNING", agent.name,
+                           agent.incarnation, dict(place))
+                for agent in via.world.launches.values() if agent.alive and agent.label == label]  # fmt: skip
+
+    @classmethod
+    def end(cls, jobs: list[BackendJob], via: Worker | None = None) -> None:
+        assert isinstance(via, SimWorker)
+        for job in jobs:
+            via.world.kill(job.worker, job.incarnation, by_controller=True)
