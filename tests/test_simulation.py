@@ -262,7 +262,7 @@ def test_a_refusal_by_another_worker_is_not_the_answer_of_a_workers_batch():
 
 
 #: A seed that meets each bug of the controller the simulator found and that is not fixed yet.
-KNOWN_BUG_SEEDS = {"stale tasks": 0, "resurrected task": 208}
+KNOWN_BUG_SEEDS = {"resurrected task": 267}
 
 
 @pytest.mark.xfail(strict=True, reason="a bug of the controller, not fixed yet (KNOWN_BUGS): once it is, drop it here")

@@ -311,6 +311,7 @@ class Recovery:
     # (task seq, worker, launch) of each answer or refusal in the inbox, as signed by the worker that wrote it
     answered: set[tuple[int, str, int]] = field(default_factory=set)
     tasks: dict[str, list[protocol.Batch]] = field(default_factory=dict)  # worker -> unanswered batches
+    launched: dict[str, int] = field(default_factory=dict)  # worker -> highest launch number seen in the store
     garbage: list[str] = field(default_factory=list)  # keys nobody needs: answered, received, read
     corrupt: list[str] = field(default_factory=list)
 
@@ -375,7 +376,23 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
         _read_verdicts(found, store, crew_id, read)
         _read_inbox(found, store, crew_id, read)
         _read_queues(found, store, crew_id, read)
+        _read_launches(found, store, crew_id)
     return found
+
+
+def _read_launches(found: Recovery, store: Store, crew_id: str) -> None:
+    """The highest launch number any earlier controller used for each worker, as the store shows it
+    (task records, beats, exit notes): a controller that died between numbering a launch and
+    enrolling it left tasks under a number its roster does not know, and a launch made again under
+    that number would run them."""
+    prefix = protocol.workers_prefix(crew_id)
+    for key in store.list(prefix):
+        name, _, rest = key[len(prefix) :].partition("/")
+        number = rest.partition("/")[0]
+        if number.isdigit():
+            found.launched[name] = max(found.launched.get(name, 0), int(number))
+    for name, incarnation in [*found.beats, *found.exited]:
+        found.launched[name] = max(found.launched.get(name, 0), incarnation)
 
 
 _Read = Callable[[list[str], Callable[[bytes, str], object]], list[tuple[str, object]]]

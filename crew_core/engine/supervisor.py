@@ -90,6 +90,7 @@ class WorkerRecord:
     stop_requested: float | None = None  # when a Stop was written or a kill decided on purpose: its jobs go back
     exit: ExitNote | None = None  # the current incarnation's exit note, once seen
     retired: bool = False  # being dismissed: never launched or given work again
+    launched: int = 0  # the highest launch number an earlier controller of a named crew used for it
     down_poll: int = 0  # the manager's poll count when it was found ended
     beat: int = 0
     beat_seen: bool = False
@@ -159,7 +160,7 @@ class Supervisor:
         groups: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
         m = self.m
         for record in records:
-            record.incarnation += 1
+            record.incarnation = max(record.incarnation, record.launched) + 1
             record.prefix = protocol.worker_prefix(m.crew_id, record.name, record.incarnation)
             record.channel = protocol.worker_channel(record.prefix)
             record.move(Life.STARTING)

@@ -96,6 +96,7 @@ def take_over(
         manager.rosters[name] = entry
         record = manager.records[name]
         record.incarnation = entry.incarnation
+        record.launched = max(entry.incarnation, recovery.launched.get(name, 0))  # a relaunch numbers past it
         record.idle_since = now
         if entry.live and entry.incarnation and (name, entry.incarnation) not in recovery.exited:
             record.prefix = protocol.worker_prefix(manager.crew_id, name, entry.incarnation)

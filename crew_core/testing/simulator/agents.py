@@ -76,7 +76,6 @@ class SimAgent:
         self.alive = True
         self.killed = False
         self.unsaid = False  # it left, but its exit note was never written
-        self.ran_stale = False  # it ran a task written for an earlier launch (a known bug)
         self.beats = 0
         self.next_beat = starts
         self.beat_at = starts  # when its last beat was written

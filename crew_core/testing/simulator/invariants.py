@@ -42,8 +42,6 @@ _WAITING, _ASSIGNED, _HELD, _DONE = JobState.WAITING, JobState.ASSIGNED, JobStat
 #: counts it in ``Tally.known`` and logs it, instead of failing on what follows from it; the tests
 #: named after each (``tests/test_simulation.py``) replay a seed that meets it and fail once it is fixed.
 KNOWN_BUGS = {
-    "stale tasks": "a resumed controller launches a worker under a launch number an earlier controller had"
-    " taken, and written tasks under, without the roster saying so: the new launch runs those tasks too",
     "resurrected task": "a resumed controller gives an adopted worker a batch it had already answered (a"
     " revoke, a refusal), whose answer was deleted: the worker never reads it again and its jobs wait forever",
 }
@@ -59,7 +57,6 @@ class Tally:
     deaths: Counter[int] = field(default_factory=Counter)  # launches given the job that ended without a word
     lost: Counter[int] = field(default_factory=Counter)  # task records holding the job that were lost
     excused: Counter[int] = field(default_factory=Counter)  # runs begun again soon after a store outage
-    stale: Counter[int] = field(default_factory=Counter)  # runs of tasks written for an earlier launch (known bug)
     kills: int = 0
     cancelled: set[int] = field(default_factory=set)  # jobs the user cancelled
     controllers: int = 1  # controllers that ran the crew (a named crew's, one more per death)
@@ -86,7 +83,7 @@ def check_runs(tally: Tally, max_tries: int, fail: Callable[[str], None]) -> Non
             fail(f"job {job_id} crashed after {result.tries} tries, past max_tries")
         # A job runs again only when a worker given it died, its task record was lost, or a worker
         # was given up for dead while the store was down (silent, or not beating once adopted).
-        lost, excused, stale = tally.lost[job_id], tally.excused[job_id], tally.stale[job_id]
-        if runs > 1 + deaths + lost + excused + stale:
+        lost, excused = tally.lost[job_id], tally.excused[job_id]
+        if runs > 1 + deaths + lost + excused:
             fail(f"job {job_id} began {runs} times, but the workers given it died {deaths} time(s), its task"
                  f" records were lost {lost} time(s), and {excused} run(s) began soon after a store outage")

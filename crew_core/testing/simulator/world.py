@@ -243,7 +243,7 @@ class World:
         jobs on time, unless the store was down, or one of its records was lost or forged, within
         the time the controller gives it (or a test made it hang)."""
         since = self.now - self.patience()
-        if self.now < agent.starts or self._last_outage >= since or agent.ran_stale:  # (busy: a known bug)
+        if self.now < agent.starts or self._last_outage >= since:
             return
         if agent.feed.stopped or self.now - agent.beat_at >= self.settings.heartbeat_timeout:
             return
@@ -265,11 +265,9 @@ class World:
 
     def began(self, agent: SimAgent, job_id: int, task: int) -> None:
         if task < agent.first_task:  # written by an earlier controller, for an earlier launch
-            agent.ran_stale = True
-            self.tally.stale[job_id] += 1
-            self.known_bug("stale tasks", f"{agent.name}.{agent.incarnation} (launched by controller"
-                           f" {agent.controller}) runs job {job_id} of task {task}")
-        elif self.tally.runs[job_id] and self.now - self._last_outage <= self.patience():
+            self.fail(f"{agent.name}.{agent.incarnation} (launched by controller {agent.controller}) runs job"
+                      f" {job_id} of task {task}, which an earlier controller wrote for an earlier launch")  # fmt: skip
+        if self.tally.runs[job_id] and self.now - self._last_outage <= self.patience():
             self.tally.excused[job_id] += 1  # a worker was given up for dead in an outage
         self.tally.runs[job_id] += 1
 
