@@ -35,7 +35,9 @@ def test_a_worker_of_another_protocol_refuses_to_start_naming_both():
 
 
 def test_a_crew_whose_workers_speak_another_protocol_says_so(monkeypatch, capfd):
-    monkeypatch.setattr(protocol, "PROTOCOL", protocol.PROTOCOL + 1)  # as a newer controller would
+    from crew_core.wire import records  # where the protocol's version is kept (protocol.py re-exports it)
+
+    monkeypatch.setattr(records, "PROTOCOL", records.PROTOCOL + 1)  # as a newer controller would
     with Crew(worker_classes=["subprocess"], max_tries=1) as crew:
         crew.recruit(workers=1)
         crew.send(pow, args=(2, 3))

@@ -1165,7 +1165,7 @@ class Manager:
     def _kill_now(self, records: list[WorkerRecord]) -> None:
         for record in records:
             with self.lock:
-                while record.phase is Phase.STARTING and self.gone is None:  # let its start return first
+                while record.phase is Phase.STARTING:  # let its start return before killing it
                     self.changed.wait(0.05)
                 if not record.up:
                     continue

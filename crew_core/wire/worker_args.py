@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from crew_core.settings import DEFAULTS
+from crew_core.wire import records
 from crew_core.wire.keys import worker_prefix
-from crew_core.wire.records import PROTOCOL
 
 __all__ = [
     "WorkerSettings",
@@ -46,7 +46,7 @@ class WorkerSettings:
             "--incarnation", str(self.incarnation),
             "--heartbeat", repr(float(self.heartbeat)),
             "--lease-timeout", repr(float(self.lease_timeout)),
-            "--protocol", str(PROTOCOL),
+            "--protocol", str(records.PROTOCOL),
         ]  # fmt: skip
         if self.timeout is not None:
             args += ["--timeout", repr(float(self.timeout))]
@@ -66,12 +66,13 @@ class WorkerSettings:
     def from_args(cls, args: Sequence[str]) -> WorkerSettings:
         """Parse :meth:`to_args`; exit with status 2 and a message on bad arguments (argparse)."""
         ns = _worker_parser().parse_args(list(args))
-        if ns.protocol != PROTOCOL:
+        if ns.protocol != records.PROTOCOL:
             from importlib.metadata import version
 
             raise SystemExit(
                 f"crew worker: the controller speaks crew protocol {ns.protocol}, this worker's crew-core"
-                f" {version('crew-core')} speaks protocol {PROTOCOL}; install the same crew-core version on both"
+                f" {version('crew-core')} speaks protocol {records.PROTOCOL};"
+                " install the same crew-core version on both"
             )
         return cls(
             store=json.loads(ns.store),
@@ -108,7 +109,7 @@ def _worker_parser() -> Any:
     parser.add_argument("--heartbeat", type=_positive, default=2.0, help="seconds between heartbeats")
     parser.add_argument("--lease-timeout", type=_positive, default=DEFAULTS["lease_timeout"],
                         help="leave once the lease stands still")  # fmt: skip
-    parser.add_argument("--protocol", type=int, default=PROTOCOL, help="protocol version of the controller")
+    parser.add_argument("--protocol", type=int, default=records.PROTOCOL, help="protocol version of the controller")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process ends")
     parser.add_argument("--no-capture", action="store_true", help="leave jobs' output on the worker's own")
     parser.add_argument("--tasks-max", type=int, default=None, help="leave after this many jobs")
