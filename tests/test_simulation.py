@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 import pytest
 from hypothesis import settings
@@ -20,9 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from crew_core.agent import feed
 from crew_core.durable import journal
 from crew_core.engine import dispatcher, ledger, supervisor
-from crew_core.runner import manager, resume
+from crew_core.runner import inbox, manager, resume
 from crew_core.testing.simulator import Faults, InvariantError, World
-from crew_core.testing.simulator.invariants import KNOWN_BUGS
 from crew_core.testing.simulator.mutants import mutate
 
 #: Seeds per CI run; set CREW_SIM_SEEDS higher to search longer.
@@ -146,9 +146,20 @@ MUTANTS = {
     # The bug the simulator found (named seeds 92 and 1106), fixed by e7bb59d: recovery takes a
     # batch for answered only if the launch that had it answered (or refused) it.
     "a resumed controller takes another worker's refusal for the answer of a worker's batch": (
-        journal, "if isinstance(record, protocol.Batch) and (record.seq, *owners[key]) not in found.answered:",
-        "if isinstance(record, protocol.Batch) and record.seq not in {seq for seq, _, _ in found.answered}:",
+        journal, "        if (record.seq, *owners[key]) not in found.answered:",
+        "        if record.seq not in {seq for seq, _, _ in found.answered}:",
         Faults(forge=1.0, controller_dies=0.5), {"named": True},
+    ),
+    # The bug found as a strict xfail (seed 267), in its two halves: an answered task's record stays
+    # in a named crew's store after its answer went, and a resumed controller then gives it out again.
+    "a named crew deletes a revoked task's answer but keeps its record": (
+        inbox, "        if self.eager or self.keep_results:\n", "        if self.eager:\n",
+        replace(Faults.everything_named(), controller_dies=0.5), {"named": True, "seeds": 150},
+    ),
+    "a resumed controller keeps the records of answered tasks, whose answers go later": (
+        journal, "takes it for unanswered\n            found.garbage.append(key)\n",
+        "takes it for unanswered\n            pass\n",
+        Faults(kill=0.5, backend_delay=2.0, launch_delay=2.0, controller_dies=1.0), {"named": True},
     ),
 }
 
@@ -261,12 +272,10 @@ def test_a_refusal_by_another_worker_is_not_the_answer_of_a_workers_batch():
         World(seed, Faults.everything_named(), named=True).run(seconds=30)
 
 
-#: A seed that meets each bug of the controller the simulator found and that is not fixed yet.
-KNOWN_BUG_SEEDS = {"resurrected task": 267}
-
-
-@pytest.mark.xfail(strict=True, reason="a bug of the controller, not fixed yet (KNOWN_BUGS): once it is, drop it here")
-@pytest.mark.parametrize("bug", sorted(KNOWN_BUG_SEEDS))
-def test_a_known_bug_is_met_no_more(bug):
-    tally = World(KNOWN_BUG_SEEDS[bug], Faults.everything_named(), named=True).run(seconds=30)
-    assert not tally.known[bug], KNOWN_BUGS[bug]
+def test_a_resumed_controller_never_gives_a_worker_a_task_it_answered_already():
+    """Found by the simulator (named seed 267, once a strict xfail): w1 gave back a batch (a revoke);
+    the controller deleted that answer but, on S3-like stores, kept the task record until the launch
+    ended; it died, and the next controller took the record without an answer for a batch w1 still
+    held and gave it w1 again, which never reads a task twice: its jobs waited for ever. A named
+    crew now deletes an answered task's record, and before its answer."""
+    World(267, Faults.everything_named(), named=True).run(seconds=30)

@@ -464,5 +464,9 @@ def _read_queues(found: Recovery, store: Store, crew_id: str, read: _Read) -> No
     for key, record in read([key for _, _, key in keys], protocol.decode_task):
         # Answered only by the launch that had it: another worker's refusal of a record planted with
         # this number says nothing of this task (it may still run), as the live controller reads it.
-        if isinstance(record, protocol.Batch) and (record.seq, *owners[key]) not in found.answered:
+        if not isinstance(record, protocol.Batch):
+            continue
+        if (record.seq, *owners[key]) not in found.answered:
             found.tasks.setdefault(owners[key][0], []).append(record)
+        else:  # answered: it goes (before the answer), or a later controller takes it for unanswered
+            found.garbage.append(key)

@@ -7,7 +7,9 @@ the crew closes. Only keys a listing would show again (beats, exit notes, refusa
 watermark) are deleted, in batches (see ``Store.delete_batch``). A store with
 ``delete_batch == 1`` (local files: leftovers slow every listing) has each key deleted once read.
 A named crew keeps each result until the user has received it (``keep_results``): then the
-controller discards it here itself.
+controller discards it here itself. It also deletes each answered task's record, and before the
+answer: a next controller takes a task record without an answer for a task its worker still holds,
+so an answer gone first would hand that worker jobs it already gave back (or refused) for good.
 """
 
 from __future__ import annotations
@@ -158,8 +160,9 @@ class Inbox:
         return list(self.pool.map(get, entries))
 
     def discard_task(self, key: str) -> None:
-        """An answered task: deleted now where leftovers slow listings, else with its worker's keys."""
-        if self.eager:
+        """An answered task: deleted now where leftovers slow listings or a next controller would
+        read it (a named crew), else with its worker's keys."""
+        if self.eager or self.keep_results:
             self.discard((key,))
 
     def discard(self, keys: Iterable[str]) -> None:
@@ -182,6 +185,9 @@ class Inbox:
         if not self._trash:
             return []
         keys = list(self._trash)
+        if self.keep_results:  # what is outside the inbox (task records) first, in a request of its own
+            first = [key for key in keys if not key.startswith(self.prefix)]
+            keys = first or keys  # the answers follow at the next flush, once those are surely gone
         self.store.delete(keys)
         for key in keys:
             self._trash.pop(key, None)

@@ -41,10 +41,9 @@ _WAITING, _ASSIGNED, _HELD, _DONE = JobState.WAITING, JobState.ASSIGNED, JobStat
 #: Bugs of the controller the simulator found and that are not fixed yet. A run that meets one
 #: counts it in ``Tally.known`` and logs it, instead of failing on what follows from it; the tests
 #: named after each (``tests/test_simulation.py``) replay a seed that meets it and fail once it is fixed.
-KNOWN_BUGS = {
-    "resurrected task": "a resumed controller gives an adopted worker a batch it had already answered (a"
-    " revoke, a refusal), whose answer was deleted: the worker never reads it again and its jobs wait forever",
-}
+#: None now: "resurrected task" (a resumed controller gave an adopted worker back a batch it had
+#: answered with a revoke or a refusal, whose answer was deleted before the task's record) is fixed.
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @dataclass
