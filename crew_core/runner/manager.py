@@ -13,20 +13,17 @@ kill hung ones, plan (dispatcher), then execute writes and launches.
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # CPython's C module: typeshed has no stub
 import copy
 import logging
 import math
 import os
 import random
-import signal
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,6 +47,7 @@ from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Launch, Worker
 from crew_core.results import CANCELLED, ERROR, Result
 from crew_core.runner.inbox import Inbox, Mail
+from crew_core.runner.signals import interpreter_exiting, uninterrupted
 from crew_core.settings import Settings as Settings  # its home before the settings table
 from crew_core.wire import protocol
 from crew_core.wire.protocol import Batch, Call, Outcome, RosterEntry, TaskRecord
@@ -62,47 +60,6 @@ log = logging.getLogger("crew")
 MAX_SLEEP = 1.0
 #: While a user's thread drives the loop, the manager thread checks this often whether it still does.
 PARK = 0.05
-
-
-_exiting = False
-
-
-def _interpreter_exiting() -> None:
-    global _exiting
-    _exiting = True
-
-
-# Runs before concurrent.futures stops every pool's threads at interpreter exit (these hooks run
-# last-registered first): a loop that then finds its pools gone ends quietly, and the atexit
-# handler in crew.py closes the crew.
-threading._register_atexit(_interpreter_exiting)  # type: ignore[attr-defined]
-
-# The C function: the signal module's wrapper converts enums and costs 10x as much, per step.
-_set_handler = getattr(_signal, "signal", signal.signal)
-_MAIN = threading.main_thread()
-
-
-@contextmanager
-def _uninterrupted() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it as it would have been."""
-    if threading.current_thread() is not _MAIN:
-        yield  # only the main thread gets KeyboardInterrupt
-        return
-    caught: list[tuple[int, Any]] = []
-    try:
-        previous = _set_handler(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
-    except (ValueError, TypeError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        _set_handler(signal.SIGINT, previous)
-        if caught:
-            if callable(previous):
-                previous(*caught[0])
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt
 
 
 @dataclass(slots=True)
@@ -250,7 +207,7 @@ class Manager:
             self._plan(self.clock())
         if self._inline and self._io.acquire(blocking=False):
             try:
-                with _uninterrupted():
+                with uninterrupted():
                     self._write_out()
             finally:
                 self._io.release()
@@ -296,7 +253,7 @@ class Manager:
         try:
             self._loop()
         except BaseException:  # not even SystemExit may end the crew's loop unnoticed
-            if self._stopping or _exiting:
+            if self._stopping or interpreter_exiting():
                 return  # closed under it, or the interpreter is exiting: its pools are gone
             log.exception("crew %s: its loop ended", self.crew_id)
             raise
@@ -339,7 +296,7 @@ class Manager:
             self._turn_gone(limit)
             return
         if self._housekeeping_due:  # left over by a hurried turn: done while workers work
-            with _uninterrupted():
+            with uninterrupted():
                 self._housekeeping()
         with self.lock:
             timeout = self._next_deadline(self.clock()) - self.clock()
@@ -352,7 +309,7 @@ class Manager:
         if self._stopping:
             return
         try:
-            with _uninterrupted():  # a step cut in half by Ctrl-C would lose jobs: it finishes first
+            with uninterrupted():  # a step cut in half by Ctrl-C would lose jobs: it finishes first
                 self._step_io(rung, hurry=hurry)
             self._step_failures.reset()
         except Exception as exc:  # never die: report, pause, go on (an interrupt goes to the user)
@@ -757,7 +714,7 @@ class Manager:
         before it takes another result: a crash can then repeat only the last result handed out."""
         if self._inline and self._receipts_due() and self._io.acquire(blocking=False):
             try:
-                with _uninterrupted():
+                with uninterrupted():
                     self._write_receipt()
             finally:
                 self._io.release()
@@ -905,7 +862,7 @@ class Manager:
     def save_verdicts_now(self) -> None:
         """From a user's thread (``cancel``): store the results made so far before going on."""
         if self.verdicts is not None and self.ledger.unsaved:
-            with _uninterrupted():
+            with uninterrupted():
                 self._save_verdicts()
 
     def finish_error(self, job: Job, error: BaseException) -> None:
@@ -923,7 +880,7 @@ class Manager:
             claimed = self.ledger.take_claimed()
             for _, result in claimed:
                 self.received(result.id)  # a named crew writes a receipt: the claim has it
-        with _uninterrupted():  # Ctrl-C half way would lose the rest: they left the ledger already
+        with uninterrupted():  # Ctrl-C half way would lose the rest: they left the ledger already
             for claim, result in claimed:
                 try:
                     claim.finished(result)
