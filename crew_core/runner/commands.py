@@ -1,4 +1,4 @@
-"""What users' threads ask of the crew: commands (launch, restart, stop, remove, cancel) and queries.
+"""What users' threads ask of the crew: commands (launch, restart, stop, remove, cancel, close) and queries.
 
 They run in the user's thread, under the crew's lock for their decisions; backend calls they make
 (start, kill) run in that thread too and are waited for, outside the lock. ``Manager`` offers each
@@ -7,6 +7,8 @@ as a method of the same name: that is what ``api/`` calls.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,8 @@ from crew_core.wire import protocol
 
 if TYPE_CHECKING:
     from crew_core.runner.manager import Manager
+
+log = logging.getLogger("crew")
 
 
 class Commands:
@@ -282,3 +286,48 @@ class Commands:
                 m.finish_error(job, error)
             m.changed.notify_all()
         m.hand_over()
+
+    # ------------------------------------------------------------------ the end
+    def abandon(self) -> None:
+        """Stop the thread and the pools, and nothing else: workers and objects stay (named crews)."""
+        m = self.m
+        thread = m.loop.thread
+        with m.lock:
+            m.loop.stopping = True
+            m.changed.notify_all()
+        m.wake()
+        if thread is not threading.current_thread() and thread.is_alive():
+            thread.join(timeout=10)
+        if m.verdicts is not None and m.ledger.unsaved:  # the next controller delivers them, not reruns
+            try:
+                assert m.keeper is not None
+                m.verdicts.write(m.changed, m.ledger, m.keeper)
+            except Exception as exc:
+                log.warning("crew %s could not store the results it made; their jobs run again under the next"
+                            " controller: %s", m.crew_id, exc)  # fmt: skip
+        m.pool.shutdown(wait=False)
+        if m.io_pool is not None:
+            m.io_pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop every worker, the thread and the pools; remove the crew's objects from the store."""
+        m = self.m
+        try:
+            m.stop_now(list(m.records))
+        finally:
+            with m.lock:
+                m.loop.stopping = True
+                m.changed.notify_all()  # users' threads waiting in receive() learn the crew closed
+            m.wake()
+            if m.loop.thread is not threading.current_thread():
+                m.loop.thread.join(timeout=10)
+            with m.lock:  # the crew ends: nothing will resume it, so they go out unstored
+                m.ledger.saved(m.ledger.take_unsaved())
+            for record in m.records.values():
+                try:
+                    record.backend.close()
+                except Exception as exc:
+                    log.warning("closing worker %r failed: %s", record.name, exc)
+            m.pool.shutdown(wait=True)
+            if m.io_pool is not None:
+                m.io_pool.shutdown(wait=True, cancel_futures=True)

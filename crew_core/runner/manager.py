@@ -393,45 +393,10 @@ class Manager:
         """Forget dismissed (down) workers; jobs no remaining worker can run end as errors."""
         self.commands.remove(names)
 
-    # ------------------------------------------------------------------ the end
     def abandon(self) -> None:
         """Stop the thread and the pools, and nothing else: workers and objects stay (named crews)."""
-        thread = self.loop.thread
-        with self.lock:
-            self.loop.stopping = True
-            self.changed.notify_all()
-        self.wake()
-        if thread is not threading.current_thread() and thread.is_alive():
-            thread.join(timeout=10)
-        if self.verdicts is not None and self.ledger.unsaved:  # the next controller delivers them, not reruns
-            try:
-                assert self.keeper is not None
-                self.verdicts.write(self.changed, self.ledger, self.keeper)
-            except Exception as exc:
-                log.warning("crew %s could not store the results it made; their jobs run again under the next"
-                            " controller: %s", self.crew_id, exc)  # fmt: skip
-        self.pool.shutdown(wait=False)
-        if self.io_pool is not None:
-            self.io_pool.shutdown(wait=False, cancel_futures=True)
+        self.commands.abandon()
 
     def close(self) -> None:
         """Stop every worker, the thread and the pools; remove the crew's objects from the store."""
-        try:
-            self.stop_now(list(self.records))
-        finally:
-            with self.lock:
-                self.loop.stopping = True
-                self.changed.notify_all()  # users' threads waiting in receive() learn the crew closed
-            self.wake()
-            if self.loop.thread is not threading.current_thread():
-                self.loop.thread.join(timeout=10)
-            with self.lock:  # the crew ends: nothing will resume it, so they go out unstored
-                self.ledger.saved(self.ledger.take_unsaved())
-            for record in self.records.values():
-                try:
-                    record.backend.close()
-                except Exception as exc:
-                    log.warning("closing worker %r failed: %s", record.name, exc)
-            self.pool.shutdown(wait=True)
-            if self.io_pool is not None:
-                self.io_pool.shutdown(wait=True, cancel_futures=True)
+        self.commands.close()
