@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from crew_core.agent import feed
 from crew_core.durable import journal
 from crew_core.engine import dispatcher, ledger, supervisor
-from crew_core.runner import inbox, manager, resume
+from crew_core.runner import inbox, outbox, poller, resume
 from crew_core.testing.simulator import Faults, InvariantError, World
 from crew_core.testing.simulator.mutants import mutate
 
@@ -101,25 +101,25 @@ MUTANTS = {
         Faults(kill=0.5), {},
     ),
     "a write that failed in an outage is dropped, not written again": (
-        manager, "            self._outbox[:0] = retry\n", "",
+        outbox, "            self.items[:0] = retry\n", "",
         Faults(outage=0.3), {},
     ),
     "a refused record is answered under another worker's answer key (the cross-answer hang)": (
         feed, "refusal = protocol.refusal_key(s.crew, s.name, s.incarnation, seq, secrets.token_hex(8))",
         "refusal = protocol.answer_key(s.crew, seq)", Faults(forge=0.5), {},
     ),
-    # Manager._flush frees a receipt only once the journal objects it covers are deleted. Put in the
+    # Poller.flush frees a receipt only once the journal objects it covers are deleted. Put in the
     # same batch delete, the receipt may go and they stay (a controller dying part way through the
     # delete): the next controller delivers again results received long before.
     "a receipt is deleted with the journal objects it covers, not after them": (
-        manager,
+        poller,
         "        try:\n"
-        "            deleted = self.inbox.flush()\n",
-        "        if self.keeper is not None:\n"
-        "            self.inbox.discard(self.keeper.freed_receipts)\n"
-        "            self.keeper.freed_receipts = []\n"
+        "            deleted = inbox.flush()\n",
+        "        if keeper is not None:\n"
+        "            inbox.discard(keeper.freed_receipts)\n"
+        "            keeper.freed_receipts = []\n"
         "        try:\n"
-        "            deleted = self.inbox.flush()\n",
+        "            deleted = inbox.flush()\n",
         Faults(controller_dies=0.5), {"named": True},
     ),
     # The backend object a resumed controller made never started an adopted worker, and would say it
