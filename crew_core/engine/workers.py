@@ -1,8 +1,9 @@
 """A worker's life: the states it passes through, the moves between them, and its record.
 
 Each worker's ``Life`` changes only through :meth:`WorkerRecord.move`, checked against ``LIFE`` (the
-table ``docs/architecture.md`` shows). The supervisor (``crew_core.engine.supervisor``) decides the
-moves; the dispatcher and the runner read records.
+table ``docs/architecture.md`` shows; ``tests/test_docs.py`` fails if the two differ). The
+supervisor (``crew_core.engine.supervisor``) decides the moves; the dispatcher and the runner read
+records.
 """
 
 from __future__ import annotations
