@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from crew_core.engine.supervisor import LIFE, IllegalTransition, Life, WorkerRecord
+from crew_core.engine.workers import LIFE, IllegalTransition, Life, WorkerRecord
 from crew_core.plugin.worker import Worker
 from crew_core.results import CRASH, SUCCESS
 from crew_core.testing.simulator import World

@@ -58,3 +58,12 @@ def test_what_the_one_durable_module_held_still_imports_from_crew_core_durable()
     from crew_core.durable.journal import EPOCH_SPAN as at_its_new_home
 
     assert at_its_new_home == EPOCH_SPAN and check_name("nightly") == "nightly"
+
+
+def test_the_worker_life_model_still_imports_from_the_supervisor_where_it_used_to_live():
+    from crew_core.engine import workers
+    from crew_core.supervisor import LIFE, IllegalTransition, Life, Phase, Supervisor, WorkerRecord
+
+    assert LIFE is workers.LIFE and Life is workers.Life and Phase is workers.Phase
+    assert WorkerRecord is workers.WorkerRecord and IllegalTransition is workers.IllegalTransition
+    assert Supervisor.__module__ == "crew_core.engine.supervisor"

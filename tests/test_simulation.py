@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from crew_core.agent import feed
 from crew_core.durable import journal
-from crew_core.engine import dispatcher, ledger, supervisor
+from crew_core.engine import deaths, dispatcher, ledger, supervisor
 from crew_core.runner import inbox, outbox, poller, resume
 from crew_core.testing.simulator import Faults, InvariantError, World
 from crew_core.testing.simulator.mutants import mutate
@@ -97,7 +97,7 @@ MUTANTS = {
         Faults(kill=0.5, cancel=0.5), {},
     ),
     "a batch death is charged to every job of the batch": (
-        supervisor, "        if len(running.jobs) > 1:\n", "        if False:\n",
+        deaths, "        if len(running.jobs) > 1:\n", "        if False:\n",
         Faults(kill=0.5), {},
     ),
     "a write that failed in an outage is dropped, not written again": (

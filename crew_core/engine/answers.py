@@ -22,7 +22,7 @@ from crew_core.wire.serialize import to_result
 
 if TYPE_CHECKING:
     from crew_core.engine.port import Controller
-    from crew_core.engine.supervisor import WorkerRecord
+    from crew_core.engine.workers import WorkerRecord
 
 log = logging.getLogger("crew")
 

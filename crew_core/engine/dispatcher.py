@@ -23,7 +23,7 @@ import math
 from typing import TYPE_CHECKING
 
 from crew_core.engine.ledger import Job, Task
-from crew_core.engine.supervisor import Phase, WorkerRecord
+from crew_core.engine.workers import Phase, WorkerRecord
 from crew_core.plugin.worker import Launch, Worker
 from crew_core.wire import protocol
 

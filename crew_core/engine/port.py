@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from crew_core.engine.dispatcher import Dispatcher
     from crew_core.engine.ledger import Job, Ledger, Task
-    from crew_core.engine.supervisor import Supervisor, WorkerRecord
+    from crew_core.engine.supervisor import Supervisor
+    from crew_core.engine.workers import WorkerRecord
     from crew_core.plugin.store import Store
     from crew_core.results import Result
     from crew_core.settings import Settings

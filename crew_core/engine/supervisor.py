@@ -1,34 +1,43 @@
-"""The supervisor: each worker's life, from launch to death, and what happens to its jobs.
+"""The supervisor: each worker's life, from launch to death.
 
 It launches incarnations, reads the backends' status answers, heartbeats and exit notes, asks
-workers to stop, kills the ones that hang or do not answer, and decides the fate of the jobs a
-worker held when it went down: back to the backlog uncharged (it never started them, or we
-stopped it on purpose), or charged one try (it died running them). Everything here runs under
-the manager's lock and does no I/O itself: store writes go to the manager's outbox, backend
-calls to its backend pool.
+workers to stop, kills the ones that hang or do not answer, and restarts stuck ones. What a
+worker's death costs its jobs is decided in ``crew_core.engine.deaths``; the states of a worker's
+life and its record are in ``crew_core.engine.workers`` (re-exported here, where they used to
+live). Everything here runs under the manager's lock and does no I/O itself: store writes go to
+the manager's outbox, backend calls to its backend pool.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from crew_core.backoff import Backoff
+from crew_core.engine.deaths import Deaths
 from crew_core.engine.ledger import Job, JobState, Task
-from crew_core.engine.summary import WorkerStats
-from crew_core.errors import JobTimeoutError, WorkerCrashedError, WorkerLaunchError
+from crew_core.engine.workers import LIFE, IllegalTransition, Life, Phase, WorkerRecord
+from crew_core.errors import JobTimeoutError
 from crew_core.plugin.launches import SECRET_ENV
 from crew_core.plugin.worker import Launch, Worker
-from crew_core.results import CRASH, TIMEOUT, Result
+from crew_core.results import TIMEOUT, Result
 from crew_core.wire import protocol
 from crew_core.wire.protocol import ExitNote, WorkerSettings
 
 if TYPE_CHECKING:
     from crew_core.engine.port import Controller
+
+__all__ = [
+    "EXIT_PATIENCE",
+    "LIFE",
+    "LIFETIME_STAGGER",
+    "IllegalTransition",
+    "Life",
+    "Phase",
+    "Supervisor",
+    "WorkerRecord",
+]
 
 log = logging.getLogger("crew")
 
@@ -38,112 +47,6 @@ LIFETIME_STAGGER = 0.1
 EXIT_PATIENCE = 30.0
 
 
-class Phase(enum.Enum):
-    """The coarse view of :class:`Life` that most readers need."""
-
-    DOWN = "down"  # not running: may be launched
-    STARTING = "starting"  # the backend is starting it
-    UP = "up"  # started (it may still be queued in the backend)
-
-
-class Life(enum.Enum):
-    """Where one worker is in its life; it moves only by :meth:`WorkerRecord.move` (see ``LIFE``)."""
-
-    DOWN = "down"  # not running: may be launched (unless retired)
-    STARTING = "starting"  # its backend is starting it
-    UP = "up"  # started (maybe still queued on its backend): takes work
-    STOPPING = "stopping"  # asked to stop: finishes what it runs, takes nothing new
-    LEAVING = "leaving"  # its exit note was seen: it is on its way out
-    KILLING = "killing"  # a kill is under way
-    ENDED = "ended"  # its backend says it ended (or it was killed): settled after one more inbox poll
-
-    @property
-    def phase(self) -> Phase:
-        return Phase.DOWN if self is Life.DOWN else Phase.STARTING if self is Life.STARTING else Phase.UP
-
-
-#: Every move a worker's life may make; any other raises (as dask's worker state machine does).
-LIFE: dict[Life, frozenset[Life]] = {
-    Life.DOWN: frozenset({Life.STARTING, Life.UP}),  # launched; or adopted from an earlier controller
-    Life.STARTING: frozenset({Life.UP, Life.DOWN}),  # started, or refused
-    Life.UP: frozenset({Life.STOPPING, Life.LEAVING, Life.KILLING, Life.ENDED, Life.DOWN}),
-    Life.STOPPING: frozenset({Life.LEAVING, Life.KILLING, Life.ENDED, Life.DOWN}),
-    Life.LEAVING: frozenset({Life.KILLING, Life.ENDED, Life.DOWN}),
-    Life.KILLING: frozenset({Life.ENDED, Life.DOWN}),
-    Life.ENDED: frozenset({Life.ENDED, Life.DOWN}),  # found ended again: settle after a later poll
-}
-
-
-class IllegalTransition(RuntimeError):
-    """A worker's life was asked to make a move ``LIFE`` does not allow: a bug in the engine."""
-
-
-@dataclass(eq=False)
-class WorkerRecord:
-    """What the controller knows about one worker and its current incarnation."""
-
-    backend: Worker
-    life: Life = Life.DOWN
-    incarnation: int = 0
-    prefix: str = ""
-    channel: str = ""
-    stop_requested: float | None = None  # when a Stop was written or a kill decided on purpose: its jobs go back
-    exit: ExitNote | None = None  # the current incarnation's exit note, once seen
-    retired: bool = False  # being dismissed: never launched or given work again
-    launched: int = 0  # the highest launch number an earlier controller of a named crew used for it
-    down_poll: int = 0  # the manager's poll count when it was found ended
-    beat: int = 0
-    beat_seen: bool = False
-    first_beat: float = 0.0  # when the current incarnation's first beat was seen
-    lifetime: tuple[int | None, float | None] = (None, None)  # tasks_max, seconds_wall
-    given: int = 0  # jobs assigned to the current incarnation (batches stay within tasks_max)
-    quiet_since: float = 0.0  # since the last beat, or since it was given work
-    idle_since: float = 0.0  # since it last held no task
-    launch_failures: int = 0  # failed launches in a row
-    launch_error: BaseException | None = None  # why the last one failed
-    retry_at: float = 0.0  # no automatic launch before this time
-    retry: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
-    adopted: bool = False  # launched by an earlier controller of a named crew: known by its beats only
-    inner: tuple[dict[str, Any], ...] = ()  # a forwarder's inner crew summary, as it last sent it
-    stats: WorkerStats = field(default_factory=WorkerStats)  # what crew.summary() shows
-
-    @property
-    def name(self) -> str:
-        return self.backend.name
-
-    @property
-    def tags(self) -> frozenset[str]:
-        return self.backend.tags
-
-    def move(self, to: Life) -> None:
-        """The one way a worker's life changes; a move ``LIFE`` does not allow raises."""
-        if to not in LIFE[self.life]:
-            raise IllegalTransition(f"worker {self.name!r} (launch {self.incarnation}) cannot go from {self.life.value}"
-                                    f" to {to.value}")  # fmt: skip
-        self.life = to
-
-    @property
-    def phase(self) -> Phase:
-        return self.life.phase
-
-    @property
-    def up(self) -> bool:
-        return self.life is not Life.DOWN
-
-    @property
-    def killing(self) -> bool:
-        return self.life is Life.KILLING
-
-    @property
-    def down_pending(self) -> bool:
-        return self.life is Life.ENDED
-
-    @property
-    def accepting(self) -> bool:
-        """Up and willing to take new tasks."""
-        return self.life is Life.UP and self.stop_requested is None and not self.retired
-
-
 class Supervisor:
     """Launch, liveness, stop and death of the manager's workers."""
 
@@ -151,6 +54,7 @@ class Supervisor:
         """``draw``: a random number in [0, 1) for each draw (injected: the engine keeps no generator)."""
         self.m = manager
         self.draw = draw
+        self.deaths = Deaths(manager)
         self._status_due: dict[type[Worker], float] = {}
         self._status_busy: set[type[Worker]] = set()
 
@@ -215,34 +119,17 @@ class Supervisor:
         record.retry_at = now + record.retry.next()
         for task in m.ledger.tasks_of(record.name):  # it never ran them
             m.ledger.close_task(task.seq, now)
-            self.refused(task.jobs, error)
+            self.deaths.refused(task.jobs, error)
         m.roster_changed(record.name, live=False)  # enrolled before the launch: a next controller must not adopt it
         m.cleanup(record, straggler=straggler)
         log.warning("worker %r failed to start (attempt %d): %s", record.name, record.launch_failures, error)
-
-    def refused(self, jobs: list[Job], error: BaseException) -> None:
-        """Jobs whose worker did not start: tried again, until ``max_tries`` launches failed for each."""
-        max_tries = self.m.settings.max_tries
-        again = []
-        for job in jobs:
-            job.refusals += 1
-            if job.refusals < max_tries:
-                again.append(job)
-                continue
-            failure = WorkerLaunchError(
-                f"job {job.id} ({job.kind}) never ran: the {job.refusals} worker launches meant to run it"
-                f" failed (max_tries={max_tries}); the last: {error}"
-            )
-            failure.__cause__ = error
-            self.m.finish_error(job, failure)
-        self.m.ledger.requeue(again)
 
     # ------------------------------------------------------------------ restarting
     def restart(self, record: WorkerRecord, now: float) -> list[tuple[WorkerRecord, Launch]]:
         """Relaunch a stuck worker with the jobs it held (charged ones alone); the launch to start."""
         m = self.m
         jobs = m.ledger.release(record.name)
-        runnable = [job for job in jobs if not self._out_of_tries(job, record)]
+        runnable = [job for job in jobs if not self.deaths.out_of_tries(job, record)]
         if not runnable or record.up:
             m.ledger.requeue(runnable)
             return []
@@ -488,117 +375,11 @@ class Supervisor:
     def stuck(self, record: WorkerRecord) -> bool:
         return not record.up and bool(self.m.ledger.held.get(record.name))
 
+    # ------------------------------------------------------------------ what it costs the jobs (engine/deaths.py)
     def down(self, record: WorkerRecord, now: float) -> None:
-        """The worker's process has ended: keep what it finished, place what it had not."""
-        if not record.up:
-            return
-        m = self.m
-        note = record.exit
-        deliberate = record.stop_requested is not None
-        record.move(Life.DOWN)
-        record.stop_requested = None
-        m.roster_changed(record.name, live=False)
-        record.idle_since = now
-        # It left no note: killed, or out of reach and maybe still running (a task in a user's
-        # executor cannot be killed). A Stop left in its place tells such a straggler to leave.
-        m.cleanup(record, straggler=note is None)
-        tasks = m.ledger.tasks_of(record.name)
-        for task in tasks:
-            m.ledger.close_task(task.seq, now)
-        if not tasks:
-            return
-        if deliberate or (note is not None and note.clean):  # it never started these, or we stopped it
-            m.ledger.requeue(job for task in tasks for job in task.jobs)
-            return
-        if not record.beat_seen and (note is None or note.reason == "error"):  # it died before it began: it ran nothing
-            if note is not None and note.error:
-                why = note.error.strip().splitlines()[-1]
-                error = WorkerLaunchError(f"worker {record.name!r} failed as it started: {why}")
-            else:
-                error = WorkerLaunchError(
-                    f"worker {record.name!r} ended before it started (no heartbeat, no exit note): its backend's"
-                    " logs say why (a missing package, an image that cannot be pulled, a node lost at boot)"
-                )
-            record.launch_failures += 1
-            record.stats.refused += 1
-            record.stats.launches -= 1  # it was counted when the backend accepted it
-            record.launch_error = error
-            record.retry_at = now + record.retry.next()
-            log.warning("%s", error)
-            self.refused([job for task in tasks for job in task.jobs], error)
-            return
-        if record.backend.nested:  # its inner crew still has them: they wait for its relaunch, uncharged
-            record.stats.crashes += 1
-            log.warning("forwarder %r died (%s); its %d job(s) wait for its relaunch, which resumes its inner crew",
-                        record.name, _death(record, note), sum(len(t.jobs) for t in tasks))  # fmt: skip
-            m.ledger.hold(record.name, [job for task in tasks for job in task.jobs])
-            return
-        started = [t for t in tasks if note is None or t.seq <= note.last_seq]
-        running: Task | None = started[0] if started else None
-        m.ledger.requeue(job for task in tasks if task is not running for job in task.jobs)
-        if running is None:
-            return
-        jobs = [job for job in running.jobs if job.state is not JobState.DONE]  # not those timed out or cancelled
-        if not jobs:
-            return
-        cause = _death(record, note)
-        record.stats.crashes += 1
-        # A batch (even one whose other jobs were cancelled or timed out meanwhile): which of its
-        # jobs killed the worker is unknown, so each left runs again alone, uncharged.
-        if len(running.jobs) > 1:
-            log.warning("worker %r died running a batch of %d jobs (%s): each runs again alone", record.name,
-                        len(jobs), cause)  # fmt: skip
-            for job in jobs:
-                job.solo = True
-            m.ledger.requeue(jobs)
-            return
-        log.warning("worker %r died running task %d (%s); its job is charged a try", record.name, running.seq,
-                    cause)  # fmt: skip
-        survivors = []
-        for job in jobs:
-            m.ledger.charge(job, ran=True)
-            if not self._out_of_tries(job, record, cause):
-                if job.crash_tags:  # its next try goes to bigger workers, say
-                    job.tags = job.crash_tags[min(job.tries, len(job.crash_tags)) - 1]
-                survivors.append(job)
-        if m.settings.auto_restart:
-            m.ledger.requeue(survivors)  # they run again, each alone (the dispatcher sees their tries)
-        else:
-            m.ledger.hold(record.name, survivors)
-
-    def _out_of_tries(self, job: Job, record: WorkerRecord, cause: str = "") -> bool:
-        """Give a job up as crashed once it has used every try; ``cause``: how the last worker died."""
-        max_tries = self.m.settings.max_tries
-        if job.tries < max_tries:
-            return False
-        error = WorkerCrashedError(
-            f"job {job.id} ({job.kind}) ended with its worker dead or its data lost {job.tries}"
-            f" time(s) (max_tries={max_tries}); the last worker was {record.name!r}"
-            + (f": {cause}" if cause else "")
-        )
-        self.m.finish(job, Result(job.id, CRASH, error=error, worker=record.name, tags=job.tags, tries=job.runs))
-        return True
+        """The worker's process has ended: keep what it finished, place what it had not (see :class:`Deaths`)."""
+        self.deaths.down(record, now)
 
     def charge(self, jobs: list[Job], record: WorkerRecord | None, reason: str, ran: bool) -> None:
-        """Jobs whose data was lost (a corrupt object): charged a try, then run again or crashed.
-        ``ran``: they ran (their answer was lost), which their results' ``tries`` counts."""
-        log.warning("%s; %d job(s) are charged a try and run again", reason, len(jobs))
-        survivors = []
-        for job in jobs:
-            self.m.ledger.charge(job, ran)
-            if record is None or not self._out_of_tries(job, record):
-                survivors.append(job)
-        self.m.ledger.requeue(survivors)
-
-
-def _death(record: WorkerRecord, note: ExitNote | None) -> str:
-    """How a worker died, as precisely as its backend knows (an exit code, a signal, a state)."""
-    try:
-        cause = record.backend.exit_cause()
-    except Exception as exc:  # a plugin's bug must not hide the crash itself
-        log.warning("worker %r cannot say how it ended: %s", record.name, exc)
-        cause = None
-    if note is not None:
-        said = f"it left saying {note.reason!r}" + (f": {note.error.strip().splitlines()[-1]}" if note.error else "")
-        return f"{cause}; {said}" if cause else said
-    return cause or "it ended without an exit note (its backend does not say how)"
+        """Jobs whose data was lost (a corrupt object): charged a try, then run again or crashed."""
+        self.deaths.charge(jobs, record, reason, ran)
