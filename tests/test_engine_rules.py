@@ -134,3 +134,15 @@ def test_a_task_prefetched_behind_a_job_that_runs_long_is_revoked_and_runs_on_an
     _until(world, lambda: len(world.tally.delivered) == 29 and 12 not in world.tally.delivered, seconds=60)
     assert world.now < 20, "jobs waited behind the long one instead of going to the idle worker"
     _until(world, lambda: 12 in world.tally.delivered, seconds=60)
+
+
+def test_a_worker_asked_to_stop_while_it_starts_is_stopping_once_started_not_up():
+    world = World(1, jobs=0, workers=1)
+    record = world.manager.records["w0"]
+    record.move(Life.STARTING)
+    record.incarnation = 1
+    supervisor = world.manager.supervisor
+    assert supervisor.request_stop(record, world.now)
+    assert record.life is Life.STARTING  # its Stop is written: the launch reads it first
+    supervisor.launched([(record, 1)], None, world.now)
+    assert record.life is Life.STOPPING and not record.accepting

@@ -98,6 +98,8 @@ class Supervisor:
                 continue
             if error is None:
                 record.move(Life.UP)
+                if record.stop_requested is not None:  # asked to stop while it started: its Stop is written
+                    record.move(Life.STOPPING)
                 record.stats.launches += 1
                 record.launch_failures = 0
                 record.retry.reset()
