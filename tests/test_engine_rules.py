@@ -146,3 +146,25 @@ def test_a_worker_asked_to_stop_while_it_starts_is_stopping_once_started_not_up(
     assert record.life is Life.STARTING  # its Stop is written: the launch reads it first
     supervisor.launched([(record, 1)], None, world.now)
     assert record.life is Life.STOPPING and not record.accepting
+
+
+def test_the_engine_gives_orders_for_a_launch_as_it_was_even_once_its_worker_is_launched_again():
+    """The engine leaves what must happen outside its state as orders (``engine/orders.py``) that
+    the runner carries out later: a cleanup ordered for an ended launch must not reach the next."""
+    from crew_core.engine.orders import Cleanup, RosterChanged, WriteControl
+    from crew_core.wire import protocol
+
+    world = World(1, jobs=1, workers=1)
+    m = world.manager
+    _until(world, lambda: 1 in world.tally.delivered)  # its worker is up, and idle
+    record = m.records["w0"]
+    old = record.prefix
+    assert m.supervisor.request_stop(record, world.now)
+    m.supervisor.down(record, world.now)
+    m.supervisor.prepare([record], world.now)  # launched again before the orders are carried out
+    assert record.prefix != old
+    orders = m.orders.take()
+    assert [type(order) for order in orders] == [WriteControl, RosterChanged, Cleanup]
+    stop, cleanup = orders[0], orders[2]
+    assert isinstance(stop.control, protocol.Stop) and stop.place.prefix == old
+    assert cleanup.place.prefix == old and cleanup.place.incarnation == record.incarnation - 1

@@ -15,9 +15,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from crew_core.engine.ledger import Job, JobState, Task
+from crew_core.engine.orders import Cleanup, Place, RosterChanged
 from crew_core.engine.workers import Life, WorkerRecord
 from crew_core.errors import WorkerCrashedError, WorkerLaunchError
-from crew_core.results import CRASH, Result
+from crew_core.results import CRASH, ERROR, Result
+from crew_core.wire import protocol
 from crew_core.wire.protocol import ExitNote
 
 if TYPE_CHECKING:
@@ -41,11 +43,11 @@ class Deaths:
         deliberate = record.stop_requested is not None
         record.move(Life.DOWN)
         record.stop_requested = None
-        m.roster_changed(record.name, live=False)
+        m.orders.add(RosterChanged(record.name, live=False))
         record.idle_since = now
         # It left no note: killed, or out of reach and maybe still running (a task in a user's
         # executor cannot be killed). A Stop left in its place tells such a straggler to leave.
-        m.cleanup(record, straggler=note is None)
+        m.orders.add(Cleanup(Place.of(record), protocol.Stop(m.ledger.next_seq()) if note is None else None))
         tasks = m.ledger.tasks_of(record.name)
         for task in tasks:
             m.ledger.close_task(task.seq, now)
@@ -120,7 +122,7 @@ class Deaths:
             f" time(s) (max_tries={max_tries}); the last worker was {record.name!r}"
             + (f": {cause}" if cause else "")
         )
-        self.m.finish(job, Result(job.id, CRASH, error=error, worker=record.name, tags=job.tags, tries=job.runs))
+        end_job(self.m, job, Result(job.id, CRASH, error=error, worker=record.name, tags=job.tags, tries=job.runs))
         return True
 
     def charge(self, jobs: list[Job], record: WorkerRecord | None, reason: str, ran: bool) -> None:
@@ -148,8 +150,14 @@ class Deaths:
                 f" failed (max_tries={max_tries}); the last: {error}"
             )
             failure.__cause__ = error
-            self.m.finish_error(job, failure)
+            end_job(self.m, job, Result(job.id, ERROR, error=failure, tags=job.tags, tries=job.runs))
         self.m.ledger.requeue(again)
+
+
+def end_job(m: Controller, job: Job, result: Result) -> None:
+    """End a job with a result the controller made: a named crew stores it before anyone can have
+    it (``durable/verdicts.py``), and the runner writes it at its next write."""
+    m.ledger.finish(job, result, unsaved=m.keeps_verdicts)
 
 
 def _death(record: WorkerRecord, note: ExitNote | None) -> str:

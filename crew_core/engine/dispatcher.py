@@ -23,6 +23,7 @@ import math
 from typing import TYPE_CHECKING
 
 from crew_core.engine.ledger import Job, Task
+from crew_core.engine.orders import Place, WriteControl, WriteTask
 from crew_core.engine.workers import Phase, WorkerRecord
 from crew_core.plugin.worker import Launch, Worker
 from crew_core.wire import protocol
@@ -162,7 +163,7 @@ class Dispatcher:
             if best is not None:
                 _, owner, task = best
                 task.revoking = True
-                m.write_control(owner, protocol.Revoke(m.ledger.next_seq(), task.seq))
+                m.orders.add(WriteControl(Place.of(owner), protocol.Revoke(m.ledger.next_seq(), task.seq)))
 
     # ------------------------------------------------------------------ batches and estimates
     def take_batch(self, record: WorkerRecord) -> list[Job]:
@@ -216,7 +217,7 @@ class Dispatcher:
             record.quiet_since = now  # an idle worker beats rarely: count silence from now
         task = m.ledger.assign(record.name, record.incarnation, jobs, now)
         record.given += len(jobs)
-        m.write_batch(record, task)
+        m.orders.add(WriteTask(Place.of(record), task))
         return task
 
     def expected_end(self, task: Task) -> float | None:

@@ -15,8 +15,9 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from crew_core.engine.deaths import Deaths
+from crew_core.engine.deaths import Deaths, end_job
 from crew_core.engine.ledger import Job, JobState, Task
+from crew_core.engine.orders import Cleanup, Place, PollSoon, Report, RosterChanged, WriteControl
 from crew_core.engine.workers import LIFE, IllegalTransition, Life, Phase, WorkerRecord
 from crew_core.errors import JobTimeoutError
 from crew_core.plugin.launches import SECRET_ENV
@@ -106,9 +107,9 @@ class Supervisor:
             else:
                 self._launch_failed(record, error, now)
         if error is not None and any(record.launch_failures == 1 for record, _ in group):
-            self.m.report(error)  # the user hears of it once; later failures in a row are logged
+            self.m.orders.add(Report(error))  # the user hears of it once; later failures in a row are logged
         if group and error is None:
-            self.m.poll_soon()  # its beats and exit note go to the inbox: look there from now on
+            self.m.orders.add(PollSoon())  # its beats and exit note go to the inbox: look there from now on
             cls = type(group[0][0].backend)
             self._status_due[cls] = min(self._status_due.get(cls, math.inf), now + cls.status_interval)
 
@@ -122,8 +123,9 @@ class Supervisor:
         for task in m.ledger.tasks_of(record.name):  # it never ran them
             m.ledger.close_task(task.seq, now)
             self.deaths.refused(task.jobs, error)
-        m.roster_changed(record.name, live=False)  # enrolled before the launch: a next controller must not adopt it
-        m.cleanup(record, straggler=straggler)
+        # Enrolled before the launch: a next controller must not adopt it.
+        m.orders.add(RosterChanged(record.name, live=False))
+        m.orders.add(Cleanup(Place.of(record), protocol.Stop(m.ledger.next_seq()) if straggler else None))
         log.warning("worker %r failed to start (attempt %d): %s", record.name, record.launch_failures, error)
 
     # ------------------------------------------------------------------ restarting
@@ -181,7 +183,7 @@ class Supervisor:
             if record.incarnation != incarnation or record.phase is not Phase.UP:
                 continue
             if not running:
-                self.m.mark_down(record)  # settled after the next inbox poll: results first
+                self.found_ended(record, now)  # settled after the next inbox poll: results first
             elif record.exit is not None:  # it said goodbye: ask again soon until its backend agrees
                 self._status_due[cls] = min(self._status_due[cls], now + min(cls.status_interval, 0.5))
 
@@ -209,7 +211,7 @@ class Supervisor:
                 m.ledger.close_task(task.seq, now)
                 m.ledger.requeue(task.jobs)
         if record.adopted:  # its backend cannot be asked: the note is the last word
-            m.mark_down(record)
+            self.found_ended(record, now)
         else:
             self.check_soon(record, now)
 
@@ -235,7 +237,7 @@ class Supervisor:
                 log.warning("adopted worker %r has not beaten since this controller took over: counted as gone,"
                             " its jobs run elsewhere", record.name)  # fmt: skip
                 record.stop_requested = record.stop_requested or now  # its jobs go back uncharged
-                self.m.mark_down(record)
+                self.found_ended(record, now)
             elif record.stop_requested is not None and now > self.kill_due(record, record.stop_requested):
                 log.info("worker %r did not answer its stop request in %.1f s: killing it", record.name,
                          self.stop_grace(record))  # fmt: skip
@@ -308,8 +310,8 @@ class Supervisor:
                 " over SIGALRM?): the worker was killed"
             )
             record.stats.timeouts += 1
-            self.m.finish(job, Result(job.id, TIMEOUT, error=error, worker=record.name, tags=job.tags,
-                                      tries=job.runs + 1))  # fmt: skip
+            end_job(self.m, job, Result(job.id, TIMEOUT, error=error, worker=record.name, tags=job.tags,
+                                        tries=job.runs + 1))  # fmt: skip
         record.stop_requested = record.stop_requested or now  # killed on purpose: the rest go back uncharged
         log.warning("worker %r did not stop a job past its timeout or cancel: killing it", record.name)
         return True
@@ -348,8 +350,16 @@ class Supervisor:
         record.stop_requested = now
         if record.life is Life.UP:
             record.move(Life.STOPPING)  # one that is leaving already goes on leaving
-        self.m.write_control(record, protocol.Stop(self.m.ledger.next_seq()))
+        self.m.orders.add(WriteControl(Place.of(record), protocol.Stop(self.m.ledger.next_seq())))
         return True
+
+    def found_ended(self, record: WorkerRecord, now: float) -> None:
+        """The worker's process ended (or was killed): settled once the inbox was read again (its
+        last results first), at once if the store is gone for good (no inbox will be read again)."""
+        if self.m.gone is not None:
+            self.down(record, now)
+        else:
+            self.ended(record, self.m.polls)
 
     def ended(self, record: WorkerRecord, polls: int) -> None:
         """Its backend says it ended (or it was killed): settled once the inbox was read after ``polls``."""

@@ -159,6 +159,7 @@ class Commands:
             error = m.pool.start_many(cls, items)
             with m.lock:
                 m.supervisor.launched([(r, r.incarnation) for r, _ in items], error, m.clock())
+                m.carry_out()
                 m.forget_error(error)  # raised here; not again from the next receive()
             first_error = first_error or error
         m.wake()
@@ -182,6 +183,7 @@ class Commands:
         with m.lock:
             now = m.clock()
             items = [item for record in records if not record.up for item in m.supervisor.restart(record, now)]
+            m.carry_out()
             groups: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
             for item in items:
                 groups.setdefault(type(item[0].backend), []).append(item)
@@ -189,6 +191,7 @@ class Commands:
             error = m.pool.start_many(cls, group)
             with m.lock:
                 m.supervisor.launched([(r, r.incarnation) for r, _ in group], error, m.clock())
+                m.carry_out()
                 if error is not None:
                     for record, _ in group:  # keep them stuck, to be tried again
                         record.retry_at = m.clock() + record.retry.next()
@@ -218,6 +221,7 @@ class Commands:
                     continue
                 if m.supervisor.request_stop(record, now):
                     chosen.append(name)
+            m.carry_out()
         m.wake()
         return chosen
 
@@ -238,6 +242,7 @@ class Commands:
                 if record.phase is Phase.UP and not record.killing:
                     m.supervisor.request_stop(record, now)
             busy = [r for r in records if r.up and (r.phase is Phase.STARTING or r not in polite)]
+            m.carry_out()
         m.wake()
         self._kill_now(busy)
         with m.lock:
@@ -251,6 +256,7 @@ class Commands:
         with m.lock:
             for record in left:  # killed: they are down, whatever the backend says yet
                 m.supervisor.down(record, m.clock())
+            m.carry_out()
         m.wake()
 
     def _kill_now(self, records: list[WorkerRecord]) -> None:

@@ -194,8 +194,10 @@ class Loop:
                 launches = m.pool.take_planned()
                 for items in launches.values():  # planned in the turn that found the store gone: refused
                     m.supervisor.launched([(r, r.incarnation) for r, _ in items], m.gone, m.clock())
+                m.carry_out()
             return
         with m.lock:
+            m.carry_out()  # the engine's last orders go out with this write
             outbox = m.outbox.take(m.clock())  # nothing after a failed write: give the store a moment
             launches = m.pool.take_planned()
         m.pool.start(launches)
@@ -211,7 +213,7 @@ class Loop:
         m = self.m
         self.wake_pending = False
         now = m.clock()
-        news = m.pool.events or m.incoming or m.outbox.items or m.pool.planned or m.ledger.unsaved
+        news = m.orders or m.pool.events or m.incoming or m.outbox.items or m.pool.planned or m.ledger.unsaved
         if news or m.book.receipts_due():
             with m.lock:
                 m.pool.apply_events(now)
@@ -262,7 +264,7 @@ class Loop:
     def _next_deadline(self, now: float) -> float:
         m = self.m
         retry_at = m.health.write_retry_at
-        if m.incoming or m.pool.events or m.pool.planned or (m.outbox.items and now >= retry_at):
+        if m.orders or m.incoming or m.pool.events or m.pool.planned or (m.outbox.items and now >= retry_at):
             return now
         if (m.book.receipts_due() or m.ledger.unsaved) and now >= retry_at:
             return now

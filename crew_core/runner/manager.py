@@ -33,7 +33,18 @@ from crew_core.durable.journal import EPOCH_SPAN, Keeper
 from crew_core.durable.verdicts import VerdictLog
 from crew_core.engine.answers import Answers
 from crew_core.engine.dispatcher import Dispatcher
-from crew_core.engine.ledger import Job, JobState, Ledger, Task
+from crew_core.engine.ledger import Job, JobState, Ledger
+from crew_core.engine.orders import (
+    Cleanup,
+    Order,
+    Orders,
+    Place,
+    PollSoon,
+    Report,
+    RosterChanged,
+    WriteControl,
+    WriteTask,
+)
 from crew_core.engine.supervisor import Supervisor, WorkerRecord
 from crew_core.errors import CrewError, StoreGoneError
 from crew_core.plugin.store import Store
@@ -103,6 +114,7 @@ class Manager:
         self.ledger.issued = epoch * EPOCH_SPAN  # keys sort after those of earlier controllers
         self.epoch = epoch
         self.records: dict[str, WorkerRecord] = {}
+        self.orders = Orders()  # the engine's, carried out by carry_out()
         self.gone: StoreGoneError | None = None  # the store is gone for good: the crew is broken
         self._errors: deque[BaseException] = deque(maxlen=100)
         self.health = StoreHealth(self)
@@ -161,8 +173,16 @@ class Manager:
         self.book.lease_due = due
 
     @property
-    def _polls(self) -> int:
+    def polls(self) -> int:
+        """Complete inbox polls so far."""
         return self.poller.polls
+
+    _polls = polls  # its name before the split, which tests read
+
+    @property
+    def keeps_verdicts(self) -> bool:
+        """A named crew: a result the controller makes is stored before anyone has it."""
+        return self.book.verdicts is not None
 
     # ------------------------------------------------------------------ from users' threads
     def submit(self, job: Job, function: bytes) -> None:
@@ -229,20 +249,38 @@ class Manager:
 
     def plan(self, now: float) -> None:
         """Ask the dispatcher for batches and launches (under the lock)."""
-        if now < self.health.write_retry_at or self.gone is not None:
-            return  # the store refused writes: give it a moment (or it is gone: nothing more goes out)
-        for cls, items in self.dispatcher.plan(now).items():
-            self.pool.plan(cls, items)
+        if now >= self.health.write_retry_at and self.gone is None:  # else: the store refused writes (or is gone)
+            for cls, items in self.dispatcher.plan(now).items():
+                self.pool.plan(cls, items)
+        self.carry_out()
 
-    # ------------------------------------------------------------------ the engine's asks (engine/port.py)
-    def write_batch(self, record: WorkerRecord, task: Task) -> None:
-        self.outbox.write_batch(record, task)
+    # ------------------------------------------------------------------ the engine's orders (engine/orders.py)
+    def carry_out(self) -> None:
+        """Carry out the engine's orders, oldest first (under the lock): each step does this before it
+        writes, polls or sleeps, and each command of a user's thread after it asked the engine."""
+        for order in self.orders.take():
+            self._carry_out(order)
+        if self.ledger.unsaved:  # results the controller made: the loop stores them (a named crew) now
+            self.loop.nudge()
+
+    def _carry_out(self, order: Order) -> None:
+        match order:
+            case WriteTask(place, task):
+                self.outbox.write_batch(place, task)
+            case WriteControl(place, control):
+                self.outbox.write_control(place, control)
+            case Cleanup(place, stop):
+                self.outbox.cleanup(place, stop)
+            case RosterChanged(name, live):
+                self.book.roster_changed(name, live)
+            case Report(error):
+                self.report(error)
+            case PollSoon():
+                self.poller.soon()
 
     def write_control(self, record: WorkerRecord, control: protocol.Stop | protocol.Revoke | protocol.Cancel) -> None:
-        self.outbox.write_control(record, control)
-
-    def cleanup(self, record: WorkerRecord, straggler: bool) -> None:
-        self.outbox.cleanup(record, straggler)
+        """The runner's own control records (a user's cancel, a resumed crew's cancels)."""
+        self.outbox.write_control(Place.of(record), control)
 
     def roster_changed(self, name: str, live: bool | None) -> None:
         """A named crew's worker ended (``live`` False) or was dismissed (None): say so in the roster."""
@@ -257,12 +295,9 @@ class Manager:
         return self.poller.floor()
 
     def mark_down(self, record: WorkerRecord) -> None:
-        """The worker's process ended (or was killed): settle it once the inbox was read again
-        (at once if the store is gone for good: no inbox will be read again)."""
-        if self.gone is not None:
-            self.supervisor.down(record, self.clock())
-            return
-        self.supervisor.ended(record, self.poller.polls)
+        """The worker's process ended (or was killed), as a backend call found (under the lock)."""
+        self.supervisor.found_ended(record, self.clock())
+        self.carry_out()
 
     def finish(self, job: Job, result: Result) -> None:
         """End a job with a result the controller made (under the lock): a named crew stores it

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crew_core.engine.ledger import Task
-from crew_core.engine.supervisor import WorkerRecord
+from crew_core.engine.orders import Place
 from crew_core.wire import protocol
 from crew_core.wire.protocol import Batch, Call, TaskRecord
 
@@ -52,27 +52,26 @@ class Outbox:
         self.items: list[Write | Cleanup] = []
 
     # ------------------------------------------------------------------ asks (under the lock)
-    def write_batch(self, record: WorkerRecord, task: Task) -> None:
+    def write_batch(self, place: Place, task: Task) -> None:
         m = self.m
         functions = {job.function: m.ledger.functions[job.function] for job in task.jobs}
-        if record.backend.nested:  # a forwarder routes jobs by their tags in its inner crew
+        if place.nested:  # a forwarder routes jobs by their tags in its inner crew
             calls = tuple(Call(job.id, job.function, job.args, job.timeout, tuple(job.tags)) for job in task.jobs)
         else:
             calls = tuple(Call(job.id, job.function, job.args, job.timeout) for job in task.jobs)
         self.items.append(
-            Write(record.name, record.incarnation, protocol.task_key(record.prefix, task.seq), record.channel,
+            Write(place.worker, place.incarnation, protocol.task_key(place.prefix, task.seq), place.channel,
                   Batch(task.seq, calls, functions), task)
         )  # fmt: skip
         m.poller.after_write()
 
-    def write_control(self, record: WorkerRecord, control: protocol.Stop | protocol.Revoke | protocol.Cancel) -> None:
-        key = protocol.task_key(record.prefix, control.seq)
-        self.items.append(Write(record.name, record.incarnation, key, record.channel, control))
+    def write_control(self, place: Place, control: protocol.Stop | protocol.Revoke | protocol.Cancel) -> None:
+        key = protocol.task_key(place.prefix, control.seq)
+        self.items.append(Write(place.worker, place.incarnation, key, place.channel, control))
         self.m.poller.soon()
 
-    def cleanup(self, record: WorkerRecord, straggler: bool) -> None:
-        stop = protocol.Stop(self.m.ledger.next_seq()) if straggler else None
-        self.items.append(Cleanup(record.name, record.prefix, stop))
+    def cleanup(self, place: Place, stop: protocol.Stop | None) -> None:
+        self.items.append(Cleanup(place.worker, place.prefix, stop))
 
     # ------------------------------------------------------------------ writing (the loop)
     def take(self, now: float) -> list[Write | Cleanup]:

@@ -79,6 +79,7 @@ class Poller:
                 m.keeper.answered(job_id, key)  # kept in the store until the user has it
         for key in reading.drop:
             self._drop_result(key)
+        m.carry_out()  # what its beats, exit notes and charges made the engine decide
 
     def _drop_result(self, key: str) -> None:
         """A named crew keeps results until received (see ``Inbox.mark`` for the others): not this one."""

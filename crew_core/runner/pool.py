@@ -46,6 +46,7 @@ class Pool:
     def apply_events(self, now: float) -> None:
         while self.events:
             self.events.popleft()(now)
+        self.m.carry_out()
 
     # ------------------------------------------------------------------ calls handed to the pool
     def start(self, launches: Launches) -> None:
