@@ -82,9 +82,7 @@ def default_worker_class(classes: list[type[Worker]]) -> type[Worker]:
 
 
 # ---------------------------------------------------------------------- workers
-def recruit_arguments(
-    workers: Any, timeout: Any, tasks_max: Any, seconds_wall: Any
-) -> float | None:
+def recruit_arguments(workers: Any, timeout: Any, tasks_max: Any, seconds_wall: Any) -> float | None:
     """Check :meth:`Crew.recruit`'s numbers; returns ``seconds_wall`` (None: no limit)."""
     if isinstance(workers, bool) or not isinstance(workers, int):
         raise TypeError(f"workers must be an integer, not {workers!r}")

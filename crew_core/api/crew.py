@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
-import math
 import os
 import time
 import uuid
@@ -26,6 +24,7 @@ from crew_core.api.gather import Gathered
 from crew_core.api.handle import WorkerHandle
 from crew_core.api.named import NamedRun, TakenOver, open_named, opening_lock
 from crew_core.api.progress import check_progress
+from crew_core.api.recruiting import Recruiter
 from crew_core.durable import journal as durable
 from crew_core.durable.claim import remove_crew
 from crew_core.engine.ledger import Claim, Job
@@ -36,7 +35,6 @@ from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Worker, as_tags
 from crew_core.results import Result, ResultList
 from crew_core.runner.manager import Manager
-from crew_core.runner.resume import roster_entry
 from crew_core.settings import check as check_settings
 from crew_core.wire import protocol
 from crew_core.wire.refs import Ref
@@ -110,9 +108,7 @@ class Crew:
         self._tag_sets: tuple[frozenset[str], ...] = ()  # the workers' tags, read without the lock
         self._functions = FunctionCache()
         self._ids = itertools.count(1)
-        self._next_worker = 1
         self._put: set[str] = set()  # digests of objects put in the store
-        self._places: set[str] = set()  # keys of the places noted in the store (Worker.place)
         self._last_id = 0
         self._named: NamedRun | None = None  # a named crew's run: its jobs are journaled
         #: True when this crew resumed a named crew that an earlier controller left.
@@ -120,6 +116,7 @@ class Crew:
         try:
             # Threads of one process open a named crew one at a time: the next sees this one open.
             with self._one_at_a_time():
+                taken = None
                 if self.name is None:
                     self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
                                             raw=self._raw_outcomes)  # fmt: skip
@@ -128,8 +125,9 @@ class Crew:
                                                     self.worker_classes, raw=self._raw_outcomes,
                                                     jobs_sent=lambda: self._last_id)  # fmt: skip
                     self._manager = self._named.manager
-                    if taken is not None:
-                        self._take_over(taken)
+                self._recruiter = Recruiter(self.id, self._manager, self._plugins, durable=self.name is not None)
+                if taken is not None:
+                    self._take_over(taken)
                 self._manager.start()
                 self._closed = False
                 open_crews.opened(self)
@@ -147,12 +145,8 @@ class Crew:
         self.resumed = True
         self._last_id = taken.last_id
         self._ids = itertools.count(self._last_id + 1)
-        for backend in taken.workers:
-            self._note_place(backend)  # resumed elsewhere (another host, region): crew stop must look there too
+        for backend in self._recruiter.taken_over(taken.workers):
             self.workers[backend.name] = WorkerHandle(self._manager, backend)
-            number = backend.name.rpartition("-")[2]
-            if number.isdigit():
-                self._next_worker = max(self._next_worker, int(number) + 1)
         self._tag_sets = tuple(handle.tags for handle in self.workers.values())
 
     # ------------------------------------------------------------------ recruiting
@@ -185,50 +179,12 @@ class Crew:
             cls = checks.default_worker_class(self.worker_classes)
         else:
             cls = checks.worker_class(self._plugins, worker_class)
-        if timeout is None:
-            timeout = cls.default_timeout  # remote classes set one: an idle cloud worker still bills
-        elif timeout == math.inf:
-            timeout = None
-        merged = {**self._plugins.config[cls.worker_class], **options}
         recruited: list[WorkerHandle] = []
-        for _ in range(workers):
-            name = f"{cls.worker_class or cls.__name__.lower()}-{self._next_worker}"
-            try:
-                backend = cls(name, tags=worker_tags, timeout=timeout, **merged)
-            except TypeError as exc:
-                raise TypeError(f"worker class {cls.worker_class!r} rejected its options: {exc}") from exc
-            self._next_worker += 1
-            if not recruited:
-                self._note_place(backend)
-            if self.name is not None:  # a next controller must be able to make it again
-                entry = roster_entry(cls, worker_tags, timeout, options, (tasks_max, seconds_wall))
-                key = protocol.roster_key(self.id, name)
-                self._manager.sealed.put(key, protocol.encode_json(entry))
-                self._manager.rosters[name] = entry
-            self._manager.add_worker(backend, (tasks_max, seconds_wall))
-            handle = WorkerHandle(self._manager, backend)
-            self.workers[name] = handle
-            recruited.append(handle)
+        for backend in self._recruiter.recruit(cls, workers, worker_tags, timeout, options, (tasks_max, seconds_wall)):
+            recruited.append(WorkerHandle(self._manager, backend))
+            self.workers[backend.name] = recruited[-1]
         self._tag_sets = tuple(handle.tags for handle in self.workers.values())
         return recruited
-
-    def _note_place(self, backend: Worker) -> None:
-        """Keep where this class's workers run in the store (once per place), before any of them
-        launches: ``crew stop`` finds them there on their backend if this controller dies."""
-        try:
-            place = backend.place()
-            if place is None:
-                return
-            key = protocol.place_key(self.id, type(backend).worker_class, place)
-            if key not in self._places:
-                record = {"worker_class": type(backend).worker_class, "place": place}
-                self._manager.sealed.put(key, json.dumps(record, separators=(",", ":")).encode())
-                self._places.add(key)
-        except Exception as exc:  # only crew stop needs it; the lease still ends these workers
-            logging.getLogger("crew").warning(
-                "crew %s: cannot note where %s workers run (crew stop will end them through the store only): %s",
-                self.id, type(backend).worker_class, exc,
-            )  # fmt: skip
 
     # ------------------------------------------------------------------ jobs in and out
     def send(
@@ -553,4 +509,3 @@ class Crew:
     def _check_open(self) -> None:
         if self._closed:
             raise CrewError("this crew is closed; create a new Crew")
-
