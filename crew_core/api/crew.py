@@ -26,10 +26,9 @@ from crew_core.api.named import NamedRun, TakenOver, open_named, opening_lock
 from crew_core.api.progress import check_progress
 from crew_core.api.recruiting import Recruiter
 from crew_core.durable import journal as durable
-from crew_core.durable.claim import remove_crew
 from crew_core.engine.ledger import Claim, Job
 from crew_core.engine.summary import Summary
-from crew_core.errors import CrewError
+from crew_core.errors import CrewError, SerializationError
 from crew_core.plugin.registry import Plugins, default_plugins, open_store, store_spec
 from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Worker, as_tags
@@ -367,8 +366,6 @@ class Crew:
         try:
             data = dumps(obj)
         except Exception as exc:
-            from crew_core.errors import SerializationError
-
             raise SerializationError(f"crew.put() cannot pickle the {type(obj).__name__}: {exc}") from exc
         key = digest(data)
         if key not in self._put:
@@ -463,12 +460,10 @@ class Crew:
         finally:
             self._manager.fail_claims(CrewError("the crew was closed before the job finished"))
             try:
-                if self.name is None:
+                if self._named is None:
                     self.store.delete_prefix(protocol.crew_prefix(self.id))
                 else:
-                    # A fresh lease first: a controller on another host waits while the objects go.
-                    self._manager.renew_lease()
-                    remove_crew(self.store, self.id)
+                    self._named.remove()
             except Exception as exc:  # the store may be the thing that is broken
                 logging.getLogger("crew").warning("crew %s could not clean its store objects: %s", self.id, exc)
             if self._owns_store:

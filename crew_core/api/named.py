@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from crew_core.api.open_crews import open_here
 from crew_core.durable import journal as durable
-from crew_core.durable.claim import claim_crew, clear_crew, release_claim
+from crew_core.durable.claim import claim_crew, clear_crew, release_claim, remove_crew
 from crew_core.engine.ledger import Job
 from crew_core.errors import CrewError, PluginError
 from crew_core.plugin.registry import Plugins, store_spec
@@ -104,6 +104,11 @@ class NamedRun:
                 manager.keeper.journaled(job.id, key)  # type: ignore[union-attr]
         for job, _, pickled in jobs:
             manager.submit(job, pickled)
+
+    def remove(self) -> None:
+        """Remove the crew's objects from the store (it is being closed)."""
+        self.manager.renew_lease()  # a fresh lease first: a controller on another host waits while they go
+        remove_crew(self.manager.store, self.name)
 
     def closed(self, where: str) -> None:
         """The crew was closed: this run's objects are gone, and so is the crew's key."""
