@@ -1,69 +1,44 @@
 """The :class:`Crew` controller: the public API (recruit, send, receive, shut down).
 
-This is a thin front. The work happens in the manager (``manager.py``): a background thread that
-owns the traffic with the workers through the store, a dispatcher that decides which worker runs
-which job, a supervisor that watches the workers' lives, and a ledger where each job has exactly
-one state.
+This is a thin front. The work happens in the manager (``runner/manager.py``): a background thread
+that owns the traffic with the workers through the store, a dispatcher that decides which worker
+runs which job, a supervisor that watches the workers' lives, and a ledger where each job has
+exactly one state. Next to this module: ``checks.py`` checks the arguments, ``named.py`` opens a
+named crew and accepts its jobs durably, ``open_crews.py`` closes what is open at exit.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import itertools
-import json
 import logging
-import math
 import os
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from crew_core.api import checks, open_crews
 from crew_core.api.gather import Gathered
 from crew_core.api.handle import WorkerHandle
+from crew_core.api.named import NamedRun, TakenOver, open_named, opening_lock
 from crew_core.api.progress import check_progress
-from crew_core.config import CREW_DEFAULTS, settings_from_environment
+from crew_core.api.recruiting import Recruiter
 from crew_core.durable import journal as durable
-from crew_core.durable.claim import claim_crew, clear_crew, release_claim, remove_crew
 from crew_core.engine.ledger import Claim, Job
 from crew_core.engine.summary import Summary
-from crew_core.errors import CrewError, NoWorkersError, PluginError, UnknownTagError
+from crew_core.errors import CrewError, SerializationError
 from crew_core.plugin.registry import Plugins, default_plugins, open_store, store_spec
 from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Worker, as_tags
-from crew_core.results import ERROR, Result, ResultList
-from crew_core.runner.manager import Manager, Settings
-from crew_core.runner.resume import check_no_other_controller, roster_entry, take_over
+from crew_core.results import Result, ResultList
+from crew_core.runner.manager import Manager
 from crew_core.settings import check as check_settings
 from crew_core.wire import protocol
 from crew_core.wire.refs import Ref
 from crew_core.wire.serialize import FunctionCache, digest, dump_args, dumps
-from crew_core.wire.signing import Sealed, new_secret
-
-_open_crews: weakref.WeakSet[Crew] = weakref.WeakSet()
-_opening: dict[tuple[str, str], threading.RLock] = {}  # (store, named crew) -> held while one opens or closes it
-_opening_guard = threading.Lock()
-
-
-def _opening_lock(where: str, name: str) -> threading.RLock:
-    with _opening_guard:
-        return _opening.setdefault((where, name), threading.RLock())
-
-
-@atexit.register
-def _close_open_crews() -> None:  # no worker outlives the interpreter that launched it
-    for crew in list(_open_crews):
-        try:
-            if crew.name is None:
-                crew.close()
-            else:
-                crew._leave()  # a named crew ends by close() only: a script that died resumes it
-        except Exception:
-            pass
+from crew_core.wire.signing import new_secret
 
 
 class Crew:
@@ -104,34 +79,16 @@ class Crew:
         self._closed = True  # until fully built: close() has nothing to do
         self.name = durable.check_name(name) if name is not None else None
         self._plugins = plugins or default_plugins()
-        config = dict(self._plugins.config["crew"])
-        from_environment = settings_from_environment()
-        config.update({key: value for key, (value, _) in from_environment.items()})
-        for key, value in settings.items():
-            if key not in CREW_DEFAULTS:
-                raise TypeError(f"Crew() got an unknown setting {key!r}; known: {sorted(CREW_DEFAULTS)}")
-            config[key] = value
-            from_environment.pop(key, None)  # an explicit argument wins
-        if store_options is not None and not isinstance(store_options, dict):
-            raise TypeError(f"store_options must be a dict, not {type(store_options).__name__}")
+        config, from_environment = checks.crew_config(self._plugins, settings)
+        options = checks.store_options(store_options)
         names = worker_classes if worker_classes is not None else config.get("worker_classes")
-        if names is None:
-            names = self._plugins.workers.names()
-        if isinstance(names, str | bytes) or not isinstance(names, Iterable):
-            raise TypeError(f"worker_classes must be a list of names or Worker classes, not {names!r}")
-        self.worker_classes: list[type[Worker]] = [self._worker_class(n) for n in names]
+        self.worker_classes: list[type[Worker]] = checks.worker_classes(self._plugins, names)
 
         self.id = self.name or uuid.uuid4().hex[:12]
-        try:
-            check_settings(config, 1.0)  # before the store exists: a bad setting leaves no folder behind
-        except (TypeError, ValueError) as exc:
-            for key, (_, variable) in from_environment.items():
-                if str(exc).startswith(key):
-                    exc.add_note(f"{key} came from the environment variable {variable}")
-            raise
+        checks.check_config(config, from_environment)
         if isinstance(store, str) and not store:
             raise ValueError("store must name a store, a URL or a path, not an empty string (None: the default)")
-        self.store, self._owns_store = open_store(self._plugins, store or config.get("store"), store_options or {})
+        self.store, self._owns_store = open_store(self._plugins, store or config.get("store"), options)
         try:
             checked = check_settings(config, self.store.heartbeat_interval)
         except BaseException:
@@ -150,27 +107,29 @@ class Crew:
         self._tag_sets: tuple[frozenset[str], ...] = ()  # the workers' tags, read without the lock
         self._functions = FunctionCache()
         self._ids = itertools.count(1)
-        self._next_worker = 1
         self._put: set[str] = set()  # digests of objects put in the store
-        self._places: set[str] = set()  # keys of the places noted in the store (Worker.place)
-        self._nonce: bytes | None = None  # a named crew's run
         self._last_id = 0
-        self._journal: durable.JobJournal | None = None
-        self._batching = threading.local()  # jobs sent inside ``with crew.batch():``, per thread
-        self._accepted = False  # a named crew has written its "accepted" marker
+        self._named: NamedRun | None = None  # a named crew's run: its jobs are journaled
         #: True when this crew resumed a named crew that an earlier controller left.
         self.resumed = False
         try:
             # Threads of one process open a named crew one at a time: the next sees this one open.
             with self._one_at_a_time():
+                taken = None
                 if self.name is None:
                     self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
                                             raw=self._raw_outcomes)  # fmt: skip
                 else:
-                    self._open_named(checked)
+                    self._named, taken = open_named(self.store, self.name, checked, self._plugins,
+                                                    self.worker_classes, raw=self._raw_outcomes,
+                                                    jobs_sent=lambda: self._last_id)  # fmt: skip
+                    self._manager = self._named.manager
+                self._recruiter = Recruiter(self.id, self._manager, self._plugins, durable=self.name is not None)
+                if taken is not None:
+                    self._take_over(taken)
                 self._manager.start()
                 self._closed = False
-                _open_crews.add(self)
+                open_crews.opened(self)
         except BaseException:
             if self._owns_store:
                 self.store.close()
@@ -178,94 +137,16 @@ class Crew:
 
     def _one_at_a_time(self) -> contextlib.AbstractContextManager[Any]:
         """Held while this process opens or closes a named crew (nothing for an unnamed one)."""
-        return _opening_lock(self.store.describe(), self.name) if self.name is not None else contextlib.nullcontext()
+        return opening_lock(self.store.describe(), self.name) if self.name is not None else contextlib.nullcontext()
 
-    def _open_named(self, checked: Settings) -> None:
-        """Take over what an earlier controller of this named crew left, or start it afresh."""
-        assert self.name is not None
-        key = durable.secret_for(self.store.describe(), self.name)
-        nonce, recovery = self._read_named(key)
-        if nonce is not None:
-            durable.check_not_closed(self.store.describe(), self.name, nonce)
-        epoch = recovery.lease.epoch if recovery.lease is not None else 0
-        claimed = claim_crew(self.store, self.name, epoch, checked.lease_timeout, self._open_here())
-        try:
-            if claimed.skipped:  # a controller that died opening it may have changed it since
-                nonce, recovery = self._read_named(key)
-            self._start_named(checked, key, nonce, recovery, claimed.epoch)
-        except BaseException:
-            release_claim(self.store, self.name, claimed)
-            raise
-
-    def _read_named(self, key: bytes) -> tuple[bytes | None, durable.Recovery]:
-        """The nonce and objects of a named crew's run, if any; refused while its controller lives."""
-        assert self.name is not None
-        nonce = durable.read_nonce(self.store, self.name)
-        if nonce is None:
-            return None, durable.Recovery()
-        try:
-            recovery = durable.recover(Sealed(self.store, durable.run_secret(key, nonce)), self.name)
-        except CrewError:
-            if durable.read_nonce(self.store, self.name) != nonce:  # not another key: a new run began
-                raise CrewError(f"another process is opening crew {self.name!r} right now: one controller at a time")
-            raise
-        check_no_other_controller(self.name, recovery, self._open_here())
-        return nonce, recovery
-
-    def _open_here(self) -> bool:
-        """Whether a crew object of this process has this named crew open."""
-        here = self.store.describe()
-        return any(c.id == self.name and not c._closed and c.store.describe() == here for c in _open_crews)
-
-    def _start_named(
-        self, checked: Settings, key: bytes, nonce: bytes | None, recovery: durable.Recovery, epoch: int
-    ) -> None:
-        """Go on from ``recovery`` as controller ``epoch`` (claimed), or start afresh."""
-        assert self.name is not None
-        if nonce is None or not recovery.accepted_jobs:
-            # Never accepted a job (its controller died before the first send was written): start
-            # afresh. Deleting its lease sends away any worker it launched; the claims stay.
-            clear_crew(self.store, self.name)
-            nonce, recovery = durable.new_nonce(self.store, self.name), durable.Recovery()
-        self._nonce = nonce
-        secret = durable.run_secret(key, nonce)  # this run's objects are not a past run's
-        self._manager = Manager(self.id, self.store, store_spec(self.store), checked, secret, epoch=epoch,
-                                durable=True, jobs_sent=lambda: self._last_id, raw=self._raw_outcomes)  # fmt: skip
-        self._journal = durable.JobJournal(self._manager.sealed, self.id, epoch)
-        if not recovery.accepted_jobs:
-            return
-        self.resumed = self._accepted = True
-        with self._manager.lock:
-            workers, self._last_id = take_over(self._manager, recovery, self._remake_worker)
+    def _take_over(self, taken: TakenOver) -> None:
+        """Go on as the resumed crew: the jobs and workers an earlier controller left are ours."""
+        self.resumed = True
+        self._last_id = taken.last_id
         self._ids = itertools.count(self._last_id + 1)
-        for backend in workers:
+        for backend in self._recruiter.taken_over(taken.workers):
             self.workers[backend.name] = WorkerHandle(self._manager, backend)
-            number = backend.name.rpartition("-")[2]
-            if number.isdigit():
-                self._next_worker = max(self._next_worker, int(number) + 1)
         self._tag_sets = tuple(handle.tags for handle in self.workers.values())
-
-    def _remake_worker(self, name: str, entry: protocol.RosterEntry) -> Worker | None:
-        classes = {cls.worker_class: cls for cls in self.worker_classes}
-        cls = classes.get(entry.worker_class)
-        if cls is None:
-            try:
-                cls = self._plugins.workers.get(entry.worker_class)
-            except PluginError as exc:
-                logging.getLogger("crew").warning("crew %s cannot make worker %r again: %s", self.id, name, exc)
-                return None
-        options = {**self._plugins.config[cls.worker_class], **entry.options}
-        backend = cls(name, tags=entry.tags, timeout=entry.timeout, **options)
-        self._note_place(backend)  # resumed elsewhere (another host, region): crew stop must look there too
-        return backend
-
-    # ------------------------------------------------------------------ construction helpers
-    def _worker_class(self, spec: str | type[Worker]) -> type[Worker]:
-        if isinstance(spec, type) and issubclass(spec, Worker):
-            return spec
-        if isinstance(spec, str):
-            return self._plugins.workers.get(spec)
-        raise TypeError(f"a worker class is a registered name or a Worker subclass, not {spec!r}")
 
     # ------------------------------------------------------------------ recruiting
     def recruit(
@@ -291,72 +172,18 @@ class Crew:
         defaults set by ``crew_configure``).
         """
         self._check_open()
-        if isinstance(workers, bool) or not isinstance(workers, int):
-            raise TypeError(f"workers must be an integer, not {workers!r}")
-        if workers < 0:
-            raise ValueError("workers must be zero or more")
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-                raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-            if not timeout > 0:
-                raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if tasks_max is not None and (isinstance(tasks_max, bool) or not isinstance(tasks_max, int)):
-            raise TypeError(f"tasks_max must be an integer or None, not {tasks_max!r}")
-        if tasks_max is not None and tasks_max < 1:
-            raise ValueError(f"tasks_max must be 1 or more, not {tasks_max!r}")
-        if seconds_wall is not None:
-            seconds_wall = _job_timeout(seconds_wall)  # positive seconds; math.inf: none
+        seconds_wall = checks.recruit_arguments(workers, timeout, tasks_max, seconds_wall)
         worker_tags = as_tags(tags)
-        cls = self._worker_class(worker_class) if worker_class is not None else self._default_worker_class()
-        if timeout is None:
-            timeout = cls.default_timeout  # remote classes set one: an idle cloud worker still bills
-        elif timeout == math.inf:
-            timeout = None
-        merged = {**self._plugins.config[cls.worker_class], **options}
+        if worker_class is None:
+            cls = checks.default_worker_class(self.worker_classes)
+        else:
+            cls = checks.worker_class(self._plugins, worker_class)
         recruited: list[WorkerHandle] = []
-        for _ in range(workers):
-            name = f"{cls.worker_class or cls.__name__.lower()}-{self._next_worker}"
-            try:
-                backend = cls(name, tags=worker_tags, timeout=timeout, **merged)
-            except TypeError as exc:
-                raise TypeError(f"worker class {cls.worker_class!r} rejected its options: {exc}") from exc
-            self._next_worker += 1
-            if not recruited:
-                self._note_place(backend)
-            if self.name is not None:  # a next controller must be able to make it again
-                entry = roster_entry(cls, worker_tags, timeout, options, (tasks_max, seconds_wall))
-                key = protocol.roster_key(self.id, name)
-                self._manager.sealed.put(key, protocol.encode_json(entry))
-                self._manager.rosters[name] = entry
-            self._manager.add_worker(backend, (tasks_max, seconds_wall))
-            handle = WorkerHandle(self._manager, backend)
-            self.workers[name] = handle
-            recruited.append(handle)
+        for backend in self._recruiter.recruit(cls, workers, worker_tags, timeout, options, (tasks_max, seconds_wall)):
+            recruited.append(WorkerHandle(self._manager, backend))
+            self.workers[backend.name] = recruited[-1]
         self._tag_sets = tuple(handle.tags for handle in self.workers.values())
         return recruited
-
-    def _note_place(self, backend: Worker) -> None:
-        """Keep where this class's workers run in the store (once per place), before any of them
-        launches: ``crew stop`` finds them there on their backend if this controller dies."""
-        try:
-            place = backend.place()
-            if place is None:
-                return
-            key = protocol.place_key(self.id, type(backend).worker_class, place)
-            if key not in self._places:
-                record = {"worker_class": type(backend).worker_class, "place": place}
-                self._manager.sealed.put(key, json.dumps(record, separators=(",", ":")).encode())
-                self._places.add(key)
-        except Exception as exc:  # only crew stop needs it; the lease still ends these workers
-            logging.getLogger("crew").warning(
-                "crew %s: cannot note where %s workers run (crew stop will end them through the store only): %s",
-                self.id, type(backend).worker_class, exc,
-            )  # fmt: skip
-
-    def _default_worker_class(self) -> type[Worker]:
-        if not self.worker_classes:
-            raise PluginError("this crew has no worker classes: install crew-local or pass worker_classes=")
-        return self.worker_classes[0]
 
     # ------------------------------------------------------------------ jobs in and out
     def send(
@@ -397,18 +224,9 @@ class Crew:
         job_tags = as_tags(tags) if tags is not None else frozenset()
         if job_tags or not self._tag_sets:
             self._check_runnable(job_tags)
-        if not callable(fun):
-            raise TypeError(f"crew can only send callables, not {type(fun).__name__}")
-        if not isinstance(args, tuple):
-            if isinstance(args, str | bytes | dict) or not isinstance(args, Iterable):
-                raise TypeError(f"args must be a tuple or list of positional arguments, not {type(args).__name__}")
-            args = tuple(args)
-        if kwargs is None:
-            kwargs = {}
-        elif not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-            raise TypeError(f"kwargs must be a dict with string keys, not {kwargs!r}")
-        limit = self.job_timeout if timeout is None else _job_timeout(timeout)
-        then = self._crash_tags(crash_tags)
+        fun, args, kwargs = checks.call_arguments(fun, args, kwargs)
+        limit = self.job_timeout if timeout is None else checks.job_timeout(timeout)
+        then = checks.crash_tags(crash_tags, self._tag_sets)
         function, pickled, kind = self._functions.dump(fun)
         job = Job(next(self._ids), function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim,
                   timeout=limit, crash_tags=then)  # fmt: skip
@@ -418,26 +236,10 @@ class Crew:
     def _accept(self, job: Job, pickled: bytes) -> None:
         """Take a job in: journaled first in a named crew (not accepted if that fails)."""
         self._last_id = max(self._last_id, job.id)
-        if self._journal is not None:  # durable before send returns; not accepted if it cannot be
-            saved = protocol.JournalJob(job.id, job.function, job.args, tuple(sorted(job.tags)), job.kind,
-                                        job.timeout, tuple(tuple(sorted(t)) for t in job.crash_tags))  # fmt: skip
-            batched = getattr(self._batching, "jobs", None)
-            if batched is not None:
-                batched.append((job, saved, pickled))
-                return
-            self._accept_durably([(job, saved, pickled)])
+        if self._named is not None:  # durable before send returns; not accepted if it cannot be
+            self._named.accept(job, pickled)
         else:
             self._manager.submit(job, pickled)
-
-    def _crash_tags(self, crash_tags: Iterable[str | Iterable[str]] | None) -> tuple[frozenset[str], ...]:
-        if crash_tags is None:
-            return ()
-        if isinstance(crash_tags, str | bytes) or not isinstance(crash_tags, Iterable):
-            raise TypeError(f"crash_tags must be a list of tag sets (['highmem', 'hugemem']), not {crash_tags!r}")
-        sets = tuple(as_tags(tags) for tags in crash_tags)
-        for tags in sets:
-            self._check_runnable(tags)
-        return sets
 
     def cancel(self, job: int | None = None, *, tags: str | Iterable[str] | None = None) -> list[int]:
         """Cancel job ``job``, or every job in flight carrying ``tags``; return the ids cancelled.
@@ -449,10 +251,7 @@ class Crew:
         does not know is left as it is: its id is not in the list.
         """
         self._check_open()
-        if job is None and tags is None:
-            raise TypeError("cancel() takes a job id or tags= (cancel(tags=()) cancels every job in flight)")
-        if job is not None and (isinstance(job, bool) or not isinstance(job, int)):
-            raise TypeError(f"job must be a job id (an int from send()), not {job!r}")
+        checks.cancel_arguments(job, tags)
         cancelled = self._manager.cancel(job, None if tags is None else as_tags(tags))
         self._manager.save_verdicts_now()  # a named crew: if the store fails they come once it is back
         self._manager.hand_over()
@@ -466,45 +265,11 @@ class Crew:
         of the block they are written together, then accepted, or (the write failed, or the block
         raised) none is. On an unnamed crew the block changes nothing.
         """
-        if self._journal is None or getattr(self._batching, "jobs", None) is not None:
-            yield  # unnamed, or nested in another batch: that one writes
+        if self._named is None:
+            yield  # unnamed: nothing to write
             return
-        jobs: list[tuple[Job, protocol.JournalJob, bytes]] = []
-        self._batching.jobs = jobs
-        try:
+        with self._named.batch():
             yield
-        except BaseException as exc:
-            self._refuse(jobs, exc)
-            raise
-        finally:
-            self._batching.jobs = None
-        if jobs:
-            try:
-                self._accept_durably(jobs)
-            except BaseException as exc:
-                self._refuse(jobs, exc)
-                raise
-
-    @staticmethod
-    def _refuse(jobs: list[tuple[Job, protocol.JournalJob, bytes]], why: BaseException) -> None:
-        """Jobs of a batch that was not accepted: a claim on one (a future) hears of it."""
-        for job, _, _ in jobs:
-            if job.claim is not None:
-                error = CrewError(f"job {job.id} was not accepted: its crew.batch() block failed ({why!r})")
-                job.claim.finished(Result(job.id, ERROR, error=error, tags=job.tags))
-
-    def _accept_durably(self, jobs: list[tuple[Job, protocol.JournalJob, bytes]]) -> None:
-        assert self._journal is not None
-        key = self._journal.commit([(saved, pickled) for _, saved, pickled in jobs])
-        if not self._accepted:  # once, after the first journal write: a next controller resumes
-            self.store.put(protocol.accepted_key(self.id), b"")  # (journal objects go once received)
-            self._accepted = True
-        manager = self._manager
-        with manager.lock:
-            for job, _, _ in jobs:
-                manager.keeper.journaled(job.id, key)  # type: ignore[union-attr]
-        for job, _, pickled in jobs:
-            manager.submit(job, pickled)
 
     def receive(self, timeout: float | None = None, tags: str | Iterable[str] | None = None) -> Result | None:
         """Return the next finished job's :class:`Result`, waiting up to ``timeout`` seconds.
@@ -516,7 +281,7 @@ class Crew:
         """
         self._check_open()
         wanted = as_tags(tags)
-        deadline = None if timeout is None else time.monotonic() + _seconds("timeout", timeout)
+        deadline = None if timeout is None else time.monotonic() + checks.seconds("timeout", timeout)
         manager = self._manager
         manager.sync()
         if manager.keeper is not None:
@@ -554,11 +319,7 @@ class Crew:
         (the store failing) is raised as by :meth:`receive`; the jobs stay in the crew.
         """
         self._check_open()
-        if not iterables:
-            raise TypeError("map() needs at least one iterable of arguments")
-        for iterable in iterables:
-            if isinstance(iterable, str | bytes) or not isinstance(iterable, Iterable):
-                raise TypeError(f"map() takes iterables of arguments, not {type(iterable).__name__}")
+        checks.iterables(iterables)
         check_progress(progress)
         gathered = Gathered(fun, progress)
         with self.batch():  # a named crew writes them all at once
@@ -578,7 +339,7 @@ class Crew:
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
         """Yield results as they finish until nothing is in flight (or ``timeout`` passes)."""
-        deadline = None if timeout is None else time.monotonic() + _seconds("timeout", timeout)
+        deadline = None if timeout is None else time.monotonic() + checks.seconds("timeout", timeout)
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             result = self.receive(timeout=left)
@@ -605,8 +366,6 @@ class Crew:
         try:
             data = dumps(obj)
         except Exception as exc:
-            from crew_core.errors import SerializationError
-
             raise SerializationError(f"crew.put() cannot pickle the {type(obj).__name__}: {exc}") from exc
         key = digest(data)
         if key not in self._put:
@@ -624,31 +383,20 @@ class Crew:
         return Summary(self._manager.summary())
 
     def _check_runnable(self, tags: frozenset[str]) -> None:
-        tag_sets = self._tag_sets
-        if not tag_sets:
-            raise NoWorkersError("the crew has no workers: call crew.recruit() before crew.send()")
-        if any(tags <= worker_tags for worker_tags in tag_sets):
-            return
-        carried = set().union(*tag_sets)
-        missing = sorted(tags - carried)
-        if missing:
-            raise UnknownTagError(f"no worker carries the tag(s) {', '.join(map(repr, missing))}")
-        raise UnknownTagError(f"no single worker carries all of the tags {', '.join(map(repr, sorted(tags)))}")
+        """Refuse a job with ``tags`` that none of this crew's workers could run."""
+        checks.check_runnable(self._tag_sets, tags)
 
     # ------------------------------------------------------------------ worker control
     def launch(self, workers: int | None = None, tags: str | Iterable[str] | None = None) -> list[WorkerHandle]:
         """Start up to ``workers`` down workers carrying ``tags`` (all of them by default)."""
         self._check_open()
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
-            raise TypeError(f"workers must be None or an integer, not {workers!r}")
-        if workers is not None and workers < 0:
-            raise ValueError(f"workers must be None or a number >= 0, not {workers!r}")
+        checks.worker_count(workers)
         manager = self._manager
         manager.sync()
         with manager.lock:
             chosen = [
                 manager.records[h.name]
-                for h in self._select(tags)
+                for h in checks.select(self.workers, tags)
                 if not manager.records[h.name].up and not manager.supervisor.stuck(manager.records[h.name])
             ]
             chosen = chosen if workers is None else chosen[:workers]
@@ -664,7 +412,7 @@ class Crew:
         self._check_open()
         if not isinstance(idle_only, bool):
             raise TypeError(f"idle_only must be True or False, not {idle_only!r}")
-        chosen = self._manager.request_stop_named([h.name for h in self._select(tags)], idle_only)
+        chosen = self._manager.request_stop_named([h.name for h in checks.select(self.workers, tags)], idle_only)
         return [self.workers[name] for name in chosen]
 
     def dismiss(self, tags: str | Iterable[str] | None = None) -> list[WorkerHandle]:
@@ -674,7 +422,7 @@ class Crew:
         back as an error result (:class:`WorkerLostError`).
         """
         self._check_open()
-        chosen = list(self._select(tags))
+        chosen = list(checks.select(self.workers, tags))
         names = [handle.name for handle in chosen]
         self._manager.stop_now(names)
         for name in names:
@@ -706,26 +454,22 @@ class Crew:
         if self._closed:
             return
         self._closed = True
-        _open_crews.discard(self)
+        open_crews.closed(self)
         try:
             self._manager.close()
         finally:
             self._manager.fail_claims(CrewError("the crew was closed before the job finished"))
             try:
-                if self.name is None:
+                if self._named is None:
                     self.store.delete_prefix(protocol.crew_prefix(self.id))
                 else:
-                    # A fresh lease first: a controller on another host waits while the objects go.
-                    self._manager.renew_lease()
-                    remove_crew(self.store, self.id)
+                    self._named.remove()
             except Exception as exc:  # the store may be the thing that is broken
                 logging.getLogger("crew").warning("crew %s could not clean its store objects: %s", self.id, exc)
             if self._owns_store:
                 self.store.close()
-            if self.name is not None:
-                if self._nonce is not None:
-                    durable.run_closed(self.store.describe(), self.name, self._nonce)
-                durable.forget_secret(self.store.describe(), self.name)
+            if self._named is not None:
+                self._named.closed(self.store.describe())
 
     def __enter__(self) -> Crew:
         return self
@@ -741,7 +485,7 @@ class Crew:
         if self._closed:
             return
         self._closed = True
-        _open_crews.discard(self)
+        open_crews.closed(self)
         self._manager.abandon()
         self._manager.fail_claims(CrewError(f"this controller left crew {self.id!r}: a next one runs the job"))
         if self._owns_store:
@@ -757,31 +501,6 @@ class Crew:
                 f" results={len(manager.ledger.results)}{' closed' if self._closed else ''}>"
             )
 
-    def _select(self, tags: str | Iterable[str] | None) -> list[WorkerHandle]:
-        wanted = as_tags(tags)
-        if wanted and not any(wanted <= h.tags for h in self.workers.values()):
-            raise UnknownTagError(f"no worker carries all of the tags {', '.join(map(repr, sorted(wanted)))}")
-        return [h for h in list(self.workers.values()) if wanted <= h.tags]
-
     def _check_open(self) -> None:
         if self._closed:
             raise CrewError("this crew is closed; create a new Crew")
-
-
-def _job_timeout(value: Any) -> float | None:
-    """A job's timeout: a positive number of seconds, or ``math.inf`` for none."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"timeout must be a number of seconds or None, not {value!r}")
-    if value == math.inf:
-        return None
-    if not value > 0 or value != value:
-        raise ValueError(f"timeout must be a positive number of seconds (math.inf: none), not {value!r}")
-    return float(value)
-
-
-def _seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
-    if not value >= 0:  # negative or NaN
-        raise ValueError(f"{name} must be zero or more seconds, not {value!r}")
-    return float(value)

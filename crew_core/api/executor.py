@@ -18,7 +18,8 @@ from concurrent.futures import Executor, Future, InvalidStateError
 from concurrent.futures import wait as wait_for
 from typing import Any
 
-from crew_core.api.crew import Crew, _job_timeout
+from crew_core.api.checks import job_timeout
+from crew_core.api.crew import Crew
 from crew_core.api.progress import Progress, check_progress
 from crew_core.config import CREW_DEFAULTS
 from crew_core.engine.ledger import Job
@@ -202,7 +203,7 @@ class CrewExecutor(Executor):
         job_tags = as_tags(tags)
         self._shared.crew._check_runnable(job_tags)
         if timeout is not None:
-            _job_timeout(timeout)
+            job_timeout(timeout)
         view = object.__new__(CrewExecutor)
         view._shared, view._tags, view._max_workers = self._shared, job_tags, self._max_workers
         view._timeout = timeout

@@ -68,7 +68,7 @@ class NamedFront(Front):
         self.accepted = accepted  # the crew's "accepted" marker is in the store
 
     def send(self, job: Job) -> bool:
-        """Journal the job, then hand it to the controller (``Crew._accept_durably``)."""
+        """Journal the job, then hand it to the controller (``NamedRun._accept_durably`` in ``api/named.py``)."""
         saved = JournalJob(job.id, job.function, job.args, tuple(sorted(job.tags)), job.kind, job.timeout, ())
         m = self.manager
         try:
@@ -125,7 +125,7 @@ def open_named(world: World, link: ControllerLink, workers: list[tuple[str, froz
 
 
 def resume_named(world: World, link: ControllerLink) -> NamedFront:
-    """The next controller, from what the store holds: recover, claim, take over (``Crew._open_named``)."""
+    """The next controller, from what the store holds: recover, claim, take over (``api.named.open_named``)."""
     # Looked up in their modules at each call, so that a mutant put into them is the one called.
     recovery = journal.recover(Sealed(link, world.secret), world.crew_id)
     if not recovery.accepted_jobs:  # the world kills controllers only once a send returned

@@ -1,0 +1,39 @@
+"""The crews this process has open: closed when the interpreter exits, asked about when a named crew opens."""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crew_core.api.crew import Crew
+
+_open_crews: weakref.WeakSet[Crew] = weakref.WeakSet()
+
+
+def opened(crew: Crew) -> None:
+    """``crew`` is open: close it (or leave it, if named) when the interpreter exits."""
+    _open_crews.add(crew)
+
+
+def closed(crew: Crew) -> None:
+    """``crew`` is closed or left: nothing to do for it at exit."""
+    _open_crews.discard(crew)
+
+
+def open_here(where: str, name: str) -> bool:
+    """Whether a crew object of this process has named crew ``name`` on store ``where`` open."""
+    return any(c.id == name and not c._closed and c.store.describe() == where for c in _open_crews)
+
+
+@atexit.register
+def _close_open_crews() -> None:  # no worker outlives the interpreter that launched it
+    for crew in list(_open_crews):
+        try:
+            if crew.name is None:
+                crew.close()
+            else:
+                crew._leave()  # a named crew ends by close() only: a script that died resumes it
+        except Exception:
+            pass
