@@ -7,9 +7,10 @@
 ...     crew.receive().value
 """
 
+from typing import TYPE_CHECKING, Any
+
 from crew_core import _moved
 from crew_core.api.crew import Crew
-from crew_core.api.executor import CrewExecutor
 from crew_core.api.handle import WorkerHandle
 from crew_core.errors import (
     CorruptObjectError,
@@ -38,6 +39,19 @@ from crew_core.wire.refs import Ref
 __version__ = "0.1.0"
 
 _moved.install()  # the modules' paths before engine v2 still import
+
+if TYPE_CHECKING:
+    from crew_core.api.executor import CrewExecutor
+
+
+def __getattr__(name: str) -> Any:
+    """``CrewExecutor`` loads on first use: a script that only uses ``Crew`` never pays for it."""
+    if name == "CrewExecutor":
+        from crew_core.api.executor import CrewExecutor
+
+        globals()[name] = CrewExecutor
+        return CrewExecutor
+    raise AttributeError(f"module 'crew_core' has no attribute {name!r}")
 
 __all__ = [
     "BackendJob",

@@ -17,15 +17,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crew_core.api import checks, open_crews
 from crew_core.api.gather import Gathered
 from crew_core.api.handle import WorkerHandle
-from crew_core.api.named import NamedRun, TakenOver, open_named, opening_lock
 from crew_core.api.progress import check_progress
 from crew_core.api.recruiting import Recruiter
-from crew_core.durable import journal as durable
 from crew_core.engine.ledger import Claim, Job
 from crew_core.engine.summary import Summary
 from crew_core.errors import CrewError, SerializationError
@@ -39,6 +37,9 @@ from crew_core.wire import protocol
 from crew_core.wire.refs import Ref
 from crew_core.wire.serialize import FunctionCache, digest, dump_args, dumps
 from crew_core.wire.signing import new_secret
+
+if TYPE_CHECKING:  # a named crew's modules load only when one opens
+    from crew_core.api.named import NamedRun, TakenOver
 
 
 class Crew:
@@ -77,7 +78,11 @@ class Crew:
         **settings: Any,
     ) -> None:
         self._closed = True  # until fully built: close() has nothing to do
-        self.name = durable.check_name(name) if name is not None else None
+        if name is not None:
+            from crew_core.durable.journal import check_name  # loaded only for a named crew
+
+            name = check_name(name)
+        self.name = name
         self._plugins = plugins or default_plugins()
         config, from_environment = checks.crew_config(self._plugins, settings)
         options = checks.store_options(store_options)
@@ -120,6 +125,8 @@ class Crew:
                     self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
                                             raw=self._raw_outcomes)  # fmt: skip
                 else:
+                    from crew_core.api.named import open_named
+
                     self._named, taken = open_named(self.store, self.name, checked, self._plugins,
                                                     self.worker_classes, raw=self._raw_outcomes,
                                                     jobs_sent=lambda: self._last_id)  # fmt: skip
@@ -137,7 +144,11 @@ class Crew:
 
     def _one_at_a_time(self) -> contextlib.AbstractContextManager[Any]:
         """Held while this process opens or closes a named crew (nothing for an unnamed one)."""
-        return opening_lock(self.store.describe(), self.name) if self.name is not None else contextlib.nullcontext()
+        if self.name is None:
+            return contextlib.nullcontext()
+        from crew_core.api.named import opening_lock
+
+        return opening_lock(self.store.describe(), self.name)
 
     def _take_over(self, taken: TakenOver) -> None:
         """Go on as the resumed crew: the jobs and workers an earlier controller left are ours."""
@@ -504,3 +515,4 @@ class Crew:
     def _check_open(self) -> None:
         if self._closed:
             raise CrewError("this crew is closed; create a new Crew")
+

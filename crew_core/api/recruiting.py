@@ -16,7 +16,6 @@ from typing import Any
 from crew_core.plugin.registry import Plugins
 from crew_core.plugin.worker import Worker
 from crew_core.runner.manager import Manager
-from crew_core.runner.resume import roster_entry
 from crew_core.wire import protocol
 
 
@@ -60,6 +59,8 @@ class Recruiter:
             if not made:
                 self.note_place(backend)
             if self.durable:  # a next controller must be able to make it again
+                from crew_core.runner.resume import roster_entry  # loaded only for a named crew
+
                 entry = roster_entry(cls, tags, timeout, options, lifetime)
                 self.manager.sealed.put(protocol.roster_key(self.crew_id, name), protocol.encode_json(entry))
                 self.manager.rosters[name] = entry

@@ -31,15 +31,12 @@ from typing import Any
 from crew_core.errors import CorruptObjectError, CrewError, KeyNotFoundError, TamperedObjectError
 from crew_core.plugin.store import Store
 from crew_core.wire import protocol
+from crew_core.wire.keys import EPOCH_SPAN as EPOCH_SPAN  # where it was before it joined the key layout
 from crew_core.wire.protocol import JobBatch, JournalJob, Receipt, RosterEntry, Verdicts
 from crew_core.wire.signing import SECRET_ENV, Sealed, new_secret, secret_from
 
 log = logging.getLogger("crew")
 
-#: Sequence numbers of each controller of a named crew start at ``epoch * EPOCH_SPAN``: a worker
-#: adopted from an earlier controller lists its queue after the last key it read, so every new
-#: key must sort after every old one.
-EPOCH_SPAN = 10**9
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 

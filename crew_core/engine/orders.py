@@ -10,8 +10,7 @@ of an engine rule reads the orders instead of faking a controller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from crew_core.engine.ledger import Task
@@ -19,8 +18,7 @@ if TYPE_CHECKING:
     from crew_core.wire.protocol import Cancel, Revoke, Stop
 
 
-@dataclass(frozen=True)
-class Place:
+class Place(NamedTuple):
     """Where a worker's launch reads its records, as it was when the order was given (a later
     relaunch of the worker has another place: an order for the old one never reaches the new)."""
 
@@ -35,47 +33,41 @@ class Place:
         return cls(record.name, record.incarnation, record.prefix, record.channel, record.backend.nested)
 
 
-@dataclass(frozen=True)
-class WriteTask:
+class WriteTask(NamedTuple):
     """Write the task's record for the launch."""
 
     place: Place
     task: Task
 
 
-@dataclass(frozen=True)
-class WriteControl:
+class WriteControl(NamedTuple):
     """Write a control record for the launch: stop, revoke a prefetched task, cancel a job."""
 
     place: Place
     control: Stop | Revoke | Cancel
 
 
-@dataclass(frozen=True)
-class Cleanup:
+class Cleanup(NamedTuple):
     """Delete an ended launch's records; leave ``stop`` in their place if it may still run."""
 
     place: Place
     stop: Stop | None
 
 
-@dataclass(frozen=True)
-class RosterChanged:
+class RosterChanged(NamedTuple):
     """A named crew's worker ended (``live`` False) or was dismissed (None): update its roster."""
 
     name: str
     live: bool | None
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     """An error the user must hear of, raised by their next call that waits or asks."""
 
     error: BaseException
 
 
-@dataclass(frozen=True)
-class PollSoon:
+class PollSoon(NamedTuple):
     """Look at the inbox within the shortest poll interval."""
 
 

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from crew_core.durable.journal import Keeper
-from crew_core.durable.verdicts import VerdictLog
 from crew_core.engine.supervisor import WorkerRecord
 from crew_core.wire import protocol
 from crew_core.wire.protocol import RosterEntry
 
 if TYPE_CHECKING:
+    from crew_core.durable.journal import Keeper
+    from crew_core.durable.verdicts import VerdictLog
     from crew_core.runner.manager import Manager
 
 log = logging.getLogger("crew")
@@ -35,9 +35,14 @@ class Bookkeeping:
 
     def __init__(self, manager: Manager, durable: bool, jobs_sent: Callable[[], int]) -> None:
         self.m = manager
-        self.keeper = Keeper(manager.sealed, manager.crew_id, manager.epoch) if durable else None
-        # The results it makes itself (cancelled, lost, ...): stored before they are handed out.
-        self.verdicts = VerdictLog(manager.sealed, manager.crew_id, manager.epoch) if durable else None
+        self.keeper: Keeper | None = None  # receipts, and results kept until received
+        self.verdicts: VerdictLog | None = None  # the results it makes itself: stored before handed out
+        if durable:  # a named crew's modules load only when one opens
+            from crew_core.durable.journal import Keeper
+            from crew_core.durable.verdicts import VerdictLog
+
+            self.keeper = Keeper(manager.sealed, manager.crew_id, manager.epoch)
+            self.verdicts = VerdictLog(manager.sealed, manager.crew_id, manager.epoch)
         self.rosters: dict[str, RosterEntry] = {}  # named crews: how to make each worker again
         self.roster_updates: dict[str, RosterEntry | None] = {}  # to write (None: to delete)
         self.jobs_sent = jobs_sent

@@ -27,10 +27,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crew_core.durable.journal import EPOCH_SPAN, Keeper
-from crew_core.durable.verdicts import VerdictLog
 from crew_core.engine.answers import Answers
 from crew_core.engine.dispatcher import Dispatcher
 from crew_core.engine.ledger import Job, JobState, Ledger
@@ -63,8 +61,13 @@ from crew_core.runner.pool import Pool
 from crew_core.runner.signals import uninterrupted
 from crew_core.settings import Settings as Settings  # its home before the settings table
 from crew_core.wire import protocol
+from crew_core.wire.keys import EPOCH_SPAN
 from crew_core.wire.protocol import RosterEntry
 from crew_core.wire.signing import Sealed
+
+if TYPE_CHECKING:  # a named crew's modules load only when one opens
+    from crew_core.durable.journal import Keeper
+    from crew_core.durable.verdicts import VerdictLog
 
 log = logging.getLogger("crew")
 
@@ -258,8 +261,9 @@ class Manager:
     def carry_out(self) -> None:
         """Carry out the engine's orders, oldest first (under the lock): each step does this before it
         writes, polls or sleeps, and each command of a user's thread after it asked the engine."""
-        for order in self.orders.take():
-            self._carry_out(order)
+        if self.orders:  # most calls find none: no list is made for them
+            for order in self.orders.take():
+                self._carry_out(order)
         if self.ledger.unsaved:  # results the controller made: the loop stores them (a named crew) now
             self.loop.nudge()
 

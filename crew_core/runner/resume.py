@@ -15,9 +15,8 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crew_core.durable.journal import Recovery
 from crew_core.engine.ledger import Job
 from crew_core.errors import CrewError
 from crew_core.plugin.processes import process_alive
@@ -26,6 +25,9 @@ from crew_core.runner.manager import Manager
 from crew_core.wire import protocol
 from crew_core.wire.protocol import RosterEntry
 from crew_core.wire.serialize import load_outcome, load_result, to_result
+
+if TYPE_CHECKING:
+    from crew_core.durable.journal import Recovery
 
 log = logging.getLogger("crew")
 

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 _SEQ_DIGITS = 12
+#: Sequence numbers of each controller of a named crew start at ``epoch * EPOCH_SPAN``: a worker
+#: adopted from an earlier controller lists its queue after the last key it read, so every new
+#: key must sort after every old one.
+EPOCH_SPAN = 10**9
 _PART_DIGITS = 6
 
 __all__ = [
