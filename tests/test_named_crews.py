@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from crew_core import Crew, CrewError, WorkerLaunchError
+from crew_core import Crew, CrewError, StoreError, WorkerLaunchError
 from crew_core.testing import jobs, process_gone, wait_for
-from crew_local import SubprocessWorker
+from crew_local import LocalStore, SubprocessWorker
 
 
 def _die(crew: Crew) -> None:
@@ -262,3 +262,30 @@ def test_a_crew_left_by_another_protocol_version_is_refused_not_emptied(tmp_path
     with pytest.raises(CrewError, match=r"another crew-core version .*crew stop nightly"):
         Crew(store=store, name="nightly", worker_classes=["subprocess"])
     assert crew.store.list(protocol.journal_prefix("nightly")) == [key]  # nothing of it was removed
+
+
+class _NoMarkerStore(LocalStore):
+    """A local store that cannot write the crew's "accepted" marker while ``failing`` is set."""
+
+    failing = True
+
+    def put(self, key, data):
+        if self.failing and key.endswith("/accepted"):
+            raise StoreError("disk full (simulated)")
+        super().put(key, data)
+
+
+def test_a_send_that_failed_to_mark_the_crew_accepted_is_not_run_by_a_later_controller(tmp_path):
+    """send() raised: the user was told the job was not taken, so no controller may run it."""
+    store = _NoMarkerStore(tmp_path / "store")
+    crew = Crew(store=store, name="nightly", worker_classes=["subprocess"])
+    crew.recruit(workers=1)
+    with pytest.raises(StoreError, match="disk full"):
+        crew.send(jobs.double, args=(1,))
+    _die(crew)
+    store.failing = False
+    with Crew(store=store, name="nightly", worker_classes=["subprocess"]) as again:
+        again.recruit(workers=1)
+        job = again.send(jobs.double, args=(2,))
+        assert [(r.id, r.value) for r in again.results(timeout=60)] == [(job, 4)]
+    store.close()

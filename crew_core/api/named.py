@@ -94,11 +94,12 @@ class NamedRun:
                 raise
 
     def _accept_durably(self, jobs: list[Sent]) -> None:
-        key = self.journal.commit([(saved, pickled) for _, saved, pickled in jobs])
         manager = self.manager
-        if not self._accepted:  # once, after the first journal write: a next controller resumes
-            manager.store.put(protocol.accepted_key(self.name), b"")  # (journal objects go once received)
+        if not self._accepted:  # once: a next controller resumes the crew (journal objects go once received)
+            # Before the journal: a send that fails here took nothing, and none may run it later.
+            manager.store.put(protocol.accepted_key(self.name), b"")
             self._accepted = True
+        key = self.journal.commit([(saved, pickled) for _, saved, pickled in jobs])
         with manager.lock:
             for job, _, _ in jobs:
                 manager.keeper.journaled(job.id, key)  # type: ignore[union-attr]
