@@ -289,3 +289,28 @@ def test_a_send_that_failed_to_mark_the_crew_accepted_is_not_run_by_a_later_cont
         job = again.send(jobs.double, args=(2,))
         assert [(r.id, r.value) for r in again.results(timeout=60)] == [(job, 4)]
     store.close()
+
+
+def test_a_roster_update_for_an_ended_launch_never_lands_after_the_next_launch_enrolled(tmp_path):
+    """The loop writes 'not live' for a launch that ended; a backend thread enrolls the next launch
+    meanwhile. Written in the other order, the roster would say the live launch is not: a next
+    controller would not adopt it, and its jobs would run twice."""
+    from crew_core.wire import protocol
+    from crew_core.wire.signing import Sealed
+
+    with Crew(store=str(tmp_path / "store"), name="nightly", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=1)
+        crew.send(jobs.double, args=(1,))
+        assert crew.receive(timeout=60).value == 2  # its worker is up: launch 1, in the roster
+        m = crew._manager
+        record = next(iter(m.records.values()))
+        assert record.incarnation == 1 and m.book.rosters[record.name].live
+        with m.lock:
+            m.book.roster_changed(record.name, live=False)  # the first launch ended; not written yet
+            record.incarnation = 2
+        m.book.enroll(record)  # the next launch, from a backend thread
+        m.book.write_out()
+        key = protocol.roster_key(m.crew_id, record.name)
+        entry = protocol.decode_roster(Sealed(m.store, m.secret).get(key), key)
+        assert (entry.incarnation, entry.live) == (2, True)
+        record.incarnation = 1  # so that close() ends the launch that runs

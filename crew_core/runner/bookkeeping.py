@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,6 +46,9 @@ class Bookkeeping:
             self.verdicts = VerdictLog(manager.sealed, manager.crew_id, manager.epoch)
         self.rosters: dict[str, RosterEntry] = {}  # named crews: how to make each worker again
         self.roster_updates: dict[str, RosterEntry | None] = {}  # to write (None: to delete)
+        # Roster writes come from the loop and from backend threads (enroll): one at a time, and
+        # only the current entry, so an older one never lands after a newer.
+        self._roster_io = threading.Lock()
         self.jobs_sent = jobs_sent
         self.lease = 0
         self.lease_due = 0.0
@@ -82,11 +86,14 @@ class Bookkeeping:
     # ------------------------------------------------------------------ rosters
     def enroll(self, record: WorkerRecord) -> None:
         """A named crew writes down how to make the worker again, and which launch is current."""
-        entry = self.rosters.get(record.name)
-        if entry is None:
-            return
-        entry = self.rosters[record.name] = replace(entry, incarnation=record.incarnation, live=True)
-        self.m.sealed.put(protocol.roster_key(self.m.crew_id, record.name), protocol.encode_json(entry))
+        with self.m.lock:
+            entry = self.rosters.get(record.name)
+            if entry is None:
+                return
+            entry = self.rosters[record.name] = replace(entry, incarnation=record.incarnation, live=True)
+            self.roster_updates.pop(record.name, None)  # an update for the launch before: superseded
+        with self._roster_io:
+            self.m.sealed.put(protocol.roster_key(self.m.crew_id, record.name), protocol.encode_json(entry))
 
     def roster_changed(self, name: str, live: bool | None) -> None:
         """A named crew's worker ended (``live`` False) or was dismissed (None): say so in the roster."""
@@ -106,10 +113,13 @@ class Bookkeeping:
             updates, self.roster_updates = self.roster_updates, {}
         for name, entry in updates.items():
             try:
-                if entry is None:
-                    m.store.delete([protocol.roster_key(m.crew_id, name)])
-                else:
-                    m.sealed.put(protocol.roster_key(m.crew_id, name), protocol.encode_json(entry))
+                with self._roster_io:
+                    if self.rosters.get(name) is not entry:
+                        continue  # a launch enrolled since: its entry is newer, and written already
+                    if entry is None:
+                        m.store.delete([protocol.roster_key(m.crew_id, name)])
+                    else:
+                        m.sealed.put(protocol.roster_key(m.crew_id, name), protocol.encode_json(entry))
             except Exception as exc:
                 log.warning("crew %s cannot update worker %r in its roster yet: %s", m.crew_id, name, exc)
                 with m.lock:
