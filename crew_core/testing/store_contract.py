@@ -265,7 +265,8 @@ class StoreContract:
         """Any name with a segment starting with '.' is the backend's, not a key."""
         store.put("p/a", b"1")
         store.put("p/sub/b", b"1")
-        private = ["p/.tmp", "p/.a.1234.tmp", "p/sub/.lock", "p/.hidden/c", ".top", "p/sub/.x/y"]
+        # ".planted.": a lock or index of the store's own (".lock", ".index") is not overwritten.
+        private = ["p/.tmp", "p/.a.1234.tmp", "p/sub/.planted.lock", "p/.hidden/c", ".top", "p/sub/.x/y"]
         for name in private:
             self.raw_put(store, name, b"private")
         expect_equal(store.list("p/"), ["p/a", "p/sub/b"], "list('p/')")
@@ -323,8 +324,8 @@ class StoreContract:
         for key in ["x/1", "x/y/2", "xz/3"]:
             store.put(key, b"1")
         store.wait("x/y/channel", 0)  # a store that listens through private objects makes one here
-        outside = ["xz/.keep", ".x.private"]
-        for name in ["x/.tmp", "x/y/.lock", "x/.hidden/z", *outside]:
+        outside = ["xz/.planted.keep", ".x.private"]
+        for name in ["x/.tmp", "x/y/.planted.lock", "x/.hidden/z", *outside]:
             self.raw_put(store, name, b"private")
         store.delete_prefix("x/")
         # Everything under the prefix goes, the store's own objects too; outside it, what the test
