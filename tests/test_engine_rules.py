@@ -113,6 +113,23 @@ def test_short_jobs_travel_in_batches_and_a_batch_that_dies_runs_again_job_by_jo
     assert world.manager.dispatcher.durations.of("sim.job") is not None  # it measured the jobs' length
 
 
+def test_an_adopted_launch_that_ends_with_its_dead_controller_finishes_its_job_and_takes_no_new_one():
+    world = World(7, jobs=2, workers=1, durations={1: 2.0, 2: 0.5}, big_every=None, named=True,
+                  bound=frozenset({"w0"}))  # fmt: skip
+    _until(world, lambda: 1 in world.tally.runs)
+    agent = world.agents["w0"]
+    world.kill_controller()
+    world.resume_at = world.now + 0.05  # the next controller opens the crew before the worker notices
+    agent.orphan_at = world.now + 5.0  # (at its next look at its parent, after its job has ended)
+    _until(world, lambda: world.up)
+    record = world.manager.records["w0"]
+    assert record.adopted and record.life is Life.STOPPING and not record.accepting
+    _until(world, lambda: len(world.tally.delivered) == 2, seconds=120)
+    assert not agent.alive and not agent.orphaned  # it ended its job, answered, then left as asked
+    assert all(result.status == SUCCESS and result.tries == 1 for result in world.tally.delivered.values())
+    assert world.tally.runs == {1: 1, 2: 1} and world.agents["w0"].incarnation == 2  # job 2 on a new launch
+
+
 # ---------------------------------------------------------------------- dispatcher rules
 def test_a_busy_worker_gets_its_next_task_before_the_running_one_ends():
     world = World(5, jobs=30, workers=1, durations=dict.fromkeys(range(1, 31), 0.3), big_every=None)

@@ -242,6 +242,39 @@ def test_close_ends_a_busy_adopted_worker_on_its_backend(tmp_path, caplog):
     wait_for(lambda: process_gone(pid), timeout=30, what="the adopted worker to be ended")
 
 
+def test_a_worker_that_ends_with_its_dead_controller_takes_no_new_job(tmp_path):
+    """Issue #24: after a kill -9 the next controller adopted a default (non-detached) worker and gave
+    it a job; the worker then saw that its parent process had ended and left mid-job, and that job
+    ran twice. Such a launch keeps what it holds but is given nothing new: each job runs once."""
+    store, runs, out = str(tmp_path / "store"), tmp_path / "runs", tmp_path / "out"
+    # The worker looks at its parent every heartbeat (5 s; the long lease never wakes it sooner):
+    # killed just after its first job, the controller is resumed and sends the next jobs well
+    # before the worker notices, and those jobs run past that moment.
+    script = textwrap.dedent(f"""
+        import os
+        from crew_core import Crew
+        from crew_core.testing import jobs
+        crew = Crew(store={store!r}, name="nightly", worker_classes=["subprocess"], heartbeat_interval=5,
+                    lease_timeout=600)
+        [worker] = crew.recruit(workers=1)
+        first = crew.send(jobs.double, args=(1,))
+        assert crew.receive(timeout=60).value == 2
+        print(worker.backend.pid, first, flush=True)
+        os.kill(os.getpid(), 9)
+        """)
+    with open(out, "w") as log:  # not a pipe: the worker, which writes where its controller does, holds it
+        subprocess.run([sys.executable, "-c", script], stdout=log, timeout=120, stdin=subprocess.DEVNULL)
+    pid, first = map(int, out.read_text().split())
+    with Crew(store=store, name="nightly", worker_classes=["subprocess"]) as crew:
+        assert crew.resumed
+        ids = [crew.send(jobs.mark_then_sleep, args=(str(runs), f"job{n}", 2.0)) for n in range(4)]
+        results = {result.id: result for result in crew.results(timeout=120)}
+    results.pop(first, None)  # handed out as the controller died, before its receipt: it may come again
+    assert sorted(results) == sorted(ids) and all(result.ok for result in results.values())
+    assert jobs.runs_of(runs) == {f"job{n}": 1 for n in range(4)}, f"jobs ran twice: {jobs.runs_of(runs)}"
+    wait_for(lambda: process_gone(pid), timeout=30, what="the worker of the killed controller to leave")
+
+
 def test_a_crew_left_by_another_protocol_version_is_refused_not_emptied(tmp_path):
     """Found by review: an older crew-core's journal was read as corrupt, and the crew resumed empty."""
     import pickle

@@ -65,6 +65,18 @@ def test_named_crews_keep_every_invariant_across_controllers_that_die(chunk):
     assert deaths > NAMED_SEEDS // 2 and adopted > deaths  # the schedules do kill controllers and adopt workers
 
 
+@pytest.mark.parametrize("chunk", range(2))
+def test_named_crews_whose_workers_end_with_their_controller_keep_every_invariant(chunk):
+    """Worker w2's launches end with the controller that started them (a default local worker): a
+    resumed controller gives it nothing new, and nothing it held runs more often than its death explains."""
+    orphaned = 0
+    for seed in range(chunk, NAMED_SEEDS, 2):
+        world = World(seed, Faults.everything_named(), named=True, bound=frozenset({"w2"}))
+        world.run(seconds=30)
+        orphaned += sum(agent.orphaned for agent in world.launches.values())
+    assert orphaned > NAMED_SEEDS // 4  # the schedules do leave launches orphaned
+
+
 def test_tasks_max_holds_under_faults():
     for seed in range(60):
         World(seed, Faults(kill=0.2, lose_record=0.1, cancel=0.1, backend_delay=1.0), tasks_max=3).run(seconds=20)
@@ -142,6 +154,12 @@ MUTANTS = {
     "a resumed controller leaves an adopted worker's batches to the backlog (they run twice)": (
         resume, "        if name not in adopted:\n            continue\n", "        continue\n",
         Faults(kill=0.5, backend_delay=2.0, controller_dies=0.5), {"named": True},
+    ),
+    # Issue #24: a resumed controller gave new work to a launch bound to its dead controller (a
+    # default local worker), which left mid-job at its next heartbeat: the job ran twice.
+    "a resumed controller gives new work to a launch that ends with its dead controller": (
+        supervisor, "        if record.backend.ends_with_controller:\n", "        if False:\n",
+        Faults(controller_dies=0.5), {"named": True, "bound": frozenset({"w2"})},
     ),
     # The bug the simulator found (named seeds 92 and 1106), fixed by e7bb59d: recovery takes a
     # batch for answered only if the launch that had it answered (or refused) it.

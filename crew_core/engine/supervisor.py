@@ -269,6 +269,11 @@ class Supervisor:
         due = asked + self.stop_grace(record)
         if record.exit is not None and record.exit.reason in protocol.CLEAN_EXITS:
             due += max(EXIT_PATIENCE, self.stop_grace(record))
+        if record.adopted and record.backend.ends_with_controller:
+            # It leaves by itself within a heartbeat of its own (it is orphaned). A kill sooner may
+            # not reach it (a class that cannot find its launches only marks it down), and its jobs
+            # would run again while it still runs them; one that stays silent this long is gone.
+            due = max(due, asked + self.adoption_patience())
         return due
 
     def stop_allowance(self) -> float:
@@ -378,11 +383,22 @@ class Supervisor:
         record.retired = True
 
     def adopt(self, record: WorkerRecord, incarnation: int, now: float) -> None:
-        """A launch an earlier controller of a named crew made, still running: known by its beats only."""
+        """A launch an earlier controller of a named crew made, still running: known by its beats only.
+
+        One that ends with the controller that started it (``Worker.ends_with_controller``) is
+        leaving: it keeps what it holds but is asked to stop at once, and takes nothing new.
+        """
         record.incarnation = incarnation
         record.move(Life.UP)
         record.adopted = True
         record.quiet_since = now
+        if record.backend.ends_with_controller:
+            # Its controller is dead, so it leaves at its next look (a heartbeat or so), stopping
+            # the job it runs: a job given to it now would run twice. Stopped on purpose, what it
+            # held and did not answer goes back uncharged once it has left.
+            log.info("adopted worker %r ends with the controller that started it: asked to stop, it takes no"
+                     " new job and is launched again once it has left", record.name)  # fmt: skip
+            self.request_stop(record, now)
 
     def stuck(self, record: WorkerRecord) -> bool:
         return not record.up and bool(self.m.ledger.held.get(record.name))

@@ -192,6 +192,22 @@ class Worker(ABC):
         """
         return {worker.name: worker.is_running() for worker in workers}
 
+    @property
+    def ends_with_controller(self) -> bool:
+        """True if a launch this object starts ends when the controller's process that started it
+        ends (a local process told to watch its parent, a task in the controller's own process pool).
+
+        A named crew's next controller does not adopt such a launch as a worker that takes new work:
+        it would leave soon after, maybe in the middle of a job it was just given, which would then
+        run again. The launch keeps the tasks it holds (its answers still count), is asked to stop,
+        and the worker is launched afresh once it has left. False (the default): launches outlive
+        the controller (a Batch or Cloud Run job, a Slurm job, a detached local process) and end
+        only by their idle timeout, a stop request or a lease that stands still; they are adopted.
+        Answer from the object's options, without a backend call: the next controller asks the
+        object it made again from the roster (``Crew.recruit``'s options).
+        """
+        return False
+
     def exit_cause(self) -> str | None:
         """How the last incarnation ended, as the backend knows it, or None if it does not say.
 

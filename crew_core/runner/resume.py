@@ -4,7 +4,9 @@ Results that finished meanwhile are delivered, and so are those the last control
 (a crash, a cancel: never run again); jobs an adopted worker still holds stay with it; every other
 unreceived job waits in the backlog. Workers come back from the roster: a launch
 that left no exit note is adopted (it keeps its queue and is known by its beats from now on),
-the others are down and launch when work needs them.
+the others are down and launch when work needs them. A launch that ends with its dead controller
+(``Worker.ends_with_controller``) is adopted only to finish what it holds: it is asked to stop
+(``Supervisor.adopt``) and launched afresh once it has left.
 """
 
 from __future__ import annotations

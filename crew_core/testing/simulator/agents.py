@@ -9,6 +9,7 @@ can check. :class:`SimWorker` is the backend class the controller starts them th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -62,12 +63,17 @@ class _Running:
 class SimAgent:
     """One launch of a simulated worker, stepped by the world."""
 
-    def __init__(self, world: World, launch: Launch, starts: float, controller: int) -> None:
+    def __init__(self, world: World, launch: Launch, starts: float, controller: int, bound: bool = False) -> None:
         """``controller``: the epoch of the controller that started it, whose task numbers begin at
-        ``epoch * EPOCH_SPAN``: one below was written by an earlier controller, for another launch."""
+        ``epoch * EPOCH_SPAN``: one below was written by an earlier controller, for another launch.
+        ``bound``: it ends with that controller (``Worker.ends_with_controller``), as a local worker
+        watching its parent process does."""
         self.world = world
         self.controller = controller
         self.first_task = controller * EPOCH_SPAN
+        self.bound = bound
+        self.orphan_at = math.inf  # bound, its controller died: it notices then (its next heartbeat)
+        self.orphaned = False  # it left because its controller died, stopping the job it ran
         self.label = launch.label  # how its backend finds it (Worker.find)
         self.settings = WorkerSettings.from_args(launch.args)
         self.sealed = Sealed(world.store, bytes.fromhex(launch.environment[SECRET_ENV]))
@@ -109,6 +115,11 @@ class SimAgent:
     def _step(self, now: float) -> None:
         s = self.settings
         self._send()
+        if now >= self.orphan_at:  # as the runtime's heartbeat thread does (``WorkerLoop._orphan``)
+            self.orphaned = True
+            self.running = None  # stopped where it was: no answer
+            self.leave("orphaned")
+            return
         if now >= self.next_beat:
             self.beats += 1
             record = Heartbeat(self.beats, 0, "simulated", self.feed.last_started)
@@ -203,10 +214,16 @@ class SimWorker(Worker):
     worker_class = "simulated"
     status_interval: ClassVar[float] = 1.0
 
-    def __init__(self, name: str, world: World, **options: Any) -> None:
+    def __init__(self, name: str, world: World, bound: bool = False, **options: Any) -> None:
+        """``bound``: its launches end with the controller that started them (a roster option)."""
         super().__init__(name, **options)
         self.world = world
+        self.bound = bound
         self.started: list[int] = []  # incarnations started through this object
+
+    @property
+    def ends_with_controller(self) -> bool:
+        return self.bound
 
     @classmethod
     def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:

@@ -113,14 +113,15 @@ def _manager(world: World, link: ControllerLink, epoch: int) -> Manager:
     return manager
 
 
-def open_named(world: World, link: ControllerLink, workers: list[tuple[str, frozenset[str]]]) -> NamedFront:
-    """The first controller of a named crew, which recruits ``workers`` (name, tags) into its roster."""
+def open_named(world: World, link: ControllerLink, workers: list[tuple[str, frozenset[str], bool]]) -> NamedFront:
+    """The first controller of a named crew, which recruits ``workers`` (name, tags, whether its
+    launches end with their controller) into its roster."""
     manager = _manager(world, link, 0)
-    for name, tags in workers:
-        entry = roster_entry(SimWorker, tags, None, {}, (world.tasks_max, None))
+    for name, tags, bound in workers:
+        entry = roster_entry(SimWorker, tags, None, {"bound": bound}, (world.tasks_max, None))
         manager.sealed.put(f"{protocol.roster_prefix(world.crew_id)}{name}", protocol.encode_json(entry))
         manager.rosters[name] = entry
-        manager.add_worker(SimWorker(name, world, tags=tags), (world.tasks_max, None))
+        manager.add_worker(SimWorker(name, world, bound, tags=tags), (world.tasks_max, None))
     return NamedFront(manager, JobJournal(manager.sealed, world.crew_id, 0), accepted=False)
 
 
@@ -135,7 +136,7 @@ def resume_named(world: World, link: ControllerLink) -> NamedFront:
     manager = _manager(world, link, epoch)
 
     def remake(name: str, entry: RosterEntry) -> SimWorker:
-        return SimWorker(name, world, tags=entry.tags, timeout=entry.timeout)
+        return SimWorker(name, world, bool(entry.options.get("bound")), tags=entry.tags, timeout=entry.timeout)
 
     with manager.lock:
         resume.take_over(manager, recovery, remake)

@@ -22,6 +22,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
+from crew_core.durable.journal import EPOCH_SPAN
 from crew_core.engine.ledger import Job, Ledger, Task
 from crew_core.plugin.worker import Launch
 from crew_core.results import CANCELLED, SUCCESS, Result
@@ -108,11 +109,14 @@ class World:
         deadly: set[int] | frozenset[int] = frozenset(),
         big_every: int | None = 5,
         named: bool = False,
+        bound: frozenset[str] = frozenset(),
     ) -> None:
         """``durations``: seconds some jobs take (the rest are drawn); ``deadly``: jobs that kill
         the worker that begins them, every time (a segfault, the OOM killer); ``big_every``: every
         so many jobs needs tag "big", which only worker w0 carries (None: no job does); ``named``:
-        a named crew, whose controllers may die (``Faults.controller_dies``) and are resumed."""
+        a named crew, whose controllers may die (``Faults.controller_dies``) and are resumed;
+        ``bound``: workers (of a named crew) whose launches end with the controller that started
+        them, as default local workers do (``Worker.ends_with_controller``)."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.faults = faults
@@ -151,7 +155,8 @@ class World:
         self._inbox = protocol.inbox_prefix(self.crew_id)
         if faults.replay:
             self.store.written = self._remember_answer
-        roster = [(f"w{index}", frozenset({"big"}) if index == 0 else frozenset()) for index in range(workers)]
+        roster = [(f"w{index}", frozenset({"big"}) if index == 0 else frozenset(), f"w{index}" in bound)
+                  for index in range(workers)]  # fmt: skip
         self.link: ControllerLink | None = None
         self.front: Front
         if named:
@@ -162,7 +167,7 @@ class World:
                               clock=lambda: self.now, backend_pool=self.pool, draw=self.rng.random)  # fmt: skip
             self.watch(manager)
             self.front = Front(manager)
-            for name, tags in roster:
+            for name, tags, _ in roster:
                 manager.add_worker(SimWorker(name, self, tags=tags), (tasks_max, None))
 
     @property
@@ -186,6 +191,10 @@ class World:
         if len(task.jobs) == 1:
             self.solo.add((task.jobs[0].id, task.worker, task.incarnation))
         self._carried.setdefault(task.seq, [job.id for job in task.jobs])
+        agent = self.launches.get((task.worker, task.incarnation))
+        if not restored and agent is not None and agent.bound and agent.controller != manager.epoch:
+            self._broken.append(f"controller {manager.epoch} gave task {task.seq} to {task.worker}.{task.incarnation},"
+                                f" which ends with controller {agent.controller}, dead: it leaves, maybe mid-job")
         record = manager.records.get(task.worker)
         if not restored and record is not None and record.down_pending:  # its first run would be charged
             self._broken.append(f"task {task.seq} went to {task.worker}.{task.incarnation}, which its backend"
@@ -218,7 +227,7 @@ class World:
         if old is not None and old.alive:
             self.stragglers.append(old)
         starts = self.now + self.rng.uniform(0, self.faults.launch_delay)
-        agent = SimAgent(self, launch, starts, controller=self.manager.epoch)
+        agent = SimAgent(self, launch, starts, controller=self.manager.epoch, bound=worker.bound)
         self.agents[worker.name] = self.launches[worker.name, launch.incarnation] = agent
         self.log(f"start {worker.name}.{launch.incarnation}")
 
@@ -374,6 +383,9 @@ class World:
         self.tally.repeatable.update(since)
         self.pool.shutdown()
         self.pool = _Pool(self)  # the next controller's
+        for agent in self.launches.values():  # its bound launches notice at their next heartbeat
+            if agent.alive and agent.bound and agent.controller == self.manager.epoch:
+                agent.orphan_at = min(agent.orphan_at, self.now + self.rng.uniform(0, self.settings.heartbeat_interval))
         self.resume_at = self.now + self.rng.uniform(0.1, 3.0)
         self.log(f"{how} (controller {self.manager.epoch})")
 
@@ -514,12 +526,15 @@ class World:
             agent = self.launches.get((worker, incarnation))
             if agent is not None and agent.killed and job_id not in agent.begun:
                 self.tally.unbegun[job_id] += 1
-        # So does every launch that ended without a word (killed, or its exit note lost) before it
-        # answered a task it was given: it may be charged the oldest such job, begun or not.
+        # So does every launch that ended without a word (killed, or its exit note lost), or with its
+        # controller (orphaned), before it answered a task it was given: it may be charged the
+        # oldest such job, begun or not, and the job it ran when orphaned runs again.
         for job_id, worker, incarnation, seq in self.given:
             agent = self.launches.get((worker, incarnation))
-            if agent is None or not (agent.killed or agent.unsaid):
+            if agent is None or not (agent.killed or agent.unsaid or agent.orphaned):
                 continue
+            if agent.orphaned and agent.first_task + EPOCH_SPAN <= seq:
+                continue  # a later controller's task: its rerun is not excused (it should not have had it)
             if seq not in agent.feed.finished:
                 self.tally.deaths[job_id] += 1
         check_runs(self.tally, self.settings.max_tries, self.fail)

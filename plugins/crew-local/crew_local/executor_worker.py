@@ -42,6 +42,12 @@ class ExecutorWorker(Worker):
         self._future: Future[str] | Any = None
         self._lock = threading.Lock()  # the crew calls start, is_running and kill from several threads
 
+    @property
+    def ends_with_controller(self) -> bool:
+        """True with the worker's own process pool, whose process watches the controller's; a
+        user's executor may outlive the controller, and its worker leaves when the lease stands still."""
+        return self.executor is None
+
     def start(self, launch: Launch) -> None:
         with self._lock:
             executor = self.executor

@@ -65,6 +65,11 @@ class SubprocessWorker(Worker):
         self._killed = False  # by kill(): not a crash of its own
         self._ooms = 0  # out-of-memory kills in this cgroup when it started
 
+    @property
+    def ends_with_controller(self) -> bool:
+        """True unless ``detached``: the worker leaves once the controller's process has ended."""
+        return not self.detached
+
     def start(self, launch: Launch) -> None:
         env = dict(os.environ)
         # The worker imports what the controller can: functions pickled by reference resolve.
