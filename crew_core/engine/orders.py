@@ -74,22 +74,15 @@ class PollSoon(NamedTuple):
 Order = WriteTask | WriteControl | Cleanup | RosterChanged | Report | PollSoon
 
 
-class Orders:
-    """The orders given and not yet carried out, oldest first."""
-
-    def __init__(self) -> None:
-        self._items: list[Order] = []
+class Orders(list[Order]):
+    """The orders given and not yet carried out, oldest first (a list: the runner asks often
+    whether there are any, which must cost no call)."""
 
     def add(self, order: Order) -> None:
-        self._items.append(order)
+        self.append(order)
 
     def take(self) -> list[Order]:
         """Every order given so far (the runner carries them out in this order)."""
-        items, self._items = self._items, []
+        items = self[:]
+        self.clear()
         return items
-
-    def __bool__(self) -> bool:
-        return bool(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)

@@ -86,6 +86,12 @@ class WorkerRecord:
     adopted: bool = False  # launched by an earlier controller of a named crew: known by its beats only
     inner: tuple[dict[str, Any], ...] = ()  # a forwarder's inner crew summary, as it last sent it
     stats: WorkerStats = field(default_factory=WorkerStats)  # what crew.summary() shows
+    # Kept with ``life`` by move(): read several times a step, where a property's call shows.
+    phase: Phase = field(init=False, repr=False)
+    down_pending: bool = field(init=False, repr=False)  # its backend says it ended: settled after a poll
+
+    def __post_init__(self) -> None:
+        self.phase, self.down_pending = self.life.phase, self.life is Life.ENDED
 
     @property
     def name(self) -> str:
@@ -101,10 +107,7 @@ class WorkerRecord:
             raise IllegalTransition(f"worker {self.name!r} (launch {self.incarnation}) cannot go from {self.life.value}"
                                     f" to {to.value}")  # fmt: skip
         self.life = to
-
-    @property
-    def phase(self) -> Phase:
-        return self.life.phase
+        self.phase, self.down_pending = to.phase, to is Life.ENDED
 
     @property
     def up(self) -> bool:
@@ -113,10 +116,6 @@ class WorkerRecord:
     @property
     def killing(self) -> bool:
         return self.life is Life.KILLING
-
-    @property
-    def down_pending(self) -> bool:
-        return self.life is Life.ENDED
 
     @property
     def accepting(self) -> bool:

@@ -317,8 +317,9 @@ class Manager:
     # ------------------------------------------------------------------ results and receipts
     def received(self, job_id: int) -> None:
         """The user has the job's result (under the lock): a named crew writes a receipt soon."""
-        if self.keeper is not None:
-            self.keeper.received(job_id)
+        keeper = self.book.keeper
+        if keeper is not None:
+            keeper.received(job_id)
             if not self.loop.user_driving():
                 self.loop.nudge()
 

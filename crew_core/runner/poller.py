@@ -74,16 +74,17 @@ class Poller:
         reading = m.answers.apply(mail.results, mail.beats, mail.exits, outcomes, now)
         for key in reading.read_tasks:
             m.inbox.discard_task(key)
-        if m.keeper is not None:
+        keeper = m.book.keeper
+        if keeper is not None:
             for job_id, key in reading.answered:
-                m.keeper.answered(job_id, key)  # kept in the store until the user has it
+                keeper.answered(job_id, key)  # kept in the store until the user has it
         for key in reading.drop:
             self._drop_result(key)
         m.carry_out()  # what its beats, exit notes and charges made the engine decide
 
     def _drop_result(self, key: str) -> None:
         """A named crew keeps results until received (see ``Inbox.mark`` for the others): not this one."""
-        keeper = self.m.keeper
+        keeper = self.m.book.keeper
         if keeper is not None and key not in keeper.left:
             self.m.inbox.discard((key,))
 
@@ -124,7 +125,7 @@ class Poller:
 
     def flush(self) -> None:
         """Delete answered objects from the inbox; a named crew's receipts go only after what they cover."""
-        inbox, keeper = self.m.inbox, self.m.keeper
+        inbox, keeper = self.m.inbox, self.m.book.keeper
         try:
             deleted = inbox.flush()
         except Exception as exc:
