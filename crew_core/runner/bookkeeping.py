@@ -60,7 +60,7 @@ class Bookkeeping:
             self._write_rosters()
         if m.ledger.unsaved and m.clock() >= m.health.write_retry_at:
             self.save_verdicts()
-        if self.receipts_due() and m.clock() >= m.health.write_retry_at:
+        if self.keeper is not None and self.keeper.unreceipted and m.clock() >= m.health.write_retry_at:
             self.write_receipt()
 
     # ------------------------------------------------------------------ the lease

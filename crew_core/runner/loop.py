@@ -198,11 +198,13 @@ class Loop:
             return
         with m.lock:
             m.carry_out()  # the engine's last orders go out with this write
-            outbox = m.outbox.take(m.clock())  # nothing after a failed write: give the store a moment
-            launches = m.pool.take_planned()
-        m.pool.start(launches)
+            outbox = m.outbox.take(m.clock()) if m.outbox.items else []  # none after a failed write, a while
+            launches = m.pool.take_planned() if m.pool.planned else {}
+        if launches:
+            m.pool.start(launches)
         m.book.write_out()
-        m.outbox.write(outbox)
+        if outbox:
+            m.outbox.write(outbox)
 
     def _step_io(self, rung: bool, hurry: bool = False) -> None:
         """New work out, then the inbox, then housekeeping.
