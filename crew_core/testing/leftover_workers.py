@@ -43,10 +43,11 @@ from crew_core.wire import protocol
 
 @dataclass(frozen=True)
 class Leftover:
-    """One worker still running after its test: what it is, and how to end it."""
+    """One worker still running after its test: what it is, and how to end it (None: it could
+    not even be looked for, which fails the test as well)."""
 
     what: str
-    end: Callable[[], None] = field(compare=False)
+    end: Callable[[], None] | None = field(compare=False)
 
 
 @dataclass
@@ -117,7 +118,7 @@ class StartedWorkers:
                 continue  # a class without place(): only its local processes can be checked
             noted = CrewSeen(orphan.crew_id, named=False, lease=None, places=orphan.places)
             search = find_backend_jobs(noted, orphan.store, self._worker_class)
-            found += [Leftover(f"cannot tell whether orphaned crew {orphan.crew_id} still runs: {problem}", _nothing)
+            found += [Leftover(f"cannot tell whether orphaned crew {orphan.crew_id} still runs: {problem}", None)
                       for problem in search.problems]  # fmt: skip
             found += [Leftover(f"{job.worker_class} job {job.id} (worker {job.worker!r}, launch {job.incarnation})"
                                f" of orphaned crew {orphan.crew_id}: find() still returns it at {dict(job.place)}",
@@ -154,10 +155,11 @@ class StartedWorkers:
             left = self._wait_until_none(timeout, interval)
             if not left:
                 return []
-            lines = [f"{leftover.what} (ended now)" for leftover in left]
+            lines = [leftover.what + (" (ended now)" if leftover.end else "") for leftover in left]
             for leftover in left:
                 try:
-                    leftover.end()
+                    if leftover.end is not None:
+                        leftover.end()
                 except Exception as exc:
                     lines.append(f"could not end {leftover.what}: {exc!r}")
             lines += [f"still running after it was ended: {leftover.what}"
@@ -183,7 +185,3 @@ class StartedWorkers:
                 orphan.store.delete_prefix(protocol.crew_prefix(orphan.crew_id))
             with contextlib.suppress(Exception):
                 orphan.store.close()
-
-
-def _nothing() -> None:
-    """How to end what could not be looked at: nothing to do but report it."""
