@@ -24,6 +24,7 @@ from crew_core import (
 from crew_core.durable.leftovers import end_backend_jobs, find_backend_jobs, find_crews
 from crew_core.plugin.registry import default_plugins, store_from_config, store_spec
 from crew_core.testing import jobs
+from crew_core.testing.leftover_workers import StartedWorkers
 from crew_core.testing.polling import wait_for
 from crew_core.wire import protocol
 
@@ -35,7 +36,8 @@ class WorkerContract:
     (options the backend refuses at launch, e.g. a queue that does not exist; None skips those
     tests), ``crew_store``
     (what ``Crew(store=...)`` gets; the default is a local folder of the test's), and ``timeout_scale`` (multiply
-    the generous waiting ceilings for slow backends). Every test runs real worker processes.
+    the generous waiting ceilings for slow backends). Every test runs real worker processes, and
+    fails if any it started still runs after it (see :meth:`started_workers`).
     """
 
     @pytest.fixture
@@ -78,14 +80,38 @@ class WorkerContract:
         there cannot be interrupted or have their output captured, and are not tested for it."""
         return True
 
+    @pytest.fixture(autouse=True)
+    def started_workers(
+        self,
+        worker_class: str | type[Worker],
+        worker_options: dict[str, Any],
+        surviving_options: dict[str, Any],
+        timeout_scale: float,
+    ) -> Iterator[StartedWorkers]:
+        """Fail a test that leaves a worker running, and end that worker (a leak is a failure).
+
+        Records the crews of ``make_crew`` and the orphaned crews of :meth:`_orphan`; after the
+        test (and after ``make_crew`` closed its crews) waits up to 60 s for their workers to be
+        down by ``running()``, for ``find()`` to return none of an orphaned crew's jobs, and for
+        no process on this machine to carry one of their labels. Depending on the option
+        fixtures keeps the backends (and the environment ``find()`` reads) up until then.
+        """
+        started = StartedWorkers(_lookup(worker_class))
+        yield started
+        leaks = started.end_all(timeout=60 * timeout_scale)
+        if leaks:
+            pytest.fail("the test left workers running:\n  " + "\n  ".join(leaks), pytrace=False)
+
     @pytest.fixture
-    def make_crew(self, worker_class: Any, crew_store: Any, worker_options: Any) -> Iterator[Callable[..., Crew]]:
+    def make_crew(
+        self, started_workers: StartedWorkers, worker_class: Any, crew_store: Any, worker_options: Any
+    ) -> Iterator[Callable[..., Crew]]:
         # Depending on worker_options keeps the backend its fixtures start alive until crews close.
         crews: list[Crew] = []
 
         def make(**settings: Any) -> Crew:
             settings.setdefault("lease_timeout", 60)  # a plugin that fails to stop a worker leaks it a minute
-            crew = Crew(store=crew_store, worker_classes=[worker_class], **settings)
+            crew = started_workers.add_crew(Crew(store=crew_store, worker_classes=[worker_class], **settings))
             crews.append(crew)
             return crew
 
@@ -256,6 +282,7 @@ class WorkerContract:
 
     def test_workers_leave_by_themselves_when_their_controller_dies(
         self,
+        started_workers: StartedWorkers,
         worker_class: str | type[Worker],
         crew_store: str | Store,
         worker_options: dict[str, Any],
@@ -263,21 +290,20 @@ class WorkerContract:
         tmp_path: Path,
     ) -> None:
         """A controller killed with SIGKILL: its workers stop even mid-job, judged by the store."""
-        crew_id, found = self._orphan(worker_class, crew_store, worker_options, timeout_scale, tmp_path, lease=3)
-        try:
+        crew_id, found = self._orphan(
+            started_workers, worker_class, crew_store, worker_options, timeout_scale, tmp_path, lease=3
+        )
 
-            def exited() -> list[str]:
-                keys = found.list(protocol.inbox_prefix(crew_id))
-                return [key for key in keys if key.rpartition("/")[2].startswith("exit.")]
+        def exited() -> list[str]:
+            keys = found.list(protocol.inbox_prefix(crew_id))
+            return [key for key in keys if key.rpartition("/")[2].startswith("exit.")]
 
-            notes = self._wait(exited, timeout_scale, "the worker to leave (an exit note in the store)", timeout=120)
-            assert len(notes) == 1
-        finally:
-            found.delete_prefix(f"{crew_id}/")
-            found.close()
+        notes = self._wait(exited, timeout_scale, "the worker to leave (an exit note in the store)", timeout=120)
+        assert len(notes) == 1
 
     def _orphan(
         self,
+        started: StartedWorkers,
         worker_class: str | type[Worker],
         crew_store: str | Store,
         worker_options: dict[str, Any],
@@ -285,26 +311,30 @@ class WorkerContract:
         tmp_path: Path,
         lease: float,
     ) -> tuple[str, Store]:
-        """A controller with one worker mid-job, killed with SIGKILL: its crew's id and store."""
+        """A controller with one worker mid-job, killed with SIGKILL: its crew's id and store,
+        which ``started`` deletes (and closes) once it has checked that the worker ended."""
         import cloudpickle
 
         store = crew_store if isinstance(crew_store, str) else store_spec(crew_store)
-        started = tmp_path / "started"
+        job_started = tmp_path / "started"
         arguments = tmp_path / "arguments.pickle"
-        arguments.write_bytes(cloudpickle.dumps((store, worker_class, worker_options, str(started))))
+        arguments.write_bytes(cloudpickle.dumps((store, worker_class, worker_options, str(job_started))))
         controller = subprocess.Popen(
             [sys.executable, "-c", _ORPHANING_CONTROLLER, str(arguments), str(lease)], stdout=subprocess.PIPE, text=True
         )
         try:
             crew_id, location = controller.stdout.readline().split()  # type: ignore[union-attr]
-            self._wait(started.exists, timeout_scale, "the long job to start")
+            found = store_from_config(json.loads(location))
+            started.add_orphan(crew_id, found)  # before the wait: if the job never starts, its worker is ended too
+            self._wait(job_started.exists, timeout_scale, "the long job to start")
         finally:
             controller.kill()  # no close(), no atexit: an orphan, as after a crash
             controller.wait()
-        return crew_id, store_from_config(json.loads(location))
+        return crew_id, found
 
     def test_a_dead_controllers_workers_are_found_by_crew_and_ended_on_their_backend(
         self,
+        started_workers: StartedWorkers,
         worker_class: str | type[Worker],
         crew_store: str | Store,
         surviving_options: dict[str, Any],
@@ -313,47 +343,43 @@ class WorkerContract:
     ) -> None:
         """``place``/``find``/``end`` (what ``crew stop`` uses): the worker is found by its crew's
         label (its id and store), not by the same id in another store, and ended at once (its
-        lease would keep it 10 minutes), judged by the store."""
-        crew_id, found = self._orphan(worker_class, crew_store, surviving_options, timeout_scale, tmp_path, lease=600)
-        registered = default_plugins().workers.get
+        lease would keep it 10 minutes), judged by the store. Skipped, before anything starts,
+        for a class whose ``place()`` is None."""
+        lookup = _lookup(worker_class)
+        if _place(lookup, worker_class, surviving_options) is None:
+            pytest.skip("this worker class cannot find its workers by crew (its place() is None)")
+        crew_id, found = self._orphan(
+            started_workers, worker_class, crew_store, surviving_options, timeout_scale, tmp_path, lease=600
+        )
+        [seen] = [crew for crew in find_crews(found) if crew.id == crew_id]
+        assert seen.places, "the crew noted no place for its worker, although place() gave one"
+        [(name, place)] = seen.places
+        cls = lookup(name)
+        search = find_backend_jobs(seen, found, lookup)
+        assert search.problems == []
+        assert [(job.crew, job.worker, job.incarnation) for job in search.jobs] == [(crew_id, f"{name}-1", 1)], (
+            "find() did not return the worker; if it ends with its controller's process by default,"
+            " give a surviving_options fixture under which it outlives it"
+        )
+        label = search.jobs[0].label
+        # the same crew id in another store (or planted there) finds nothing of this crew
+        assert cls.find(protocol.crew_label("another store", crew_id), place) == []
+        json.dumps([dict(job.place) for job in search.jobs])  # what crew ps --json prints
+        end_backend_jobs(search, lookup)
+        assert search.problems == [] and search.ended == 1
+        self._wait(lambda: cls.find(label, place) == [], timeout_scale, "the backend to say the worker ended")
+        beats = protocol.inbox_prefix(crew_id) + "beat."
 
-        def lookup(name: str) -> type[Worker]:
-            given = isinstance(worker_class, type) and worker_class.worker_class == name
-            return worker_class if given else registered(name)  # type: ignore[return-value]
+        seen_beat: dict[str, Any] = {"last": None, "since": time.monotonic()}
 
-        try:
-            [seen] = [crew for crew in find_crews(found) if crew.id == crew_id]
-            if not seen.places:
-                pytest.skip("this worker class cannot find its workers by crew (its place() is None)")
-            [(name, place)] = seen.places
-            cls = lookup(name)
-            search = find_backend_jobs(seen, found, lookup)
-            assert search.problems == []
-            assert [(job.crew, job.worker, job.incarnation) for job in search.jobs] == [(crew_id, f"{name}-1", 1)], (
-                "find() did not return the worker; if it ends with its controller's process by default,"
-                " give a surviving_options fixture under which it outlives it"
-            )
-            # the same crew id in another store (or planted there) finds nothing of this crew
-            assert cls.find(protocol.crew_label("another store", crew_id), place) == []
-            json.dumps([dict(job.place) for job in search.jobs])  # what crew ps --json prints
-            end_backend_jobs(search, lookup)
-            assert search.problems == [] and search.ended == 1
-            self._wait(lambda: cls.find(crew_id, place) == [], timeout_scale, "the backend to say the worker ended")
-            beats = protocol.inbox_prefix(crew_id) + "beat."
+        def quiet() -> bool:  # no new heartbeat for 3 s (the worker beat every 0.5 s)
+            last = found.list(beats)[-1:]
+            if last != seen_beat["last"]:
+                seen_beat.update(last=last, since=time.monotonic())
+            return bool(time.monotonic() - seen_beat["since"] > 3)
 
-            seen_beat: dict[str, Any] = {"last": None, "since": time.monotonic()}
-
-            def quiet() -> bool:  # no new heartbeat for 3 s (the worker beat every 0.5 s)
-                last = found.list(beats)[-1:]
-                if last != seen_beat["last"]:
-                    seen_beat.update(last=last, since=time.monotonic())
-                return bool(time.monotonic() - seen_beat["since"] > 3)
-
-            self._wait(quiet, timeout_scale, "the ended worker's heartbeats to stop")
-            cls.end(search.jobs)  # ending what has ended already is no error
-        finally:
-            found.delete_prefix(f"{crew_id}/")
-            found.close()
+        self._wait(quiet, timeout_scale, "the ended worker's heartbeats to stop")
+        cls.end(search.jobs)  # ending what has ended already is no error
 
     def test_running_says_running_and_warns_when_the_backend_cannot_be_asked(
         self, unreachable_worker: Worker | None
@@ -451,6 +477,27 @@ class WorkerContract:
         result = crew.receive(timeout=180 * timeout_scale)  # out of tries: a crash, nothing held
         assert result is not None and result.id == job and result.status == "crash" and result.tries == 2
         assert not worker.stuck() and not worker.busy()
+
+
+def _lookup(worker_class: str | type[Worker]) -> Callable[[str], type[Worker]]:
+    """Registered name -> class, the class under test included even when it is not registered."""
+    registered = default_plugins().workers.get
+
+    def lookup(name: str) -> type[Worker]:
+        given = isinstance(worker_class, type) and worker_class.worker_class == name
+        return worker_class if given else registered(name)  # type: ignore[return-value]
+
+    return lookup
+
+
+def _place(lookup: Callable[[str], type[Worker]], worker_class: str | type[Worker], options: dict[str, Any]) -> Any:
+    """What ``place()`` says for a worker of the class under test, asked of one that never starts."""
+    cls = worker_class if isinstance(worker_class, type) else lookup(worker_class)
+    probe = cls(f"{cls.worker_class}-1", **options)  # a constructor starts nothing (the contract)
+    try:
+        return probe.place()
+    finally:
+        probe.close()
 
 
 # Run by the test above in a process of its own, which the test then kills.
