@@ -55,3 +55,11 @@ def test_driving_benchmark_runs_both_ways():
     out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "not driving" in out.stdout and "round trip p50" in out.stdout
+
+
+def test_joblib_benchmark_runs():
+    script = SCRIPT.with_name("joblib_tiny.py")
+    out = subprocess.run([sys.executable, str(script), "--calls", "300", "--repeat", "1"], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "crew/loky time ratio" in out.stdout

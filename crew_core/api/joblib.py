@@ -9,6 +9,9 @@ of yours; otherwise ``store``, ``worker_class``, ``tags`` and further options ma
 own :class:`~crew_core.CrewExecutor` of ``n_jobs`` workers. As with joblib's default (loky), the
 workers stay warm between ``Parallel`` calls and leave after ``idle_timeout`` seconds idle
 (they come back when work does); they end with the interpreter.
+
+Calls go in joblib's automatic batches, as with loky: joblib sizes them from how long each took,
+so that a batch of tiny calls costs one crew job (``parallel_config(batch_size=...)`` fixes it).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from joblib.parallel import ParallelBackendBase, register_parallel_backend
+from joblib.parallel import AutoBatchingMixin, ParallelBackendBase, register_parallel_backend
 
 from crew_core.api.crew import Crew
 from crew_core.api.executor import CrewExecutor
@@ -55,7 +58,7 @@ def _give_back(key: tuple[Any, ...]) -> None:
             _users[key] -= 1
 
 
-class CrewBackend(ParallelBackendBase):  # type: ignore[misc]  # joblib ships no types: its base class is Any
+class CrewBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]  # joblib ships no types
     """Runs joblib's batches of calls as crew jobs (see the module's docstring)."""
 
     supports_retrieve_callback = True
