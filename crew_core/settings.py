@@ -23,6 +23,8 @@ class Setting:
     none: str | None = None  # what None means, where None is allowed
     minimum: float = 0.0
     strict: bool = True  # the minimum itself is not allowed
+    maximum: float = math.inf  # where more would break something (a timer's range)
+    inf_is_none: bool = False  # ``math.inf`` means what None means ("no limit")
 
     @property
     def variable(self) -> str:
@@ -41,9 +43,14 @@ class Setting:
         if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
             kind = "an integer" if integer else "a number"
             raise TypeError(f"{self.name} must be {kind}, not {value!r}")
+        if value == math.inf and self.inf_is_none:
+            return None
         if value < self.minimum or (self.strict and value == self.minimum) or value != value or value == math.inf:
             bound = ">" if self.strict else ">="
             raise ValueError(f"{self.name} must be {bound} {self.minimum:g} and finite, not {value!r}")
+        if value > self.maximum:
+            none = " (math.inf: none)" if self.inf_is_none else ""
+            raise ValueError(f"{self.name} must be at most {self.maximum:g} {self.unit_name}{none}, not {value!r}")
         return value
 
     def parse(self, raw: str) -> Any:
@@ -97,11 +104,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "lease_timeout", 900.0, float, "s",
         "seconds a worker goes on once the crew's lease has stopped moving (its controller is gone):"
-        " then it leaves, stopping the job it runs",
+        " then it leaves, stopping the job it runs (at least 1)",
+        minimum=1.0, strict=False,
     ),
     Setting(
-        "job_timeout", None, float, "s", "seconds a job may run unless `send(timeout=)` says otherwise",
-        none="no limit",
+        "job_timeout", None, float, "s",
+        "seconds a job may run unless `send(timeout=)` says otherwise (at most 1e9; `math.inf`: no limit)",
+        none="no limit", maximum=1e9, inf_is_none=True,
     ),
     Setting("capture_output", True, bool, "", "jobs' stdout and stderr come back in their results"),
 )  # fmt: skip

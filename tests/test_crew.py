@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -39,10 +40,10 @@ def test_send_before_recruit_is_an_error(make_crew):
 def test_a_tag_no_worker_carries_is_an_error_naming_it(make_crew):
     crew = make_crew()
     crew.recruit(workers=1, tags={"gpu"})
-    with pytest.raises(UnknownTagError, match="'tpu'"):
+    with pytest.raises(UnknownTagError, match=r"'tpu'; the workers carry 'gpu'$"):
         crew.send(jobs.double, args=(1,), tags={"gpu", "tpu"})
     crew.recruit(workers=1, tags={"tpu"})
-    with pytest.raises(UnknownTagError, match="all of the tags"):
+    with pytest.raises(UnknownTagError, match=r"all of the tags .*; the workers carry 'gpu', 'tpu'$"):
         crew.send(jobs.double, args=(1,), tags={"gpu", "tpu"})
     assert crew.receive() is None  # nothing was accepted
     with pytest.raises(UnknownTagError):
@@ -220,3 +221,19 @@ def test_what_a_function_reads_is_shipped_as_it_is_at_each_send(make_crew, monke
     results = {r.id: r.value for r in crew.results(timeout=60)}
     assert [results[i] for i in first] == [2, 2, 2]
     assert [results[i] for i in second] == [10, 30, 20]
+
+
+@pytest.mark.parametrize("tags", ["", {""}, {"gpu", " "}])
+def test_an_empty_tag_is_refused(make_crew, tags):
+    crew = make_crew()
+    with pytest.raises(ValueError, match="a tag must be a non-empty string"):
+        crew.recruit(workers=1, tags=tags)
+
+
+def test_a_job_timeout_past_a_timer_s_range_is_refused_at_send(make_crew):
+    crew = make_crew()
+    crew.recruit(workers=1)
+    with pytest.raises(ValueError, match=r"timeout must be at most 1e\+09 s"):
+        crew.send(jobs.double, args=(1,), timeout=1e308)  # the worker died three times on OverflowError
+    assert crew.send(jobs.double, args=(1,), timeout=math.inf) == 1  # inf: no limit
+    assert crew.receive(timeout=60).value == 2

@@ -26,6 +26,8 @@ from crew_core.testing import jobs
         ({"stop_grace": math.inf}, ValueError, "stop_grace"),
         ({"auto_restart": "no"}, TypeError, "auto_restart must be True or False"),
         ({"max_retries": 3}, TypeError, "unknown setting 'max_retries'"),
+        ({"lease_timeout": 0.001}, ValueError, "lease_timeout must be >= 1"),  # every job would "crash"
+        ({"job_timeout": 1e308}, ValueError, r"job_timeout must be at most 1e\+09 seconds \(math.inf: none\)"),
     ],
 )
 def test_bad_crew_settings_are_named_and_leave_no_store_folder(tmp_path, settings, error, message):
@@ -43,6 +45,8 @@ def test_bad_crew_settings_are_named_and_leave_no_store_folder(tmp_path, setting
         ({"worker_classes": "subprocess"}, TypeError, "worker_classes must be a list"),
         ({"worker_classes": [42]}, TypeError, "a worker class is a registered name or a Worker subclass"),
         ({"store_options": ["path"]}, TypeError, "store_options must be a dict"),
+        ({"store": "file://"}, ValueError, "names no location"),  # not the current directory
+        ({"store": "file:///"}, ValueError, "names no location"),
     ],
 )
 def test_bad_crew_arguments_are_named(arguments, error, message):
@@ -113,3 +117,13 @@ def test_bad_send_arguments_are_named_and_send_nothing(crew, arguments, error, m
 def test_bad_arguments_of_the_other_calls_are_named(crew, call, error, message):
     with pytest.raises(error, match=message):
         call(crew)
+
+
+def test_job_timeout_inf_means_no_limit_as_documented(tmp_path):
+    with Crew(store=str(tmp_path / "store"), job_timeout=math.inf) as crew:
+        assert crew._manager.settings.job_timeout is None
+
+
+def test_an_option_the_store_class_does_not_take_is_an_error_naming_the_store(tmp_path):
+    with pytest.raises(TypeError, match=r"store class 'LocalStore' .* rejected its options: .*'junk'"):
+        Crew(store=str(tmp_path / "store"), store_options={"junk": 1})

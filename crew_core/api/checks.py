@@ -15,6 +15,7 @@ from crew_core.config import CREW_DEFAULTS, settings_from_environment
 from crew_core.errors import NoWorkersError, PluginError, UnknownTagError
 from crew_core.plugin.registry import Plugins
 from crew_core.plugin.worker import Worker, as_tags
+from crew_core.settings import BY_NAME
 from crew_core.settings import check as check_settings
 
 #: ``{setting: (value, variable)}`` for the settings a ``CREW_<SETTING>`` variable gave.
@@ -125,9 +126,11 @@ def check_runnable(tag_sets: tuple[frozenset[str], ...], tags: frozenset[str]) -
         return
     carried = set().union(*tag_sets)
     missing = sorted(tags - carried)
+    workers = "; the workers carry " + (", ".join(" + ".join(map(repr, sorted(t))) or "no tags" for t in sorted(
+        set(tag_sets), key=sorted)))  # fmt: skip
     if missing:
-        raise UnknownTagError(f"no worker carries the tag(s) {', '.join(map(repr, missing))}")
-    raise UnknownTagError(f"no single worker carries all of the tags {', '.join(map(repr, sorted(tags)))}")
+        raise UnknownTagError(f"no worker carries the tag(s) {', '.join(map(repr, missing))}{workers}")
+    raise UnknownTagError(f"no single worker carries all of the tags {', '.join(map(repr, sorted(tags)))}{workers}")
 
 
 def call_arguments(fun: Any, args: Any, kwargs: Any) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
@@ -176,6 +179,10 @@ def cancel_arguments(job: Any, tags: Any) -> None:
         raise TypeError(f"job must be a job id (an int from send()), not {job!r}")
 
 
+#: The longest job timeout, in seconds (about 31 years): a worker's timer takes no more.
+MAX_JOB_TIMEOUT = BY_NAME["job_timeout"].maximum
+
+
 def job_timeout(value: Any) -> float | None:
     """A job's timeout: a positive number of seconds, or ``math.inf`` for none."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -184,6 +191,8 @@ def job_timeout(value: Any) -> float | None:
         return None
     if not value > 0 or value != value:
         raise ValueError(f"timeout must be a positive number of seconds (math.inf: none), not {value!r}")
+    if value > MAX_JOB_TIMEOUT:  # past a timer's range the worker could not arm it (OverflowError)
+        raise ValueError(f"timeout must be at most {MAX_JOB_TIMEOUT:g} s (math.inf: none), not {value!r}")
     return float(value)
 
 

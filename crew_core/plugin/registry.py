@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -232,16 +233,27 @@ def open_store(plugins: Plugins, store: Any, options: dict[str, Any]) -> tuple[A
     if not isinstance(store, str):
         raise TypeError(f"store must be a name, a URL, a path or a Store, not {type(store).__name__}")
     if "://" in store:
-        cls = plugins.store_class_for_scheme(store.split("://", 1)[0])
-        return cls.from_url(store, **{**plugins.config[cls.name], **options}), True
+        scheme, _, rest = store.partition("://")
+        if not rest.strip("/"):
+            raise ValueError(f"store URL {store!r} names no location (a bucket, a folder): say which")
+        cls = plugins.store_class_for_scheme(scheme)
+        return _made(cls, store, lambda: cls.from_url(store, **{**plugins.config[cls.name], **options}))
     if store in plugins.stores:
         cls = plugins.store_class(store)
-        return cls(**{**plugins.config[cls.name], **options}), True
+        return _made(cls, store, lambda: cls(**{**plugins.config[cls.name], **options}))
     if store.startswith(("/", ".", "~")) or os.sep in store:
         cls = plugins.store_class_for_scheme("file")
-        return cls.from_url(store, **{**plugins.config[cls.name], **options}), True
+        return _made(cls, store, lambda: cls.from_url(store, **{**plugins.config[cls.name], **options}))
     plugins.store_class(store)  # raises PluginError listing the known stores
     raise AssertionError("unreachable")
+
+
+def _made(cls: type, store: str, make: Callable[[], Any]) -> tuple[Any, bool]:
+    """The store ``make`` builds; an option its class does not take is an error naming both."""
+    try:
+        return make(), True
+    except TypeError as exc:  # an unknown or mistyped option (store_options, the config section)
+        raise TypeError(f"store class {cls.__name__!r} ({store!r}) rejected its options: {exc}") from exc
 
 
 def store_spec(store: Any) -> dict[str, Any]:

@@ -95,6 +95,8 @@ def as_tags(tags: str | Iterable[str] | None) -> frozenset[str]:
     for tag in result:
         if not isinstance(tag, str):
             raise TypeError(f"tags must be strings, got {tag!r}")
+        if not tag.strip():
+            raise ValueError(f"a tag must be a non-empty string, not {tag!r}")
     return result
 
 
