@@ -9,7 +9,20 @@ from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
-from crew_core.plugin import Launch, Worker, WorkerLaunchError
+from crew_core.plugin import Launch, Worker, WorkerLaunchError, process_alive
+
+
+def _run_in_own_pool(args: list[str], environment: dict[str, str], controller: int) -> str:
+    """The worker's loop in the process of its own pool. Once its controller is gone, nobody will
+    shut that pool down: the process ends here, and with it the pool's forkserver and resource
+    tracker, which would otherwise wait for it for ever."""
+    from crew_core.agent.runtime import run_worker
+
+    reason = run_worker(args, environment)
+    if not process_alive(controller):
+        os._exit(0)
+    return reason
+
 
 _METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 _CONTEXT = multiprocessing.get_context(_METHOD)
@@ -66,7 +79,10 @@ class ExecutorWorker(Worker):
             try:
                 # The secret goes with the call (pickled through the pool's pipe), not into os.environ:
                 # a thread pool shares the controller's environment.
-                self._future = executor.submit(run_worker, args, dict(launch.environment))
+                if executor is self._own:
+                    self._future = executor.submit(_run_in_own_pool, args, dict(launch.environment), os.getpid())
+                else:
+                    self._future = executor.submit(run_worker, args, dict(launch.environment))
             except Exception as exc:
                 raise WorkerLaunchError(f"executor {executor!r} refused worker {self.name!r}: {exc}") from exc
 

@@ -94,3 +94,39 @@ class TestCrewOverLocalStore(CrewContract):
     @pytest.fixture
     def crew_store(self, tmp_path):
         return str(tmp_path / "crew-store")
+
+
+_POOL_CONTROLLER = """
+import sys, time
+from crew_core import Crew
+from crew_core.testing import jobs
+crew = Crew(store=sys.argv[1], worker_classes=["executor"], heartbeat_interval=0.2)
+crew.recruit(workers=1)
+crew.send(jobs.double, args=(1,))
+assert crew.receive(timeout=60).value == 2
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_an_executor_workers_own_pool_ends_with_its_killed_controller(tmp_path):
+    """Its pool's process, forkserver and resource tracker outlived a controller killed with
+    SIGKILL, for ever: nobody would shut that pool down (found by the worker suite's leak check)."""
+    import subprocess
+    import sys
+
+    psutil = pytest.importorskip("psutil")
+    controller = subprocess.Popen([sys.executable, "-c", _POOL_CONTROLLER, str(tmp_path / "store")],
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert controller.stdout.readline().strip() == "ready"
+        helpers = psutil.Process(controller.pid).children(recursive=True)
+        assert helpers, "the executor worker's pool runs in processes of its own"
+    finally:
+        controller.kill()
+        controller.wait()
+        controller.stdout.close()
+    _, alive = psutil.wait_procs(helpers, timeout=60)
+    for process in alive:
+        process.kill()
+    assert not alive, f"left running after their controller was killed: {[p.cmdline() for p in alive]}"
