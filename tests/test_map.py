@@ -55,3 +55,18 @@ def test_map_on_a_named_crew(tmp_path, monkeypatch):
     with Crew(store=str(tmp_path / "store"), name="mapped", worker_classes=["subprocess"]) as crew:
         crew.recruit(workers=2)
         assert crew.map(jobs.double, range(50)).values() == [2 * n for n in range(50)]
+
+
+def test_an_input_that_cannot_be_pickled_fails_map_before_any_call_runs(make_crew):
+    """Before, the calls ahead of it ran and their results were lost with the error (issue #22)."""
+    import threading
+
+    from crew_core import SerializationError
+
+    crew = make_crew()
+    crew.recruit(workers=1)
+    with pytest.raises(SerializationError):
+        crew.map(jobs.double, [1, 2, threading.Lock()])
+    assert not crew._manager.ledger.jobs and not crew._manager.incoming  # nothing was sent
+    assert crew.map(jobs.double, [3]).values() == [6]
+    assert crew.send(jobs.double, args=(4,)) == 2  # and no job number was spent on the failed map

@@ -229,6 +229,21 @@ class Crew:
         crash_tags: Iterable[str | Iterable[str]] | None = None,
     ) -> Job:
         """:meth:`send`, with a ``claim`` that takes the result instead of :meth:`receive`."""
+        job, pickled = self._make_job(fun, args, kwargs, tags, claim, timeout, crash_tags)
+        self._accept(job, pickled)
+        return job
+
+    def _make_job(
+        self,
+        fun: Callable[..., Any],
+        args: Iterable[Any],
+        kwargs: dict[str, Any] | None,
+        tags: str | Iterable[str] | None,
+        claim: Claim | None,
+        timeout: float | None = None,
+        crash_tags: Iterable[str | Iterable[str]] | None = None,
+    ) -> tuple[Job, bytes]:
+        """A job checked and pickled, not sent yet (its id comes when :meth:`_accept` takes it)."""
         if self._closed:
             raise CrewError("this crew is closed; create a new Crew")
         self._manager.check_store()  # gone for good: the job could never run
@@ -239,13 +254,13 @@ class Crew:
         limit = self.job_timeout if timeout is None else checks.job_timeout(timeout)
         then = checks.crash_tags(crash_tags, self._tag_sets)
         function, pickled, kind = self._functions.dump(fun)
-        job = Job(next(self._ids), function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim,
-                  timeout=limit, crash_tags=then)  # fmt: skip
-        self._accept(job, pickled)
-        return job
+        job = Job(0, function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim, timeout=limit,
+                  crash_tags=then)  # fmt: skip
+        return job, pickled
 
     def _accept(self, job: Job, pickled: bytes) -> None:
         """Take a job in: journaled first in a named crew (not accepted if that fails)."""
+        job.id = next(self._ids)
         self._last_id = max(self._last_id, job.id)
         if self._named is not None:  # durable before send returns; not accepted if it cannot be
             self._named.accept(job, pickled)
@@ -333,9 +348,13 @@ class Crew:
         checks.iterables(iterables)
         check_progress(progress)
         gathered = Gathered(fun, progress)
+        # Every call is checked and pickled before any is sent: an input that cannot be pickled
+        # is an error before anything runs, not after the earlier ones ran with their results lost.
+        made = [self._make_job(fun, call, None, tags, gathered) for call in zip(*iterables, strict=False)]
         with self.batch():  # a named crew writes them all at once
-            for call in zip(*iterables, strict=False):
-                gathered.add(self._send(fun, call, None, tags, gathered))
+            for job, pickled in made:
+                self._accept(job, pickled)
+                gathered.add(job)
         return gathered.wait(self)
 
     def receivable(self, tags: str | Iterable[str] | None = None) -> bool:
