@@ -347,3 +347,10 @@ def test_a_roster_update_for_an_ended_launch_never_lands_after_the_next_launch_e
         entry = protocol.decode_roster(Sealed(m.store, m.secret).get(key), key)
         assert (entry.incarnation, entry.live) == (2, True)
         record.incarnation = 1  # so that close() ends the launch that runs
+
+
+def test_a_named_crew_on_the_temporary_local_store_is_refused():
+    """Its folder goes when the controller closes it, and a resumed controller would make another:
+    the crew could never be resumed (issue #22)."""
+    with pytest.raises(ValueError, match="needs a store that outlives its controller"):
+        Crew(store="local", name="nightly")

@@ -96,6 +96,10 @@ class Crew:
         self.store, self._owns_store = open_store(self._plugins, store or config.get("store"), options)
         try:
             checked = check_settings(config, self.store.heartbeat_interval)
+            if self.name is not None and self.store.temporary:
+                raise ValueError(f"named crew {self.name!r} needs a store that outlives its controller, and"
+                                 f" {self.store.describe()} is a temporary folder removed when it closes: give"
+                                 " a folder path or a bucket URL")  # fmt: skip
         except BaseException:
             if self._owns_store:
                 self.store.close()

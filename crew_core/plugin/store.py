@@ -71,6 +71,9 @@ class Store(ABC):
     #: True when :meth:`put_new` is one conditional write of the backend, so that of many parties
     #: creating the same key at once exactly one succeeds. The default :meth:`put_new` is not.
     atomic_put_new: ClassVar[bool] = False
+    #: True for a store whose objects go when the store object is closed (crew-local's default
+    #: folder in memory): a named crew there could never be resumed, so it is refused.
+    temporary: bool = False
     #: Backend requests made by every store of this class in this process, by operation, for
     #: stores whose requests cost money (they call :meth:`count`); each subclass has its own.
     requests: ClassVar[Counter[str]] = Counter()

@@ -139,7 +139,7 @@ class LocalStore(Store):
 
     def __init__(self, path: str | os.PathLike[str] | None = None, create: bool = True) -> None:
         """``create=False`` (how workers rebuild it, see :meth:`config`): the folder must exist."""
-        self._temporary = path is None
+        self._temporary = self.temporary = path is None
         if path is None:
             path = tempfile.mkdtemp(prefix="crew-", dir=_memory_dir())  # mode 0700 already
         self.root = Path(path).expanduser().resolve()  # one name per folder: symlinks and ".." resolved
