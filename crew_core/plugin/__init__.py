@@ -18,7 +18,7 @@ from crew_core.plugin.registry import (
     store_from_config,
     store_spec,
 )
-from crew_core.plugin.store import Store, check_key
+from crew_core.plugin.store import Store, check_key, is_key
 from crew_core.plugin.worker import BackendJob, Launch, Worker, end_each
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "end_each",
     "environment_variable",
     "hookimpl",
+    "is_key",
     "kill_tree",
     "launch_in",
     "own_processes",

@@ -24,12 +24,18 @@ _KEY = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\
 
 def check_key(key: str) -> str:
     """Return ``key`` unchanged, or raise :class:`ValueError` if it is not a valid store key."""
-    if not _KEY.match(key):
+    if not is_key(key):
         raise ValueError(
             f"invalid store key {key!r}: use '/'-separated segments of letters, digits, '_', '-'"
             " and '.', none starting with '.'"
         )
     return key
+
+
+def is_key(name: str) -> bool:
+    """Whether a backend's object name is a key (what ``list`` returns), not a private object or
+    a folder marker (what it must hide)."""
+    return bool(_KEY.match(name))
 
 
 class Store(ABC):

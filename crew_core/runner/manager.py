@@ -30,6 +30,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from crew_core.engine.answers import Answers
+from crew_core.engine.deaths import end_job
 from crew_core.engine.dispatcher import Dispatcher
 from crew_core.engine.ledger import Job, JobState, Ledger
 from crew_core.engine.orders import (
@@ -304,12 +305,11 @@ class Manager:
         self.carry_out()
 
     def finish(self, job: Job, result: Result) -> None:
-        """End a job with a result the controller made (under the lock): a named crew stores it
-        before anyone can have it (``verdicts.py``), in the loop's next write."""
-        if self.verdicts is None:
-            self.ledger.finish(job, result)
-        elif self.ledger.finish(job, result, unsaved=True):
-            self.loop.nudge()  # made in a user's thread (dismiss, launch), the loop may sleep: it writes it now
+        """End a job with a result the runner made (a user's cancel, a dismissal), under the lock,
+        as the engine ends one (:func:`~crew_core.engine.deaths.end_job`)."""
+        end_job(self, job, result)
+        if self.ledger.unsaved:
+            self.loop.nudge()  # made in a user's thread, the loop may sleep: a named crew stores it now
 
     def finish_error(self, job: Job, error: BaseException) -> None:
         self.finish(job, Result(job.id, ERROR, error=error, tags=job.tags, tries=job.runs))

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from crew_core import KeyNotFoundError, Store
-from crew_core.plugin import check_key
+from crew_core.plugin import is_key
 from crew_core.testing.together import READY_SET_GO, run_together
 
 #: Names that are not keys: ``put``, ``get`` and ``delete`` must raise ValueError for each.
@@ -55,15 +55,6 @@ def expect_same_bytes(got: bytes, want: bytes, what: str) -> None:
     start = next((i for i in range(0, size, block) if left[i : i + block] != right[i : i + block]), size)
     at = next((i for i in range(start, min(start + block, size)) if left[i] != right[i]), size)
     raise AssertionError(f"{what}: {len(got)} bytes instead of {len(want)}, first difference at byte {at}")
-
-
-def is_key(name: str) -> bool:
-    """Whether a backend's object name is a key, not a private object (nor a folder marker)."""
-    try:
-        check_key(name)
-    except ValueError:
-        return False
-    return True
 
 
 def keys_among(names: list[str], *also: str) -> list[str]:

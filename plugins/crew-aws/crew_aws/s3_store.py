@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from crew_core.plugin import KeyNotFoundError, Store, StoreError, StoreGoneError, check_key
+from crew_core.plugin import KeyNotFoundError, Store, StoreError, StoreGoneError, check_key, is_key
 
 from .errors import error_code, store_error
 
@@ -21,14 +21,6 @@ _CONFLICT_TRIES = 5  # conditional PUTs answered 409: S3 asks to retry them
 
 logger = logging.getLogger("crew")
 
-
-def _is_key(name: str) -> bool:
-    """Whether an object name (relative to the store's prefix) is a key, not someone's private object."""
-    try:
-        check_key(name)
-    except ValueError:
-        return False
-    return True
 
 
 class S3Store(Store):
@@ -180,7 +172,7 @@ class S3Store(Store):
 
     def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         # S3 lists in UTF-8 binary order, which is the contract's code-point order for ASCII keys.
-        return [name for name in self._names(prefix, start_after) if _is_key(name)]
+        return [name for name in self._names(prefix, start_after) if is_key(name)]
 
     def _names(self, prefix: str, start_after: str | None = None) -> list[str]:
         """Every object name under ``prefix`` (relative to the store's), private ones too, all pages."""

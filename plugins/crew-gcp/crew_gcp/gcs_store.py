@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from crew_core.plugin import KeyNotFoundError, Store, StoreError, StoreGoneError, check_key
+from crew_core.plugin import KeyNotFoundError, Store, StoreError, StoreGoneError, check_key, is_key
 
 _PERMISSIONS = {
     "write": "storage.objects.create (and storage.objects.delete to overwrite)",
@@ -24,14 +24,6 @@ _LOCATION = ("bucket", "prefix")  # options that a gs:// URL names itself
 
 logger = logging.getLogger("crew")
 
-
-def _is_key(name: str) -> bool:
-    """Whether an object name (relative to the store's prefix) is a key, not someone's private object."""
-    try:
-        check_key(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _store_error(exc: BaseException, what: str, where: str) -> StoreError:
@@ -180,7 +172,7 @@ class GCSStore(Store):
 
     def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         # GCS lists in UTF-8 binary order, which is the contract's code-point order for ASCII keys.
-        keys = [name for name in self._names(prefix, start_after) if _is_key(name)]
+        keys = [name for name in self._names(prefix, start_after) if is_key(name)]
         if start_after is not None:
             keys = [key for key in keys if key > start_after]  # start_offset is inclusive
         return keys

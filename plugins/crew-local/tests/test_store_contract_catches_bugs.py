@@ -21,20 +21,12 @@ from collections.abc import Iterable
 import pytest
 
 from crew_core import KeyNotFoundError, Store
-from crew_core.plugin.store import check_key
+from crew_core.plugin.store import check_key, is_key
 from crew_core.testing import StoreContract
 
 #: The in-memory backends, by name: object name -> bytes, private dot-names included.
 BACKENDS: dict[str, dict[str, bytes]] = {}
 EIGHT_MIB = 8 * 1024 * 1024
-
-
-def is_key(name: str) -> bool:
-    try:
-        check_key(name)
-    except ValueError:
-        return False
-    return True
 
 
 class Connection:
