@@ -28,6 +28,7 @@ from crew_core.agent.sandbox import Interrupted, JobGuard
 from crew_core.backoff import Backoff, retry
 from crew_core.errors import CorruptObjectError, JobCancelledError, JobTimeoutError, KeyNotFoundError, StoreError
 from crew_core.plugin.processes import process_alive
+from crew_core.plugin.secret_files import SECRET_FILE_ENV
 from crew_core.results import CANCELLED, ERROR, SUCCESS, TIMEOUT
 from crew_core.wire import protocol
 from crew_core.wire.protocol import Batch, Call, ExitNote, Heartbeat, Outcome, ResultBatch, WorkerSettings
@@ -318,6 +319,7 @@ def run_worker(args: Sequence[str], environment: Mapping[str, str] | None = None
     secret = secret_from(environment)
     if environment is None:
         os.environ.pop(SECRET_ENV, None)
+        os.environ.pop(SECRET_FILE_ENV, None)
     try:
         store = store_from_config(settings.store)
     except Exception as exc:

@@ -87,8 +87,8 @@ class Supervisor:
                 tasks_max=tasks_max,
                 seconds_wall=seconds_wall,
             )
-            environment = {SECRET_ENV: m.secret.hex(), protocol.LABEL_ENV: m.label}
-            launch = Launch(settings.to_args(), environment, m.crew_id, record.name, record.incarnation, m.label)
+            launch = Launch(settings.to_args(), {protocol.LABEL_ENV: m.label}, m.crew_id, record.name,
+                            record.incarnation, m.label, secrets={SECRET_ENV: m.secret.hex()})  # fmt: skip
             groups.setdefault(type(record.backend), []).append((record, launch))
         return groups
 

@@ -18,11 +18,13 @@ from crew_core.plugin.registry import (
     store_from_config,
     store_spec,
 )
+from crew_core.plugin.secret_files import SECRET_FILE_ENV, remove_secret_file, write_secret_file
 from crew_core.plugin.store import Store, check_key, is_key
 from crew_core.plugin.worker import BackendJob, Launch, Worker, end_each
 
 __all__ = [
     "LABEL_ENV",
+    "SECRET_FILE_ENV",
     "BackendJob",
     "Config",
     "CrewError",
@@ -48,6 +50,8 @@ __all__ = [
     "launch_in",
     "own_processes",
     "process_alive",
+    "remove_secret_file",
     "store_from_config",
     "store_spec",
+    "write_secret_file",
 ]

@@ -24,14 +24,19 @@ from crew_core.errors import WorkerLaunchError
 class Launch:
     """What a backend needs to start one worker.
 
-    ``args`` are the arguments of the ``crew worker`` command (pass them on as they are: their
-    flags change with the protocol); ``environment`` holds variables the worker process **must**
-    get in its environment (the crew's secret, ``CREW_SECRET``), on top of the backend's own. Pass
-    them through the backend's environment mechanism, never on a command line or through the
-    store. ``crew``, ``worker`` and ``incarnation`` say whose launch it is, for naming the
-    backend's job; ``label`` (``<crew id>@<digest>``, also in the environment as ``CREW_LABEL``)
-    is what :meth:`Worker.find` looks for: the crew's id *and* store, so that the same name in
-    two stores, or a crew id planted in another store, never reaches this crew's workers.
+    ``args`` are the arguments of the ``crew worker`` command (pass them on as they are: their flags
+    change with the protocol); ``environment`` holds variables the worker process **must** get in
+    its environment (``CREW_LABEL``), on top of the backend's own: nothing in it is secret.
+    ``secrets`` holds variables it must get too (``CREW_SECRET``, the launch's signing key) through
+    the backend's *secret* mechanism: never where the backend's describe or list calls show them
+    (job definitions' or overrides' plain environment, labels, command lines), never through the
+    store. AWS Batch takes them from Secrets Manager, Cloud Run from Secret Manager, Slurm from a
+    file of mode 600 (:mod:`crew_core.plugin.secret_files`); a local process may get them in its
+    environment, which only its user can read. ``crew``, ``worker`` and ``incarnation`` say whose
+    launch it is, for naming the backend's job; ``label`` (``<crew id>@<digest>``, also in the
+    environment as ``CREW_LABEL``) is what :meth:`Worker.find` looks for: the crew's id *and* store,
+    so that the same name in two stores, or a crew id planted in another store, never reaches this
+    crew's workers.
     """
 
     args: tuple[str, ...]
@@ -40,6 +45,7 @@ class Launch:
     worker: str = ""
     incarnation: int = 0
     label: str = ""
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def command(self, python: str = "python") -> list[str]:
         """The full command line, e.g. ``["python", "-m", "crew_core", "worker", "--store", ...]``."""

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 from crew_core.errors import TamperedObjectError
 from crew_core.plugin.launches import SECRET_ENV as SECRET_ENV  # the name workers read it from
+from crew_core.plugin.secret_files import SECRET_FILE_ENV, read_secret_file
 from crew_core.plugin.store import Store
 
 #: The environment variable through which a worker gets its crew's secret (hex).
@@ -32,6 +33,8 @@ def secret_from(environment: Mapping[str, str] | None = None) -> bytes:
     """The crew's secret from ``environment`` (else this process's), as the launch passed it."""
     source = os.environ if environment is None else environment
     value = source.get(SECRET_ENV)
+    if not value and source.get(SECRET_FILE_ENV):  # a backend that passes secrets in a file (Slurm)
+        value = read_secret_file(source[SECRET_FILE_ENV]).get(SECRET_ENV)
     if not value:
         raise RuntimeError(
             f"no {SECRET_ENV} in the worker's environment: the worker backend must pass"

@@ -76,7 +76,7 @@ class SimAgent:
         self.orphaned = False  # it left because its controller died, stopping the job it ran
         self.label = launch.label  # how its backend finds it (Worker.find)
         self.settings = WorkerSettings.from_args(launch.args)
-        self.sealed = Sealed(world.store, bytes.fromhex(launch.environment[SECRET_ENV]))
+        self.sealed = Sealed(world.store, bytes.fromhex(launch.secrets[SECRET_ENV]))
         self.feed = _Feed(self.sealed, self.settings)
         self.starts = starts  # queued on its backend until then
         self.alive = True

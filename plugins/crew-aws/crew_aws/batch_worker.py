@@ -117,7 +117,7 @@ class BatchWorker(Worker):
             if value is not None
         ]
         overrides: dict[str, Any] = {"command": launch.command(self.python)}
-        environment = {**self.environment, **launch.environment}  # the crew's secret travels here
+        environment = {**self.environment, **launch.environment, **launch.secrets}
         if environment:
             overrides["environment"] = [{"name": k, "value": v} for k, v in sorted(environment.items())]
         if requirements:

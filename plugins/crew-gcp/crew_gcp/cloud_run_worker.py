@@ -186,9 +186,10 @@ class CloudRunWorker(Worker):
         """The RunJob request: the worker's arguments and env, one task, the timeout."""
         from google.cloud import run_v2
 
+        variables = {**self.env, **launch.environment, **launch.secrets}
         override = run_v2.RunJobRequest.Overrides.ContainerOverride(
             args=launch.command(self.python)[1:],
-            env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted({**self.env, **launch.environment}.items())],
+            env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(variables.items())],
         )
         overrides = run_v2.RunJobRequest.Overrides(container_overrides=[override], task_count=1)
         if self.execution_timeout is not None:

@@ -79,10 +79,11 @@ class ExecutorWorker(Worker):
             try:
                 # The secret goes with the call (pickled through the pool's pipe), not into os.environ:
                 # a thread pool shares the controller's environment.
+                environment = {**launch.environment, **launch.secrets}
                 if executor is self._own:
-                    self._future = executor.submit(_run_in_own_pool, args, dict(launch.environment), os.getpid())
+                    self._future = executor.submit(_run_in_own_pool, args, environment, os.getpid())
                 else:
-                    self._future = executor.submit(run_worker, args, dict(launch.environment))
+                    self._future = executor.submit(run_worker, args, environment)
             except Exception as exc:
                 raise WorkerLaunchError(f"executor {executor!r} refused worker {self.name!r}: {exc}") from exc
 

@@ -75,7 +75,8 @@ class SubprocessWorker(Worker):
         # The worker imports what the controller can: functions pickled by reference resolve.
         env["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, env.get("PYTHONPATH", "")] if p)
         env.update(self.env)
-        env.update(launch.environment)  # the crew's secret: in the environment, never on the command line
+        env.update(launch.environment)
+        env.update(launch.secrets)  # readable by this user only (/proc/<pid>/environ); never on the command line
         command = launch.command(self.python)
         if not self.detached:
             command += ["--parent-pid", str(os.getpid())]

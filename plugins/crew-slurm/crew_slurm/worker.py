@@ -10,7 +10,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from crew_core.plugin import BackendJob, Launch, Worker, WorkerLaunchError
+from crew_core.plugin import (
+    SECRET_FILE_ENV,
+    BackendJob,
+    Launch,
+    Worker,
+    WorkerLaunchError,
+    remove_secret_file,
+    write_secret_file,
+)
 
 from . import commands
 
@@ -59,6 +67,7 @@ class SlurmWorker(Worker):
         self.log_dir = Path(log_dir if log_dir is not None else "crew-slurm-logs").absolute()
         self.job_id: str | None = None
         self._cause: str | None = None  # how the last job ended, as squeue said (running() learns it)
+        self._secret_file: Path | None = None  # the launch's secrets, until the worker reads them
 
     # ------------------------------------------------------------------ sbatch
     def sbatch_options(self) -> list[str]:
@@ -79,7 +88,21 @@ class SlurmWorker(Worker):
         return [*options, "--no-requeue", *self.sbatch_args]
 
     def _command(self, launch: Launch) -> str:
-        return shlex.join(["exec", *launch.command(self.python)])
+        # The launch's key goes in a file of mode 600 that the worker reads and deletes at start:
+        # a Slurm job's environment is kept with the job record, where others may read it.
+        self._forget_secret()
+        if launch.secrets:
+            self._secret_file = write_secret_file(launch.secrets)
+            prefix = f"{SECRET_FILE_ENV}={shlex.quote(str(self._secret_file))} "
+        else:
+            prefix = ""
+        return prefix + shlex.join(["exec", *launch.command(self.python)])
+
+    def _forget_secret(self) -> None:
+        """Delete the launch's secret file if its worker never read it (it never started)."""
+        if self._secret_file is not None:
+            remove_secret_file(self._secret_file)
+            self._secret_file = None
 
     def _exports(self) -> list[str]:
         # Functions pickled by reference need the controller's import path on the node.
@@ -105,6 +128,8 @@ class SlurmWorker(Worker):
                 cls._submit(group)
                 submitted.extend(worker for worker, _ in group)
         except BaseException as error:
+            for worker, _ in launches:
+                worker._forget_secret()
             try:
                 commands.scancel(w.job_id for w in submitted if w.job_id)  # all or nothing
             except Exception as exc:
@@ -159,10 +184,12 @@ class SlurmWorker(Worker):
             state = states.get(w.job_id) if w.job_id else None
             answers[w.name] = state in commands.ACTIVE_STATES
             if w.job_id and not answers[w.name]:
+                w._forget_secret()
                 reason = reasons.get(w.job_id)
                 w._cause = (
                     f"its Slurm job {w.job_id} ended in state {state}" + (f" ({reason})" if reason else "")
-                    if state else f"its Slurm job {w.job_id} is no longer listed by squeue (ended and purged)"
+                    if state
+                    else f"its Slurm job {w.job_id} is no longer listed by squeue (ended and purged)"
                 )
         return answers
 
@@ -206,6 +233,7 @@ class SlurmWorker(Worker):
     def kill(self) -> None:
         if self.job_id is not None:
             commands.scancel([self.job_id])
+        self._forget_secret()
 
     def log_file(self) -> Path | None:
         """Where this worker's job writes its output (once it has started)."""

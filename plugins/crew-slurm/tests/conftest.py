@@ -28,7 +28,12 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.fixture
-def slurm(slurm_cluster):
-    """The cluster, with no job left over from the previous test."""
+def slurm(slurm_cluster, tmp_path, monkeypatch):
+    """The cluster, with no job left over from the previous test; launches' secret files go to
+    the test's own folder (the node shares it), and none is left once the test ends."""
     slurm_cluster.cancel_all()
-    return slurm_cluster
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    yield slurm_cluster
+    slurm_cluster.cancel_all()
+    left = list((tmp_path / "state" / "crew" / "launch-secrets").glob("*"))
+    assert not left, f"launch secret files left behind: {left}"

@@ -130,6 +130,42 @@ def test_closing_the_crew_leaves_no_job_behind(slurm, tmp_path):
     wait_for(lambda: squeue() == "", timeout=60, what="no job left in the queue")
 
 
+def launch_key(crew: Crew, worker) -> str:
+    """The secret the crew gave this launch of the worker (hex)."""
+    return crew._manager.secret.hex()
+
+
+def test_the_launch_key_is_in_no_job_record_and_its_file_is_read_once(crew, tmp_path):
+    [worker] = crew.recruit(workers=1, worker_class="slurm", log_dir=tmp_path / "logs")
+    assert crew.send(jobs.double, args=(4,)) and crew.receive(timeout=120).value == 8
+    job_id, key = worker.backend.job_id, launch_key(crew, worker)
+    shown = subprocess.run(["scontrol", "show", "job", "-d", "-o", job_id], capture_output=True, text=True).stdout
+    script = subprocess.run(["scontrol", "write", "batch_script", job_id, "-"], capture_output=True, text=True)
+    assert "crew_core worker" in script.stdout, script.stderr  # the record was read
+    assert key not in shown and key not in script.stdout and "CREW_SECRET=" not in shown
+    folder = tmp_path / "state" / "crew" / "launch-secrets"
+    assert list(folder.iterdir()) == []  # the worker read its file and deleted it
+
+
+def test_a_planted_or_shared_secret_file_is_refused(tmp_path, monkeypatch):
+    from crew_core.plugin import SECRET_FILE_ENV, write_secret_file
+    from crew_core.wire.signing import secret_from
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    path = write_secret_file({"CREW_SECRET": "ab" * 32})
+    path.chmod(0o644)
+    with pytest.raises(RuntimeError, match="others can read or write"):
+        secret_from({SECRET_FILE_ENV: str(path)})
+    assert not path.exists()  # refused, and gone
+    path = write_secret_file({"CREW_SECRET": "ab" * 32})
+    path.parent.chmod(0o777)
+    with pytest.raises(RuntimeError, match="others can write"):
+        secret_from({SECRET_FILE_ENV: str(path)})
+    path.parent.chmod(0o700)
+    path = write_secret_file({"CREW_SECRET": "ab" * 32})
+    assert secret_from({SECRET_FILE_ENV: str(path)}) == bytes.fromhex("ab" * 32) and not path.exists()
+
+
 def test_status_of_all_workers_is_one_squeue_call(crew, tmp_path, monkeypatch):
     from crew_slurm import commands
 
