@@ -244,6 +244,7 @@ THROUGHPUT = [  # (pattern, one (label, better) per number in it; "" drops a num
      ("round trip p50 ms, pool (control)", LOWER), ("round trip p95 ms, pool (control)", LOWER)),
     (r"ratio crew/ProcessPoolExecutor p50 {N}x", ("round trip p50 ratio crew/pool", LOWER)),
     (r"signing: {N} µs", ("signing µs per job", LOWER)),
+    (r"signing beside: {N} µs", ("signing µs per job, local worker", LOWER)),
     (r"import crew_core: {N} ms", ("import crew_core ms", LOWER)),
 ]  # fmt: skip
 SEND_LATENCY = [

@@ -92,9 +92,33 @@ def round_trips(count: int, rounds: int = 10) -> tuple[list[float], list[float]]
     return crew_times, pool_times
 
 
-def signing_cost(count: int = 20000) -> float:
-    """Seconds per job to sign and check a one-job task and its answer (a job's whole signing cost)."""
-    from crew_core import protocol  # pre-v2 paths: the same script runs on the old and the new engine
+def signing_cost(count: int = 20000, beside: bool = False) -> float:
+    """Seconds per job to sign and check a one-job task and its answer (a job's whole signing cost):
+    with the crew's Ed25519 key for tasks (a remote worker), or ``beside``: a local worker's MAC."""
+    try:
+        from crew_core.wire import protocol
+        from crew_core.wire.serialize import FunctionCache, dump_args
+        from crew_core.wire.signing import RunKeys, Sealed, new_secret
+    except ImportError:  # before keys per party (one crew secret): the same script runs on the old engine
+        return _signing_cost_one_secret(count)
+    keys = RunKeys(new_secret())
+    controller = Sealed(None, keys, tasks_by_mac=lambda worker, launch: beside)  # type: ignore[arg-type]  # no store
+    worker = Sealed(None, keys.worker_keys("w-1", 1, tasks_by_mac=beside), crew="c")  # type: ignore[arg-type]
+    digest, function, _ = FunctionCache().dump(noop)
+    call = protocol.Call(1, digest, dump_args(noop, (1,), {}))
+    task = protocol.encode_task(protocol.Batch(7, (call,), {digest: function}))
+    answer = protocol.encode_result(protocol.ResultBatch(7, "w-1", 1, ((1, b"x" * 60),)))
+    key_task, key_answer = "c/workers/w-1/1/000000000007", "c/inbox/000000000007"
+    worker.unseal(key_task, controller.seal(key_task, task))  # imports and key set-up are not per job
+    start = time.perf_counter()
+    for _ in range(count):
+        worker.unseal(key_task, controller.seal(key_task, task))
+        controller.unseal(key_answer, worker.seal(key_answer, answer))
+    return (time.perf_counter() - start) / count
+
+
+def _signing_cost_one_secret(count: int) -> float:
+    from crew_core import protocol  # pre-v2 paths
     from crew_core.serialize import FunctionCache, dump_args
     from crew_core.signing import Sealed, new_secret
 
@@ -176,7 +200,9 @@ def main() -> None:
     print(f"  crew                    p50 {pct(crew_rt, 50):6.3f} ms   p95 {pct(crew_rt, 95):6.3f} ms")
     print(f"  ProcessPoolExecutor(1)  p50 {pct(pool_rt, 50):6.3f} ms   p95 {pct(pool_rt, 95):6.3f} ms")
     print(f"  ratio crew/ProcessPoolExecutor p50 {pct(crew_rt, 50) / pct(pool_rt, 50):.2f}x")
-    print(f"signing: {signing_cost() * 1e6:.1f} µs per job (sign and check a one-job task and its answer)")
+    print(f"signing: {signing_cost() * 1e6:.1f} µs per job (sign and check a one-job task and its answer;"
+          " a remote worker's: Ed25519 tasks)")
+    print(f"signing beside: {signing_cost(beside=True) * 1e6:.1f} µs per job (a local worker's: MAC tasks)")
     print(f"import crew_core: {import_time() * 1000:.1f} ms (best of 5 fresh interpreters)")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

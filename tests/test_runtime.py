@@ -11,7 +11,7 @@ from crew_core.testing import jobs
 from crew_core.wire import protocol
 from crew_core.wire.protocol import Batch, Call, Revoke, Stop, WorkerSettings
 from crew_core.wire.serialize import FunctionCache, dump_args, load_outcome
-from crew_core.wire.signing import Sealed
+from crew_core.wire.signing import RunKeys, Sealed
 from crew_local import LocalStore
 
 
@@ -43,8 +43,13 @@ def sealed(store):
     return Sealed(store, SECRET)
 
 
+def worker_sealed(store):
+    """What the launch ``w`` 1 holds: its own key and the crew's public one."""
+    return Sealed(store, RunKeys(SECRET).worker_keys("w", 1), crew="c")
+
+
 def loop(store):
-    return WorkerLoop(sealed(store), SETTINGS)
+    return WorkerLoop(worker_sealed(store), SETTINGS)
 
 
 def give(store, seq, *calls):
@@ -216,9 +221,10 @@ def test_a_key_that_vanishes_between_listing_and_reading_hides_no_later_task(tmp
             return keys
 
     store = Racing(tmp_path)
-    sealed = Sealed(store, os.urandom(32))
+    sealed = Sealed(store, keys := RunKeys(os.urandom(32)))
     settings = WorkerSettings(store={}, crew="c0ffee", name="w-1", incarnation=1)
-    feed = TaskFeed(sealed, settings, lambda method, *args: method(*args))
+    worker = Sealed(store, keys.worker_keys("w-1", 1), crew="c0ffee")
+    feed = TaskFeed(worker, settings, lambda method, *args: method(*args))
     store.planted = protocol.task_key(settings.prefix, 999_999_999_999)
     store.put(store.planted, b"junk")
     feed.read()

@@ -28,13 +28,13 @@ from crew_core.agent.sandbox import Interrupted, JobGuard
 from crew_core.backoff import Backoff, retry
 from crew_core.errors import CorruptObjectError, JobCancelledError, JobTimeoutError, KeyNotFoundError, StoreError
 from crew_core.plugin.processes import process_alive
-from crew_core.plugin.secret_files import SECRET_FILE_ENV
+from crew_core.plugin.secret_files import SECRET_FILE_ENV, read_secret_file
 from crew_core.results import CANCELLED, ERROR, SUCCESS, TIMEOUT
 from crew_core.wire import protocol
 from crew_core.wire.protocol import Batch, Call, ExitNote, Heartbeat, Outcome, ResultBatch, WorkerSettings
 from crew_core.wire.refs import ObjectCache
 from crew_core.wire.serialize import FunctionTable, dump_outcome, load_args
-from crew_core.wire.signing import SECRET_ENV, Sealed, secret_from
+from crew_core.wire.signing import INNER_SECRET_ENV, SECRET_ENV, LaunchKeys, Sealed, secret_from
 
 log = logging.getLogger("crew")
 
@@ -316,10 +316,18 @@ def run_worker(args: Sequence[str], environment: Mapping[str, str] | None = None
     from crew_core.plugin.registry import store_from_config
 
     settings = WorkerSettings.from_args(args)
-    secret = secret_from(environment)
-    if environment is None:
-        os.environ.pop(SECRET_ENV, None)
-        os.environ.pop(SECRET_FILE_ENV, None)
+    source = dict(os.environ if environment is None else environment)
+    if source.get(SECRET_FILE_ENV):  # read (and deleted) once; it wins over anything inherited
+        source.update(read_secret_file(source.pop(SECRET_FILE_ENV)))
+    secret = secret_from(source)
+    inner_secret = secret_from(source, INNER_SECRET_ENV) if settings.inner is not None else b""
+    if environment is None:  # programs a job starts do not inherit them
+        for name in (SECRET_ENV, SECRET_FILE_ENV, INNER_SECRET_ENV):
+            os.environ.pop(name, None)
+    if not settings.task_key:
+        raise RuntimeError("crew worker: no --task-key: the controller's crew-core is too old for this worker")
+    keys = LaunchKeys(settings.name, settings.incarnation, secret, bytes.fromhex(settings.task_key),
+                      settings.tasks_mac)  # fmt: skip
     try:
         store = store_from_config(settings.store)
     except Exception as exc:
@@ -327,12 +335,12 @@ def run_worker(args: Sequence[str], environment: Mapping[str, str] | None = None
     main = threading.current_thread() is threading.main_thread()
     if main:
         signal.signal(signal.SIGTERM, _on_sigterm)
-    sealed = Sealed(store, secret)
+    sealed = Sealed(store, keys, crew=settings.crew)
     if settings.inner is not None:  # a forwarder: it runs an inner crew, not jobs
         from crew_core.nested.forwarder import run_forwarder
 
         try:
-            return run_forwarder(sealed, settings, secret)
+            return run_forwarder(sealed, settings, inner_secret)
         finally:
             store.close()
     objects = ObjectCache(sealed)

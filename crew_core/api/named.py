@@ -154,7 +154,7 @@ def open_named(
             # afresh. Deleting its lease sends away any worker it launched; the claims stay.
             clear_crew(store, name)
             nonce, recovery = durable.new_nonce(store, name), durable.Recovery()
-        secret = durable.run_secret(key, nonce)  # this run's objects are not a past run's
+        secret = durable.run_secret(key, nonce, store.describe(), name)  # not a past run's, nor another place's
         manager = Manager(name, store, store_spec(store), checked, secret, epoch=claimed.epoch, durable=True,
                           jobs_sent=jobs_sent, raw=raw)  # fmt: skip
         run = NamedRun(manager, name, nonce, claimed.epoch, accepted=bool(recovery.accepted_jobs))
@@ -178,7 +178,7 @@ def _read_named(store: Store, name: str, key: bytes) -> tuple[bytes | None, dura
     if nonce is None:
         return None, durable.Recovery()
     try:
-        recovery = durable.recover(Sealed(store, durable.run_secret(key, nonce)), name)
+        recovery = durable.recover(Sealed(store, durable.run_secret(key, nonce, store.describe(), name)), name)
     except CrewError:
         if durable.read_nonce(store, name) != nonce:  # not another key: a new run began
             raise CrewError(f"another process is opening crew {name!r} right now: one controller at a time")

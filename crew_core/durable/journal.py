@@ -33,7 +33,7 @@ from crew_core.plugin.store import Store
 from crew_core.wire import protocol
 from crew_core.wire.keys import EPOCH_SPAN as EPOCH_SPAN  # where it was before it joined the key layout
 from crew_core.wire.protocol import JobBatch, JournalJob, Receipt, RosterEntry, Verdicts
-from crew_core.wire.signing import SECRET_ENV, Sealed, new_secret, secret_from
+from crew_core.wire.signing import SECRET_ENV, Sealed, derive, new_secret, secret_from, signer_of
 
 log = logging.getLogger("crew")
 
@@ -157,14 +157,15 @@ def new_nonce(store: Store, crew_id: str) -> bytes:
     return nonce
 
 
-def run_secret(key: bytes, nonce: bytes) -> bytes:
-    """The secret of one run (first open to close) of a named crew.
+def run_secret(key: bytes, nonce: bytes, store_description: str, name: str) -> bytes:
+    """The root key of one run (first open to close) of a named crew (see ``wire/signing.py``).
 
     The user's key stays the same from run to run (a key file, ``CREW_SECRET``); mixing in a
     nonce per run makes every object of an earlier run of the same name fail its check, so a
-    copy of last night's answer cannot be planted into tonight's crew.
+    copy of last night's answer cannot be planted into tonight's crew; mixing in the store's
+    location and the crew's name makes a run copied to another prefix, store or name fail too.
     """
-    return hashlib.blake2b(nonce, key=key, digest_size=32, person=b"crew-run").digest()
+    return derive(key, "run", nonce.hex(), store_description, name)
 
 
 class JobJournal:
@@ -343,7 +344,8 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
         def read(keys: list[str], decode: Callable[[bytes, str], object]) -> list[tuple[str, object]]:
             def one(key: str) -> tuple[str, object]:
                 try:
-                    return key, decode(sealed.get(key), key)
+                    payload, signer = sealed.get_signed(key)
+                    return key, _spoken_by(decode(payload, key), signer, key)
                 except KeyNotFoundError:
                     return key, None  # deleted meanwhile: a worker's straggler cleanup
                 except protocol.OtherProtocolError as exc:  # resuming would drop the crew's work silently
@@ -375,6 +377,13 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
         _read_queues(found, store, crew_id, read)
         _read_launches(found, store, crew_id)
     return found
+
+
+def _spoken_by(record: object, signer: str, key: str) -> object:
+    """``record``, unless it is an answer that names another launch than the one that signed it."""
+    if isinstance(record, protocol.ResultBatch) and signer_of(record.worker, record.incarnation) != signer:
+        raise TamperedObjectError(f"store object {key!r} speaks for a launch that did not sign it")
+    return record
 
 
 def _read_launches(found: Recovery, store: Store, crew_id: str) -> None:

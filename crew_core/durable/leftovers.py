@@ -92,7 +92,7 @@ def _number(value: Any) -> int | float | None:
 
 def _json(store: Store, key: str) -> dict[str, Any] | None:
     try:
-        value = json.loads(unchecked_payload(store.get(key)))
+        value = json.loads(unchecked_payload(store.get(key), key))
     except Exception:  # gone, or junk anyone could plant (bad UTF-8, nesting that overflows the parser)
         return None
     return value if isinstance(value, dict) else None

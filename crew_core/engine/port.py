@@ -21,13 +21,26 @@ if TYPE_CHECKING:
     from crew_core.settings import Settings
 
 
+class KeySource(Protocol):
+    """The keys the engine hands to launches (``wire.signing.RunKeys``; the engine signs nothing)."""
+
+    @property
+    def public(self) -> bytes:
+        """The public half of the crew's signing key (on the worker's command line)."""
+
+    def launch_secrets(self, worker: str, incarnation: int, forwarder: bool = False) -> dict[str, str]:
+        """What one launch gets through its backend's secret mechanism (``Launch.secrets``)."""
+
+
 class Controller(Protocol):
     """What one crew's engine reads, and where it leaves its orders (see the module docstring)."""
 
     crew_id: str
     label: str  # how its launches are found on their backends
     store_spec: dict[str, Any]  # how a worker rebuilds the store
-    secret: bytes
+    @property
+    def keys(self) -> KeySource:
+        """The run's keys: what each launch gets."""
     settings: Settings
     store: Store  # its poll_interval only
     prefetch_horizon: float

@@ -20,7 +20,6 @@ from crew_core.engine.ledger import Job, JobState, Task
 from crew_core.engine.orders import Cleanup, Place, PollSoon, Report, RosterChanged, WriteControl
 from crew_core.engine.workers import LIFE, IllegalTransition, Life, Phase, WorkerRecord
 from crew_core.errors import JobTimeoutError
-from crew_core.plugin.launches import SECRET_ENV
 from crew_core.plugin.worker import Launch, Worker
 from crew_core.results import TIMEOUT, Result
 from crew_core.wire import protocol
@@ -86,9 +85,12 @@ class Supervisor:
                 capture=m.settings.capture_output,
                 tasks_max=tasks_max,
                 seconds_wall=seconds_wall,
+                task_key=m.keys.public.hex(),
+                tasks_mac=record.backend.beside_controller,
             )
+            secrets = m.keys.launch_secrets(record.name, record.incarnation, forwarder=record.backend.nested)
             launch = Launch(settings.to_args(), {protocol.LABEL_ENV: m.label}, m.crew_id, record.name,
-                            record.incarnation, m.label, secrets={SECRET_ENV: m.secret.hex()})  # fmt: skip
+                            record.incarnation, m.label, secrets=secrets)  # fmt: skip
             groups.setdefault(type(record.backend), []).append((record, launch))
         return groups
 

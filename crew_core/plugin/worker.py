@@ -132,6 +132,11 @@ class Worker(ABC):
     #: Seconds a stop request may take before the worker is killed; None: the crew's ``stop_grace``
     #: (a forwarder needs longer: it closes its inner crew first).
     stop_grace: ClassVar[float | None] = None
+    #: True if its processes run as the controller's user on the controller's machine (crew-local's
+    #: workers): whoever reads such a process's environment can read the controller's memory too,
+    #: so its tasks are signed with its own launch key (a MAC, checked 30 times faster) rather
+    #: than the crew's Ed25519 key. Leave it False for anything that runs elsewhere.
+    beside_controller: ClassVar[bool] = False
 
     def __init__(self, name: str, *, tags: Iterable[str] | str | None = None, timeout: float | None = None) -> None:
         self.name = name

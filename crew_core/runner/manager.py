@@ -107,8 +107,9 @@ class Manager:
         self.crew_id = crew_id
         self.label = protocol.crew_label(store.describe(), crew_id)  # how its launches are found (Worker.find)
         self.store = store
-        self.secret = secret
-        self.sealed = Sealed(store, secret)  # every record is signed with the crew's secret
+        self.secret = secret  # the run's root key: every other key is made from it (wire/signing.py)
+        self.sealed = Sealed(store, secret, addressee=self._addressee, tasks_by_mac=self._beside)
+        self.keys = self.sealed.keys
         self.store_spec = store_spec
         self.settings = settings
         self.lock = threading.RLock()
@@ -259,6 +260,16 @@ class Manager:
         self.carry_out()
 
     # ------------------------------------------------------------------ the engine's orders (engine/orders.py)
+    def _addressee(self, seq: int) -> tuple[str, int] | None:
+        """The launch that task ``seq`` went to, while it is outstanding: only it may answer."""
+        task = self.ledger.tasks.get(seq)
+        return (task.worker, task.incarnation) if task is not None else None
+
+    def _beside(self, worker: str, incarnation: int) -> bool:
+        """Whether tasks to this worker are signed with its launch key (it runs beside this process)."""
+        record = self.records.get(worker)
+        return record is not None and record.backend.beside_controller
+
     def carry_out(self) -> None:
         """Carry out the engine's orders, oldest first (under the lock): each step does this before it
         writes, polls or sleeps, and each command of a user's thread after it asked the engine."""

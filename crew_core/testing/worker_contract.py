@@ -141,17 +141,19 @@ class WorkerContract:
     def test_the_crew_secret_reaches_the_worker_in_its_environment_only(
         self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
     ) -> None:
-        """``start`` must pass ``launch.environment`` (the crew's secret) and nothing else carries it."""
+        """``start`` must pass ``launch.secrets`` (the launch's key) and nothing else carries it."""
         crew = make_crew()
         crew.recruit(workers=1, **worker_options)
         crew.send(jobs.secret_exposure)
         result = crew.receive(timeout=120 * timeout_scale)
         assert result is not None, (
-            "the worker never answered: does start() pass launch.environment (CREW_SECRET) to the process?"
+            "the worker never answered: does start() pass launch.secrets (CREW_SECRET) to the process?"
         )
         variable, command = result.get()
         assert variable is None, "the worker left CREW_SECRET in the environment jobs see"
-        assert crew._manager.secret.hex() not in command, "the crew's secret is on the worker's command line"
+        keys = crew._manager.keys
+        shown = [keys.root.hex(), *(keys.launch_key(result.worker or "", n).hex() for n in range(1, 4))]
+        assert not any(key in command for key in shown), "a crew's or a launch's key is on the worker's command line"
 
     def test_worker_survives_a_job_that_raises_or_exits(
         self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float

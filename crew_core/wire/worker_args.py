@@ -32,6 +32,8 @@ class WorkerSettings:
     tasks_max: int | None = None  # leave after this many jobs
     seconds_wall: float | None = None  # leave after this many seconds (between jobs)
     inner: dict[str, Any] | None = None  # a forwarder: the inner crew it runs (see inner.py)
+    task_key: str = ""  # the public half of the crew's signing key (hex): no secret
+    tasks_mac: bool = False  # its tasks are signed with its launch key (it runs beside the controller)
 
     @property
     def prefix(self) -> str:
@@ -60,6 +62,10 @@ class WorkerSettings:
             args += ["--seconds-wall", repr(float(self.seconds_wall))]
         if self.inner is not None:
             args += ["--inner", json.dumps(self.inner, separators=(",", ":"))]
+        if self.task_key:
+            args += ["--task-key", self.task_key]
+        if self.tasks_mac:
+            args += ["--tasks-mac"]
         return tuple(args)
 
     @classmethod
@@ -87,6 +93,8 @@ class WorkerSettings:
             tasks_max=ns.tasks_max,
             seconds_wall=ns.seconds_wall,
             inner=json.loads(ns.inner) if ns.inner is not None else None,
+            task_key=ns.task_key,
+            tasks_mac=ns.tasks_mac,
         )
 
 
@@ -115,4 +123,6 @@ def _worker_parser() -> Any:
     parser.add_argument("--tasks-max", type=int, default=None, help="leave after this many jobs")
     parser.add_argument("--seconds-wall", type=_positive, default=None, help="leave after this many seconds")
     parser.add_argument("--inner", default=None, help="forward to an inner crew: its spec as JSON")
+    parser.add_argument("--task-key", default="", help="the crew's public key (hex) that signs tasks")
+    parser.add_argument("--tasks-mac", action="store_true", help="tasks are signed with the launch's own key")
     return parser

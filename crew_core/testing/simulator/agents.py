@@ -23,7 +23,7 @@ from crew_core.results import CANCELLED, SUCCESS, TIMEOUT
 from crew_core.wire import protocol
 from crew_core.wire.protocol import Batch, ExitNote, Heartbeat, Outcome, ResultBatch, WorkerSettings
 from crew_core.wire.serialize import dump_outcome
-from crew_core.wire.signing import Sealed
+from crew_core.wire.signing import LaunchKeys, Sealed
 
 if TYPE_CHECKING:
     from crew_core.testing.simulator.world import World
@@ -76,7 +76,10 @@ class SimAgent:
         self.orphaned = False  # it left because its controller died, stopping the job it ran
         self.label = launch.label  # how its backend finds it (Worker.find)
         self.settings = WorkerSettings.from_args(launch.args)
-        self.sealed = Sealed(world.store, bytes.fromhex(launch.secrets[SECRET_ENV]))
+        s = self.settings
+        keys = LaunchKeys(s.name, s.incarnation, bytes.fromhex(launch.secrets[SECRET_ENV]), bytes.fromhex(s.task_key),
+                          s.tasks_mac)  # fmt: skip
+        self.sealed = Sealed(world.store, keys, crew=s.crew)
         self.feed = _Feed(self.sealed, self.settings)
         self.starts = starts  # queued on its backend until then
         self.alive = True

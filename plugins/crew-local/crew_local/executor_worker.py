@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from crew_core.plugin import Launch, Worker, WorkerLaunchError, process_alive
@@ -18,6 +18,8 @@ def _run_in_own_pool(args: list[str], environment: dict[str, str], controller: i
     tracker, which would otherwise wait for it for ever."""
     from crew_core.agent.runtime import run_worker
 
+    for name in ("CREW_SECRET", "CREW_INNER_SECRET"):  # the controller's, inherited: not for jobs here
+        os.environ.pop(name, None)
     reason = run_worker(args, environment)
     if not process_alive(controller):
         os._exit(0)
@@ -60,6 +62,11 @@ class ExecutorWorker(Worker):
         """True with the worker's own process pool, whose process watches the controller's; a
         user's executor may outlive the controller, and its worker leaves when the lease stands still."""
         return self.executor is None
+
+    @property
+    def beside_controller(self) -> bool:  # type: ignore[override]
+        """True with the worker's own process pool or a local pool; a user's executor may run elsewhere."""
+        return self.executor is None or type(self.executor) in (ProcessPoolExecutor, ThreadPoolExecutor)
 
     def start(self, launch: Launch) -> None:
         with self._lock:

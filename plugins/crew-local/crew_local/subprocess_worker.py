@@ -37,6 +37,7 @@ class SubprocessWorker(Worker):
     """
 
     worker_class = "subprocess"
+    beside_controller = True  # a process of the controller's user on its machine
     status_interval = 0.05  # poll() is a system call: checking often costs nothing
 
     def __init__(

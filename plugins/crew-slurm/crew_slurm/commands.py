@@ -21,6 +21,10 @@ class SlurmCommandError(RuntimeError):
     """A Slurm client command failed for a reason other than the request itself."""
 
 
+#: The controller's secrets, which its own environment may hold: never exported to a job.
+_NOT_EXPORTED = frozenset({"CREW_SECRET", "CREW_INNER_SECRET", "CREW_SECRET_FILE"})
+
+
 def _run(
     command: list[str], stdin: str | None = None, timeout: float = 60.0, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -28,7 +32,9 @@ def _run(
         raise WorkerLaunchError(
             f"{command[0]} is not on PATH: run the crew on a Slurm login node (or `module load slurm`)"
         )
-    environment = None if env is None else {**os.environ, **env}
+    environment = None
+    if env is not None:  # what the command (and the job sbatch makes) inherits
+        environment = {k: v for k, v in os.environ.items() if k not in _NOT_EXPORTED} | dict(env)
     return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
@@ -36,9 +42,10 @@ def sbatch(script: str, options: Iterable[str], environment: Mapping[str, str] |
     """Submit ``script`` (read from stdin) and return the job id; refusals become WorkerLaunchError.
 
     ``environment`` is added to sbatch's own environment, which the job inherits (``--export``
-    defaults to ALL): secrets go there rather than into the script or the command line.
+    defaults to ALL) and Slurm keeps with the job's record: nothing secret goes there. The
+    controller's own ``CREW_SECRET`` (a named crew's key) is left out.
     """
-    out = _run(["sbatch", "--parsable", *options], stdin=script, env=environment)
+    out = _run(["sbatch", "--parsable", *options], stdin=script, env=environment or {})
     if out.returncode != 0:
         message = " ".join(line.strip() for line in out.stderr.splitlines() if line.strip()) or "no message"
         raise WorkerLaunchError(f"Slurm refused the worker job: {message}")

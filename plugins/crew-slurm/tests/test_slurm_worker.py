@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from crew_slurm import SlurmWorker
@@ -132,13 +133,18 @@ def test_closing_the_crew_leaves_no_job_behind(slurm, tmp_path):
 
 def launch_key(crew: Crew, worker) -> str:
     """The secret the crew gave this launch of the worker (hex)."""
-    return crew._manager.secret.hex()
+    return crew._manager.keys.launch_key(worker.name, crew._manager.records[worker.name].incarnation).hex()
 
 
-def test_the_launch_key_is_in_no_job_record_and_its_file_is_read_once(crew, tmp_path):
+def test_the_launch_key_is_in_no_job_record_and_its_file_is_read_once(crew, tmp_path, monkeypatch):
+    monkeypatch.setenv("CREW_SECRET", "ef" * 32)  # the controller's own (a named crew's key): not exported
     [worker] = crew.recruit(workers=1, worker_class="slurm", log_dir=tmp_path / "logs")
-    assert crew.send(jobs.double, args=(4,)) and crew.receive(timeout=120).value == 8
+    crew.send(jobs.pid)
+    pid = crew.receive(timeout=120).value
     job_id, key = worker.backend.job_id, launch_key(crew, worker)
+    started_with = (Path("/proc") / str(pid) / "environ").read_bytes()  # the worker's environment at exec
+    assert key.encode() not in started_with and b"ef" * 32 not in started_with
+    assert b"CREW_SECRET_FILE=" in started_with
     shown = subprocess.run(["scontrol", "show", "job", "-d", "-o", job_id], capture_output=True, text=True).stdout
     script = subprocess.run(["scontrol", "write", "batch_script", job_id, "-"], capture_output=True, text=True)
     assert "crew_core worker" in script.stdout, script.stderr  # the record was read
