@@ -1,58 +1,27 @@
-"""Workers as Cloud Run job executions: each worker is one execution of a Cloud Run job."""
+"""Workers as Cloud Run job executions: each worker is one execution of a Cloud Run job.
+
+A launch's secrets reach the execution through Secret Manager (:mod:`crew_gcp.run_secrets`):
+the RunJob override names a secret version, never the value.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
-import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from crew_core.plugin import LABEL_ENV, BackendJob, Launch, Worker, WorkerLaunchError, end_each, launch_in
 
+from . import run_secrets
+from .clients import launch_error, run_clients
+
+__all__ = ["ENDPOINT_ENV", "CloudRunWorker", "run_clients"]
+
 #: Where ``find`` and ``end`` reach Cloud Run when not at Google's own endpoint (gcloud's variable).
 ENDPOINT_ENV = "CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN"
-
-_clients: dict[str | None, tuple[Any, Any]] = {}
-_clients_lock = threading.Lock()
-
-
-def run_clients(api_endpoint: str | None) -> tuple[Any, Any]:
-    """``(JobsClient, ExecutionsClient)`` over REST, one pair per endpoint in this process."""
-    with _clients_lock:
-        if api_endpoint not in _clients:
-            from google.api_core.client_options import ClientOptions
-            from google.cloud import run_v2
-
-            options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
-            credentials = None
-            if api_endpoint and api_endpoint.startswith("http://"):  # a local emulator: no Google auth
-                from google.auth.credentials import AnonymousCredentials
-
-                credentials = AnonymousCredentials()
-            _clients[api_endpoint] = (
-                run_v2.JobsClient(client_options=options, credentials=credentials, transport="rest"),
-                run_v2.ExecutionsClient(client_options=options, credentials=credentials, transport="rest"),
-            )
-        return _clients[api_endpoint]
-
-
-def _launch_error(exc: BaseException, what: str) -> WorkerLaunchError:
-    from google.api_core import exceptions as api
-    from google.auth import exceptions as auth
-
-    if isinstance(exc, auth.DefaultCredentialsError):
-        return WorkerLaunchError(
-            f"cannot {what}: no Google credentials were found; run `gcloud auth application-default"
-            " login` or set GOOGLE_APPLICATION_CREDENTIALS"
-        )
-    if isinstance(exc, api.Forbidden | api.Unauthorized):
-        return WorkerLaunchError(f"cannot {what}: permission denied ({exc.message}); see crew-gcp's IAM roles")
-    if isinstance(exc, api.GoogleAPICallError):
-        return WorkerLaunchError(f"cannot {what}: Cloud Run said: {exc.message}")
-    return WorkerLaunchError(f"cannot {what}: {exc}")
 
 
 class CloudRunWorker(Worker):
@@ -64,7 +33,10 @@ class CloudRunWorker(Worker):
     (plus ``cpu``, ``memory``, ``project``, ``region``): crew creates or updates a job named
     ``job`` (default ``crew-worker-<hash of the settings>``) with that image and resources, since
     RunJob overrides only allow args, env, task count and timeout. Other options: ``env``,
-    ``execution_timeout`` (seconds), ``api_endpoint`` (a regional or local endpoint).
+    ``execution_timeout`` (seconds), ``api_endpoint`` (a regional or local endpoint), and for the
+    launch's secrets (kept in Secret Manager, in the job's project, until the execution has read
+    them) ``secret_ttl`` (seconds before Secret Manager deletes one that crew could not) and
+    ``secret_manager_endpoint``.
     """
 
     worker_class = "cloud-run"
@@ -88,6 +60,8 @@ class CloudRunWorker(Worker):
         execution_timeout: float | None = None,
         python: str = "python",
         api_endpoint: str | None = None,
+        secret_ttl: float = run_secrets.DEFAULT_TTL,
+        secret_manager_endpoint: str | None = None,
     ) -> None:
         super().__init__(name, tags=tags, timeout=timeout)
         if job is None and image is None:
@@ -97,6 +71,7 @@ class CloudRunWorker(Worker):
         self.execution_timeout = execution_timeout
         self.python = python  # type: ignore[misc]
         self.api_endpoint = api_endpoint
+        self.launch_secrets = run_secrets.LaunchSecrets(name, secret_ttl, secret_manager_endpoint)
         self.job = self._job_name(job, project, region)
         self.execution: str | None = None
         self._cause: str | None = None  # how the last execution ended, as Cloud Run said
@@ -145,7 +120,7 @@ class CloudRunWorker(Worker):
                 ) from exc
             current = None
         except Exception as exc:
-            raise _launch_error(exc, what) from exc
+            raise launch_error(exc, what) from exc
         if self.image is None:
             retries = _retries(current.template.template)
             if retries:
@@ -171,7 +146,7 @@ class CloudRunWorker(Worker):
                 current.template.template.max_retries = 0  # crew owns retries
                 jobs.update_job(job=current).result(timeout=300)
         except Exception as exc:
-            raise _launch_error(exc, what) from exc
+            raise launch_error(exc, what) from exc
 
     def _limits(self) -> dict[str, str]:
         return {key: value for key, value in (("cpu", self.cpu), ("memory", self.memory)) if value}
@@ -182,14 +157,16 @@ class CloudRunWorker(Worker):
         limits = any(_normal(key, have.get(key)) != _normal(key, value) for key, value in self._limits().items())
         return container.image != self.image or list(container.command) != [self.python] or limits
 
-    def run_request(self, launch: Launch) -> Any:
-        """The RunJob request: the worker's arguments and env, one task, the timeout."""
+    def run_request(self, launch: Launch, secrets: Iterable[run_secrets.SecretRef] = ()) -> Any:
+        """The RunJob request: the worker's arguments, its env with ``secrets`` by reference (never
+        ``launch.secrets`` themselves), one task, the timeout."""
         from google.cloud import run_v2
 
-        variables = {**self.env, **launch.environment, **launch.secrets}
+        refs = {ref.variable: ref for ref in secrets}
+        variables = {k: v for k, v in {**self.env, **launch.environment}.items() if k not in refs}
+        env = [run_v2.EnvVar(name=k, value=v) for k, v in sorted(variables.items())]
         override = run_v2.RunJobRequest.Overrides.ContainerOverride(
-            args=launch.command(self.python)[1:],
-            env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(variables.items())],
+            args=launch.command(self.python)[1:], env=env + [refs[name].env_var() for name in sorted(refs)]
         )
         overrides = run_v2.RunJobRequest.Overrides(container_overrides=[override], task_count=1)
         if self.execution_timeout is not None:
@@ -199,10 +176,15 @@ class CloudRunWorker(Worker):
     # ------------------------------------------------------------------ the Worker verbs
     def start(self, launch: Launch) -> None:
         self.execution, self._cause = None, None
+        self.launch_secrets.release()  # an earlier launch's, if its end was not seen
+        refs = self.launch_secrets.create(launch, self.job)
         try:
-            self.execution = self.clients[0].run_job(request=self.run_request(launch)).metadata.name
+            execution = self.clients[0].run_job(request=self.run_request(launch, refs)).metadata.name
         except Exception as exc:
-            raise _launch_error(exc, f"launch worker {self.name!r}") from exc
+            self.launch_secrets.release()  # no execution will read them
+            raise launch_error(exc, f"launch worker {self.name!r}") from exc
+        self.launch_secrets.started(execution)
+        self.execution = execution
 
     @classmethod
     def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:
@@ -221,22 +203,31 @@ class CloudRunWorker(Worker):
     def running(cls, workers: list[Any]) -> dict[str, bool]:
         """One ListExecutions per Cloud Run job, whatever the number of workers on it."""
         causes: dict[str, str] = {}
-        states = cls.states(workers, causes)
+        read: set[str] = set()
+        executions = {w.name: w.execution for w in workers}  # a launch may start meanwhile
+        states = cls.states(workers, causes, read)
         answers = {}
         for w in workers:
-            state = states.get(w.execution or "", "GONE")
+            execution = executions[w.name]
+            state = states.get(execution or "", "GONE")
             answers[w.name] = state in ("RUNNING", "UNKNOWN")
-            if w.execution and not answers[w.name]:
-                w._cause = causes.get(w.execution, f"its Cloud Run execution {w.execution} is {state}")
+            if execution and not answers[w.name]:
+                w._cause = causes.get(execution, f"its Cloud Run execution {execution} is {state}")
+            if execution and (execution in read or state == "GONE"):  # its task has read its secrets
+                w.launch_secrets.release(execution)
         return answers
 
     def exit_cause(self) -> str | None:
         return self._cause
 
     @classmethod
-    def states(cls, workers: list[Any], causes: dict[str, str] | None = None) -> dict[str, str]:
+    def states(
+        cls, workers: list[Any], causes: dict[str, str] | None = None, read: set[str] | None = None
+    ) -> dict[str, str]:
         """``{execution: RUNNING | SUCCEEDED | FAILED | CANCELLED | GONE | UNKNOWN}``; ``causes``
-        gets, for each ended execution, its state and the message of its conditions."""
+        gets, for each ended execution, its state and the message of its conditions; ``read``
+        gets the executions whose task's container has started (and so read its secrets) or
+        that have ended."""
         groups: dict[tuple[str | None, str], list[str]] = {}
         for worker in workers:
             if worker.execution:
@@ -257,6 +248,8 @@ class CloudRunWorker(Worker):
             for name in names:
                 execution = listed.get(name)
                 states[name] = "GONE" if execution is None else _state(execution)
+                if read is not None and execution is not None and _has_read_its_secrets(execution):
+                    read.add(name)
                 if causes is not None and execution is not None and states[name] != "RUNNING":
                     said = "; ".join(c.message for c in execution.conditions if c.message)
                     causes[name] = f"its Cloud Run execution {name} {states[name]}" + (f": {said}" if said else "")
@@ -293,26 +286,50 @@ class CloudRunWorker(Worker):
 
     @classmethod
     def end(cls, jobs: list[BackendJob], via: Worker | None = None) -> None:
-        """CancelExecution each; one that has completed or gone is no error."""
+        """CancelExecution each (one that has completed or gone is no error), then delete the
+        secrets that the crew's launches left at each job and that nothing will read: those of
+        the launches ended here, and of those that have ended before (by the crew's label)."""
         from google.api_core.exceptions import FailedPrecondition, NotFound
 
         def cancel(job: BackendJob) -> None:
             with contextlib.suppress(NotFound, FailedPrecondition):
                 run_clients(_endpoint(via))[1].cancel_execution(name=job.id)
 
-        end_each(jobs, cancel)
+        problems = []
+        try:
+            end_each(jobs, cancel)
+        except WorkerLaunchError as exc:
+            problems.append(str(exc))
+        by_crew: dict[tuple[str, str], set[tuple[str, int]]] = {}
+        for job in jobs:
+            by_crew.setdefault((job.label, str(job.place.get("job"))), set()).add((job.worker, job.incarnation))
+        for (label, job_name), ended in by_crew.items():
+            try:
+                running = {(j.worker, j.incarnation) for j in cls.find(label, {"job": job_name}, via)} - ended
+                run_secrets.delete_left(label, job_name, running, _secret_endpoint(via))
+            except Exception as exc:
+                problems.append(f"could not delete the launch secrets crew {label!r} left in Secret Manager for"
+                                f" {job_name} ({exc}): delete the secrets labelled {run_secrets.LABEL_KEY}="
+                                f"{run_secrets.label_value(label)}, or let them expire")  # fmt: skip
+        if problems:
+            raise WorkerLaunchError("; ".join(problems))
 
     def kill(self) -> None:
         from google.api_core.exceptions import NotFound
 
-        if self.execution is None:
-            return
         try:
-            self.clients[1].cancel_execution(name=self.execution)
+            if self.execution is not None:
+                self.clients[1].cancel_execution(name=self.execution)
         except NotFound:
             pass
         except Exception as exc:
-            raise _launch_error(exc, f"cancel worker {self.name!r}") from exc
+            raise launch_error(exc, f"cancel worker {self.name!r}") from exc
+        finally:
+            self.launch_secrets.release()  # a cancelled execution starts no task that would read them
+
+    def close(self) -> None:
+        """Delete whatever launch secrets are left (the worker is down for good)."""
+        self.launch_secrets.release()
 
 
 def _endpoint(via: Worker | None) -> str | None:
@@ -320,6 +337,19 @@ def _endpoint(via: Worker | None) -> str | None:
     if isinstance(via, CloudRunWorker):
         return via.api_endpoint
     return os.environ.get(ENDPOINT_ENV) or None
+
+
+def _secret_endpoint(via: Worker | None) -> str | None:
+    """Secret Manager's endpoint: as :func:`_endpoint` does for Cloud Run's."""
+    if isinstance(via, CloudRunWorker):
+        return via.launch_secrets.api_endpoint
+    return os.environ.get(run_secrets.ENDPOINT_ENV) or None
+
+
+def _has_read_its_secrets(execution: Any) -> bool:
+    """Cloud Run reads secret references as a task's container starts: a running task has read
+    them, and an ended execution starts no more (crew's jobs never retry a task)."""
+    return bool(execution.running_count or execution.completion_time)
 
 
 def _state(execution: Any) -> str:

@@ -25,7 +25,6 @@ _LOCATION = ("bucket", "prefix")  # options that a gs:// URL names itself
 logger = logging.getLogger("crew")
 
 
-
 def _store_error(exc: BaseException, what: str, where: str) -> StoreError:
     from google.api_core import exceptions as api
     from google.auth import exceptions as auth

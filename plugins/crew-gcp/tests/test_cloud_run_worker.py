@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 
 import pytest
 from crew_gcp import CloudRunWorker
+from crew_gcp.run_secrets import DEFAULT_TTL
 from crew_gcp.testing import CloudRunControlPlane
 
 from crew_core import Crew, WorkerLaunchError
@@ -16,15 +18,21 @@ JOB = "projects/crew-test/locations/us-central1/jobs/crew-worker"
 
 
 @pytest.fixture
-def cloud_run():
+def cloud_run(request):
     with CloudRunControlPlane(stop_timeout=1.0) as plane:
         plane.create_job(JOB, command=[sys.executable], max_retries=0)  # the image's python is this machine's
         yield plane
+        left = plane.secret_manager.names()  # checked once the worker suite has ended what the test started
+        if request.node.name == "test_workers_leave_by_themselves_when_their_controller_dies":
+            # A killed controller and no crew stop after it: Secret Manager deletes the secret at its expiration
+            assert all(plane.secret_manager.expires(name) <= time.time() + DEFAULT_TTL for name in left)
+        else:
+            assert left == [], "the test left launch secrets in Secret Manager"
 
 
 @pytest.fixture
 def options(cloud_run):
-    return {"job": JOB, "api_endpoint": cloud_run.endpoint}
+    return {"job": JOB, "api_endpoint": cloud_run.endpoint, "secret_manager_endpoint": cloud_run.endpoint}
 
 
 @pytest.fixture
@@ -42,6 +50,7 @@ class TestCloudRunWorker(WorkerContract):
     def surviving_options(self, options, monkeypatch, cloud_run):
         # find() takes Cloud Run's endpoint from the environment (gcloud's variable), never the store
         monkeypatch.setenv("CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN", cloud_run.endpoint)
+        monkeypatch.setenv("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER", cloud_run.endpoint)
         return options
 
     @pytest.fixture
@@ -102,10 +111,16 @@ def test_status_of_many_workers_is_one_list_call_per_job(crew, options, cloud_ru
     monkeypatch.setattr(CloudRunWorker, "status_interval", 3600)  # no status check of the crew's own meanwhile
     workers = crew.recruit(workers=5, **options)
     crew.launch()
+    for worker in workers:
+        cloud_run.wait_state(worker.backend.execution, ("RUNNING",))
     before = len(cloud_run.requests)
     assert all(CloudRunWorker.running([w.backend for w in workers]).values())
-    calls = cloud_run.requests[before:]
-    assert calls == [("GET", f"/v2/{JOB}/executions")]
+    calls = cloud_run.requests[before:]  # and the first sight of them running: their secrets go, once
+    assert calls[0] == ("GET", f"/v2/{JOB}/executions") and len(calls) == 6
+    assert {method for method, _ in calls[1:]} == {"DELETE"} and cloud_run.secret_manager.names() == []
+    before = len(cloud_run.requests)
+    assert all(CloudRunWorker.running([w.backend for w in workers]).values())
+    assert cloud_run.requests[before:] == [("GET", f"/v2/{JOB}/executions")]
 
 
 def test_status_pages_through_executions_and_stops_once_all_are_seen(crew, options, cloud_run, monkeypatch):
@@ -118,7 +133,8 @@ def test_status_pages_through_executions_and_stops_once_all_are_seen(crew, optio
     crew.launch(tags="new")
     before = len(cloud_run.requests)
     assert all(CloudRunWorker.running([w.backend for w in workers]).values())  # newest first: two pages hold all three
-    assert cloud_run.requests[before:] == [("GET", f"/v2/{JOB}/executions")] * 2
+    run_calls = [call for call in cloud_run.requests[before:] if call[1].startswith("/v2/")]  # not Secret Manager's
+    assert run_calls == [("GET", f"/v2/{JOB}/executions")] * 2
     assert not any(CloudRunWorker.running([w.backend for w in older]).values())  # found on later pages
 
 
@@ -136,7 +152,8 @@ def test_an_unanswered_stop_is_followed_by_cancel_execution(bucket, options, clo
 
 def test_crew_creates_the_job_from_an_image(crew, cloud_run):
     options = {"image": "example/crew:1", "cpu": "2", "memory": "4Gi", "project": "crew-test",
-               "region": "us-central1", "python": sys.executable, "api_endpoint": cloud_run.endpoint}  # fmt: skip
+               "region": "us-central1", "python": sys.executable, "api_endpoint": cloud_run.endpoint,
+               "secret_manager_endpoint": cloud_run.endpoint}  # fmt: skip
     [worker] = crew.recruit(workers=1, **options)
     crew.send(jobs.double, args=(21,))
     assert crew.receive(timeout=120).value == 42
@@ -173,9 +190,9 @@ def test_missing_options_are_a_clear_error(crew):
 
 
 def test_missing_credentials_fail_at_launch(crew, monkeypatch, tmp_path):
-    from crew_gcp import cloud_run_worker
+    from crew_gcp import clients
 
-    monkeypatch.setattr(cloud_run_worker, "_clients", {})
+    monkeypatch.setattr(clients, "_clients", {})
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     monkeypatch.setenv("NO_GCE_CHECK", "True")
     crew.recruit(workers=1, job=JOB)  # the real API endpoint, with no credentials anywhere
@@ -185,7 +202,8 @@ def test_missing_credentials_fail_at_launch(crew, monkeypatch, tmp_path):
 
 def test_a_named_job_is_updated_when_the_image_changes(crew, cloud_run):
     options = {"job": "crew-custom", "project": "crew-test", "region": "us-central1", "python": sys.executable,
-               "api_endpoint": cloud_run.endpoint}  # fmt: skip
+               "api_endpoint": cloud_run.endpoint,
+               "secret_manager_endpoint": cloud_run.endpoint}  # fmt: skip
     [first] = crew.recruit(workers=1, image="example/crew:1", **options)
     first.backend.ensure_job()
     assert cloud_run.jobs[first.backend.job]["generation"] == "1"
@@ -247,7 +265,8 @@ def test_the_control_plane_retries_failed_tasks_as_cloud_run_does(cloud_run):
 
 def test_crew_sets_max_retries_to_zero_on_the_jobs_it_manages(crew, cloud_run):
     options = {"image": "example/crew:1", "project": "crew-test", "region": "us-central1",
-               "python": sys.executable, "api_endpoint": cloud_run.endpoint}  # fmt: skip
+               "python": sys.executable, "api_endpoint": cloud_run.endpoint,
+               "secret_manager_endpoint": cloud_run.endpoint}  # fmt: skip
     [worker] = crew.recruit(workers=1, **options)
     worker.backend.ensure_job()  # created by crew, with maxRetries 0
     assert cloud_run.jobs[worker.backend.job]["template"]["template"]["maxRetries"] == 0

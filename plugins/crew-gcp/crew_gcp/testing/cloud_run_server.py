@@ -9,6 +9,11 @@ reconciling to running to succeeded, failed or cancelled. It refuses what Cloud 
 unknown jobs (404, also for another project or region), malformed job ids, overrides naming more
 containers than the job has, a negative task count, a timeout that is not ``<seconds>s``.
 Tests can delay starts, fail the next executions, or kill a running one.
+
+The same server is a Secret Manager (``/v1/``, :mod:`crew_gcp.testing.secret_manager`): an
+environment variable whose ``valueSource.secretKeyRef`` names a secret version is resolved from it
+each time a task's container starts, as Cloud Run does; one that cannot be resolved fails the
+execution with a condition naming the secret. Jobs and executions show the reference, never the value.
 """
 
 from __future__ import annotations
@@ -21,9 +26,13 @@ import subprocess
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .google_api import ApiError, timestamp
+from .secret_manager import SecretManager
+
+__all__ = ["ApiError", "CloudRunControlPlane"]
 
 _JOB_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TIMEOUT = re.compile(r"^\d+(\.\d+)?s$")
@@ -31,15 +40,8 @@ _EXECUTION = "type.googleapis.com/google.cloud.run.v2.Execution"
 _JOB = "type.googleapis.com/google.cloud.run.v2.Job"
 
 
-class ApiError(Exception):
-    def __init__(self, code: int, status: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.status = code, status
-
-
-def _timestamp(seconds: float | None = None) -> str:
-    moment = datetime.fromtimestamp(seconds if seconds is not None else time.time(), UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+class _Unresolved(Exception):
+    """A ``secretKeyRef`` that names no existing secret version: the task cannot start."""
 
 
 class _Execution:
@@ -51,6 +53,7 @@ class _Execution:
         self.completed: float | None = None
         self.state = "PENDING"  # PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED
         self.exit_code: int | None = None
+        self.failure: str | None = None  # why its task could not start (an unresolved secret)
         self.retried = 0  # tasks started again after they failed (maxRetries)
         self.process: subprocess.Popen[bytes] | None = None
         self.cancel = threading.Event()
@@ -71,14 +74,36 @@ class _Execution:
         overrides = (self.overrides.get("containerOverrides") or [{}])[0]
         if overrides.get("args"):
             container["args"] = list(overrides["args"])
-        if overrides.get("env"):
-            container["env"] = [{"name": k, "value": v} for k, v in self.environment().items()]
+        if self.env_entries():
+            container["env"] = [dict(entry) for entry in self.env_entries()]
         return container
 
-    def environment(self) -> dict[str, str]:
-        env = {e["name"]: e.get("value", "") for e in self.container().get("env", [])}
+    def env_entries(self) -> list[dict[str, Any]]:
+        """The container's ``env`` merged with the overrides' by name (an override wins): each a
+        ``value`` or a ``valueSource.secretKeyRef``, the reference and never what it names."""
+        merged = {entry["name"]: entry for entry in self.container().get("env", [])}
         overrides = (self.overrides.get("containerOverrides") or [{}])[0]
-        env.update({e["name"]: e.get("value", "") for e in overrides.get("env", [])})
+        merged.update({entry["name"]: entry for entry in overrides.get("env", [])})
+        return list(merged.values())
+
+    def resolve(self, secrets: SecretManager) -> dict[str, str]:
+        """The container's environment, secret references read from ``secrets`` now (a task's
+        container reads them as it starts); :class:`_Unresolved` names one that cannot be read."""
+        project = self.job["name"].split("/")[1]
+        env = {}
+        for index, entry in enumerate(self.env_entries()):
+            ref = (entry.get("valueSource") or {}).get("secretKeyRef")
+            if ref is None:
+                env[entry["name"]] = entry.get("value", "")
+                continue
+            secret = str(ref.get("secret", ""))
+            secret = secret if secret.startswith("projects/") else f"projects/{project}/secrets/{secret}"
+            version = str(ref.get("version") or "latest")
+            try:
+                env[entry["name"]] = secrets.access(secret, version)
+            except ApiError:
+                raise _Unresolved(f"spec.template.spec.containers[0].env[{index}].value_from.secret_key_ref.name:"
+                                  f" Secret {secret}/versions/{version} was not found") from None  # fmt: skip
         return env
 
     def to_json(self) -> dict[str, Any]:
@@ -86,7 +111,7 @@ class _Execution:
             "name": self.name,
             "uid": self.uid,
             "job": self.job["name"].rsplit("/", 1)[-1],
-            "createTime": _timestamp(self.created),
+            "createTime": timestamp(self.created),
             "taskCount": self.overrides.get("taskCount", 1),
             "runningCount": 1 if self.state == "RUNNING" else 0,
             "succeededCount": 1 if self.state == "SUCCEEDED" else 0,
@@ -99,16 +124,18 @@ class _Execution:
             "conditions": [],
         }
         if self.started is not None:
-            record["startTime"] = _timestamp(self.started)
+            record["startTime"] = timestamp(self.started)
         if self.completed is not None:
-            record["completionTime"] = _timestamp(self.completed)
+            record["completionTime"] = timestamp(self.completed)
             completed = {
                 "type": "Completed",
                 "state": "CONDITION_SUCCEEDED" if self.state == "SUCCEEDED" else "CONDITION_FAILED",
-                "lastTransitionTime": _timestamp(self.completed),
+                "lastTransitionTime": timestamp(self.completed),
             }
             if self.state == "CANCELLED":
                 completed["executionReason"] = "CANCELLED"
+            elif self.state == "FAILED" and self.failure is not None:
+                completed["message"] = f"Task {self.name.rsplit('/', 1)[-1]}-task0 failed to start: {self.failure}"
             elif self.state == "FAILED" and self.exit_code is not None:
                 completed["message"] = f"Task {self.name.rsplit('/', 1)[-1]}-task0 failed: the container exited" + (
                     f" with exit code {self.exit_code}" if self.exit_code >= 0 else f" on signal {-self.exit_code}"
@@ -127,6 +154,7 @@ class CloudRunControlPlane:
         self.executions: dict[str, _Execution] = {}
         self.operations: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path), for assertions
+        self.secret_manager = SecretManager()  # what /v1/ serves and executions' secret references read
         self.list_page_size = 100
         self._fail_next = 0
         self._lock = threading.Lock()
@@ -160,6 +188,9 @@ class CloudRunControlPlane:
 
             def do_PATCH(self) -> None:
                 self._answer("PATCH")
+
+            def do_DELETE(self) -> None:
+                self._answer("DELETE")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -229,6 +260,8 @@ class CloudRunControlPlane:
         self.requests.append((method, path))
         try:
             body = json.loads(raw) if raw else {}
+            if path.startswith("/v1/"):  # Secret Manager, which keeps its own lock
+                return 200, self.secret_manager.route(method, path[len("/v1/") :], body, query)
             if not path.startswith("/v2/"):
                 raise ApiError(404, "NOT_FOUND", f"unknown path {path}")
             resource = path[len("/v2/") :]
@@ -271,7 +304,7 @@ class CloudRunControlPlane:
             "name": name,
             "uid": str(uuid.uuid4()),
             "generation": "1",
-            "createTime": _timestamp(),
+            "createTime": timestamp(),
             "template": {
                 "taskCount": template.get("taskCount", 1),
                 "template": {**task, "containers": containers, "maxRetries": retries},
@@ -399,9 +432,8 @@ class CloudRunControlPlane:
             fail = self._fail_next > 0
             self._fail_next -= 1 if fail else 0
         short = execution.name.rsplit("/", 1)[-1]
-        env = {**os.environ, **self.env, **execution.environment()}
-        env.update(CLOUD_RUN_JOB=execution.job["name"].rsplit("/", 1)[-1], CLOUD_RUN_EXECUTION=short,
-                   CLOUD_RUN_TASK_INDEX="0", CLOUD_RUN_TASK_COUNT="1")  # fmt: skip
+        reserved = {"CLOUD_RUN_JOB": execution.job["name"].rsplit("/", 1)[-1], "CLOUD_RUN_EXECUTION": short,
+                    "CLOUD_RUN_TASK_INDEX": "0", "CLOUD_RUN_TASK_COUNT": "1"}  # fmt: skip
         with execution.lock:
             if execution.cancel.is_set():
                 self._finish(execution, "CANCELLED")
@@ -410,18 +442,24 @@ class CloudRunControlPlane:
             if fail:
                 self._finish(execution, "FAILED")
                 return
-            execution.state = "RUNNING"
         retries = int(execution.job["template"]["template"].get("maxRetries", 3))
         while True:  # as Cloud Run does: a task that fails is started again, maxRetries times
             with execution.lock:
                 if execution.cancel.is_set():
                     self._finish(execution, "CANCELLED")
                     return
+                try:  # each start of the task's container reads its secrets anew
+                    env = {**os.environ, **self.env, **execution.resolve(self.secret_manager), **reserved}
+                except _Unresolved as exc:
+                    execution.failure = str(exc)
+                    self._finish(execution, "FAILED")
+                    return
                 try:
                     execution.process = subprocess.Popen(execution.command(), env=env, stdin=subprocess.DEVNULL)
                 except OSError:
                     self._finish(execution, "FAILED")
                     return
+                execution.state = "RUNNING"
             code = execution.process.wait()
             with execution.lock:
                 execution.exit_code = code
