@@ -60,10 +60,13 @@ class Deaths:
             if note is not None and note.error:
                 why = note.error.strip().splitlines()[-1]
                 error = WorkerLaunchError(f"worker {record.name!r} failed as it started: {why}")
-            else:
+            else:  # the backend may know why (a secret it could not read, an image it could not pull)
+                cause = _backend_cause(record) or (
+                    "its backend's logs say why (a missing package, an image that cannot be pulled,"
+                    " a node lost at boot)"
+                )
                 error = WorkerLaunchError(
-                    f"worker {record.name!r} ended before it started (no heartbeat, no exit note): its backend's"
-                    " logs say why (a missing package, an image that cannot be pulled, a node lost at boot)"
+                    f"worker {record.name!r} ended before it started (no heartbeat, no exit note): {cause}"
                 )
             record.launch_failures += 1
             record.stats.refused += 1
@@ -160,13 +163,18 @@ def end_job(m: Controller, job: Job, result: Result) -> None:
     m.ledger.finish(job, result, unsaved=m.keeps_verdicts)
 
 
-def _death(record: WorkerRecord, note: ExitNote | None) -> str:
-    """How a worker died, as precisely as its backend knows (an exit code, a signal, a state)."""
+def _backend_cause(record: WorkerRecord) -> str | None:
+    """How its backend says the worker ended (an exit code, a signal, a state), if it knows."""
     try:
-        cause = record.backend.exit_cause()
+        return record.backend.exit_cause()
     except Exception as exc:  # a plugin's bug must not hide the crash itself
         log.warning("worker %r cannot say how it ended: %s", record.name, exc)
-        cause = None
+        return None
+
+
+def _death(record: WorkerRecord, note: ExitNote | None) -> str:
+    """How a worker died, as precisely as its backend knows (an exit code, a signal, a state)."""
+    cause = _backend_cause(record)
     if note is not None:
         said = f"it left saying {note.reason!r}" + (f": {note.error.strip().splitlines()[-1]}" if note.error else "")
         return f"{cause}; {said}" if cause else said
