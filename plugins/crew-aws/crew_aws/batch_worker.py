@@ -1,4 +1,8 @@
-"""Workers as AWS Batch jobs: each worker is one Batch job running the core's worker command."""
+"""Workers as AWS Batch jobs: each worker is one Batch job running the core's worker command.
+
+A launch's signing key never travels in the job's overrides: it goes through Secrets Manager (or
+SSM) and a job definition revision that names it (:mod:`crew_aws.batch_secrets`).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from typing import Any
 
 from crew_core.plugin import BackendJob, Launch, Worker, WorkerLaunchError, end_each
 
-from .errors import credential_problem, error_code
+from . import batch_secrets
+from .errors import launch_error
 
 #: Batch refuses container overrides over about 8 KiB: payloads never go there, only the command.
 OVERRIDES_LIMIT = 8192
@@ -38,22 +43,6 @@ def batch_client(region: str | None, endpoint_url: str | None, profile: str | No
         return _clients[key]
 
 
-def _launch_error(exc: BaseException, what: str) -> WorkerLaunchError:
-    from botocore.exceptions import EndpointConnectionError, NoRegionError
-
-    problem = credential_problem(exc)
-    if problem:
-        return WorkerLaunchError(f"cannot {what}: {problem}")
-    if isinstance(exc, NoRegionError):
-        return WorkerLaunchError(f"cannot {what}: no AWS region is set; pass region= or set AWS_REGION")
-    if isinstance(exc, EndpointConnectionError):
-        return WorkerLaunchError(f"cannot {what}: AWS Batch is unreachable ({exc})")
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message") or str(exc)
-    if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
-        return WorkerLaunchError(f"cannot {what}: access denied ({message}); see crew-aws's IAM policy")
-    return WorkerLaunchError(f"cannot {what}: AWS Batch said: {message}")
-
-
 def _tag_key(tag: str) -> str:
     """A Batch tag key for a crew tag: Batch allows letters, digits, spaces and + - = . _ : / @."""
     return ("crew:tag:" + re.sub(r"[^\w .:/=+\-@]", "_", tag))[:128]
@@ -68,6 +57,11 @@ class BatchWorker(Worker):
     Batch's attemptDurationSeconds), ``retry_attempts`` (default 1: crew owns retries),
     ``python`` (the interpreter in the image, default ``python``), ``region``,
     ``endpoint_url``, ``profile``. Crew tags become Batch tags ``crew:tag:<tag>``.
+
+    Each launch's key is kept in ``secrets_store`` (``"secretsmanager"``, the default, or
+    ``"ssm"``) and named in a revision of the job definition ``crew-<crew id>`` derived from
+    ``job_definition``; ECS reads it at the container's start with the definition's execution
+    role (or ``execution_role``, an IAM role ARN). Both are removed once the job runs or ends.
     """
 
     worker_class = "aws-batch"
@@ -93,8 +87,11 @@ class BatchWorker(Worker):
         region: str | None = None,
         endpoint_url: str | None = None,
         profile: str | None = None,
+        secrets_store: str = "secretsmanager",
+        execution_role: str | None = None,
     ) -> None:
         super().__init__(name, tags=tags, timeout=timeout)
+        self.keys = batch_secrets.LaunchKeys(name, secrets_store, execution_role)  # each launch's, while needed
         self.job_queue, self.job_definition = job_queue, job_definition
         self.vcpus, self.memory, self.gpus = vcpus, memory, gpus
         self.environment = dict(environment or {})
@@ -103,6 +100,7 @@ class BatchWorker(Worker):
         self.region, self.endpoint_url, self.profile = region, endpoint_url, profile
         self.job_id: str | None = None
         self._cause: str | None = None  # how the last job ended, as Batch said (running() learns it)
+        self._source: dict[str, Any] | None = None  # the job definition launches derive from (_check_targets)
 
     @property
     def client(self) -> Any:
@@ -110,14 +108,15 @@ class BatchWorker(Worker):
 
     # ------------------------------------------------------------------ submitting
     def submit_request(self, launch: Launch) -> dict[str, Any]:
-        """The SubmitJob request of this worker: the command and resources, never a job's data."""
+        """The SubmitJob request of this worker: the command and resources, never a job's data,
+        never the launch's secrets (``start`` swaps in the job definition revision that names them)."""
         requirements = [
             {"type": kind, "value": f"{value:g}" if isinstance(value, float) else str(value)}
             for kind, value in (("VCPU", self.vcpus), ("MEMORY", self.memory), ("GPU", self.gpus))
             if value is not None
         ]
         overrides: dict[str, Any] = {"command": launch.command(self.python)}
-        environment = {**self.environment, **launch.environment, **launch.secrets}
+        environment = {**self.environment, **launch.environment}
         if environment:
             overrides["environment"] = [{"name": k, "value": v} for k, v in sorted(environment.items())]
         if requirements:
@@ -148,47 +147,77 @@ class BatchWorker(Worker):
             request["timeout"] = {"attemptDurationSeconds": int(self.job_timeout)}
         return request
 
-    def _check_targets(self) -> None:
-        """Refuse a missing queue or job definition before submitting anything."""
+    def _check_targets(self) -> dict[str, Any]:
+        """Refuse a missing queue or job definition before submitting anything; return the
+        definition (its active revision that a bare name means), which launches derive from."""
         what = f"launch worker {self.name!r}"
         try:
             queues = self.client.describe_job_queues(jobQueues=[self.job_queue]).get("jobQueues", [])
             if ":" in self.job_definition:  # name:revision or an ARN: jobDefinitions, alone
-                definitions = self.client.describe_job_definitions(jobDefinitions=[self.job_definition])
-            else:  # a bare name: its active revisions
-                definitions = self.client.describe_job_definitions(
+                found = self.client.describe_job_definitions(jobDefinitions=[self.job_definition])["jobDefinitions"]
+            else:  # a bare name: its active revisions, all pages (the latest is the one Batch would run)
+                pages = self.client.get_paginator("describe_job_definitions").paginate(
                     jobDefinitionName=self.job_definition, status="ACTIVE"
                 )
+                found = [d for page in pages for d in page["jobDefinitions"]]
         except Exception as exc:
-            raise _launch_error(exc, what) from exc
+            raise launch_error(exc, what) from exc
         where = f"in region {self.client.meta.region_name}"
         if not queues:
             raise WorkerLaunchError(f"cannot {what}: job queue {self.job_queue!r} does not exist {where}")
         if queues[0].get("state") != "ENABLED":
             raise WorkerLaunchError(f"cannot {what}: job queue {self.job_queue!r} is {queues[0].get('state')}")
-        if not [d for d in definitions.get("jobDefinitions", []) if d.get("status", "ACTIVE") == "ACTIVE"]:
+        active = [d for d in found if d.get("status", "ACTIVE") == "ACTIVE"]
+        if not active:
             raise WorkerLaunchError(
                 f"cannot {what}: job definition {self.job_definition!r} does not exist (or is inactive) {where}"
             )
+        source: dict[str, Any] = max(active, key=lambda d: int(d.get("revision", 0)))
+        if not source.get("containerProperties"):
+            raise WorkerLaunchError(f"cannot {what}: job definition {self.job_definition!r} is not a container job"
+                                    " definition (containerProperties): crew-aws runs container jobs")  # fmt: skip
+        if not (self.keys.execution_role or source["containerProperties"].get("executionRoleArn")):
+            raise WorkerLaunchError(
+                f"cannot {what}: job definition {self.job_definition!r} has no executionRoleArn, the role with"
+                f" which Batch reads the launch's key from {self._store_name()} as the job starts: register"
+                " it with one, or pass execution_role= (see crew-aws's README for the role's permissions)"
+            )
+        return source
+
+    def _store_name(self) -> str:
+        return "SSM Parameter Store" if self.keys.store == "ssm" else "Secrets Manager"
 
     def start(self, launch: Launch) -> None:
+        self.keys.release()  # an earlier launch's, if still held: it has ended (only a down worker is launched)
         self.job_id, self._cause = None, None
+        what = f"launch worker {self.name!r}"
+        request = self.submit_request(launch)  # refuses bad settings before anything is made
+        if launch.secrets:
+            if self._source is None:
+                self._source = self._check_targets()
+            try:
+                request["jobDefinition"] = self.keys.make(self.client, self.profile, self._source, launch)
+            except Exception as exc:
+                batch = getattr(exc, "operation_name", "").endswith("JobDefinition")
+                raise launch_error(
+                    exc, f"{what} (keeping its key)", "AWS Batch" if batch else self._store_name()
+                ) from exc
         try:
-            self.job_id = self.client.submit_job(**self.submit_request(launch))["jobId"]
-        except WorkerLaunchError:
-            raise
+            self.job_id = self.client.submit_job(**request)["jobId"]
         except Exception as exc:
-            raise _launch_error(exc, f"launch worker {self.name!r}") from exc
+            self.keys.release()
+            raise launch_error(exc, what) from exc
+        self.keys.submitted(self.job_id)
 
     @classmethod
     def start_many(cls, launches: list[tuple[Any, Launch]]) -> None:
         """Check each queue and job definition once, then submit 16 at a time; all or nothing."""
-        checked = set()
+        sources: dict[tuple[Any, ...], dict[str, Any]] = {}
         for worker, _ in launches:
             target = (worker.region, worker.endpoint_url, worker.profile, worker.job_queue, worker.job_definition)
-            if target not in checked:
-                worker._check_targets()
-                checked.add(target)
+            if target not in sources:
+                sources[target] = worker._check_targets()
+            worker._source = sources[target]
         super().start_many(launches)
 
     # ------------------------------------------------------------------ status and stop
@@ -197,7 +226,8 @@ class BatchWorker(Worker):
 
     @classmethod
     def running(cls, workers: list[Any]) -> dict[str, bool]:
-        """DescribeJobs for 100 workers a call; a job Batch does not know has ended."""
+        """DescribeJobs for 100 workers a call; a job Batch does not know has ended. A launch's
+        secrets go once its job runs (ECS read them as it started) or has ended."""
         causes: dict[str, str] = {}
         states = cls.states(workers, causes)
         answers = {}
@@ -206,7 +236,14 @@ class BatchWorker(Worker):
             if not up and w.job_id is not None:
                 w._cause = causes.get(w.job_id, f"its Batch job {w.job_id} is {states.get(w.job_id, 'gone')}")
             answers[w.name] = up
+        used = [(w.keys, w.job_id) for w in workers if w.keys.held is not None
+                and batch_secrets.no_longer_needed(states.get(w.job_id), w.retry_attempts)]  # fmt: skip
+        batch_secrets.release_many(used)
         return answers
+
+    def close(self) -> None:
+        """The worker is down for good: nothing of its launches may stay on AWS."""
+        self.keys.release()
 
     def exit_cause(self) -> str | None:
         return self._cause
@@ -242,9 +279,10 @@ class BatchWorker(Worker):
 
     # ------------------------------------------------------------------ finding workers by crew
     def place(self) -> dict[str, Any] | None:
-        """The region and the queue: where ``find`` looks (credentials and endpoint come from the
-        environment of whoever looks)."""
-        return {"region": self.client.meta.region_name, "job_queue": self.job_queue}
+        """The region, the queue and where launch keys are kept: where ``find`` and ``end`` look
+        (credentials and endpoint come from the environment of whoever looks)."""
+        return {"region": self.client.meta.region_name, "job_queue": self.job_queue,
+                "secrets_store": self.keys.store}  # fmt: skip
 
     @classmethod
     def find(cls, label: str, place: Mapping[str, Any], via: Worker | None = None) -> list[BackendJob]:
@@ -276,7 +314,9 @@ class BatchWorker(Worker):
 
     @classmethod
     def end(cls, jobs: list[BackendJob], via: Worker | None = None) -> None:
-        """TerminateJob each (Batch cancels the queued ones); a job that has ended is no error."""
+        """TerminateJob each (Batch cancels the queued ones); a job that has ended is no error.
+        Then the secrets and revisions of their launches go; without ``via`` (``crew stop``: the
+        crew's controller is gone), every one the crew left at that place goes too."""
 
         def terminate(job: BackendJob) -> None:
             try:
@@ -287,7 +327,18 @@ class BatchWorker(Worker):
                 if "not found" not in str(exc).lower():
                     raise
 
-        end_each(jobs, terminate)
+        problems = []
+        try:
+            end_each(jobs, terminate)
+        except WorkerLaunchError as exc:
+            problems.append(str(exc))
+        try:  # terminated first: a queued job whose key is gone would fail at its start instead
+            profile = via.profile if isinstance(via, BatchWorker) else None
+            batch_secrets.forget(jobs, lambda region: cls._client_for(region, via), profile, whole_crew=via is None)
+        except Exception as exc:
+            problems.append(str(exc))
+        if problems:
+            raise WorkerLaunchError("; ".join(problems))
 
     @staticmethod
     def _client_for(region: str, via: Worker | None) -> Any:
@@ -298,12 +349,15 @@ class BatchWorker(Worker):
 
     def kill(self) -> None:
         if self.job_id is None:
+            self.keys.release()
             return
         try:
             self.client.terminate_job(jobId=self.job_id, reason="crew: the worker did not answer a stop request")
         except Exception as exc:
             if "not found" not in str(exc).lower():
-                raise _launch_error(exc, f"terminate worker {self.name!r}") from exc
+                raise launch_error(exc, f"terminate worker {self.name!r}") from exc
+        finally:
+            self.keys.release()  # terminated (or gone): it will not start and read its key
 
 
 def _endpoint_from_environment() -> str | None:

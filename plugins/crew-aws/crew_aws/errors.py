@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crew_core.plugin import StoreError, StoreGoneError
+from crew_core.plugin import StoreError, StoreGoneError, WorkerLaunchError
 
 _CREDENTIAL_CODES = {
     "ExpiredToken": "the AWS credentials have expired: renew them (aws sso login, a new session token)",
@@ -55,3 +55,20 @@ def store_error(exc: BaseException, what: str, permission: str, where: str) -> S
     else:
         message = f"S3 failed to {what} {where}: {exc}"
     return StoreError(message)
+
+
+def launch_error(exc: BaseException, what: str, service: str = "AWS Batch") -> WorkerLaunchError:
+    """A WorkerLaunchError for a failed call to ``service`` while trying to ``what``."""
+    from botocore.exceptions import EndpointConnectionError, NoRegionError
+
+    problem = credential_problem(exc)
+    if problem:
+        return WorkerLaunchError(f"cannot {what}: {problem}")
+    if isinstance(exc, NoRegionError):
+        return WorkerLaunchError(f"cannot {what}: no AWS region is set; pass region= or set AWS_REGION")
+    if isinstance(exc, EndpointConnectionError):
+        return WorkerLaunchError(f"cannot {what}: {service} is unreachable ({exc})")
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message") or str(exc)
+    if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
+        return WorkerLaunchError(f"cannot {what}: access denied by {service} ({message}); see crew-aws's IAM policy")
+    return WorkerLaunchError(f"cannot {what}: {service} said: {message}")

@@ -1,4 +1,5 @@
-"""moto's S3 server for the session, dummy credentials, a fresh bucket per test, and a Batch control plane."""
+"""moto's server for the session (S3, Secrets Manager, SSM), dummy credentials, a fresh bucket per
+test, and a Batch control plane that reads launch keys from that moto."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from crew_aws.testing import moto_s3  # noqa: E402
 
 import crew_core.plugin.registry  # noqa: E402
 
+#: boto3 reads these: the controller (and crew stop) keep and remove launch keys in moto.
+SECRETS_ENDPOINTS = ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SSM")
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -22,12 +25,14 @@ FAKE_CREDENTIALS = {
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    saved = {key: os.environ.get(key) for key in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3", "CREW_S3_POLL_INTERVAL"]}
+    saved = {key: os.environ.get(key) for key in [*FAKE_CREDENTIALS, *SECRETS_ENDPOINTS, "AWS_ENDPOINT_URL_S3",
+                                                  "CREW_S3_POLL_INTERVAL"]}  # fmt: skip
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["CREW_S3_POLL_INTERVAL"] = "0.01,0.25"  # quick tests; the default idles at 5 s
     crew_core.plugin.registry._default = None  # rebuild the defaults so crew_configure reads the variable
     with moto_s3() as endpoint:
         os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # workers inherit it, as users' would
+        os.environ.update(dict.fromkeys(SECRETS_ENDPOINTS, endpoint))  # where controllers keep launch keys
         yield endpoint
     crew_core.plugin.registry._default = None
     for key, value in saved.items():
@@ -60,14 +65,48 @@ def quick_batch_status(monkeypatch):
 
 
 @pytest.fixture
-def batch():
-    """crew_aws.testing's Batch control plane with a queue and a job definition."""
+def batch(s3_endpoint):
+    """crew_aws.testing's Batch control plane with a queue and a job definition (with an execution
+    role), reading jobs' secrets from moto. Whatever launch keys a test left are removed after it."""
     from crew_aws.testing import BatchControlPlane
 
-    with BatchControlPlane(stop_timeout=1.0) as plane:
+    with BatchControlPlane(stop_timeout=1.0, secrets_endpoint=s3_endpoint) as plane:
         plane.create_queue("crew-queue")
         plane.register_definition("crew-worker", image="example/crew-worker:1")
         yield plane
+    remove_launch_keys(s3_endpoint)
+
+
+@pytest.fixture
+def launch_keys(s3_endpoint):
+    """A function: every secret and SSM parameter crew made (names under ``crew/``) in moto now."""
+    return lambda: list_launch_keys(s3_endpoint)
+
+
+def list_launch_keys(endpoint: str) -> list[str]:
+    import boto3
+
+    secrets = boto3.client("secretsmanager", endpoint_url=endpoint)
+    ssm = boto3.client("ssm", endpoint_url=endpoint)
+    by_name = [{"Key": "name", "Values": ["crew/"]}]
+    names = [s["ARN"] for page in secrets.get_paginator("list_secrets").paginate(Filters=by_name)
+             for s in page["SecretList"]]  # fmt: skip
+    by_path = [{"Key": "Name", "Option": "BeginsWith", "Values": ["/crew/"]}]
+    names += [p["Name"] for page in ssm.get_paginator("describe_parameters").paginate(ParameterFilters=by_path)
+              for p in page["Parameters"]]  # fmt: skip
+    return names
+
+
+def remove_launch_keys(endpoint: str) -> None:
+    import boto3
+
+    secrets = boto3.client("secretsmanager", endpoint_url=endpoint)
+    ssm = boto3.client("ssm", endpoint_url=endpoint)
+    for name in list_launch_keys(endpoint):
+        if name.startswith("arn:"):
+            secrets.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        else:
+            ssm.delete_parameter(Name=name)
 
 
 @pytest.fixture
@@ -82,3 +121,12 @@ def options(batch):
         "endpoint_url": batch.endpoint,
         "region": batch.region,
     }
+
+
+@pytest.fixture
+def crew(bucket, options):
+    """A crew on a fresh bucket that can recruit on the plane (``crew.recruit(**options)``)."""
+    from crew_core import Crew
+
+    with Crew(store=f"s3://{bucket}/crews/batch", worker_classes=["aws-batch"]) as crew:
+        yield crew

@@ -17,12 +17,6 @@ from crew_core.testing import WorkerContract, jobs, wait_for
 from crew_core.wire import protocol
 
 
-@pytest.fixture
-def crew(bucket, options):
-    with Crew(store=f"s3://{bucket}/crews/batch", worker_classes=["aws-batch"]) as crew:
-        yield crew
-
-
 class TestBatchWorker(WorkerContract):
     @pytest.fixture
     def worker_class(self):
@@ -114,7 +108,7 @@ def test_shutdown_goes_through_the_store_and_terminate_is_the_fallback(bucket, o
     assert sorted(j.status for j in stopped) == ["FAILED", "SUCCEEDED"]  # the idle one left on request
 
 
-def test_launching_many_workers_is_concurrent_and_status_is_batched(bucket, options, monkeypatch):
+def test_launching_many_workers_is_concurrent_and_status_is_batched(bucket, options, monkeypatch, launch_keys):
     monkeypatch.setattr(BatchWorker, "status_interval", 3600)  # no status check of the crew's own meanwhile
     with BatchControlPlane(start_delay=300) as queued:  # no capacity: jobs wait RUNNABLE, as on a busy queue
         queued.create_queue("crew-queue")
@@ -129,8 +123,11 @@ def test_launching_many_workers_is_concurrent_and_status_is_batched(bucket, opti
             calls = [body for op, body in queued.requests if op == "describejobs"][before:]
             assert [len(body["jobs"]) for body in calls] == [100, 20]
             assert sum(1 for op, _ in queued.requests if op == "describejobqueues") == 1  # once per queue
-        # Closing terminates what never started: nothing is left queued.
+            assert sum(1 for op, _ in queued.requests if op == "describejobdefinitions") == 1  # and definition
+            assert sum(1 for op, _ in queued.requests if op == "registerjobdefinition") == 120  # a key each
+        # Closing terminates what never started: nothing is left queued, and no key
         wait_for(lambda: all(j.status == "FAILED" for j in queued.jobs.values()), what="all terminated")
+        assert launch_keys() == []
 
 
 @pytest.mark.parametrize(
@@ -184,7 +181,7 @@ def test_a_failed_submission_in_a_group_terminates_the_rest(crew, options, batch
     assert not any(w.up() for w in workers)
 
 
-def test_request_shapes_are_accepted_by_motos_batch(s3_endpoint):
+def test_request_shapes_are_accepted_by_motos_batch(s3_endpoint, launch_keys):
     """A second, independent implementation checks the requests crew sends."""
     import boto3
     import requests
@@ -208,10 +205,12 @@ def test_request_shapes_are_accepted_by_motos_batch(s3_endpoint):
         jobQueueName="moto-queue", state="ENABLED", priority=1,
         computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
     )  # fmt: skip
+    execution = iam.create_role(RoleName="crew-execution", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    resources = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]
     client.register_job_definition(
         jobDefinitionName="moto-worker", type="container",
-        containerProperties={"image": "crew:1", "command": ["true"], "resourceRequirements": [
-            {"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]},
+        containerProperties={"image": "crew:1", "command": ["true"], "executionRoleArn": execution,
+                             "resourceRequirements": resources},
     )  # fmt: skip
     del subnet, group
     with Crew(store="local", worker_classes=["aws-batch"]) as crew:
@@ -226,13 +225,30 @@ def test_request_shapes_are_accepted_by_motos_batch(s3_endpoint):
             crew.id, worker.name, "1")  # fmt: skip
         assert job["container"]["command"][1:4] == ["-m", "crew_core", "worker"]
         assert job["tags"]["crew:tag:gpu"] == "true"
-        worker.backend.kill()  # TerminateJob accepted
+        # the launch's key: a revision of crew-<id> naming a Secrets Manager secret, never a value
+        [revision] = client.describe_job_definitions(jobDefinitions=[job["jobDefinition"]])["jobDefinitions"]
+        assert revision["jobDefinitionName"] == f"crew-{crew.id}" and revision["tags"]["crew:source"].endswith(
+            "job-definition/moto-worker:1")  # fmt: skip
+        [secret] = revision["containerProperties"]["secrets"]
+        assert secret["name"] == "CREW_SECRET" and secret["valueFrom"].startswith("arn:aws:secretsmanager:")
+        assert crew._manager.secret.hex() not in json.dumps(revision, default=str)
+        assert revision["containerProperties"]["executionRoleArn"] == execution
+        worker.backend.kill()  # TerminateJob accepted; the secret deleted, the revision deregistered
+        assert launch_keys() == []
+        [revision] = client.describe_job_definitions(jobDefinitions=[job["jobDefinition"]])["jobDefinitions"]
+        assert revision["status"] == "INACTIVE"
 
 
 def test_job_definition_revisions_and_batch_minimums(crew, options, batch):
+    batch.register_definition("crew-worker", image="example/crew-worker:2")  # revision 2, the latest
     [pinned] = crew.recruit(workers=1, **{**options, "job_definition": "crew-worker:1"})
-    pinned.launch()
-    assert batch.jobs[pinned.backend.job_id].definition["revision"] == 1
+    [latest] = crew.recruit(workers=1, **options)
+    crew.launch()
+    for worker, revision in ((pinned, 1), (latest, 2)):  # each launch's revision derives from the one named
+        derived = batch.jobs[worker.backend.job_id].definition
+        assert derived["jobDefinitionName"] == f"crew-{crew.id}"
+        assert derived["tags"]["crew:source"].endswith(f"job-definition/crew-worker:{revision}")
+        assert derived["containerProperties"]["image"] == f"example/crew-worker:{revision}"
     [missing] = crew.recruit(workers=1, **{**options, "job_definition": "crew-worker:9"})
     with pytest.raises(WorkerLaunchError, match="'crew-worker:9' does not exist"):
         missing.launch()
@@ -254,12 +270,15 @@ time.sleep(3600)
 """
 
 
-def test_crew_stop_ends_a_dead_controllers_queued_batch_jobs(bucket, options, monkeypatch, capsys):
+def test_crew_stop_ends_a_dead_controllers_queued_batch_jobs(
+    bucket, options, monkeypatch, capsys, s3_endpoint, launch_keys
+):
     """Queued jobs never read the lease: crew stop finds them on Batch by the crew's label and
-    cancels them, and leaves alone a job of the same crew id launched from another store."""
+    cancels them, and leaves alone a job of the same crew id launched from another store. The
+    launch keys the killed controller left (its jobs never started) go with them."""
     from crew_core.cli import main
 
-    with BatchControlPlane(start_delay=300) as queued:  # no capacity: the workers wait RUNNABLE
+    with BatchControlPlane(start_delay=300, secrets_endpoint=s3_endpoint) as queued:  # no capacity: jobs wait
         queued.create_queue("crew-queue")
         queued.register_definition("crew-worker")
         options = {**options, "endpoint_url": queued.endpoint}
@@ -279,19 +298,31 @@ def test_crew_stop_ends_a_dead_controllers_queued_batch_jobs(bucket, options, mo
         )["jobId"]  # fmt: skip
         # A controller looking for its own (adopted) launches goes through its worker's endpoint
         label = protocol.crew_label(S3Store.from_url(store).describe(), crew_id)
-        place = {"region": queued.region, "job_queue": "crew-queue"}
+        place = {"region": queued.region, "job_queue": "crew-queue", "secrets_store": "secretsmanager"}
         mine = BatchWorker.find(label, place, via=BatchWorker("w", **options))
         assert sorted(job.worker for job in mine) == [f"aws-batch-{n}" for n in (1, 2, 3)]
         monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", queued.endpoint)  # where crew stop's user's Batch is
         assert main(["ps", "--store", store, "--backends", "--json"]) == 0
         [seen] = json.loads(capsys.readouterr().out)
-        assert seen["places"] == [{"worker_class": "aws-batch", "place": {"region": queued.region,
-                                                                           "job_queue": "crew-queue"}}]  # fmt: skip
+        assert seen["places"] == [{"worker_class": "aws-batch", "place": place}]
         found = sorted((job["worker"], job["state"]) for job in seen["backend_jobs"])
         assert found == [(f"aws-batch-{n}", "RUNNABLE") for n in (1, 2, 3)]
+        # Left behind, findable by name and label: a key and a revision for each queued launch
+        left = [key for key in launch_keys() if f":secret:crew/{crew_id}/" in key]
+        assert len(left) == 3 and len(crew_revisions(queued, crew_id, "ACTIVE")) == 3
         assert main(["stop", crew_id, "--store", store]) == 0
         assert "ended 3 job(s) on their backends" in capsys.readouterr().out
         ours = [job for job in queued.jobs.values() if job.id != impostor]
         assert all(job.status == "FAILED" and "crew stop" in job.status_reason for job in ours)
         assert queued.jobs[impostor].status == "RUNNABLE"
         assert S3Store.from_url(store).list("") == []
+        assert launch_keys() == [] and crew_revisions(queued, crew_id, "ACTIVE") == []
+
+
+def crew_revisions(plane: BatchControlPlane, crew_id: str, status: str) -> list[dict]:
+    """The revisions of the crew's job definition (``crew-<id>``) in that status, through the API."""
+    client = batch_client(plane.region, plane.endpoint, None)
+    pages = client.get_paginator("describe_job_definitions").paginate(
+        jobDefinitionName=f"crew-{crew_id}", status=status
+    )
+    return [d for page in pages for d in page["jobDefinitions"]]

@@ -2,12 +2,20 @@
 
 It speaks the REST-JSON surface crew uses (and a little more, so tests can set up as they would on
 AWS): CreateJobQueue, DescribeJobQueues, RegisterJobDefinition, DescribeJobDefinitions,
-SubmitJob, DescribeJobs, ListJobs, TerminateJob and CancelJob. Every submitted job really runs:
-its container command (the override, else the definition's) becomes a local process with the
-job's environment, and moves SUBMITTED → PENDING → RUNNABLE → STARTING → RUNNING → SUCCEEDED or
-FAILED as it would on Batch. It rejects what Batch rejects: unknown queues and job definitions,
-malformed job names, container overrides over 8 KiB, retry attempts outside 1..10, more than 100
-ids in one DescribeJobs. A test can delay jobs, make the next ones fail, or kill a running one::
+DeregisterJobDefinition, SubmitJob, DescribeJobs, ListJobs, TerminateJob and CancelJob. Every
+submitted job really runs: its container command (the override, else the definition's) becomes a
+local process with the job's environment, and moves SUBMITTED → PENDING → RUNNABLE → STARTING →
+RUNNING → SUCCEEDED or FAILED as it would on Batch. It rejects what Batch rejects: unknown queues
+and job definitions, malformed job names, container overrides over 8 KiB, retry attempts outside
+1..10, more than 100 ids in one DescribeJobs.
+
+A job definition's ``secrets`` (``[{"name", "valueFrom"}]``) are resolved as ECS resolves them, when
+the job starts: each ``valueFrom`` (a Secrets Manager secret's ARN, an SSM parameter's ARN or name)
+is read from Secrets Manager or SSM at ``secrets_endpoint`` (moto's server in tests) and its value
+goes into the process's environment, never into what DescribeJobs shows (only ``valueFrom``). A
+secret that cannot be read, or a definition with secrets but no ``executionRoleArn``, fails the
+job at start with a ``ResourceInitializationError`` reason, as Batch does. A test can delay jobs,
+make the next ones fail, or kill a running one::
 
     with BatchControlPlane() as batch:
         client = boto3.client("batch", endpoint_url=batch.endpoint, region_name=batch.region)
@@ -29,6 +37,8 @@ import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .ecs_secrets import pull_secrets
 
 ACTIVE = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -69,18 +79,24 @@ class _Job:
         return list(self.overrides.get("command") or self.definition["containerProperties"].get("command") or [])
 
     def environment(self) -> dict[str, str]:
+        """The plain environment (definition, then overrides): what DescribeJobs shows. Secrets are
+        not in it: they are read at start and reach the process alone."""
         variables = {e["name"]: e["value"] for e in self.definition["containerProperties"].get("environment", [])}
         variables.update({e["name"]: e["value"] for e in self.overrides.get("environment", [])})
         return variables
 
     def describe(self) -> dict[str, Any]:
+        properties = self.definition["containerProperties"]
         container: dict[str, Any] = {
-            "image": self.definition["containerProperties"].get("image", ""),
+            "image": properties.get("image", ""),
             "command": self.command(),
             "environment": [{"name": k, "value": v} for k, v in self.environment().items()],
             "resourceRequirements": self.overrides.get("resourceRequirements")
-            or self.definition["containerProperties"].get("resourceRequirements", []),
+            or properties.get("resourceRequirements", []),
         }
+        for key in ("secrets", "executionRoleArn", "jobRoleArn"):  # secrets as references: valueFrom only
+            if properties.get(key):
+                container[key] = properties[key]
         if self.exit_code is not None:
             container["exitCode"] = self.exit_code
         if self.status_reason and self.status == "FAILED":
@@ -122,7 +138,10 @@ class BatchControlPlane:
 
     ``start_delay`` keeps each job RUNNABLE that many seconds (a queue waiting for capacity);
     ``stop_timeout`` is the grace between SIGTERM and SIGKILL on TerminateJob (ECS's stopTimeout);
-    ``env`` is added to every job's environment (store endpoints, credentials for tests).
+    ``env`` is added to every job's environment (store endpoints, credentials for tests);
+    ``secrets_endpoint`` is where Secrets Manager and SSM answer when a job's secrets are read at
+    its start (moto's endpoint in tests; None: boto3's default, which honours
+    ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` and ``AWS_ENDPOINT_URL_SSM``).
     """
 
     def __init__(
@@ -132,10 +151,12 @@ class BatchControlPlane:
         start_delay: float = 0.0,
         stop_timeout: float = 2.0,
         env: dict[str, str] | None = None,
+        secrets_endpoint: str | None = None,
     ) -> None:
         self.region, self.account = region, account
         self.start_delay, self.stop_timeout = start_delay, stop_timeout
         self.env = dict(env or {})
+        self.secrets_endpoint = secrets_endpoint
         self.queues: dict[str, dict[str, Any]] = {}
         self.definitions: dict[str, list[dict[str, Any]]] = {}
         self.jobs: dict[str, _Job] = {}
@@ -195,12 +216,27 @@ class BatchControlPlane:
         """Create a job queue (the same as CreateJobQueue through boto3)."""
         return self._create_job_queue({"jobQueueName": name, "state": state, "priority": 1})
 
-    def register_definition(self, name: str, command: list[str] | None = None, image: str = "crew:latest") -> dict:
-        """Register a container job definition (the same as RegisterJobDefinition)."""
-        properties = {"image": image, "command": command or [], "resourceRequirements": []}
+    def register_definition(
+        self,
+        name: str,
+        command: list[str] | None = None,
+        image: str = "crew:latest",
+        execution_role: str | None = "crew-batch-execution",
+    ) -> dict[str, Any]:
+        """Register a container job definition (the same as RegisterJobDefinition). ``execution_role``
+        (a role name or ARN; None for none) is the role ECS reads the job's secrets with."""
+        properties: dict[str, Any] = {"image": image, "command": command or [], "resourceRequirements": []}
+        if execution_role:
+            properties["executionRoleArn"] = (
+                execution_role if execution_role.startswith("arn:") else self.role_arn(execution_role)
+            )
         return self._register_job_definition(
             {"jobDefinitionName": name, "type": "container", "containerProperties": properties}
         )
+
+    def role_arn(self, name: str) -> str:
+        """The ARN of an IAM role of this plane's account (IAM itself is not modelled)."""
+        return f"arn:aws:iam::{self.account}:role/{name}"
 
     def fail_next(self, count: int = 1, reason: str = "CannotPullContainerError: image not found") -> None:
         """The next ``count`` jobs to start end FAILED without running, with ``reason``."""
@@ -234,6 +270,7 @@ class BatchControlPlane:
             "describejobqueues": self._describe_job_queues,
             "registerjobdefinition": self._register_job_definition,
             "describejobdefinitions": self._describe_job_definitions,
+            "deregisterjobdefinition": self._deregister_job_definition,
             "submitjob": self._submit_job,
             "describejobs": self._describe_jobs,
             "listjobs": self._list_jobs,
@@ -286,6 +323,12 @@ class BatchControlPlane:
         name = body.get("jobDefinitionName", "")
         if not _JOB_NAME.match(name):
             raise ClientException("Error executing request, Exception : jobDefinitionName is invalid.")
+        properties = body.get("containerProperties", {})
+        for secret in properties.get("secrets") or []:
+            if not isinstance(secret, dict) or not secret.get("name") or not secret.get("valueFrom"):
+                raise ClientException("Error executing request, Exception : a secret needs a name and a valueFrom.")
+        if len({s["name"] for s in properties.get("secrets") or []}) < len(properties.get("secrets") or []):
+            raise ClientException("Error executing request, Exception : secret names must be unique.")
         revisions = self.definitions.setdefault(name, [])
         revision = len(revisions) + 1
         definition = {
@@ -294,34 +337,54 @@ class BatchControlPlane:
             "revision": revision,
             "status": "ACTIVE",
             "type": body.get("type", "container"),
-            "containerProperties": body.get("containerProperties", {}),
+            "containerProperties": properties,
             "tags": body.get("tags", {}),
         }
+        for key in ("parameters", "retryStrategy", "timeout", "propagateTags", "platformCapabilities"):
+            if key in body:
+                definition[key] = body[key]
         revisions.append(definition)
         return {"jobDefinitionName": name, "jobDefinitionArn": definition["jobDefinitionArn"], "revision": revision}
 
-    def _definition(self, reference: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    def _definition(self, reference: str, body: dict[str, Any], active_only: bool = True) -> dict[str, Any] | None:
+        """The definition a reference names: ``name`` (its latest active revision), ``name:revision``
+        or an ARN. SubmitJob takes active revisions only; DescribeJobDefinitions by revision any."""
         if not self._in_region(body):
             return None
         if reference.startswith("arn:"):
             reference = reference.rsplit("/", 1)[-1]
         name, _, revision = reference.partition(":")
-        active = [d for d in self.definitions.get(name, []) if d["status"] == "ACTIVE"]
+        candidates = [d for d in self.definitions.get(name, []) if d["status"] == "ACTIVE" or not active_only]
         if revision:
-            return next((d for d in active if str(d["revision"]) == revision), None)
-        return active[-1] if active else None
+            return next((d for d in candidates if str(d["revision"]) == revision), None)
+        return candidates[-1] if candidates else None
 
     def _describe_job_definitions(self, body: dict[str, Any]) -> dict[str, Any]:
+        """By revisions (``jobDefinitions``), or by name and status; pages of ``maxResults`` (100)."""
         if body.get("jobDefinitions"):
             if body.get("jobDefinitionName") or body.get("status"):
                 raise ClientException("jobDefinitions can't be used with other parameters.")
             if any(":" not in r for r in body["jobDefinitions"]):
                 raise ClientException("jobDefinitions must be name:revision or an ARN.")
-            found = [self._definition(r, body) for r in body["jobDefinitions"]]
+            found = [self._definition(r, body, active_only=False) for r in body["jobDefinitions"]]
             return {"jobDefinitions": [d for d in found if d is not None]}
-        name = body.get("jobDefinitionName")
+        name, status = body.get("jobDefinitionName"), body.get("status")
         every = [d for ds in self.definitions.values() for d in ds] if self._in_region(body) else []
-        return {"jobDefinitions": [d for d in every if name in (None, d["jobDefinitionName"])]}
+        matching = [d for d in every if name in (None, d["jobDefinitionName"]) and status in (None, d["status"])]
+        start = int(body.get("nextToken") or 0)
+        end = start + int(body.get("maxResults") or 100)
+        return {"jobDefinitions": matching[start:end], **({"nextToken": str(end)} if end < len(matching) else {})}
+
+    def _deregister_job_definition(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Make a revision INACTIVE: no new job may use it; jobs submitted with it are not affected."""
+        reference = body.get("jobDefinition", "")
+        if ":" not in reference:
+            raise ClientException("Error executing request, Exception : jobDefinition must be name:revision or an ARN.")
+        definition = self._definition(reference, body, active_only=False)
+        if definition is None:
+            raise ClientException(f"Error executing request, Exception : JobDefinition {reference} not found.")
+        definition["status"] = "INACTIVE"
+        return {}
 
     def _submit_job(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("jobName", "")
@@ -380,9 +443,10 @@ class BatchControlPlane:
         start = int(body.get("nextToken") or 0)
         end = start + int(body.get("maxResults") or 100)
         summaries = [
-            {"jobArn": j.arn, "jobId": j.id, "jobName": j.name, "status": j.status, "createdAt": j.created}
+            {"jobArn": j.arn, "jobId": j.id, "jobName": j.name, "status": j.status, "createdAt": j.created,
+             "jobDefinition": j.definition["jobDefinitionArn"]}
             for j in matching[start:end]
-        ]
+        ]  # fmt: skip
         return {"jobSummaryList": summaries, **({"nextToken": str(end)} if end < len(matching) else {})}
 
     def _terminate_job(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -436,11 +500,14 @@ class BatchControlPlane:
             job.ended.wait(pause if pause else 0.01)
         with self._lock:
             failure = self._fail_next.pop(0) if self._fail_next else None
+        secrets: dict[str, str] = {}
+        if failure is None:  # read now, as ECS reads them at a task's start
+            secrets, failure = pull_secrets(job.definition["containerProperties"], self.region, self.secrets_endpoint)
         if failure is not None:
             with job.lock:
                 job.status, job.status_reason, job.stopped = "FAILED", failure, _now_ms()
             return
-        env = {**os.environ, **self.env, **job.environment()}
+        env = {**os.environ, **self.env, **job.environment(), **secrets}
         env.update(AWS_BATCH_JOB_ID=job.id, AWS_BATCH_JQ_NAME=job.queue["jobQueueName"], AWS_BATCH_JOB_ATTEMPT="1")
         with job.lock:
             if job.terminate_reason is not None:
