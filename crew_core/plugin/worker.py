@@ -267,6 +267,16 @@ class Worker(ABC):
         ended, after trying them all. ``via`` as for :meth:`find`."""
         raise NotImplementedError(f"worker class {cls.worker_class!r} cannot end workers it found")
 
+    @classmethod
+    def forget(cls, label: str, place: Mapping[str, Any]) -> None:
+        """Delete what the backend keeps at ``place`` for launches of the crew labelled ``label``
+        that no longer run: the secrets made for them (Secrets Manager secrets and job definition
+        revisions, Secret Manager secrets, files). Called once the crew is over, for every place it
+        noted, after :meth:`end`, even when :meth:`find` found nothing: by ``crew stop``, and by the
+        ``close()`` of a named crew's controller (launches of an earlier controller's that left on
+        their own left theirs). Treat ``place`` as untrusted input; raise naming what could not
+        be deleted. The default keeps nothing, so it does nothing."""
+
     def __repr__(self) -> str:
         tags = ", ".join(sorted(self.tags))
         return f"<{type(self).__name__} {self.name!r} tags={{{tags}}} timeout={self.timeout}>"

@@ -340,6 +340,14 @@ class BatchWorker(Worker):
         if problems:
             raise WorkerLaunchError("; ".join(problems))
 
+    @classmethod
+    def forget(cls, label: str, place: Mapping[str, Any]) -> None:
+        """Delete every launch key and revision the crew left in the place's region (its jobs are over)."""
+        region = place.get("region")
+        if not isinstance(region, str):
+            raise ValueError(f"a Batch place names a region (a string), not {dict(place)!r}")
+        batch_secrets.forget_crew(cls._client_for(region, None), label, batch_secrets.store_of(place), None)
+
     @staticmethod
     def _client_for(region: str, via: Worker | None) -> Any:
         """A worker's own client (its endpoint and profile), or one set by the environment."""

@@ -314,6 +314,15 @@ class CloudRunWorker(Worker):
         if problems:
             raise WorkerLaunchError("; ".join(problems))
 
+    @classmethod
+    def forget(cls, label: str, place: Mapping[str, Any]) -> None:
+        """Delete the launch secrets the crew left at the place's job for launches no longer running."""
+        job_name = place.get("job")
+        if not isinstance(job_name, str):
+            raise ValueError(f"a Cloud Run place names its job (a string), not {dict(place)!r}")
+        running = {(j.worker, j.incarnation) for j in cls.find(label, place)}
+        run_secrets.delete_left(label, job_name, running, _secret_endpoint(None))
+
     def kill(self) -> None:
         from google.api_core.exceptions import NotFound
 
