@@ -5,7 +5,8 @@ A named crew (``Crew(name="nightly", store=...)``) writes four more kinds of obj
 of results the user received, **verdicts**, the results the controller made itself (stored before
 anyone has them: ``verdicts.py``), and the **roster** of its workers. A crashed controller leaves
 them, with the workers' queues and the inbox, for the next one: :func:`recover` reads them all
-back, and the :class:`Keeper` deletes each object once nothing in it is needed any more.
+back, and the :class:`Keeper` deletes each object once nothing in it is needed any more. The
+crew's key on this machine and the runs closed here are in ``keyfile.py``.
 
 Within one controller a result is delivered once. Across a crash, a result can come twice only
 if it was handed out after the last receipt was written: receipts go out at the controller's
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import os
 import re
 import secrets
 import threading
@@ -25,15 +25,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+# The key file and the closed runs had their place here: imports of them still work.
+from crew_core.durable.keyfile import check_not_closed as check_not_closed
+from crew_core.durable.keyfile import forget_secret as forget_secret
+from crew_core.durable.keyfile import run_closed as run_closed
+from crew_core.durable.keyfile import secret_for as secret_for
 from crew_core.errors import CorruptObjectError, CrewError, KeyNotFoundError, TamperedObjectError
 from crew_core.plugin.store import Store
 from crew_core.wire import protocol
 from crew_core.wire.keys import EPOCH_SPAN as EPOCH_SPAN  # where it was before it joined the key layout
 from crew_core.wire.protocol import JobBatch, JournalJob, Receipt, RosterEntry, Verdicts
-from crew_core.wire.signing import SECRET_ENV, Sealed, new_secret, secret_from
+from crew_core.wire.signing import SECRET_ENV, Sealed
 
 log = logging.getLogger("crew")
 
@@ -51,93 +55,6 @@ def check_name(name: object) -> str:
     if re.fullmatch(r"[0-9a-f]{12}", name):
         raise ValueError(f"name {name!r} looks like the id of an unnamed crew: add a letter beyond a-f")
     return name
-
-
-def secret_for(store_description: str, name: str) -> bytes:
-    """The secret of a named crew: ``CREW_SECRET`` if set, else a key file of this user's.
-
-    The secret never goes through the store, so a controller resuming a crew on another machine
-    needs ``CREW_SECRET`` (hex) set to the same value as the first one's.
-    """
-    if os.environ.get(SECRET_ENV):
-        try:
-            return secret_from()
-        except RuntimeError as exc:
-            raise CrewError(str(exc)) from None
-    path = _key_path(store_description, name)
-    state = path.parent
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as exc:
-        raise CrewError(f"cannot read the key of crew {name!r} at {path}: {exc}") from exc
-    secret = new_secret()
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret.hex())
-        # Whole or not at all: a controller opening the crew at the same instant must never read
-        # a key file that is still empty.
-        os.link(temp, path)
-    except FileExistsError:  # another process made it first: use theirs
-        return bytes.fromhex(path.read_text().strip())
-    except OSError as exc:
-        raise CrewError(f"cannot keep the key of crew {name!r} at {path}: {exc}") from exc
-    finally:
-        temp.unlink(missing_ok=True)
-    return secret
-
-
-def _key_path(store_description: str, name: str) -> Path:
-    """This user's key file for a named crew in a store."""
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "crew" / "keys"
-    return state / hashlib.sha256(f"{store_description}\0{name}".encode()).hexdigest()[:32]
-
-
-def forget_secret(store_description: str, name: str) -> None:
-    """Remove the key file of a named crew that has ended."""
-    try:
-        _key_path(store_description, name).unlink()
-    except OSError:
-        pass
-
-
-def _closed_runs_path(store_description: str, name: str) -> Path:
-    """This user's record of the runs of a named crew closed on this machine (their nonces)."""
-    key = _key_path(store_description, name)
-    return key.parent.parent / "closed" / key.name
-
-
-def run_closed(store_description: str, name: str, nonce: bytes) -> None:
-    """Note that this run of a named crew ended here, so that a copy of it restored later is refused.
-
-    A store writer who saved every object of a run could put them all back after it ended: each
-    checks, since it is that run's own. Only state outside the store can tell (the latest 100 runs).
-    """
-    path = _closed_runs_path(store_description, name)
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        earlier = path.read_text().split() if path.exists() else []
-        path.write_text("\n".join([*earlier[-99:], nonce.hex()]) + "\n")
-    except OSError as exc:
-        log.warning("cannot note that crew %r was closed (a copy of this run restored later would not be"
-                    " refused): %s", name, exc)  # fmt: skip
-
-
-def check_not_closed(store_description: str, name: str, nonce: bytes) -> None:
-    """Refuse a run of a named crew that ended on this machine: its objects were restored from a copy."""
-    try:
-        closed = _closed_runs_path(store_description, name).read_text().split()
-    except OSError:
-        return
-    if nonce.hex() in closed:
-        raise CrewError(
-            f"crew {name!r} in {store_description} holds a run that was closed on this machine: its objects"
-            " were put back from a copy. Remove them with `crew stop` (nothing of that run is used)"
-        )
 
 
 def read_nonce(store: Store, crew_id: str) -> bytes | None:
