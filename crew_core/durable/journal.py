@@ -2,11 +2,12 @@
 
 A named crew (``Crew(name="nightly", store=...)``) writes four more kinds of objects (keys in
 ``protocol.py``): the **journal** of accepted jobs (written before ``send`` returns), **receipts**
-of results the user received, **verdicts**, the results the controller made itself (stored before
-anyone has them: ``verdicts.py``), and the **roster** of its workers. A crashed controller leaves
-them, with the workers' queues and the inbox, for the next one: :func:`recover` reads them all
-back, and the :class:`Keeper` deletes each object once nothing in it is needed any more. The
-crew's key on this machine and the runs closed here are in ``keyfile.py``.
+of results the user received (``receipts.py``: kept for the life of the run), **verdicts**, the
+results the controller made itself (stored before anyone has them: ``verdicts.py``), and the
+**roster** of its workers. A crashed controller leaves them, with the workers' queues and the
+inbox, for the next one: :func:`recover` reads them all back, and the :class:`Keeper` deletes
+each journal, result and verdict object once nothing in it is needed any more. The crew's key
+on this machine and the runs closed here are in ``keyfile.py``.
 
 Within one controller a result is delivered once. Across a crash, a result can come twice only
 if it was handed out after the last receipt was written: receipts go out at the controller's
@@ -21,17 +22,18 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-# The key file and the closed runs had their place here: imports of them still work.
+# The key file, the closed runs and the receipts had their place here: imports of them still work.
 from crew_core.durable.keyfile import check_not_closed as check_not_closed
 from crew_core.durable.keyfile import forget_secret as forget_secret
 from crew_core.durable.keyfile import run_closed as run_closed
 from crew_core.durable.keyfile import secret_for as secret_for
+from crew_core.durable.receipts import JobIds
+from crew_core.durable.receipts import Keeper as Keeper
 from crew_core.errors import CorruptObjectError, CrewError, KeyNotFoundError, TamperedObjectError
 from crew_core.plugin.store import Store
 from crew_core.wire import protocol
@@ -126,88 +128,6 @@ class JobJournal:
 
 
 @dataclass
-class Keeper:
-    """Which journal, receipt, result and verdict objects still matter; the rest is deleted.
-
-    Order keeps recovery right: a result, verdict or journal object goes only after the receipt
-    for its jobs is in the store, and a receipt only after every journal object it speaks of is gone.
-    """
-
-    sealed: Sealed
-    crew_id: str
-    epoch: int
-    journal_of: dict[int, str] = field(default_factory=dict)  # job id -> journal key
-    result_of: dict[int, str] = field(default_factory=dict)  # job id -> result or verdict key holding its outcome
-    left: dict[str, set[int]] = field(default_factory=dict)  # journal, result or verdict key -> jobs it serves
-    receipts: dict[str, set[str]] = field(default_factory=dict)  # receipt key -> journal keys it covers
-    unreceipted: list[int] = field(default_factory=list)  # received by the user, no receipt written yet
-    freed_receipts: list[str] = field(default_factory=list)  # to delete after the next flush
-
-    def __post_init__(self) -> None:
-        self._seqs = itertools.count(self.epoch * EPOCH_SPAN + 1)
-
-    def journaled(self, job_id: int, key: str) -> None:
-        self.journal_of[job_id] = key
-        self.left.setdefault(key, set()).add(job_id)
-
-    def answered(self, job_id: int, key: str) -> None:
-        """The job's outcome lies in result (or verdict) object ``key``: keep it until the user has it."""
-        self.result_of[job_id] = key
-        self.left.setdefault(key, set()).add(job_id)
-
-    def received(self, job_id: int) -> None:
-        self.unreceipted.append(job_id)
-
-    def write_receipt(self, lock: AbstractContextManager[Any]) -> list[str]:
-        """Write a receipt for the results handed out since the last one; return keys now garbage.
-
-        ``lock`` guards this bookkeeping (the controller's lock); the write itself goes without
-        it, so that users' threads do not wait on the store meanwhile.
-        """
-        with lock:
-            ids, self.unreceipted = self.unreceipted, []
-        if not ids:
-            return []
-        key = protocol.numbered_key(protocol.receipt_prefix(self.crew_id), next(self._seqs))
-        try:
-            self.sealed.put(key, protocol.encode_receipt(Receipt(tuple(ids))))
-        except BaseException:
-            with lock:
-                self.unreceipted[:0] = ids
-            raise
-        with lock:
-            return self._receipted(key, ids)
-
-    def _receipted(self, key: str, ids: list[int]) -> list[str]:
-        covered = {self.journal_of[i] for i in ids if i in self.journal_of}
-        garbage = []
-        for job_id in ids:
-            for key_of in (self.journal_of, self.result_of):
-                held = key_of.pop(job_id, None)
-                if held is not None:
-                    jobs = self.left.get(held)
-                    if jobs is not None:
-                        jobs.discard(job_id)
-                        if not jobs:
-                            del self.left[held]
-                            garbage.append(held)
-        self.receipts[key] = covered - set(garbage)
-        if not self.receipts[key]:
-            del self.receipts[key]
-            self.freed_receipts.append(key)
-        return garbage
-
-    def deleted(self, keys: Iterable[str]) -> None:
-        """These journal objects are gone: receipts that covered only them may go next."""
-        gone = set(keys)
-        for key, covered in list(self.receipts.items()):
-            covered -= gone
-            if not covered:
-                del self.receipts[key]
-                self.freed_receipts.append(key)
-
-
-@dataclass
 class Recovery:
     """What a crashed controller left of a named crew, read back by :func:`recover`."""
 
@@ -215,8 +135,10 @@ class Recovery:
     accepted: bool = False  # the crew's "accepted" marker: it accepted a job once
     jobs: dict[int, tuple[JournalJob, str]] = field(default_factory=dict)  # id -> (job, journal key)
     functions: dict[str, bytes] = field(default_factory=dict)
-    receipts: dict[str, tuple[int, ...]] = field(default_factory=dict)  # receipt key -> job ids
-    received: set[int] = field(default_factory=set)
+    # Never filled any more: a receipt stays for the life of the run, whatever it covers (``receipts.py``),
+    # so none is handed to the next controller to delete. What they name is in ``received``.
+    receipts: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    received: JobIds = field(default_factory=JobIds)  # every job a receipt names
     results: dict[int, tuple[bytes, str, str]] = field(default_factory=dict)  # id -> (pickled outcome, worker, key)
     verdicts: dict[int, tuple[frozenset[str], bytes, str]] = field(default_factory=dict)  # id -> (tags, result, key)
     roster: dict[str, RosterEntry] = field(default_factory=dict)
@@ -280,10 +202,9 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
                 found.functions.update(batch.functions)
                 for job in batch.jobs:
                     found.jobs[job.job_id] = (job, key)
-        for key, receipt in read(store.list(protocol.receipt_prefix(crew_id)), protocol.decode_receipt):
+        for _, receipt in read(store.list(protocol.receipt_prefix(crew_id)), protocol.decode_receipt):
             if isinstance(receipt, Receipt):
-                found.receipts[key] = receipt.job_ids
-                found.received.update(receipt.job_ids)
+                found.received.update(receipt.job_ids, receipt.ranges)
         for key, entry in read(store.list(protocol.roster_prefix(crew_id)), protocol.decode_roster):
             if isinstance(entry, RosterEntry):
                 found.roster[key.rpartition("/")[2]] = entry

@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from crew_core import Crew, Result
-from crew_core.plugin.registry import store_spec
+from crew_core.plugin.registry import default_plugins, open_store, store_from_config, store_spec
+from crew_core.plugin.store import Store
 from crew_core.testing import jobs
 from crew_core.testing.polling import process_gone, wait_for
 from crew_core.testing.together import READY_SET_GO, run_together
@@ -328,6 +329,78 @@ class CrewContract:
         assert jobs.runs_of(runs) == {"doomed": 2, "running": 1}
 
 
+    def test_results_received_stay_received_when_their_objects_are_put_back_after_crashes(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """Issue #20: someone who can write the store saves the journal and inbox objects of ten
+        jobs and puts them back once the user has received their results (receipts written, the
+        objects deleted), and the controller is killed. Neither the next controller nor the one
+        after it, which finds them put back again, delivers any of the ten again (all ten came
+        again, before)."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        report = tmp_path / "first.pickle"
+        script = textwrap.dedent(
+            f"""
+            import os, pickle
+            from crew_core import Crew, KeyNotFoundError
+            from crew_core.plugin.registry import store_from_config
+            from crew_core.testing import jobs, wait_for
+            from crew_core.wire import protocol
+            store = {self._portable(crew_store)!r}
+            store = store if isinstance(store, str) else store_from_config(store)
+            crew = Crew(store=store, name="received", worker_classes=["subprocess"])
+            workers = crew.recruit(workers=2)
+            with crew.batch():
+                ids = [crew.send(jobs.double, args=(n,)) for n in range(10)]
+            wait_for(lambda: sum(row["jobs"] for row in crew.summary()) == 10, {120 * timeout_scale},
+                     what="every answer to be in the inbox")
+            raw, saved = crew.store, {{}}
+            for prefix in (protocol.journal_prefix("received"), protocol.inbox_prefix("received")):
+                for key in raw.list(prefix):
+                    try:
+                        saved[key] = raw.get(key)
+                    except KeyNotFoundError:
+                        pass  # a beat, deleted meanwhile
+            got = [r.id for r in crew.results(timeout={120 * timeout_scale})]
+
+            def settled():  # no journal object or answer left: each went once a receipt covered it
+                keys = raw.list(protocol.journal_prefix("received")) + raw.list(protocol.inbox_prefix("received"))
+                return not [key for key in keys if key.rpartition("/")[2][:1].isdigit()]
+
+            wait_for(settled, {120 * timeout_scale}, what="the objects of the received jobs to go")
+            crew.send(jobs.double, args=(10,))  # and one more: rounds of deletes have passed since
+            got.append(crew.receive(timeout={120 * timeout_scale}).id)
+            wait_for(settled, {120 * timeout_scale}, what="the objects of the last job to go")
+            with open({str(report)!r}, "wb") as out:
+                pickle.dump({{"ids": ids, "got": got, "saved": saved, "pids": [w.backend.pid for w in workers]}}, out)
+            os.kill(os.getpid(), 9)
+            """
+        )
+        with open(tmp_path / "first.log", "wb") as log:  # not a pipe: the workers could hold it open
+            subprocess.run([sys.executable, "-c", script], timeout=300 * timeout_scale, stdout=log, stderr=log)
+        assert report.exists(), (tmp_path / "first.log").read_text()
+        first = pickle.loads(report.read_bytes())
+        assert sorted(first["got"][:10]) == first["ids"]
+        assert any(key.startswith(protocol.journal_prefix("received")) for key in first["saved"])
+        raw = self._raw_store(crew_store)
+        try:
+            for _ in range(2):  # the controller after the crash, and the one after that
+                for key, data in first["saved"].items():
+                    raw.put(key, data)
+                with pytest.raises(_Crash), Crew(store=crew_store, name="received") as crew:
+                    assert crew.resumed
+                    again = crew.receive(timeout=60 * timeout_scale)  # None at once: nothing is in flight
+                    assert again is None, f"job {again.id} was received before the crash, and delivered again"
+                    self._wait(lambda: not self._answers_and_journal(raw, "received"), timeout_scale,
+                               "the objects put back to be deleted")  # fmt: skip
+                    raise _Crash  # this controller leaves the crew to the next one, as if it died
+            with Crew(store=crew_store, name="received", worker_classes=["subprocess"]) as crew:
+                assert crew.resumed and crew.receive(timeout=0) is None
+        finally:
+            raw.close()
+        for pid in first["pids"]:  # they end with their controller's process
+            wait_for(partial(process_gone, pid), timeout=60 * timeout_scale, what=f"worker {pid} to end")
+
     # ------------------------------------------------------------------ controllers at the same instant
     #: How many controllers race to open one named crew.
     racing_controllers = 6
@@ -403,9 +476,32 @@ class CrewContract:
         return winners[0]
 
     @staticmethod
+    def _raw_store(crew_store: Any) -> Store:
+        """Another :class:`Store` object on the same location as ``crew_store``: what someone who
+        can write there reads and writes, without the crew's signatures."""
+        if isinstance(crew_store, str):
+            store, _ = open_store(default_plugins(), crew_store, {})
+            return store  # type: ignore[no-any-return]
+        return store_from_config(store_spec(crew_store))  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _answers_and_journal(store: Store, crew_id: str) -> list[str]:
+        """The journal objects and answers (not beats or exit notes) of crew ``crew_id``."""
+        keys = store.list(protocol.journal_prefix(crew_id)) + store.list(protocol.inbox_prefix(crew_id))
+        return [key for key in keys if key.rpartition("/")[2][:1].isdigit()]
+
+    @staticmethod
+    def _wait(condition: Callable[[], Any], timeout_scale: float, what: str, timeout: float = 60.0) -> Any:
+        return wait_for(condition, timeout=timeout * timeout_scale, what=what)
+
+    @staticmethod
     def _portable(crew_store: Any) -> Any:
         """``crew_store`` as another process can use it: a URL or path as it is, a Store as its spec."""
         return crew_store if isinstance(crew_store, str) else store_spec(crew_store)
+
+
+class _Crash(Exception):
+    """Raised in a named crew's ``with`` block: its controller leaves the crew to the next one."""
 
 
 class _Trap:
