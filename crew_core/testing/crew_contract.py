@@ -3,10 +3,11 @@
 A store plugin runs it to show that crews work through its store: prefetched batches of a killed
 worker run elsewhere exactly once, a long backlog on many workers comes back whole and once, a
 batch queued behind a job that overruns is taken back for an idle worker, objects put once
-reach every job, forged objects run nothing, a named crew whose controller is killed goes on
-under a new one, adopting its workers and delivering the results the dead one made itself, and
-of many controllers that open one named crew at the same instant (a new one, or one to resume)
-exactly one goes on.
+reach every job, forged objects run nothing, ``crew stop`` refuses a crew whose lease is
+fresh and ends a named crew's run for good, a named crew whose controller is killed goes on
+under a new one, adopting its workers and delivering the results the dead one made itself but
+none the user received (their objects put back, after two crashes), and of many controllers that
+open one named crew at the same instant (a new one, or one to resume) exactly one goes on.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import textwrap
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from crew_core import Crew, Result
+from crew_core import Crew, CrewError, Result
+from crew_core.durable import leftovers
+from crew_core.durable.leftovers import stop_crew
 from crew_core.plugin.registry import default_plugins, open_store, store_from_config, store_spec
 from crew_core.plugin.store import Store
 from crew_core.testing import jobs
@@ -240,6 +244,56 @@ class CrewContract:
         assert "not signed with this crew's secret" in str(result.error) and ref.digest in str(result.error)
         assert not marker.exists()
 
+
+    # ------------------------------------------------------------------ crew stop
+    def test_crew_stop_refuses_a_crew_whose_lease_is_fresh_unless_forced(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """Issue #20: ``crew stop`` run on another machine deleted a crew whose lease had been
+        renewed a moment ago: the live crew stalled and lost its journal. It is refused, saying
+        how old the lease is; ``--force`` still stops it, ending its worker at once."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        monkeypatch.setattr(leftovers, "socket", SimpleNamespace(gethostname=lambda: "another-machine"))
+        raw = self._raw_store(crew_store)
+        try:
+            with Crew(store=crew_store, name="live", worker_classes=["subprocess"], lease_timeout=600) as crew:
+                [worker] = crew.recruit(workers=1)
+                assert crew.send(jobs.double, args=(1,)) and crew.receive(timeout=120 * timeout_scale).value == 2
+                with pytest.raises(CrewError, match=r"lease was renewed \d+ s ago.*lease_timeout of 600 s.*--force"):
+                    stop_crew(raw, "live", worker_class=default_plugins().workers.get)
+                assert crew.send(jobs.double, args=(2,)) and crew.receive(timeout=120 * timeout_scale).value == 4
+                pid = worker.backend.pid  # type: ignore[attr-defined]  # crew-local's SubprocessWorker
+                stop_crew(raw, "live", force=True, worker_class=default_plugins().workers.get)
+                wait_for(partial(process_gone, pid), timeout=15 * timeout_scale, what="crew stop to end the worker")
+            assert raw.list("live/") == []  # what its controller wrote since went at close()
+        finally:
+            raw.close()
+
+    def test_a_stopped_run_put_back_from_a_copy_is_refused_here(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """Issue #20: ``crew stop`` ends a named crew's run for good, as ``close()`` does. With one
+        ``CREW_SECRET`` for every run (as for resuming on another machine), a copy of the stopped
+        run put back resumed and delivered its old values; now this machine refuses it."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        monkeypatch.setenv("CREW_SECRET", "ab" * 32)
+        raw = self._raw_store(crew_store)
+        try:
+            with pytest.raises(_Crash), Crew(store=crew_store, name="stopped", worker_classes=["subprocess"]) as crew:
+                crew.recruit(workers=1)
+                crew.send(jobs.double, args=(1,))
+                self._wait(lambda: sum(row["jobs"] for row in crew.summary()) == 1, timeout_scale, "the answer")
+                copy = {key: raw.get(key) for key in raw.list("stopped/") if "/inbox/beat." not in key}
+                raise _Crash  # the controller is gone; its worker and objects stay
+            stop_crew(raw, "stopped", force=True, worker_class=default_plugins().workers.get)  # its lease names us
+            assert raw.list("stopped/") == []
+            for key, data in copy.items():
+                raw.put(key, data)
+            with pytest.raises(CrewError, match="holds a run that was closed on this machine"):
+                Crew(store=crew_store, name="stopped", worker_classes=["subprocess"])
+            stop_crew(raw, "stopped", force=True)
+        finally:
+            raw.close()
 
     # ------------------------------------------------------------------ a controller that dies
     def test_a_named_crew_resumes_after_its_controller_is_killed(
