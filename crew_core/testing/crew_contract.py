@@ -3,7 +3,8 @@
 A store plugin runs it to show that crews work through its store: prefetched batches of a killed
 worker run elsewhere exactly once, a long backlog on many workers comes back whole and once, a
 batch queued behind a job that overruns is taken back for an idle worker, objects put once
-reach every job, forged objects run nothing, ``crew stop`` refuses a crew whose lease is
+reach every job, forged objects run nothing, a job outlives its crew's lease deleted over and
+over, ``close()`` ends busy and idle workers at once, ``crew stop`` refuses a crew whose lease is
 fresh and ends a named crew's run for good, a named crew whose controller is killed goes on
 under a new one, adopting its workers and delivering the results the dead one made itself but
 none the user received (their objects put back, after two crashes), and of many controllers that
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -245,7 +247,52 @@ class CrewContract:
         assert not marker.exists()
 
 
-    # ------------------------------------------------------------------ crew stop
+    # ------------------------------------------------------------------ the lease, close and crew stop
+    def test_a_job_outlives_its_crews_lease_deleted_every_fifth_of_a_second(
+        self, make_crew: Callable[..., Crew], timeout_scale: float
+    ) -> None:
+        """Issue #20: someone who can write the store deletes the lease over and over. The worker
+        takes that for a lease that stands still, not for a closed crew: its job, longer than two
+        lease periods and shorter than ``lease_timeout``, is not cut short (it was: a "crash" that
+        said "exit code 0")."""
+        crew = make_crew(lease_timeout=12, max_tries=1)  # the worker looks at the lease every 3 s
+        crew.recruit(workers=1)
+        raw, key, done = crew.store, protocol.lease_key(crew.id), threading.Event()
+
+        def delete_the_lease() -> None:
+            while not done.wait(0.2):
+                raw.delete([key])
+
+        deleter = threading.Thread(target=delete_the_lease, name="lease-deleter")
+        deleter.start()
+        try:
+            job = crew.send(jobs.sleep_then, args=(7.0, "survived"))
+            result = crew.receive(timeout=120 * timeout_scale)
+        finally:
+            done.set()
+            deleter.join()
+        assert result is not None and result.id == job, result
+        assert (result.status, result.value, result.tries) == ("success", "survived", 1), result.error
+
+    def test_close_ends_busy_and_idle_workers_at_once(
+        self, crew_store: Any, tmp_path: Path, timeout_scale: float
+    ) -> None:
+        """The lease going proves nothing to a worker any more: ``close()`` ends its workers by
+        itself (a stop request to an idle one, a kill for a busy one), within seconds."""
+        crew = Crew(store=crew_store, worker_classes=["subprocess"], lease_timeout=600, stop_grace=1.0)
+        try:
+            workers = crew.recruit(workers=2)
+            started = tmp_path / "started"
+            crew.send(jobs.touch_then_sleep, args=(str(started), 600))
+            self._wait(started.exists, timeout_scale, "the long job to start")
+            assert crew.send(jobs.double, args=(1,)) and crew.receive(timeout=120 * timeout_scale).value == 2
+            pids = [worker.backend.pid for worker in workers]  # type: ignore[attr-defined]  # crew-local's
+            assert all(pids), pids  # one busy, one idle
+        finally:
+            crew.close()
+        for pid in pids:
+            wait_for(partial(process_gone, pid), timeout=15 * timeout_scale, what=f"worker {pid} to end at close()")
+
     def test_crew_stop_refuses_a_crew_whose_lease_is_fresh_unless_forced(
         self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
     ) -> None:

@@ -151,7 +151,7 @@ class ExitNote:
 
     reason: str  # "idle", "stopped", "tasks_max", "seconds_wall", "spoiled", "orphaned", "terminated", "error"
     last_seq: int  # tasks after this one never started
-    error: str | None = None  # the traceback, for reason "error"
+    error: str | None = None  # the traceback, for reason "error"; why, for "orphaned"
 
     @property
     def clean(self) -> bool:
