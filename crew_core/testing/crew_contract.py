@@ -285,7 +285,7 @@ class CrewContract:
             started = tmp_path / "started"
             crew.send(jobs.touch_then_sleep, args=(str(started), 600))
             self._wait(started.exists, timeout_scale, "the long job to start")
-            assert crew.send(jobs.double, args=(1,)) and crew.receive(timeout=120 * timeout_scale).value == 2
+            self._double(crew, 1, timeout_scale)
             pids = [worker.backend.pid for worker in workers]  # type: ignore[attr-defined]  # crew-local's
             assert all(pids), pids  # one busy, one idle
         finally:
@@ -305,10 +305,10 @@ class CrewContract:
         try:
             with Crew(store=crew_store, name="live", worker_classes=["subprocess"], lease_timeout=600) as crew:
                 [worker] = crew.recruit(workers=1)
-                assert crew.send(jobs.double, args=(1,)) and crew.receive(timeout=120 * timeout_scale).value == 2
+                self._double(crew, 1, timeout_scale)
                 with pytest.raises(CrewError, match=r"lease was renewed \d+ s ago.*lease_timeout of 600 s.*--force"):
                     stop_crew(raw, "live", worker_class=default_plugins().workers.get)
-                assert crew.send(jobs.double, args=(2,)) and crew.receive(timeout=120 * timeout_scale).value == 4
+                self._double(crew, 2, timeout_scale)  # the crew goes on, untouched
                 pid = worker.backend.pid  # type: ignore[attr-defined]  # crew-local's SubprocessWorker
                 stop_crew(raw, "live", force=True, worker_class=default_plugins().workers.get)
                 wait_for(partial(process_gone, pid), timeout=15 * timeout_scale, what="crew stop to end the worker")
@@ -590,6 +590,13 @@ class CrewContract:
         """The journal objects and answers (not beats or exit notes) of crew ``crew_id``."""
         keys = store.list(protocol.journal_prefix(crew_id)) + store.list(protocol.inbox_prefix(crew_id))
         return [key for key in keys if key.rpartition("/")[2][:1].isdigit()]
+
+    @staticmethod
+    def _double(crew: Crew, n: int, timeout_scale: float) -> None:
+        """Send a job and receive its result: the crew works."""
+        job = crew.send(jobs.double, args=(n,))
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and (result.id, result.value) == (job, 2 * n), result
 
     @staticmethod
     def _wait(condition: Callable[[], Any], timeout_scale: float, what: str, timeout: float = 60.0) -> Any:
