@@ -1,6 +1,7 @@
 """How long ``crew stop`` takes to end a dead controller's workers: found on their backend by the
 crew's label (``Worker.find``/``end``) against through the store alone (each worker leaving once it
-sees its crew's lease gone, up to ``min(60, lease_timeout / 4)`` s later).
+has not seen its crew's lease renewed for ``lease_timeout``: a lease that is gone counts as one
+that stands still, since anyone who can write the store can delete it).
 
 Run: ``python benchmarks/stop.py [--workers 8] [--lease 40] [--repeat 3]``. Local detached
 subprocess workers, each busy with a long job when their controller is killed with SIGKILL.
@@ -66,7 +67,7 @@ def time_stop(workers: int, lease: float, backends: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--lease", type=float, default=40.0, help="the crew's lease_timeout (store path: a quarter)")
+    parser.add_argument("--lease", type=float, default=40.0, help="the crew's lease_timeout (the store path's wait)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f}")

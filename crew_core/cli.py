@@ -152,7 +152,6 @@ def _ps_command(url: str, as_json: bool, backends: bool) -> int:
 
 
 def _stop_command(url: str, crew_id: str, force: bool) -> int:
-    from crew_core.durable.journal import forget_secret
     from crew_core.durable.leftovers import stop_crew
     from crew_core.errors import CrewError
     from crew_core.settings import DEFAULTS
@@ -161,23 +160,22 @@ def _stop_command(url: str, crew_id: str, force: bool) -> int:
     store = _open(url)
     try:
         crew, search = stop_crew(store, crew_id, force=force, worker_class=_worker_classes())
-        if crew.named:
-            forget_secret(store.describe(), crew.id)
     except CrewError as exc:
         print(f"crew stop: {exc}", file=sys.stderr)
         return 1
     finally:
         store.close()
-    timeout = crew.describe()["lease_timeout"]
+    seen = crew.describe()
+    timeout, age = seen["lease_timeout"], seen["lease_age_seconds"]
     if not isinstance(timeout, int | float) or timeout <= 0:
         timeout = DEFAULTS["lease_timeout"]
-    period = protocol.lease_renewal(timeout)
+    left = timeout - (age if isinstance(age, int | float) and age > 0 else 0) + protocol.lease_renewal(timeout)
     print(f"removed crew {crew_id!r} from {url}")
     if search.ended:
         print(_shown(f"ended {search.ended} job(s) on their backends: "
                      + ", ".join(f"{job.worker_class} {job.id} ({job.state})" for job in search.jobs)))  # fmt: skip
-    print(f"a worker not ended on its backend leaves within {period:.0f} s of seeing its crew gone, on any backend"
-          " (stopping the job it runs)")  # fmt: skip
+    print(f"a worker not ended on its backend leaves once the lease has not been renewed for its lease_timeout"
+          f" ({timeout:g} s): within {max(left, 0):.0f} s, on any backend (stopping the job it runs)")  # fmt: skip
     for problem in search.problems:
         print(_shown(f"crew stop: {problem}"), file=sys.stderr)
     return 1 if search.problems else 0
@@ -207,10 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ps.add_argument("--json", action="store_true", help="machine-readable output")
     ps.add_argument("--backends", action="store_true",
                     help="also ask the backends for each crew's jobs (queued and running), by crew id")  # fmt: skip
-    stop = sub.add_parser("stop", help="end a crew whose controller is gone: its jobs on every backend, its objects")
+    stop = sub.add_parser("stop", help="end a crew whose controller is gone: its jobs on every backend, its objects"
+                                       " (a named crew's run for good)")  # fmt: skip
     stop.add_argument("crew", help="the crew's name or id (see crew ps)")
     stop.add_argument("--store", required=True, help="the store's URL or path")
-    stop.add_argument("--force", action="store_true", help="even if its controller runs on this machine")
+    stop.add_argument("--force", action="store_true",
+                      help="even if its controller may be alive (a live process here, or a lease renewed"
+                           " within its lease_timeout)")  # fmt: skip
     sub.add_parser("worker", help="run one worker (started by the crew, not by hand)")
     ns = parser.parse_args(argv)
     if ns.command == "plugins":

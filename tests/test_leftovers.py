@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
 from crew_core import Crew
 from crew_core.cli import main
+from crew_core.durable import leftovers
 from crew_core.durable.leftovers import find_crews
-from crew_core.testing import process_gone, wait_for
+from crew_core.testing import jobs, process_gone, wait_for
 from crew_local import LocalStore
 
 
@@ -104,3 +106,23 @@ def test_ps_and_stop_shrug_off_records_of_the_wrong_types(tmp_path, capsys):
     assert "worker class 'no-such-class' is not installed here" in error
     assert "run crew stop there" in error and "'elsewhere'" in error
     assert store.list("") == []
+
+
+def test_crew_stop_from_another_machine_refuses_a_crew_whose_lease_is_fresh(tmp_path, monkeypatch, capsys):
+    """Issue #20: run on another machine, ``crew stop`` deleted a crew whose lease was renewed 0 s
+    ago (the live crew then stalled and lost its journal). The same on every store: CrewContract."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(leftovers, "socket", type("Elsewhere", (), {"gethostname": staticmethod(lambda: "elsewhere")}))
+    store = str(tmp_path / "store")
+    with Crew(store=store, name="nightly", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=1)
+        assert crew.send(jobs.double, args=(1,)) and crew.receive(timeout=60).value == 2
+        assert main(["stop", "nightly", "--store", store]) == 1
+        error = capsys.readouterr().err
+        assert "crew stop: crew 'nightly' may have a live controller" in error
+        assert re.search(r"its lease was renewed \d s ago, within its lease_timeout of 900 s", error)
+        assert "--force" in error
+        assert crew.send(jobs.double, args=(2,)) and crew.receive(timeout=60).value == 4  # untouched
+        assert main(["stop", "nightly", "--store", store, "--force"]) == 0
+        out = capsys.readouterr().out
+        assert "removed crew 'nightly'" in out and "lease_timeout (900 s)" in out

@@ -7,6 +7,12 @@ once when the controller rings; other stores back off from the shortest to the l
 interval, so an idle worker costs few requests. A heartbeat thread writes a beat into the
 controller's inbox every interval while the worker has work (one in ten intervals while idle),
 and reads the feed while a job runs (prefetched batches, revokes).
+
+The same thread looks at the crew's lease: a worker whose controller is gone leaves once it has
+not seen the lease renewed for ``lease_timeout``. A lease that vanished from the store, or that
+is not signed by the crew, counts as one that stands still: anyone who can write the store can
+delete or overwrite it, and a running job must not end for that. A worker that leaves for this
+says why in its exit note, which the controller shows as the cause of a job's crash.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from typing import Any
 from crew_core.agent.feed import TaskFeed
 from crew_core.agent.sandbox import Interrupted, JobGuard
 from crew_core.backoff import Backoff, retry
-from crew_core.errors import CorruptObjectError, JobCancelledError, JobTimeoutError, KeyNotFoundError, StoreError
+from crew_core.errors import (
+    CorruptObjectError,
+    JobCancelledError,
+    JobTimeoutError,
+    KeyNotFoundError,
+    StoreError,
+    TamperedObjectError,
+)
 from crew_core.plugin.processes import process_alive
 from crew_core.plugin.secret_files import SECRET_FILE_ENV, read_secret_file
 from crew_core.results import CANCELLED, ERROR, SUCCESS, TIMEOUT
@@ -129,7 +142,10 @@ class WorkerLoop:
         self._busy = False  # a batch is running (read by the heartbeat thread)
         self._done = threading.Event()
         self._orphaned = threading.Event()
-        self._crew_gone = False  # the lease was deleted: write nothing more
+        self._orphaned_why = ""  # said in the exit note: the controller shows it as a crash's cause
+        # The newest (epoch, renewal) of the lease seen, and when: an older copy put back moves nothing.
+        self._lease_seen, self._lease_moved = (-1, 0), time.monotonic()
+        self._lease_trouble: tuple[str, float] | None = None  # what the last looks found instead, since when
         self._interruptible = interruptible
         self.guard = JobGuard(settings.capture, self.feed.cancelled) if interruptible else None  # else not ours
         if self.guard is not None:
@@ -153,8 +169,6 @@ class WorkerLoop:
 
     # ----------------------------------------------------------------- heartbeats
     def _beat(self) -> None:
-        if self._crew_gone:
-            return  # writing would only put back a folder of a crew that was removed
         self.beats += 1
         s = self.settings
         record = Heartbeat(self.beats, os.getpid(), socket.gethostname(), self.feed.last_started)
@@ -165,7 +179,7 @@ class WorkerLoop:
         renewal = protocol.lease_renewal(s.lease_timeout)
         now = time.monotonic()
         next_beat, next_lease = now + s.heartbeat, now + renewal
-        self._lease_seen, self._lease_moved = 0, now
+        self._lease_moved = now
         ticks = 0
         while not self._done.wait(max(0.0, min(next_beat, next_lease) - time.monotonic())):
             now = time.monotonic()
@@ -188,26 +202,49 @@ class WorkerLoop:
                 pass
 
     def _check_lease(self, now: float) -> None:
-        """Leave once the crew's lease has stood still for ``lease_timeout`` (by this clock), or is gone."""
+        """Leave once the crew's lease has not been seen renewed for ``lease_timeout`` (by this
+        clock): whether it stood still, vanished, or is not signed by the crew, none of which a
+        job should end for while the controller may still be renewing it."""
         key = protocol.lease_key(self.settings.crew)
+        lease, trouble = None, None
         try:
             lease = protocol.decode_lease(self.sealed.get(key), key)
         except KeyNotFoundError:
-            self._crew_gone = True
-            self._orphan("its crew's lease is gone: the crew was closed or stopped")
+            trouble = "vanished"
+        except TamperedObjectError:
+            trouble = "forged"
+        except Exception:  # the store is down, or the record unreadable: neither renews the lease
+            trouble = "unreadable"
+        if lease is not None and (lease.epoch, lease.renewal) > self._lease_seen:
+            self._lease_seen, self._lease_moved, self._lease_trouble = (lease.epoch, lease.renewal), now, None
             return
-        except Exception:  # the store is down, or the object forged: neither renews the lease
-            lease = None
-        if lease is not None and lease.renewal != self._lease_seen:
-            self._lease_seen, self._lease_moved = lease.renewal, now
-        elif now - self._lease_moved > self.settings.lease_timeout:
-            self._orphan(f"its controller has not renewed the crew's lease for {now - self._lease_moved:.0f} s")
+        if trouble is None:
+            self._lease_trouble = None
+        elif self._lease_trouble is None or self._lease_trouble[0] != trouble:
+            self._lease_trouble = (trouble, now)
+        if now - self._lease_moved > self.settings.lease_timeout:
+            self._orphan(self._lease_lost(now))
+
+    def _lease_lost(self, now: float) -> str:
+        """Why a worker leaves that has not seen the lease renewed for ``lease_timeout``."""
+        still = f"its controller has not renewed the crew's lease for {now - self._lease_moved:.0f} s"
+        if self._lease_trouble is None:
+            return still
+        trouble, since = self._lease_trouble
+        if trouble == "vanished":
+            return (f"the crew's lease vanished from the store {now - since:.0f} s ago and was not written"
+                    f" again ({still})")  # fmt: skip
+        if trouble == "forged":
+            return (f"the crew's lease in the store has not been signed by the crew for {now - since:.0f} s: someone"
+                    f" else wrote it, or a new run of the crew did ({still})")  # fmt: skip
+        return f"the crew's lease could not be read for {now - since:.0f} s ({still})"
 
     def _orphan(self, why: str) -> None:
         """Nobody will read what this worker does: leave, stopping the job it runs if it can."""
         if self._orphaned.is_set():
             return
         print(f"crew worker {self.settings.name}: leaving, {why}", file=sys.stderr)
+        self._orphaned_why = why
         self._orphaned.set()
         self.store.notify(self.channel)
         if self._interruptible and self._busy:
@@ -230,11 +267,12 @@ class WorkerLoop:
         finally:
             self._done.set()
             s = self.settings
+            if reason == "orphaned" and error is None:
+                error = self._orphaned_why  # why it left: the cause a crash of its job shows
             note = ExitNote(reason, self.feed.last_started, error)
             try:
-                if not self._crew_gone:  # else nobody is left to read it
-                    self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
-                    self.store.notify(self.controller)
+                self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
+                self.store.notify(self.controller)
             except Exception:
                 pass
             if beater.is_alive():

@@ -6,7 +6,7 @@ a crew's name, and finding and stopping crews whose controller is gone (``crew p
 import importlib
 from typing import Any
 
-_SUBMODULES = ("journal", "verdicts", "claim", "leftovers")
+_SUBMODULES = ("journal", "keyfile", "receipts", "verdicts", "claim", "leftovers")
 
 
 def __getattr__(name: str) -> Any:

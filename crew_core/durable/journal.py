@@ -2,10 +2,12 @@
 
 A named crew (``Crew(name="nightly", store=...)``) writes four more kinds of objects (keys in
 ``protocol.py``): the **journal** of accepted jobs (written before ``send`` returns), **receipts**
-of results the user received, **verdicts**, the results the controller made itself (stored before
-anyone has them: ``verdicts.py``), and the **roster** of its workers. A crashed controller leaves
-them, with the workers' queues and the inbox, for the next one: :func:`recover` reads them all
-back, and the :class:`Keeper` deletes each object once nothing in it is needed any more.
+of results the user received (``receipts.py``: kept for the life of the run), **verdicts**, the
+results the controller made itself (stored before anyone has them: ``verdicts.py``), and the
+**roster** of its workers. A crashed controller leaves them, with the workers' queues and the
+inbox, for the next one: :func:`recover` reads them all back, and the :class:`Keeper` deletes
+each journal, result and verdict object once nothing in it is needed any more. The crew's key
+on this machine and the runs closed here are in ``keyfile.py``.
 
 Within one controller a result is delivered once. Across a crash, a result can come twice only
 if it was handed out after the last receipt was written: receipts go out at the controller's
@@ -14,26 +16,29 @@ next turn, milliseconds after ``receive`` returns on a local store, one PUT late
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
-import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+# The key file, the closed runs and the receipts had their place here: imports of them still work.
+from crew_core.durable.keyfile import check_not_closed as check_not_closed
+from crew_core.durable.keyfile import forget_secret as forget_secret
+from crew_core.durable.keyfile import run_closed as run_closed
+from crew_core.durable.keyfile import secret_for as secret_for
+from crew_core.durable.receipts import JobIds
+from crew_core.durable.receipts import Keeper as Keeper
 from crew_core.errors import CorruptObjectError, CrewError, KeyNotFoundError, TamperedObjectError
 from crew_core.plugin.store import Store
 from crew_core.wire import protocol
 from crew_core.wire.keys import EPOCH_SPAN as EPOCH_SPAN  # where it was before it joined the key layout
 from crew_core.wire.protocol import JobBatch, JournalJob, Receipt, RosterEntry, Verdicts
-from crew_core.wire.signing import SECRET_ENV, Sealed, derive, new_secret, secret_from, signer_of
+from crew_core.wire.signing import SECRET_ENV, Sealed, derive, signer_of
 
 log = logging.getLogger("crew")
 
@@ -51,93 +56,6 @@ def check_name(name: object) -> str:
     if re.fullmatch(r"[0-9a-f]{12}", name):
         raise ValueError(f"name {name!r} looks like the id of an unnamed crew: add a letter beyond a-f")
     return name
-
-
-def secret_for(store_description: str, name: str) -> bytes:
-    """The secret of a named crew: ``CREW_SECRET`` if set, else a key file of this user's.
-
-    The secret never goes through the store, so a controller resuming a crew on another machine
-    needs ``CREW_SECRET`` (hex) set to the same value as the first one's.
-    """
-    if os.environ.get(SECRET_ENV):
-        try:
-            return secret_from()
-        except RuntimeError as exc:
-            raise CrewError(str(exc)) from None
-    path = _key_path(store_description, name)
-    state = path.parent
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as exc:
-        raise CrewError(f"cannot read the key of crew {name!r} at {path}: {exc}") from exc
-    secret = new_secret()
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret.hex())
-        # Whole or not at all: a controller opening the crew at the same instant must never read
-        # a key file that is still empty.
-        os.link(temp, path)
-    except FileExistsError:  # another process made it first: use theirs
-        return bytes.fromhex(path.read_text().strip())
-    except OSError as exc:
-        raise CrewError(f"cannot keep the key of crew {name!r} at {path}: {exc}") from exc
-    finally:
-        temp.unlink(missing_ok=True)
-    return secret
-
-
-def _key_path(store_description: str, name: str) -> Path:
-    """This user's key file for a named crew in a store."""
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "crew" / "keys"
-    return state / hashlib.sha256(f"{store_description}\0{name}".encode()).hexdigest()[:32]
-
-
-def forget_secret(store_description: str, name: str) -> None:
-    """Remove the key file of a named crew that has ended."""
-    try:
-        _key_path(store_description, name).unlink()
-    except OSError:
-        pass
-
-
-def _closed_runs_path(store_description: str, name: str) -> Path:
-    """This user's record of the runs of a named crew closed on this machine (their nonces)."""
-    key = _key_path(store_description, name)
-    return key.parent.parent / "closed" / key.name
-
-
-def run_closed(store_description: str, name: str, nonce: bytes) -> None:
-    """Note that this run of a named crew ended here, so that a copy of it restored later is refused.
-
-    A store writer who saved every object of a run could put them all back after it ended: each
-    checks, since it is that run's own. Only state outside the store can tell (the latest 100 runs).
-    """
-    path = _closed_runs_path(store_description, name)
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        earlier = path.read_text().split() if path.exists() else []
-        path.write_text("\n".join([*earlier[-99:], nonce.hex()]) + "\n")
-    except OSError as exc:
-        log.warning("cannot note that crew %r was closed (a copy of this run restored later would not be"
-                    " refused): %s", name, exc)  # fmt: skip
-
-
-def check_not_closed(store_description: str, name: str, nonce: bytes) -> None:
-    """Refuse a run of a named crew that ended on this machine: its objects were restored from a copy."""
-    try:
-        closed = _closed_runs_path(store_description, name).read_text().split()
-    except OSError:
-        return
-    if nonce.hex() in closed:
-        raise CrewError(
-            f"crew {name!r} in {store_description} holds a run that was closed on this machine: its objects"
-            " were put back from a copy. Remove them with `crew stop` (nothing of that run is used)"
-        )
 
 
 def read_nonce(store: Store, crew_id: str) -> bytes | None:
@@ -210,88 +128,6 @@ class JobJournal:
 
 
 @dataclass
-class Keeper:
-    """Which journal, receipt, result and verdict objects still matter; the rest is deleted.
-
-    Order keeps recovery right: a result, verdict or journal object goes only after the receipt
-    for its jobs is in the store, and a receipt only after every journal object it speaks of is gone.
-    """
-
-    sealed: Sealed
-    crew_id: str
-    epoch: int
-    journal_of: dict[int, str] = field(default_factory=dict)  # job id -> journal key
-    result_of: dict[int, str] = field(default_factory=dict)  # job id -> result or verdict key holding its outcome
-    left: dict[str, set[int]] = field(default_factory=dict)  # journal, result or verdict key -> jobs it serves
-    receipts: dict[str, set[str]] = field(default_factory=dict)  # receipt key -> journal keys it covers
-    unreceipted: list[int] = field(default_factory=list)  # received by the user, no receipt written yet
-    freed_receipts: list[str] = field(default_factory=list)  # to delete after the next flush
-
-    def __post_init__(self) -> None:
-        self._seqs = itertools.count(self.epoch * EPOCH_SPAN + 1)
-
-    def journaled(self, job_id: int, key: str) -> None:
-        self.journal_of[job_id] = key
-        self.left.setdefault(key, set()).add(job_id)
-
-    def answered(self, job_id: int, key: str) -> None:
-        """The job's outcome lies in result (or verdict) object ``key``: keep it until the user has it."""
-        self.result_of[job_id] = key
-        self.left.setdefault(key, set()).add(job_id)
-
-    def received(self, job_id: int) -> None:
-        self.unreceipted.append(job_id)
-
-    def write_receipt(self, lock: AbstractContextManager[Any]) -> list[str]:
-        """Write a receipt for the results handed out since the last one; return keys now garbage.
-
-        ``lock`` guards this bookkeeping (the controller's lock); the write itself goes without
-        it, so that users' threads do not wait on the store meanwhile.
-        """
-        with lock:
-            ids, self.unreceipted = self.unreceipted, []
-        if not ids:
-            return []
-        key = protocol.numbered_key(protocol.receipt_prefix(self.crew_id), next(self._seqs))
-        try:
-            self.sealed.put(key, protocol.encode_receipt(Receipt(tuple(ids))))
-        except BaseException:
-            with lock:
-                self.unreceipted[:0] = ids
-            raise
-        with lock:
-            return self._receipted(key, ids)
-
-    def _receipted(self, key: str, ids: list[int]) -> list[str]:
-        covered = {self.journal_of[i] for i in ids if i in self.journal_of}
-        garbage = []
-        for job_id in ids:
-            for key_of in (self.journal_of, self.result_of):
-                held = key_of.pop(job_id, None)
-                if held is not None:
-                    jobs = self.left.get(held)
-                    if jobs is not None:
-                        jobs.discard(job_id)
-                        if not jobs:
-                            del self.left[held]
-                            garbage.append(held)
-        self.receipts[key] = covered - set(garbage)
-        if not self.receipts[key]:
-            del self.receipts[key]
-            self.freed_receipts.append(key)
-        return garbage
-
-    def deleted(self, keys: Iterable[str]) -> None:
-        """These journal objects are gone: receipts that covered only them may go next."""
-        gone = set(keys)
-        for key, covered in list(self.receipts.items()):
-            covered -= gone
-            if not covered:
-                del self.receipts[key]
-                self.freed_receipts.append(key)
-
-
-@dataclass
 class Recovery:
     """What a crashed controller left of a named crew, read back by :func:`recover`."""
 
@@ -299,8 +135,10 @@ class Recovery:
     accepted: bool = False  # the crew's "accepted" marker: it accepted a job once
     jobs: dict[int, tuple[JournalJob, str]] = field(default_factory=dict)  # id -> (job, journal key)
     functions: dict[str, bytes] = field(default_factory=dict)
-    receipts: dict[str, tuple[int, ...]] = field(default_factory=dict)  # receipt key -> job ids
-    received: set[int] = field(default_factory=set)
+    # Never filled any more: a receipt stays for the life of the run, whatever it covers (``receipts.py``),
+    # so none is handed to the next controller to delete. What they name is in ``received``.
+    receipts: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    received: JobIds = field(default_factory=JobIds)  # every job a receipt names
     results: dict[int, tuple[bytes, str, str]] = field(default_factory=dict)  # id -> (pickled outcome, worker, key)
     verdicts: dict[int, tuple[frozenset[str], bytes, str]] = field(default_factory=dict)  # id -> (tags, result, key)
     roster: dict[str, RosterEntry] = field(default_factory=dict)
@@ -365,10 +203,9 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
                 found.functions.update(batch.functions)
                 for job in batch.jobs:
                     found.jobs[job.job_id] = (job, key)
-        for key, receipt in read(store.list(protocol.receipt_prefix(crew_id)), protocol.decode_receipt):
+        for _, receipt in read(store.list(protocol.receipt_prefix(crew_id)), protocol.decode_receipt):
             if isinstance(receipt, Receipt):
-                found.receipts[key] = receipt.job_ids
-                found.received.update(receipt.job_ids)
+                found.received.update(receipt.job_ids, receipt.ranges)
         for key, entry in read(store.list(protocol.roster_prefix(crew_id)), protocol.decode_roster):
             if isinstance(entry, RosterEntry):
                 found.roster[key.rpartition("/")[2]] = entry

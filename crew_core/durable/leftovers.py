@@ -1,11 +1,18 @@
 """Finding the crews a store holds and stopping those whose controller is gone (``crew ps``/``crew stop``).
 
-Two ways reach a crew's workers. Through the store: every worker that has started looks at the
-crew's lease every ``min(60, lease_timeout / 4)`` seconds and leaves once it is gone (stopping
-the job it runs), so deleting a crew's objects ends it within that time on any backend. Through
-the backends: the crew notes each place its workers run (``Worker.place``), and each worker class
-finds the jobs it launched for the crew there by their labels (``Worker.find``) and ends them at
-once (``Worker.end``), including jobs still queued, which never read the lease.
+Two ways reach a crew's workers. Through the backends: the crew notes each place its workers run
+(``Worker.place``), and each worker class finds the jobs it launched for the crew there by their
+labels (``Worker.find``) and ends them at once (``Worker.end``), including jobs still queued.
+Through the store: every worker that has started looks at the crew's lease every
+``min(60, lease_timeout / 4)`` seconds and leaves once it has not seen it renewed for
+``lease_timeout`` (stopping the job it runs), whether it stood still or vanished: anyone who can
+write the store can delete it, so a lease that is gone proves nothing. A worker no backend ended
+leaves within that time of the dead controller's last renewal, on any backend.
+
+A crew whose lease was renewed within its ``lease_timeout`` may have a live controller, on this
+machine or another: ``crew stop`` refuses it unless forced, since deleting a live crew's objects
+stalls it and loses its journal. Stopping a named crew ends its run for good, as ``close()``
+does: the run is noted as closed on this machine, so its objects put back later are refused here.
 
 Records are read without their signature checked (the key is not needed to look): what is shown
 comes from whoever could write the store. A place is only handed to its worker class, which
@@ -22,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crew_core.durable.claim import remove_crew
+from crew_core.durable.journal import read_nonce
+from crew_core.durable.keyfile import forget_secret, run_closed
 from crew_core.errors import CrewError
 from crew_core.plugin.processes import process_alive
 from crew_core.plugin.store import Store
@@ -64,6 +73,26 @@ class CrewSeen:
         if lease.get("host") != socket.gethostname() or not isinstance(pid, int) or not 0 < pid < 2**31:
             return False
         return process_alive(pid)
+
+    def controller_may_live(self) -> str | None:
+        """Why the crew's controller may still be alive, or None once it surely is not: the lease
+        names a live process on this machine, or one elsewhere, and was renewed within its
+        ``lease_timeout`` (until then its workers, too, take the controller for alive)."""
+        lease = self.lease or {}
+        pid = _number(lease.get("pid"))
+        if lease.get("host") == socket.gethostname() and isinstance(pid, int) and 0 < pid < 2**31:
+            return f"has a live controller here (process {pid}): close it there" if process_alive(pid) else None
+        written, timeout = _number(lease.get("written")), _number(lease.get("timeout"))
+        if written is None or timeout is None or timeout <= 0:
+            return None
+        age = time.time() - written
+        if age >= timeout:
+            return None
+        where = f"{lease.get('host', '?')}:{lease.get('pid', '?')}"
+        return (
+            f"may have a live controller ({where}): its lease was renewed {max(age, 0.0):.0f} s ago, within its"
+            f" lease_timeout of {timeout:g} s. Close it where it runs, or try again in {timeout - age:.0f} s"
+        )
 
     def describe(self) -> dict[str, Any]:
         lease = self.lease or {}
@@ -207,26 +236,34 @@ def stop_crew(
     """End a crew whose controller is gone: its jobs on every backend, then its objects.
 
     With ``worker_class`` (a name to class lookup), the crew's jobs are found on their backends
-    and ended first, queued ones included. Deleting the objects then sends away any worker that
-    was not found (it leaves within a lease period). Refused while the lease names a live
-    controller on this machine (close it instead), unless ``force``.
+    and ended first, queued ones included. A worker not found leaves once the lease has not
+    been renewed for its ``lease_timeout``. Refused, unless ``force``, while the controller may
+    be alive (:meth:`CrewSeen.controller_may_live`). A named crew's run ends for good, as at
+    ``close()``: it is noted as closed on this machine, and its key file here is removed.
     """
     crews = {crew.id: crew for crew in find_crews(store)}
     crew = crews.get(crew_id)
     if crew is None:
         known = ", ".join(sorted(crews)) or "none"
         raise CrewError(f"no crew {crew_id!r} in {store.describe()} (crews there: {known})")
-    if crew.controller_alive_here and not force:
-        raise CrewError(
-            f"crew {crew_id!r} has a live controller here (process {crew.lease['pid']}): close it there,"  # type: ignore[index]
-            " or pass --force"
-        )
+    alive = None if force else crew.controller_may_live()
+    if alive is not None:
+        raise CrewError(f"crew {crew_id!r} {alive}; or pass --force (a live controller then stalls and loses its"
+                        " journal)")  # fmt: skip
+    if crew.named:
+        try:
+            nonce = read_nonce(store, crew_id)
+        except CrewError:  # not a run's nonce: there is no run to note
+            nonce = None
+        if nonce is not None:  # before anything goes: a stop cut short still ends the run here
+            run_closed(store.describe(), crew_id, nonce)
     search = BackendSearch()
     if worker_class is not None:
         search = find_backend_jobs(crew, store, worker_class)
         end_backend_jobs(search, worker_class)
     if crew.named:
         remove_crew(store, crew_id)  # its claims last, as close() does
+        forget_secret(store.describe(), crew_id)
     else:
         store.delete_prefix(protocol.crew_prefix(crew_id))
     return crew, search

@@ -147,12 +147,6 @@ def take_over(
 
     garbage = list(recovery.garbage)
     garbage += [key for key, ids in needed.items() if not ids]  # every job in it was received
-    for key, ids in recovery.receipts.items():
-        covered = {recovery.jobs[i][1] for i in ids if i in recovery.jobs} - set(garbage)
-        if covered:
-            keeper.receipts[key] = covered
-        else:
-            keeper.freed_receipts.append(key)
     manager.inbox.discard(garbage)
     last = max([recovery.lease.jobs if recovery.lease else 0, *recovery.jobs, *recovery.received], default=0)
     if recovery.corrupt:

@@ -3,10 +3,12 @@
 A store plugin runs it to show that crews work through its store: prefetched batches of a killed
 worker run elsewhere exactly once, a long backlog on many workers comes back whole and once, a
 batch queued behind a job that overruns is taken back for an idle worker, objects put once
-reach every job, forged objects run nothing, a named crew whose controller is killed goes on
-under a new one, adopting its workers and delivering the results the dead one made itself, and
-of many controllers that open one named crew at the same instant (a new one, or one to resume)
-exactly one goes on.
+reach every job, forged objects run nothing, a job outlives its crew's lease deleted over and
+over, ``close()`` ends busy and idle workers at once, ``crew stop`` refuses a crew whose lease is
+fresh and ends a named crew's run for good, a named crew whose controller is killed goes on
+under a new one, adopting its workers and delivering the results the dead one made itself but
+none the user received (their objects put back, after two crashes), and of many controllers that
+open one named crew at the same instant (a new one, or one to resume) exactly one goes on.
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from crew_core import Crew, Result
-from crew_core.plugin.registry import store_spec
+from crew_core import Crew, CrewError, Result
+from crew_core.durable import leftovers
+from crew_core.durable.leftovers import stop_crew
+from crew_core.plugin.registry import default_plugins, open_store, store_from_config, store_spec
+from crew_core.plugin.store import Store
 from crew_core.testing import jobs
 from crew_core.testing.polling import process_gone, wait_for
 from crew_core.testing.together import READY_SET_GO, run_together
@@ -240,6 +247,101 @@ class CrewContract:
         assert not marker.exists()
 
 
+    # ------------------------------------------------------------------ the lease, close and crew stop
+    def test_a_job_outlives_its_crews_lease_deleted_every_fifth_of_a_second(
+        self, make_crew: Callable[..., Crew], timeout_scale: float
+    ) -> None:
+        """Issue #20: someone who can write the store deletes the lease over and over. The worker
+        takes that for a lease that stands still, not for a closed crew: its job, longer than two
+        lease periods and shorter than ``lease_timeout``, is not cut short (it was: a "crash" that
+        said "exit code 0")."""
+        crew = make_crew(lease_timeout=12, max_tries=1)  # the worker looks at the lease every 3 s
+        crew.recruit(workers=1)
+        raw, key, done = crew.store, protocol.lease_key(crew.id), threading.Event()
+
+        def delete_the_lease() -> None:
+            while not done.wait(0.2):
+                raw.delete([key])
+
+        deleter = threading.Thread(target=delete_the_lease, name="lease-deleter")
+        deleter.start()
+        try:
+            job = crew.send(jobs.sleep_then, args=(7.0, "survived"))
+            result = crew.receive(timeout=120 * timeout_scale)
+        finally:
+            done.set()
+            deleter.join()
+        assert result is not None and result.id == job, result
+        assert (result.status, result.value, result.tries) == ("success", "survived", 1), result.error
+
+    def test_close_ends_busy_and_idle_workers_at_once(
+        self, crew_store: Any, tmp_path: Path, timeout_scale: float
+    ) -> None:
+        """The lease going proves nothing to a worker any more: ``close()`` ends its workers by
+        itself (a stop request to an idle one, a kill for a busy one), within seconds."""
+        crew = Crew(store=crew_store, worker_classes=["subprocess"], lease_timeout=600, stop_grace=1.0)
+        try:
+            workers = crew.recruit(workers=2)
+            started = tmp_path / "started"
+            crew.send(jobs.touch_then_sleep, args=(str(started), 600))
+            self._wait(started.exists, timeout_scale, "the long job to start")
+            self._double(crew, 1, timeout_scale)
+            pids = [worker.backend.pid for worker in workers]  # type: ignore[attr-defined]  # crew-local's
+            assert all(pids), pids  # one busy, one idle
+        finally:
+            crew.close()
+        for pid in pids:
+            wait_for(partial(process_gone, pid), timeout=15 * timeout_scale, what=f"worker {pid} to end at close()")
+
+    def test_crew_stop_refuses_a_crew_whose_lease_is_fresh_unless_forced(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """Issue #20: ``crew stop`` run on another machine deleted a crew whose lease had been
+        renewed a moment ago: the live crew stalled and lost its journal. It is refused, saying
+        how old the lease is; ``--force`` still stops it, ending its worker at once."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        monkeypatch.setattr(leftovers, "socket", SimpleNamespace(gethostname=lambda: "another-machine"))
+        raw = self._raw_store(crew_store)
+        try:
+            with Crew(store=crew_store, name="live", worker_classes=["subprocess"], lease_timeout=600) as crew:
+                [worker] = crew.recruit(workers=1)
+                self._double(crew, 1, timeout_scale)
+                with pytest.raises(CrewError, match=r"lease was renewed \d+ s ago.*lease_timeout of 600 s.*--force"):
+                    stop_crew(raw, "live", worker_class=default_plugins().workers.get)
+                self._double(crew, 2, timeout_scale)  # the crew goes on, untouched
+                pid = worker.backend.pid  # type: ignore[attr-defined]  # crew-local's SubprocessWorker
+                stop_crew(raw, "live", force=True, worker_class=default_plugins().workers.get)
+                wait_for(partial(process_gone, pid), timeout=15 * timeout_scale, what="crew stop to end the worker")
+            assert raw.list("live/") == []  # what its controller wrote since went at close()
+        finally:
+            raw.close()
+
+    def test_a_stopped_run_put_back_from_a_copy_is_refused_here(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """Issue #20: ``crew stop`` ends a named crew's run for good, as ``close()`` does. With one
+        ``CREW_SECRET`` for every run (as for resuming on another machine), a copy of the stopped
+        run put back resumed and delivered its old values; now this machine refuses it."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        monkeypatch.setenv("CREW_SECRET", "ab" * 32)
+        raw = self._raw_store(crew_store)
+        try:
+            with pytest.raises(_Crash), Crew(store=crew_store, name="stopped", worker_classes=["subprocess"]) as crew:
+                crew.recruit(workers=1)
+                crew.send(jobs.double, args=(1,))
+                self._wait(lambda: sum(row["jobs"] for row in crew.summary()) == 1, timeout_scale, "the answer")
+                copy = {key: raw.get(key) for key in raw.list("stopped/") if "/inbox/beat." not in key}
+                raise _Crash  # the controller is gone; its worker and objects stay
+            stop_crew(raw, "stopped", force=True, worker_class=default_plugins().workers.get)  # its lease names us
+            assert raw.list("stopped/") == []
+            for key, data in copy.items():
+                raw.put(key, data)
+            with pytest.raises(CrewError, match="holds a run that was closed on this machine"):
+                Crew(store=crew_store, name="stopped", worker_classes=["subprocess"])
+            stop_crew(raw, "stopped", force=True)
+        finally:
+            raw.close()
+
     # ------------------------------------------------------------------ a controller that dies
     def test_a_named_crew_resumes_after_its_controller_is_killed(
         self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
@@ -328,6 +430,78 @@ class CrewContract:
         assert jobs.runs_of(runs) == {"doomed": 2, "running": 1}
 
 
+    def test_results_received_stay_received_when_their_objects_are_put_back_after_crashes(
+        self, crew_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_scale: float
+    ) -> None:
+        """Issue #20: someone who can write the store saves the journal and inbox objects of ten
+        jobs and puts them back once the user has received their results (receipts written, the
+        objects deleted), and the controller is killed. Neither the next controller nor the one
+        after it, which finds them put back again, delivers any of the ten again (all ten came
+        again, before)."""
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        report = tmp_path / "first.pickle"
+        script = textwrap.dedent(
+            f"""
+            import os, pickle
+            from crew_core import Crew, KeyNotFoundError
+            from crew_core.plugin.registry import store_from_config
+            from crew_core.testing import jobs, wait_for
+            from crew_core.wire import protocol
+            store = {self._portable(crew_store)!r}
+            store = store if isinstance(store, str) else store_from_config(store)
+            crew = Crew(store=store, name="received", worker_classes=["subprocess"])
+            workers = crew.recruit(workers=2)
+            with crew.batch():
+                ids = [crew.send(jobs.double, args=(n,)) for n in range(10)]
+            wait_for(lambda: sum(row["jobs"] for row in crew.summary()) == 10, {120 * timeout_scale},
+                     what="every answer to be in the inbox")
+            raw, saved = crew.store, {{}}
+            for prefix in (protocol.journal_prefix("received"), protocol.inbox_prefix("received")):
+                for key in raw.list(prefix):
+                    try:
+                        saved[key] = raw.get(key)
+                    except KeyNotFoundError:
+                        pass  # a beat, deleted meanwhile
+            got = [r.id for r in crew.results(timeout={120 * timeout_scale})]
+
+            def settled():  # no journal object or answer left: each went once a receipt covered it
+                keys = raw.list(protocol.journal_prefix("received")) + raw.list(protocol.inbox_prefix("received"))
+                return not [key for key in keys if key.rpartition("/")[2][:1].isdigit()]
+
+            wait_for(settled, {120 * timeout_scale}, what="the objects of the received jobs to go")
+            crew.send(jobs.double, args=(10,))  # and one more: rounds of deletes have passed since
+            got.append(crew.receive(timeout={120 * timeout_scale}).id)
+            wait_for(settled, {120 * timeout_scale}, what="the objects of the last job to go")
+            with open({str(report)!r}, "wb") as out:
+                pickle.dump({{"ids": ids, "got": got, "saved": saved, "pids": [w.backend.pid for w in workers]}}, out)
+            os.kill(os.getpid(), 9)
+            """
+        )
+        with open(tmp_path / "first.log", "wb") as log:  # not a pipe: the workers could hold it open
+            subprocess.run([sys.executable, "-c", script], timeout=300 * timeout_scale, stdout=log, stderr=log)
+        assert report.exists(), (tmp_path / "first.log").read_text()
+        first = pickle.loads(report.read_bytes())
+        assert sorted(first["got"][:10]) == first["ids"]
+        assert any(key.startswith(protocol.journal_prefix("received")) for key in first["saved"])
+        raw = self._raw_store(crew_store)
+        try:
+            for _ in range(2):  # the controller after the crash, and the one after that
+                for key, data in first["saved"].items():
+                    raw.put(key, data)
+                with pytest.raises(_Crash), Crew(store=crew_store, name="received") as crew:
+                    assert crew.resumed
+                    again = crew.receive(timeout=60 * timeout_scale)  # None at once: nothing is in flight
+                    assert again is None, f"job {again.id} was received before the crash, and delivered again"
+                    self._wait(lambda: not self._answers_and_journal(raw, "received"), timeout_scale,
+                               "the objects put back to be deleted")  # fmt: skip
+                    raise _Crash  # this controller leaves the crew to the next one, as if it died
+            with Crew(store=crew_store, name="received", worker_classes=["subprocess"]) as crew:
+                assert crew.resumed and crew.receive(timeout=0) is None
+        finally:
+            raw.close()
+        for pid in first["pids"]:  # they end with their controller's process
+            wait_for(partial(process_gone, pid), timeout=60 * timeout_scale, what=f"worker {pid} to end")
+
     # ------------------------------------------------------------------ controllers at the same instant
     #: How many controllers race to open one named crew.
     racing_controllers = 6
@@ -403,9 +577,39 @@ class CrewContract:
         return winners[0]
 
     @staticmethod
+    def _raw_store(crew_store: Any) -> Store:
+        """Another :class:`Store` object on the same location as ``crew_store``: what someone who
+        can write there reads and writes, without the crew's signatures."""
+        if isinstance(crew_store, str):
+            store, _ = open_store(default_plugins(), crew_store, {})
+            return store  # type: ignore[no-any-return]
+        return store_from_config(store_spec(crew_store))  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _answers_and_journal(store: Store, crew_id: str) -> list[str]:
+        """The journal objects and answers (not beats or exit notes) of crew ``crew_id``."""
+        keys = store.list(protocol.journal_prefix(crew_id)) + store.list(protocol.inbox_prefix(crew_id))
+        return [key for key in keys if key.rpartition("/")[2][:1].isdigit()]
+
+    @staticmethod
+    def _double(crew: Crew, n: int, timeout_scale: float) -> None:
+        """Send a job and receive its result: the crew works."""
+        job = crew.send(jobs.double, args=(n,))
+        result = crew.receive(timeout=120 * timeout_scale)
+        assert result is not None and (result.id, result.value) == (job, 2 * n), result
+
+    @staticmethod
+    def _wait(condition: Callable[[], Any], timeout_scale: float, what: str, timeout: float = 60.0) -> Any:
+        return wait_for(condition, timeout=timeout * timeout_scale, what=what)
+
+    @staticmethod
     def _portable(crew_store: Any) -> Any:
         """``crew_store`` as another process can use it: a URL or path as it is, a Store as its spec."""
         return crew_store if isinstance(crew_store, str) else store_spec(crew_store)
+
+
+class _Crash(Exception):
+    """Raised in a named crew's ``with`` block: its controller leaves the crew to the next one."""
 
 
 class _Trap:

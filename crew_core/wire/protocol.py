@@ -24,8 +24,9 @@ Every object has exactly one writer. Under the crew's prefix ``<crew>/``:
 ``data/<digest>``
     an object put once with ``Crew.put`` and read by any worker (content-addressed).
 ``lease``
-    the controller's :class:`Lease`, renewed every minute or so: a worker that sees it stand
-    still for its ``lease_timeout`` (or vanish) leaves, so no worker outlives its controller.
+    the controller's :class:`Lease`, renewed every minute or so: a worker that has not seen it
+    renewed for its ``lease_timeout`` (standing still, gone, or not signed by the crew: anyone who
+    can write the store can delete it) leaves, so no worker outlives its controller.
 
 A named crew (``Crew(name=...)``) also keeps what another controller needs to go on after its
 own dies (see ``durable.py``):
@@ -33,7 +34,8 @@ own dies (see ``durable.py``):
 ``journal/<seq>``
     a :class:`JobBatch`: jobs accepted by ``send``, written before ``send`` returns.
 ``received/<seq>``
-    a :class:`Receipt`: ids of jobs whose results the user has received.
+    a :class:`Receipt`: ids of jobs whose results the user has received, kept while the run
+    lives; every few are merged into one that names runs of ids (see ``durable/receipts.py``).
 ``verdicts/<seq>``
     a :class:`Verdicts` record: results the controller made itself (a job out of tries, a launch
     refused ``max_tries`` times, a cancel, a timeout the worker could not stop, a job no worker is

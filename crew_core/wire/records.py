@@ -151,7 +151,7 @@ class ExitNote:
 
     reason: str  # "idle", "stopped", "tasks_max", "seconds_wall", "spoiled", "orphaned", "terminated", "error"
     last_seq: int  # tasks after this one never started
-    error: str | None = None  # the traceback, for reason "error"
+    error: str | None = None  # the traceback, for reason "error"; why, for "orphaned"
 
     @property
     def clean(self) -> bool:
@@ -236,9 +236,14 @@ class JobBatch:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """Journal record: these jobs' results were handed to the user."""
+    """Journal record: these jobs' results were handed to the user.
+
+    A receipt merged from many others names runs of ids (``ranges``: the first and last id of
+    each) rather than every id; the others name each id (``job_ids``).
+    """
 
     job_ids: tuple[int, ...]
+    ranges: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,16 +399,21 @@ def decode_jobs(data: bytes, key: str) -> JobBatch:
 
 
 def encode_receipt(record: Receipt) -> bytes:
-    return _dump("receipt", (record.job_ids,))
+    # Without ranges, the body of before merged receipts existed: any reader of this protocol reads it.
+    return _dump("receipt", (record.job_ids, record.ranges) if record.ranges else (record.job_ids,))
 
 
 def decode_receipt(data: bytes, key: str) -> Receipt:
+    """Decode :func:`encode_receipt`; raise :class:`CorruptObjectError` naming ``key``."""
     _, body = _load(data, key, ("receipt",))
     try:
-        (ids,) = body
+        ids, ranges = body if len(body) == 2 else (*body, ())
         if not all(isinstance(i, int) for i in ids):
             raise TypeError("job ids must be ints")
-        return Receipt(tuple(ids))
+        ranges = tuple((first, last) for first, last in ranges)
+        if not all(isinstance(first, int) and isinstance(last, int) and first <= last for first, last in ranges):
+            raise TypeError("ranges must be pairs of ints, first <= last")
+        return Receipt(tuple(ids), ranges)
     except (TypeError, ValueError) as exc:
         raise CorruptObjectError(f"store object {key!r} is a malformed receipt: {exc}") from exc
 

@@ -45,7 +45,7 @@ class Faults:
     kill: float = 0.0  # a worker dies (no exit note)
     lose_record: float = 0.0  # a task record vanishes from the store before its worker read it
     forge: float = 0.0  # a forged task record is planted at another worker's outstanding task number
-    replay: float = 0.0  # an answer the controller read is put back (saved by someone who can write)
+    replay: float = 0.0  # an answer or journal object is put back as written (saved by someone who can write)
     outage: float = 0.0  # the store is down for up to ``outage_seconds``
     outage_seconds: float = 3.0
     refuse: float = 0.0  # a backend refuses a launch
@@ -130,7 +130,7 @@ class World:
         self.tally = Tally()
         self.outage_until = -1.0
         self.controller_calls = 0  # store requests the controller made (workers make the rest)
-        self._answers_seen: dict[str, bytes] = {}  # answers as written, for replays
+        self._answers_seen: dict[str, bytes] = {}  # answers and journal objects as written, for replays
         self.settings = settings or Settings(max_tries=3, heartbeat_interval=1.0, heartbeat_timeout=8.0,
                                              stop_grace=2.0, auto_restart=True, lease_timeout=300.0,
                                              capture_output=False)  # fmt: skip
@@ -153,6 +153,7 @@ class World:
         self._handed_at: list[float] = []  # when each of ``tally.handouts`` was handed out
         self._broken: list[str] = []  # invariants found broken in a call from the controller
         self._inbox = protocol.inbox_prefix(self.crew_id)
+        self._journal = protocol.journal_prefix(self.crew_id)
         if faults.replay:
             self.store.written = self._remember_answer
         roster = [(f"w{index}", frozenset({"big"}) if index == 0 else frozenset(), f"w{index}" in bound)
@@ -432,7 +433,7 @@ class World:
         if rng.random() < f.replay * dt and self._answers_seen:
             key, data = rng.choice(sorted(self._answers_seen.items()))
             self.store.objects[key] = data
-            self.log(f"answer replayed {key}")
+            self.log(f"replayed {key}")
         if rng.random() < f.cancel * dt:
             self.cancel()
         if self.named and rng.random() < f.controller_dies * dt:
@@ -464,8 +465,10 @@ class World:
             self.log(f"forged record at {key}")
 
     def _remember_answer(self, key: str) -> None:
-        """An answer as written (by its worker), for replays."""
-        if len(self._answers_seen) < 200 and key.startswith(self._inbox) and protocol.seq_of(key) is not None:
+        """An answer as written (by its worker), or a named crew's journal object, for replays: put
+        back after the user received its jobs, neither may deliver them again, after any crash."""
+        answer = key.startswith(self._inbox) and protocol.seq_of(key) is not None
+        if len(self._answers_seen) < 200 and (answer or key.startswith(self._journal)):
             self._answers_seen.setdefault(key, self.store.objects[key])
 
     # ------------------------------------------------------------------ the run
