@@ -8,18 +8,21 @@ run the job.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from crew_core.api.open_crews import open_here
 from crew_core.durable import journal as durable
 from crew_core.durable.claim import claim_crew, clear_crew, release_claim, remove_crew
+from crew_core.durable.leftovers import forget_launches
 from crew_core.engine.ledger import Job
 from crew_core.errors import CrewError, PluginError
-from crew_core.plugin.registry import Plugins, store_spec
+from crew_core.plugin.registry import Plugins, default_plugins, store_spec
 from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Worker
 from crew_core.results import ERROR, Result
@@ -27,6 +30,8 @@ from crew_core.runner.manager import Manager, Settings
 from crew_core.runner.resume import check_no_other_controller, take_over
 from crew_core.wire import protocol
 from crew_core.wire.signing import Sealed
+
+log = logging.getLogger("crew")
 
 _opening: dict[tuple[str, str], threading.RLock] = {}  # (store, named crew) -> held while one opens or closes it
 _opening_guard = threading.Lock()
@@ -107,9 +112,36 @@ class NamedRun:
             manager.submit(job, pickled)
 
     def remove(self) -> None:
-        """Remove the crew's objects from the store (it is being closed)."""
-        self.manager.renew_lease()  # a fresh lease first: a controller on another host waits while they go
-        remove_crew(self.manager.store, self.name)
+        """Remove the crew's objects from the store (it is being closed), and what backends keep
+        for its launches (their secrets): this controller's, and an earlier one's adopted launches
+        that left on their own, which no worker object here knows."""
+        m = self.manager
+        m.renew_lease()  # a fresh lease first: a controller on another host waits while they go
+        places = self._places()
+        remove_crew(m.store, self.name)
+        problems: list[str] = []
+        forget_launches(self.name, places, m.store.describe(), self._worker_class, problems)
+        for problem in problems:
+            log.warning("crew %s: %s", self.name, problem)
+
+    def _places(self) -> list[tuple[str, dict[str, Any]]]:
+        """The places the crew noted (checked: this controller signed them)."""
+        found = []
+        for key in self.manager.store.list(protocol.places_prefix(self.name)):
+            try:
+                record = json.loads(self.manager.sealed.get(key))
+            except Exception:  # gone, or not ours: nothing to ask a backend about
+                continue
+            if isinstance(record, dict) and isinstance(record.get("place"), dict):
+                found.append((str(record.get("worker_class")), record["place"]))
+        return found
+
+    def _worker_class(self, name: str) -> type[Worker]:
+        with self.manager.lock:
+            for record in self.manager.records.values():
+                if type(record.backend).worker_class == name:
+                    return type(record.backend)
+        return default_plugins().workers.get(name)
 
     def closed(self, where: str) -> None:
         """The crew was closed: this run's objects are gone, and so is the crew's key."""

@@ -148,6 +148,9 @@ class Recovery:
     answered: set[tuple[int, str, int]] = field(default_factory=set)
     tasks: dict[str, list[protocol.Batch]] = field(default_factory=dict)  # worker -> unanswered batches
     launched: dict[str, int] = field(default_factory=dict)  # worker -> highest launch number seen in the store
+    records: dict[tuple[str, int, int], str] = field(default_factory=dict)  # (worker, launch, seq) -> task record
+    # Records of answered tasks kept while an answer to them is (seq -> key): they show to whom each was addressed
+    kept_records: dict[int, str] = field(default_factory=dict)
     garbage: list[str] = field(default_factory=list)  # keys nobody needs: answered, received, read
     corrupt: list[str] = field(default_factory=list)
 
@@ -210,9 +213,10 @@ def recover(sealed: Sealed, crew_id: str) -> Recovery:
             if isinstance(entry, RosterEntry):
                 found.roster[key.rpartition("/")[2]] = entry
         _read_verdicts(found, store, crew_id, read)
+        _list_records(found, store, crew_id)
         _read_inbox(found, store, crew_id, read)
         _read_queues(found, store, crew_id, read)
-        _read_launches(found, store, crew_id)
+        _read_launches(found)
     return found
 
 
@@ -223,17 +227,23 @@ def _spoken_by(record: object, signer: str, key: str) -> object:
     return record
 
 
-def _read_launches(found: Recovery, store: Store, crew_id: str) -> None:
+def _list_records(found: Recovery, store: Store, crew_id: str) -> None:
+    """Every task record in the store, by launch and number (one listing)."""
+    prefix = protocol.workers_prefix(crew_id)
+    for key in store.list(prefix):
+        name, _, rest = key[len(prefix) :].partition("/")
+        number, _, seq = rest.partition("/")
+        if number.isdigit() and seq.isdigit():
+            found.records[(name, int(number), int(seq))] = key
+
+
+def _read_launches(found: Recovery) -> None:
     """The highest launch number any earlier controller used for each worker, as the store shows it
     (task records, beats, exit notes): a controller that died between numbering a launch and
     enrolling it left tasks under a number its roster does not know, and a launch made again under
     that number would run them."""
-    prefix = protocol.workers_prefix(crew_id)
-    for key in store.list(prefix):
-        name, _, rest = key[len(prefix) :].partition("/")
-        number = rest.partition("/")[0]
-        if number.isdigit():
-            found.launched[name] = max(found.launched.get(name, 0), int(number))
+    for name, number, _ in found.records:
+        found.launched[name] = max(found.launched.get(name, 0), number)
     for name, incarnation in [*found.beats, *found.exited]:
         found.launched[name] = max(found.launched.get(name, 0), incarnation)
 
@@ -275,6 +285,8 @@ def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> Non
             assert entry is not None
             found.exited.add((entry.worker, entry.incarnation))
     found.garbage.extend(exits)
+    answers: list[tuple[str, protocol.ResultBatch, list[tuple[int, bytes]]]] = []
+    open_jobs = found.jobs.keys() - found.received - found.verdicts.keys()  # results still to deliver
     for key, batch in read(results, protocol.decode_result):
         if not isinstance(batch, protocol.ResultBatch):
             found.garbage.append(key)
@@ -286,14 +298,39 @@ def _read_inbox(found: Recovery, store: Store, crew_id: str, read: _Read) -> Non
             continue
         if not batch.part:  # a part answers some of its task: the rest is still its worker's
             found.answered.add((batch.seq, batch.worker, batch.incarnation))
-        useful = False
-        if not batch.returned:
-            for job_id, data in batch.outcomes:
-                if job_id in found.jobs and job_id not in found.received and job_id not in found.verdicts:
-                    found.results[job_id] = (data, batch.worker, key)
-                    useful = True
+        wanted = [] if batch.returned else [(job_id, data) for job_id, data in batch.outcomes if job_id in open_jobs]
+        if wanted:
+            answers.append((key, batch, wanted))
+        else:
+            found.garbage.append(key)
+    _check_addressed(found, crew_id, answers, read)
+
+
+def _check_addressed(
+    found: Recovery, crew_id: str, answers: list[tuple[str, protocol.ResultBatch, list[tuple[int, bytes]]]], read: _Read
+) -> None:
+    """Take from each answer the outcomes of the jobs its task's record (the controller's, kept
+    while the answer is) gave the launch that signed it: a leaked launch key answers no other
+    launch's jobs. Those records stay while their answers do."""
+    wanted = {found.records.get((batch.worker, batch.incarnation, batch.seq)) for _, batch, _ in answers}
+    given: dict[str, set[int]] = {}
+    for key, record in read(sorted(key for key in wanted if key is not None), protocol.decode_task):
+        if isinstance(record, protocol.Batch):
+            given[key] = {call.job_id for call in record.calls}
+    for key, batch, outcomes in answers:
+        record_key = found.records.get((batch.worker, batch.incarnation, batch.seq))
+        jobs = given.get(record_key or "", set())
+        useful = [(job_id, data) for job_id, data in outcomes if job_id in jobs]
+        if len(useful) < len(outcomes):
+            log.warning("crew %s: answer %r speaks for %d job(s) its task's record did not give %s.%d: ignored",
+                        crew_id, key, len(outcomes) - len(useful), batch.worker, batch.incarnation)  # fmt: skip
         if not useful:
             found.garbage.append(key)
+            continue
+        for job_id, data in useful:
+            found.results[job_id] = (data, batch.worker, key)
+        assert record_key is not None
+        found.kept_records[batch.seq] = record_key
 
 
 def _read_queues(found: Recovery, store: Store, crew_id: str, read: _Read) -> None:
@@ -311,5 +348,6 @@ def _read_queues(found: Recovery, store: Store, crew_id: str, read: _Read) -> No
             continue
         if (record.seq, *owners[key]) not in found.answered:
             found.tasks.setdefault(owners[key][0], []).append(record)
-        else:  # answered: it goes (before the answer), or a later controller takes it for unanswered
+        elif found.kept_records.get(record.seq) != key:  # answered, and no answer kept needs it to speak for it:
+            # it goes (before the answer), or a later controller takes it for unanswered
             found.garbage.append(key)

@@ -230,6 +230,22 @@ def end_backend_jobs(search: BackendSearch, worker_class: Callable[[str], type[W
             search.problems.append(f"{name}: cannot end {', '.join(job.id for job in jobs)}: {exc}")
 
 
+def forget_launches(crew_id: str, places: list[tuple[str, dict[str, Any]]], store_description: str,
+                    worker_class: Callable[[str], type[Worker]], problems: list[str]) -> None:
+    """Have each worker class delete what its backend keeps for the crew's ended launches (their
+    secrets: :meth:`Worker.forget`) at every place the crew noted; say what failed in ``problems``."""
+    label = protocol.crew_label(store_description, crew_id)
+    for name, place in places[:MAX_PLACES]:
+        try:
+            cls = worker_class(name)
+        except Exception:
+            continue  # find_backend_jobs said so
+        try:
+            cls.forget(label, place)
+        except Exception as exc:
+            problems.append(f"{name}: cannot delete what the crew's launches left at {place}: {exc}")
+
+
 def stop_crew(
     store: Store, crew_id: str, force: bool = False, worker_class: Callable[[str], type[Worker]] | None = None
 ) -> tuple[CrewSeen, BackendSearch]:
@@ -261,6 +277,7 @@ def stop_crew(
     if worker_class is not None:
         search = find_backend_jobs(crew, store, worker_class)
         end_backend_jobs(search, worker_class)
+        forget_launches(crew.id, crew.places, store.describe(), worker_class, search.problems)
     if crew.named:
         remove_crew(store, crew_id)  # its claims last, as close() does
         forget_secret(store.describe(), crew_id)

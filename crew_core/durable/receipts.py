@@ -104,6 +104,10 @@ class Keeper:
     # Receipts an older caller asked to delete after the next flush; merged ones go with the garbage.
     freed_receipts: list[str] = field(default_factory=list)
     receipted: JobIds = field(default_factory=JobIds)  # every job the receipts in the store name
+    # A task's record stays while an answer to it is kept: it shows whom the task went to (a
+    # resuming controller takes from an answer only the jobs its record gave the launch that signed it).
+    records: dict[int, str] = field(default_factory=dict)  # task seq -> its record's key
+    answers_to: dict[int, set[str]] = field(default_factory=dict)  # task seq -> its answer keys kept
 
     def __post_init__(self) -> None:
         self._seqs = itertools.count(self.epoch * EPOCH_SPAN + 1)
@@ -117,6 +121,24 @@ class Keeper:
         """The job's outcome lies in result (or verdict) object ``key``: keep it until the user has it."""
         self.result_of[job_id] = key
         self.left.setdefault(key, set()).add(job_id)
+        seq = self._task_of(key)
+        if seq is not None:
+            self.answers_to.setdefault(seq, set()).add(key)
+
+    def hold_record(self, seq: int, key: str) -> bool:
+        """Task ``seq`` is answered: keep its record ``key`` while an answer to it is kept (it goes
+        first, with the last of them). False if none is: the record may go now."""
+        if not self.answers_to.get(seq):
+            return False
+        self.records[seq] = key
+        return True
+
+    def _task_of(self, key: str) -> int | None:
+        """The task an answer key answers (None for a verdict key)."""
+        if not key.startswith(protocol.inbox_prefix(self.crew_id)):
+            return None
+        entry = protocol.parse_inbox_key(key)
+        return entry.seq if entry is not None and entry.kind == "result" else None
 
     def received(self, job_id: int) -> None:
         """The user has the job's result: the next receipt names it."""
@@ -186,7 +208,21 @@ class Keeper:
                         if not jobs:
                             del self.left[held]
                             garbage.append(held)
+                            garbage += self._release_record(held)
         return garbage
+
+    def _release_record(self, answer: str) -> list[str]:
+        """The record of the task ``answer`` answers, if that was the last answer to it kept."""
+        seq = self._task_of(answer)
+        keys = self.answers_to.get(seq) if seq is not None else None
+        if seq is None or keys is None:
+            return []
+        keys.discard(answer)
+        if keys:
+            return []
+        del self.answers_to[seq]
+        record = self.records.pop(seq, None)
+        return [record] if record is not None else []
 
     def deleted(self, keys: Iterable[str]) -> None:
         """These journal, result or verdict objects are gone. Nothing follows from it: a receipt

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from crew_core.backoff import Backoff
 from crew_core.errors import CorruptObjectError
 from crew_core.runner.inbox import Mail
+from crew_core.wire import protocol
 from crew_core.wire.protocol import Outcome
 from crew_core.wire.serialize import load_outcome
 
@@ -72,12 +73,14 @@ class Poller:
         """The engine decides what the mail means (``engine/answers.py``); this carries out its reading."""
         m = self.m
         reading = m.answers.apply(mail.results, mail.beats, mail.exits, outcomes, now)
-        for key in reading.read_tasks:
-            m.inbox.discard_task(key)
         keeper = m.book.keeper
         if keeper is not None:
             for job_id, key in reading.answered:
                 keeper.answered(job_id, key)  # kept in the store until the user has it
+        for key in reading.read_tasks:
+            seq = protocol.seq_of(key)
+            if keeper is None or seq is None or not keeper.hold_record(seq, key):  # else it goes with its answer
+                m.inbox.discard_task(key)
         for key in reading.drop:
             self._drop_result(key)
         m.carry_out()  # what its beats, exit notes and charges made the engine decide

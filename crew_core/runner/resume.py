@@ -145,6 +145,7 @@ def take_over(
     for job in pending.values():
         ledger.accept(job, recovery.functions[job.function])
 
+    keeper.records.update(recovery.kept_records)  # they go with the last answer to them
     garbage = list(recovery.garbage)
     garbage += [key for key, ids in needed.items() if not ids]  # every job in it was received
     manager.inbox.discard(garbage)

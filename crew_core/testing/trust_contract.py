@@ -22,7 +22,7 @@ from crew_core.errors import TamperedObjectError
 from crew_core.plugin.store import Store
 from crew_core.testing import jobs
 from crew_core.wire import protocol
-from crew_core.wire.protocol import Batch, Call, ResultBatch, WorkerSettings
+from crew_core.wire.protocol import Batch, Call, JournalJob, ResultBatch, WorkerSettings
 from crew_core.wire.serialize import FunctionCache, dump_args
 from crew_core.wire.signing import SECRET_ENV, LaunchKeys, Mac, RunKeys, Sealed, Signed, derive, new_secret
 
@@ -100,6 +100,27 @@ class TrustContract:
         a.put(protocol.result_key(CREW, 9), protocol.encode_result(ResultBatch(9, "w-b", 1, ())))
         found = recover(Sealed(store, keys), CREW)
         assert found.answered == set() and found.corrupt == [protocol.result_key(CREW, 9)]
+
+    def test_after_a_crash_a_workers_key_answers_only_jobs_its_task_gave_it(self, store: Store) -> None:
+        """The record of an answered task stays while its answer does: a resuming controller takes
+        from an answer only the jobs that record gave the launch that signed it."""
+        from crew_core.durable.journal import JobJournal, recover
+
+        keys = RunKeys(new_secret())
+        controller = Sealed(store, keys)
+        digest, function, _ = FunctionCache().dump(jobs.double)
+        journal = JobJournal(controller, CREW, 0)
+        journal.commit([(JournalJob(n, digest, dump_args(jobs.double, (n,), {}), (), "k"), function) for n in (1, 2)])
+        for worker, seq, job in (("w-a", 5, 1), ("w-b", 6, 2)):  # each launch had one task of one job
+            call = Call(job, digest, dump_args(jobs.double, (job,), {}))
+            record = protocol.encode_task(Batch(seq, (call,), {digest: function}))
+            controller.put(protocol.task_key(protocol.worker_prefix(CREW, worker, 1), seq), record)
+        a = Sealed(store, keys.worker_keys("w-a", 1), crew=CREW)
+        values = ((1, b"a's own value"), (2, b"a value for b's job"))  # a answers its task, and b's job too
+        a.put(protocol.result_key(CREW, 5), protocol.encode_result(ResultBatch(5, "w-a", 1, values)))
+        found = recover(controller, CREW)
+        assert found.results == {1: (b"a's own value", "w-a", protocol.result_key(CREW, 5))}
+        assert found.kept_records == {5: protocol.task_key(protocol.worker_prefix(CREW, "w-a", 1), 5)}
 
     def test_a_run_copied_to_another_place_is_refused(
         self, crew_store: Any, other_place: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -326,3 +326,32 @@ def crew_revisions(plane: BatchControlPlane, crew_id: str, status: str) -> list[
         jobDefinitionName=f"crew-{crew_id}", status=status
     )
     return [d for page in pages for d in page["jobDefinitions"]]
+
+
+def test_crew_stop_removes_the_keys_of_launches_that_ended_before_it(
+    bucket, options, monkeypatch, capsys, s3_endpoint, launch_keys
+):
+    """The jobs of a killed controller ended on their own (here: terminated by hand) before
+    crew stop: find() sees none, yet their keys and revisions go (Worker.forget)."""
+    from crew_core.cli import main
+
+    with BatchControlPlane(start_delay=300, secrets_endpoint=s3_endpoint) as queued:
+        queued.create_queue("crew-queue")
+        queued.register_definition("crew-worker")
+        options = {**options, "endpoint_url": queued.endpoint}
+        store = f"s3://{bucket}/crews/ended"
+        controller = subprocess.Popen([sys.executable, "-c", _DYING_CONTROLLER, store, json.dumps(options)],
+                                      stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            crew_id = controller.stdout.readline().strip()
+            wait_for(lambda: len(queued.jobs) == 3, what="the three Batch jobs to be submitted")
+        finally:
+            controller.kill()
+            controller.wait()
+        client = batch_client(queued.region, queued.endpoint, None)
+        for job_id in list(queued.jobs):
+            client.terminate_job(jobId=job_id, reason="ended before crew stop")
+        assert len([key for key in launch_keys() if f":secret:crew/{crew_id}/" in key]) == 3
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", queued.endpoint)
+        assert main(["stop", crew_id, "--store", store]) == 0, capsys.readouterr().err
+        assert launch_keys() == [] and crew_revisions(queued, crew_id, "ACTIVE") == []
