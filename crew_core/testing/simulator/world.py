@@ -374,9 +374,9 @@ class World:
         assert self.link is not None
         self.link.dead = True
         self.up = False
-        # The guarantee (README, "Named crews"): only the results handed out since the last receipt
-        # was written can come again; where receive() writes it (a store of microsecond requests,
-        # up all the while), only the last one handed out.
+        # The guarantee (docs/guide/named-crews.md, "What resuming does"): only the results handed
+        # out since the last receipt was written can come again; where receive() writes it (a store
+        # of microsecond requests, up all the while), only the last one handed out.
         since = self.tally.handouts[self.tally.receipted :]
         if len(since) > 1 and self._last_outage < self._handed_at[self.tally.receipted]:
             self.fail(f"the controller died with {len(since)} results handed out since the last receipt, the store"
