@@ -188,7 +188,7 @@ FAKE_CREDENTIALS = {
 }
 
 
-def test_aws_example_runs_on_moto_and_a_local_batch(tmp_path):
+def test_aws_example_runs_on_moto_and_a_local_batch(tmp_path, monkeypatch):
     """The AWS page's example, unchanged: its bucket, queue and job definition exist on moto's S3 and
     crew-aws's Batch control plane, which boto3 reaches through the endpoint variables."""
     pytest.importorskip("moto", reason="needs moto[server]")
@@ -198,7 +198,9 @@ def test_aws_example_runs_on_moto_and_a_local_batch(tmp_path):
     # What a job role and the image give real workers: credentials, and here the endpoint and a
     # Python with crew installed.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    with moto_s3() as s3, BatchControlPlane(env={**FAKE_CREDENTIALS, "PATH": path}) as batch:
+    for name, value in FAKE_CREDENTIALS.items():  # the plane's ECS reads launch keys from moto with them
+        monkeypatch.setenv(name, value)
+    with moto_s3() as s3, BatchControlPlane(env={**FAKE_CREDENTIALS, "PATH": path}, secrets_endpoint=s3) as batch:
         batch.env["AWS_ENDPOINT_URL_S3"] = s3
         s3_client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="testing",
                                  aws_secret_access_key="testing")  # fmt: skip
@@ -206,6 +208,7 @@ def test_aws_example_runs_on_moto_and_a_local_batch(tmp_path):
         batch.create_queue("spot-queue")
         batch.register_definition("crew-worker")
         env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3": s3, "AWS_ENDPOINT_URL_BATCH": batch.endpoint,
+               "AWS_ENDPOINT_URL_SECRETS_MANAGER": s3,  # where the controller keeps launch keys (moto)
                "CREW_S3_POLL_INTERVAL": "0.01,0.25"}  # fmt: skip
         run_example("aws.py", tmp_path, env)
         assert {job.status for job in batch.jobs.values()} <= {"SUCCEEDED", "FAILED"}, "workers left running"
@@ -218,6 +221,7 @@ CLOUD_RUN_ENDPOINT = [
     "import runpy, sys\n"
     "from crew_core.plugin.registry import default_plugins\n"
     "default_plugins().config['cloud-run']['api_endpoint'] = sys.argv[1]\n"
+    "default_plugins().config['cloud-run']['secret_manager_endpoint'] = sys.argv[1]\n"
     "runpy.run_path(sys.argv[2], run_name='__main__')\n",
 ]
 
