@@ -209,20 +209,28 @@ class _Place:
     seq: int | None = None  # an answer's task (None: a beat, exit or refusal, which name their writer)
 
 
+_SHARED, _OWN, _NOBODYS = _Place("shared"), _Place("own"), _Place("inbox", "?", -1)
+
+
 def _place(key: str) -> _Place:
-    parts = key.split("/")
-    if parts[1:2] == ["data"] or parts[1:] == ["lease"]:
-        return _Place("shared")
-    if len(parts) == 5 and parts[1] == "workers" and parts[3].isdigit():
-        return _Place("task", parts[2], int(parts[3]))
-    if len(parts) == 3 and parts[1] == "inbox":
-        entry = parse_inbox_key(key)
-        if entry is None:
-            return _Place("inbox", "?", -1)  # nobody's: nothing checks
-        if entry.kind == "result":
-            return _Place("inbox", seq=entry.seq)
+    """What ``key`` is (on every read and write: kept to a few string operations)."""
+    _, _, rest = key.partition("/")
+    kind, _, tail = rest.partition("/")
+    if kind == "workers":
+        name, _, rest = tail.partition("/")
+        number, _, seq = rest.partition("/")
+        return _Place("task", name, int(number)) if number.isdigit() and seq.isdigit() else _OWN
+    if kind == "inbox":
+        head = tail.partition(".")[0]
+        if head.isdigit() and "/" not in tail:
+            return _Place("inbox", seq=int(head))
+        entry = parse_inbox_key(key) if "/" not in tail else None
+        if entry is None or entry.kind == "result":
+            return _NOBODYS  # nobody's: nothing checks
         return _Place("inbox", entry.worker, entry.incarnation)
-    return _Place("own")
+    if kind == "data" or (kind == "lease" and not tail):
+        return _SHARED
+    return _OWN
 
 
 class RunKeys:
@@ -233,6 +241,7 @@ class RunKeys:
         self._own = Mac(derive(root, "controller"))
         self._signature: Signature | None = None
         self._launch: dict[str, bytes] = {}
+        self._task_macs: dict[tuple[str, int], Mac] = {}
 
     @classmethod
     def of_run(cls, user_key: bytes, nonce: bytes, store_description: str, name: str) -> RunKeys:
@@ -274,11 +283,17 @@ class RunKeys:
         return LaunchKeys(worker, incarnation, self.launch_key(worker, incarnation), self.public, tasks_by_mac)
 
     def signer_key(self, signer: str) -> bytes | None:
+        key = self._launch.get(signer)
+        if key is not None:
+            return key
         worker, _, number = signer.rpartition("/")
         return self.launch_key(worker, int(number)) if worker and number.isdigit() else None
 
     def task_mac(self, worker: str, incarnation: int) -> Mac:
-        return Mac(derive(self.launch_key(worker, incarnation), "tasks"))
+        mac = self._task_macs.get((worker, incarnation))
+        if mac is None:
+            mac = self._task_macs[(worker, incarnation)] = Mac(derive(self.launch_key(worker, incarnation), "tasks"))
+        return mac
 
 
 @dataclass(frozen=True)
