@@ -157,7 +157,7 @@ class WorkerLoop:
         """Call a store method, riding out an outage of up to :data:`STORE_PATIENCE` seconds."""
 
         def first_failure(exc: BaseException) -> None:
-            print(f"crew worker {self.settings.name}: store failing, retrying: {exc}", file=sys.stderr)
+            say(f"crew worker {self.settings.name}: store failing, retrying: {exc}")
 
         return retry(
             lambda: method(*args),
@@ -243,7 +243,7 @@ class WorkerLoop:
         """Nobody will read what this worker does: leave, stopping the job it runs if it can."""
         if self._orphaned.is_set():
             return
-        print(f"crew worker {self.settings.name}: leaving, {why}", file=sys.stderr)
+        say(f"crew worker {self.settings.name}: leaving, {why}")
         self._orphaned_why = why
         self._orphaned.set()
         self.store.notify(self.channel)
@@ -343,6 +343,15 @@ class WorkerLoop:
             self._busy = False
         s = self.settings
         self.feed.answer(ResultBatch(batch.seq, s.name, s.incarnation, tuple(outcomes)))
+
+
+def say(message: str) -> None:
+    """Tell the worker's log (its stderr), which may be gone: a pipe whose reader died (the
+    controller's, killed) must not kill the thread that notices its controller is gone."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # BrokenPipeError; a closed stream
+        pass
 
 
 def run_worker(args: Sequence[str], environment: Mapping[str, str] | None = None) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import threading
+import warnings
 import weakref
 from typing import TYPE_CHECKING
 
@@ -10,10 +12,17 @@ if TYPE_CHECKING:
     from crew_core.api.crew import Crew
 
 _open_crews: weakref.WeakSet[Crew] = weakref.WeakSet()
+_hooked = False
 
 
 def opened(crew: Crew) -> None:
     """``crew`` is open: close it (or leave it, if named) when the interpreter exits."""
+    global _hooked
+    if not _hooked:
+        # Registered after concurrent.futures' own hook, so it runs first (last in, first out):
+        # a crew forgotten open closes while its pools still work, in a moment, not a stop grace.
+        threading._register_atexit(_close_open_crews)  # type: ignore[attr-defined]
+        _hooked = True
     _open_crews.add(crew)
 
 
@@ -27,11 +36,13 @@ def open_here(where: str, name: str) -> bool:
     return any(c.id == name and not c._closed and c.store.describe() == where for c in _open_crews)
 
 
-@atexit.register
+@atexit.register  # as well: if the threading hook could not run (a process ending otherwise)
 def _close_open_crews() -> None:  # no worker outlives the interpreter that launched it
     for crew in list(_open_crews):
         try:
             if crew.name is None:
+                warnings.warn(f"crew {crew.id} was never closed: closing it as the interpreter exits (use"
+                              " 'with Crew(...) as crew:' or crew.close())", ResourceWarning, stacklevel=1)  # fmt: skip
                 crew.close()
             else:
                 crew._leave()  # a named crew ends by close() only: a script that died resumes it

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from typing import Any
 
-from crew_core.agent.runtime import WorkerLoop
+from crew_core.agent.runtime import WorkerLoop, say
 from crew_core.api.crew import Crew
 from crew_core.backoff import Backoff
 from crew_core.engine.ledger import Job
@@ -166,7 +165,7 @@ class ForwarderLoop(WorkerLoop):
             s = self.settings
             self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
             self.store.notify(self.controller)
-            print(f"crew forwarder {s.name}: cannot open its inner crew: {exc}", file=sys.stderr)
+            say(f"crew forwarder {s.name}: cannot open its inner crew: {exc}")
             return "error"
         self._writer.start()
         reason = "error"
@@ -325,7 +324,7 @@ class ForwarderLoop(WorkerLoop):
             else:
                 inner.close()
         except Exception as exc:
-            print(f"crew forwarder {self.settings.name}: closing its inner crew failed: {exc}", file=sys.stderr)
+            say(f"crew forwarder {self.settings.name}: closing its inner crew failed: {exc}")
 
 
 def run_forwarder(sealed: Sealed, settings: WorkerSettings, secret: bytes) -> str:
