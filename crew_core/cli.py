@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -86,10 +87,28 @@ def _config_command(as_json: bool) -> int:
     return 0
 
 
+class _CannotOpen(Exception):
+    """The store named on the command line cannot be looked at (said without a traceback)."""
+
+
 def _open(url: str) -> Any:
+    """The store at ``url`` as it is: never created (a mistyped folder is an error, not "no crews")."""
+    from crew_core.errors import CrewError, StoreGoneError
     from crew_core.plugin.registry import default_plugins, open_store
 
-    store, _ = open_store(default_plugins(), url, {})
+    plugins = default_plugins()
+    try:
+        try:
+            store, _ = open_store(plugins, url, {"create": False})
+        except TypeError:  # a store class without that option: opening a bucket never makes one
+            store, _ = open_store(plugins, url, {})
+    except StoreGoneError:
+        raise _CannotOpen(f"there is no store at {url} (nothing was created)") from None
+    except (CrewError, ValueError, TypeError, OSError) as exc:
+        raise _CannotOpen(f"cannot open the store {url}: {exc}") from None
+    if getattr(store, "temporary", False):  # "local": a new temporary folder, which holds no crew
+        store.close()
+        raise _CannotOpen(f"store {url!r} is a new temporary folder each time: give the folder or URL of the store")
     return store
 
 
@@ -131,6 +150,8 @@ def _ps_command(url: str, as_json: bool, backends: bool) -> int:
     for crew in crews:
         age = crew["lease_age_seconds"]
         lease = "no lease (closed, or its workers are leaving)" if crew["controller"] is None else (
+            f"controller {crew['controller']} (its process has ended: crew stop removes the crew),"
+            f" lease written {'?' if age is None else f'{age:.0f} s'} ago" if crew["controller_dead"] else
             f"controller {crew['controller']}, lease renewed {'?' if age is None else f'{age:.0f} s'} ago"
             f" (workers leave after {crew['lease_timeout']} s without a renewal)"
         )  # fmt: skip
@@ -201,19 +222,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = sub.add_parser("config", help="the settings Crew() uses by default, and where each comes from")
     config.add_argument("--json", action="store_true", help="machine-readable output")
     ps = sub.add_parser("ps", help="list the crews in a store: controller, workers, pending work")
-    ps.add_argument("--store", required=True, help="the store's URL or path, as given to Crew(store=...)")
+    ps.add_argument("--store", help="the store's URL or path, as given to Crew(store=...) (default: $CREW_STORE)")
     ps.add_argument("--json", action="store_true", help="machine-readable output")
     ps.add_argument("--backends", action="store_true",
                     help="also ask the backends for each crew's jobs (queued and running), by crew id")  # fmt: skip
     stop = sub.add_parser("stop", help="end a crew whose controller is gone: its jobs on every backend, its objects"
                                        " (a named crew's run for good)")  # fmt: skip
     stop.add_argument("crew", help="the crew's name or id (see crew ps)")
-    stop.add_argument("--store", required=True, help="the store's URL or path")
+    stop.add_argument("--store", help="the store's URL or path (default: $CREW_STORE)")
     stop.add_argument("--force", action="store_true",
                       help="even if its controller may be alive (a live process here, or a lease renewed"
                            " within its lease_timeout)")  # fmt: skip
     sub.add_parser("worker", help="run one worker (started by the crew, not by hand)")
     ns = parser.parse_args(argv)
+    if ns.command in ("ps", "stop") and not ns.store:
+        ns.store = os.environ.get("CREW_STORE")
+        if not ns.store:
+            parser.error(f"crew {ns.command} needs --store (or CREW_STORE set): the store's URL or path")
+    try:
+        return _run_command(ns)
+    except _CannotOpen as exc:
+        print(f"crew {ns.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_command(ns: Any) -> int:
     if ns.command == "plugins":
         return _plugins_command(ns.json)
     if ns.command == "config":

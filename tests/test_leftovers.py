@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from crew_core import Crew
 from crew_core.cli import main
 from crew_core.durable import leftovers
@@ -126,3 +128,46 @@ def test_crew_stop_from_another_machine_refuses_a_crew_whose_lease_is_fresh(tmp_
         assert main(["stop", "nightly", "--store", store, "--force"]) == 0
         out = capsys.readouterr().out
         assert "removed crew 'nightly'" in out and "lease_timeout (900 s)" in out
+
+
+def test_crew_ps_and_stop_never_create_a_store_and_say_why_they_cannot_look(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    missing = tmp_path / "mistyped"
+    assert main(["ps", "--store", str(missing)]) == 2
+    assert main(["stop", "nightly", "--store", str(missing)]) == 2
+    assert not missing.exists()
+    assert "there is no store at" in capsys.readouterr().err
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    assert main(["ps", "--store", str(shared)]) == 2
+    assert "writable by other users" in capsys.readouterr().err  # said, not a traceback
+    assert main(["ps", "--store", "local"]) == 2
+    assert "temporary folder" in capsys.readouterr().err
+    monkeypatch.delenv("CREW_STORE", raising=False)
+    with pytest.raises(SystemExit):
+        main(["ps"])
+    assert "CREW_STORE" in capsys.readouterr().err
+    store = tmp_path / "store"
+    with Crew(store=str(store), name="nightly", worker_classes=["subprocess"]):
+        monkeypatch.setenv("CREW_STORE", str(store))
+        assert main(["ps", "--json"]) == 0
+        assert [crew["crew"] for crew in json.loads(capsys.readouterr().out)] == ["nightly"]
+
+
+def test_crew_ps_shows_a_controller_this_machine_knows_is_dead(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    store = tmp_path / "store"
+    script = textwrap.dedent(f"""
+        import os
+        from crew_core import Crew
+        from crew_core.testing import jobs
+        crew = Crew(store={str(store)!r}, name="nightly", worker_classes=["subprocess"])
+        crew.recruit(workers=1)
+        crew.send(jobs.double, args=(1,))  # accepted: the crew outlives its controller
+        os._exit(0)
+    """)  # fmt: skip
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert main(["ps", "--store", str(store)]) == 0
+    assert "its process has ended" in capsys.readouterr().out
+    assert main(["stop", "nightly", "--store", str(store)]) == 0  # no --force needed: it is surely gone

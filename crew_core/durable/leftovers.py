@@ -66,6 +66,15 @@ class CrewSeen:
     verdicts: int = 0  # objects of results a named crew's controller made itself (crashes, cancels, ...)
 
     @property
+    def controller_dead_here(self) -> bool:
+        """The lease names a process of this machine that has ended: its controller is surely gone."""
+        lease = self.lease or {}
+        pid = _number(lease.get("pid"))
+        if lease.get("host") != socket.gethostname() or not isinstance(pid, int) or not 0 < pid < 2**31:
+            return False
+        return not process_alive(pid)
+
+    @property
     def controller_alive_here(self) -> bool:
         """The lease names a live process on this machine."""
         lease = self.lease or {}
@@ -102,6 +111,7 @@ class CrewSeen:
             "crew": self.id,
             "named": self.named,
             "controller": f"{lease.get('host', '?')}:{lease.get('pid', '?')}" if lease else None,
+            "controller_dead": self.controller_dead_here,  # known here; False: alive, or on another machine
             "lease_age_seconds": None if age is None else round(age, 1),
             "lease_timeout": _number(lease.get("timeout")),
             "workers": [vars(worker) for worker in self.workers],
