@@ -182,15 +182,21 @@ class Store(ABC):
             channels = self.__dict__.setdefault("_in_process_channels", {})
         return channels
 
-    def set_poll_interval(self, value: tuple[float, float] | builtins.list[float] | None) -> None:
-        """Override :attr:`poll_interval` for this instance (a store option); None keeps the default.
+    def set_poll_interval(self, value: tuple[float, float] | builtins.list[float] | str | None) -> None:
+        """Override :attr:`poll_interval` for this instance (a store option); None keeps the default,
+        a string is ``"shortest,longest"`` as ``CREW_<STORE>_POLL_INTERVAL`` gives it.
 
         Stores that take a ``poll_interval`` option call this from ``__init__`` and return
         :meth:`poll_interval_config` in :meth:`config`, so workers poll as the controller does.
         """
         if value is None:
             return
-        low, high = (float(v) for v in value)
+        try:
+            low, high = (float(v) for v in (value.split(",") if isinstance(value, str) else value))
+        except (TypeError, ValueError):
+            variable = f"CREW_{type(self).name.upper()}_POLL_INTERVAL"
+            raise ValueError(f"poll_interval must be two numbers of seconds, the shortest and the longest pause"
+                             f" between polls: (0.05, 6), or '0.05,6' in {variable}; not {value!r}") from None
         if not 0 < low <= high:
             raise ValueError(f"poll_interval must be 0 < shortest <= longest, got {value!r}")
         self.poll_interval = (low, high)  # type: ignore[misc]

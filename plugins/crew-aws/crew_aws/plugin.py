@@ -24,9 +24,8 @@ def crew_configure(config):
     # Settings from the environment, for the controller and (through the store's config) workers.
     import os
 
-    if os.environ.get("CREW_S3_POLL_INTERVAL"):
-        low, high = os.environ["CREW_S3_POLL_INTERVAL"].split(",")
-        config["s3"].setdefault("poll_interval", (float(low), float(high)))
+    if os.environ.get("CREW_S3_POLL_INTERVAL"):  # "low,high", checked by the store (an error names it)
+        config["s3"].setdefault("poll_interval", os.environ["CREW_S3_POLL_INTERVAL"])
     for key in ("job_queue", "job_definition"):
         value = os.environ.get(f"CREW_BATCH_{key.upper()}")
         if value:

@@ -52,7 +52,7 @@ class S3Store(Store):
         profile: str | None = None,
         max_attempts: int = 10,
         retry_mode: str = "adaptive",
-        poll_interval: tuple[float, float] | list[float] | None = None,
+        poll_interval: tuple[float, float] | list[float] | str | None = None,
         page_size: int | None = None,
     ) -> None:
         if not bucket or "/" in bucket:

@@ -248,3 +248,14 @@ def test_a_crew_whose_bucket_is_deleted_ends_every_wait_with_store_gone_error(bu
             crew.receive(timeout=60)
         with pytest.raises(StoreGoneError, match="does not exist"):
             crew.receive(timeout=60)  # for good, at once
+
+
+def test_a_junk_poll_interval_in_the_environment_is_a_clear_error_naming_it(monkeypatch, bucket):
+    """It made the whole crew-aws plugin skipped (a warning), and then "unknown store s3"."""
+    from crew_core import StoreError
+
+    monkeypatch.setenv("CREW_S3_POLL_INTERVAL", "junk")
+    from crew_core.plugin.registry import get_plugin_manager
+
+    with pytest.raises(StoreError, match=r"CREW_S3_POLL_INTERVAL; not 'junk'"):
+        Crew(store=f"s3://{bucket}/crews/junk", worker_classes=["subprocess"], plugins=get_plugin_manager())

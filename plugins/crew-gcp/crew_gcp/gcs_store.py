@@ -69,7 +69,7 @@ class GCSStore(Store):
         prefix: str = "",
         *,
         project: str | None = None,
-        poll_interval: tuple[float, float] | list[float] | None = None,
+        poll_interval: tuple[float, float] | list[float] | str | None = None,
         page_size: int | None = None,
     ) -> None:
         if not bucket or "/" in bucket:

@@ -24,9 +24,8 @@ def crew_register_workers(registry):
 @hookimpl
 def crew_configure(config):
     # Settings from the environment, for the controller and (through the store's config) workers.
-    if os.environ.get("CREW_GCS_POLL_INTERVAL"):
-        low, high = os.environ["CREW_GCS_POLL_INTERVAL"].split(",")
-        config["gcs"].setdefault("poll_interval", (float(low), float(high)))
+    if os.environ.get("CREW_GCS_POLL_INTERVAL"):  # "low,high", checked by the store (an error names it)
+        config["gcs"].setdefault("poll_interval", os.environ["CREW_GCS_POLL_INTERVAL"])
     for key, variable in (
         ("job", "CREW_CLOUD_RUN_JOB"),
         ("project", "GOOGLE_CLOUD_PROJECT"),

@@ -39,10 +39,13 @@ def _make_dirs(path: str, root: str | None = None) -> None:
         pass
     except FileNotFoundError:
         parent = os.path.dirname(path)
-        if parent == root:
-            raise
+        if parent in (root, path) or os.path.isdir(parent):
+            raise  # the parent is there and still no folder can be made in it (/proc): say so
         _make_dirs(parent, root)
-        _make_dirs(path, root)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
 
 
 def _remove(path: str) -> None:
@@ -143,6 +146,10 @@ class LocalStore(Store):
         if path is None:
             path = tempfile.mkdtemp(prefix="crew-", dir=_memory_dir())  # mode 0700 already
         self.root = Path(path).expanduser().resolve()  # one name per folder: symlinks and ".." resolved
+        try:
+            str(self.root).encode()
+        except UnicodeEncodeError:  # its name goes into labels, JSON and workers' command lines
+            raise StoreError(f"the store path {str(self.root)!r} is not valid UTF-8: use another folder") from None
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"the store path {self.root} exists and is not a directory")
         _check_folder(self.root)

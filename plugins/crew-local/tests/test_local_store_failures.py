@@ -119,3 +119,19 @@ def test_a_failed_put_new_leaves_no_temporary_file(tmp_path, monkeypatch):
         store.put_new("k/four", b"4")
     assert not (tmp_path / "store").exists()  # not silently recreated
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/proc/1/crew-store", "cannot create the store directory"),  # a folder no folder can be made in
+        (b"/tmp/crew-\xff\xfe".decode("utf-8", "surrogateescape"), "not valid UTF-8"),
+    ],
+    ids=["proc", "not-utf8"],
+)
+def test_a_store_path_that_cannot_be_a_store_is_a_clear_error(path, message):
+    """Found by a newcomer's trial: these raised RecursionError and UnicodeEncodeError."""
+    from crew_core import StoreError
+
+    with pytest.raises(StoreError, match=message):
+        LocalStore(path)
