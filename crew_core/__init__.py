@@ -10,8 +10,6 @@
 from typing import TYPE_CHECKING, Any
 
 from crew_core import _moved
-from crew_core.api.crew import Crew
-from crew_core.api.handle import WorkerHandle
 from crew_core.errors import (
     CorruptObjectError,
     CrewError,
@@ -30,28 +28,52 @@ from crew_core.errors import (
     WorkerLaunchError,
     WorkerLostError,
 )
-from crew_core.plugin.registry import get_plugin_manager, hookimpl
-from crew_core.plugin.store import Store
-from crew_core.plugin.worker import BackendJob, Launch, Worker
-from crew_core.results import Result, ResultList
-from crew_core.wire.refs import Ref
 
 __version__ = "0.1.0"
 
 _moved.install()  # the modules' paths before engine v2 still import
 
 if TYPE_CHECKING:
+    from crew_core.api.crew import Crew
     from crew_core.api.executor import CrewExecutor
+    from crew_core.api.handle import WorkerHandle
+    from crew_core.plugin.registry import get_plugin_manager, hookimpl
+    from crew_core.plugin.store import Store
+    from crew_core.plugin.worker import BackendJob, Launch, Worker
+    from crew_core.results import Result, ResultList
+    from crew_core.wire.refs import Ref
+
+#: Where each public name lives: loaded on first use, so that what needs none of them (a worker
+#: process, ``crew --version``) does not pay for the controller's import.
+_LAZY = {
+    "Crew": "crew_core.api.crew",
+    "CrewExecutor": "crew_core.api.executor",
+    "WorkerHandle": "crew_core.api.handle",
+    "get_plugin_manager": "crew_core.plugin.registry",
+    "hookimpl": "crew_core.plugin.registry",
+    "Store": "crew_core.plugin.store",
+    "BackendJob": "crew_core.plugin.worker",
+    "Launch": "crew_core.plugin.worker",
+    "Worker": "crew_core.plugin.worker",
+    "Result": "crew_core.results",
+    "ResultList": "crew_core.results",
+    "Ref": "crew_core.wire.refs",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``CrewExecutor`` loads on first use: a script that only uses ``Crew`` never pays for it."""
-    if name == "CrewExecutor":
-        from crew_core.api.executor import CrewExecutor
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crew_core' has no attribute {name!r}")
+    import importlib
 
-        globals()[name] = CrewExecutor
-        return CrewExecutor
-    raise AttributeError(f"module 'crew_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 __all__ = [
     "BackendJob",

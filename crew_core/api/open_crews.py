@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401  # registers its exit hook first: ours must run before it
 import threading
 import warnings
 import weakref
@@ -12,17 +13,10 @@ if TYPE_CHECKING:
     from crew_core.api.crew import Crew
 
 _open_crews: weakref.WeakSet[Crew] = weakref.WeakSet()
-_hooked = False
 
 
 def opened(crew: Crew) -> None:
     """``crew`` is open: close it (or leave it, if named) when the interpreter exits."""
-    global _hooked
-    if not _hooked:
-        # Registered after concurrent.futures' own hook, so it runs first (last in, first out):
-        # a crew forgotten open closes while its pools still work, in a moment, not a stop grace.
-        threading._register_atexit(_close_open_crews)  # type: ignore[attr-defined]
-        _hooked = True
     _open_crews.add(crew)
 
 
@@ -36,6 +30,9 @@ def open_here(where: str, name: str) -> bool:
     return any(c.id == name and not c._closed and c.store.describe() == where for c in _open_crews)
 
 
+# Threading's exit hooks run last in, first out, before atexit's: registered after concurrent.futures'
+# own, this one runs first, so a crew forgotten open closes while its pools still work (in a moment,
+# not a stop grace); CrewExecutor's, registered after this one, first lets submitted calls finish.
 @atexit.register  # as well: if the threading hook could not run (a process ending otherwise)
 def _close_open_crews() -> None:  # no worker outlives the interpreter that launched it
     for crew in list(_open_crews):
@@ -48,3 +45,6 @@ def _close_open_crews() -> None:  # no worker outlives the interpreter that laun
                 crew._leave()  # a named crew ends by close() only: a script that died resumes it
         except Exception:
             pass
+
+
+threading._register_atexit(_close_open_crews)  # type: ignore[attr-defined]
