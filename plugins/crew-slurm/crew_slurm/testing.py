@@ -26,12 +26,27 @@ class SlurmUnavailable(RuntimeError):
     """Slurm's daemons are not installed here or would not start; the message says why."""
 
 
-def _conf(folder: Path, cpus: int, partitions: dict[str, str]) -> str:
+def _free_ports(count: int) -> list[int]:
+    """Ports free on this machine now (held open together, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _conf(folder: Path, cpus: int, partitions: dict[str, str], ports: list[int]) -> str:
     user = getpass.getuser()
     node = socket.gethostname().split(".")[0]
     lines = [
         "ClusterName=crewtest",
         "SlurmctldHost=localhost",
+        # Ports of its own: two clusters (two test processes, two checkouts) can run side by side.
+        f"SlurmctldPort={ports[0]}",
+        f"SlurmdPort={ports[1]}",
         f"SlurmUser={user}",
         f"SlurmdUser={user}",
         "AuthType=auth/none",
@@ -94,7 +109,7 @@ class SlurmCluster:
             raise SlurmUnavailable(f"Slurm is not installed here (missing {', '.join(missing)})")
         for sub in ("etc", "state", "spool", "run", "log"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(_conf(self.folder, self.cpus, self.partitions))
+        self.conf.write_text(_conf(self.folder, self.cpus, self.partitions, _free_ports(2)))
         env = {**os.environ, **self.env}
         for daemon in DAEMONS:
             log = open(self.folder / "log" / f"{daemon}.out", "wb")  # noqa: SIM115 - the daemon owns it
