@@ -36,7 +36,7 @@ ORPHAN = textwrap.dedent(
     import time
     from crew_core import Crew
     from crew_core.testing import jobs
-    crew = Crew(worker_classes=["subprocess"])
+    crew = Crew(store="./store", worker_classes=["subprocess"])  # in the test's folder: killed, it leaves it
     [worker] = crew.recruit(workers=1)
     crew.launch()
     crew.send(jobs.double, args=(2,))
