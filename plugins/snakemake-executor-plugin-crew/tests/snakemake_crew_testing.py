@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -28,9 +29,33 @@ def snakemake_command(*args: str) -> list[str]:
 
 
 def run_snakemake(folder: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run Snakemake in ``folder`` to its end; its output (stdout and stderr) in ``.stdout``."""
-    return subprocess.run(snakemake_command(*args), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)  # fmt: skip
+    """Run Snakemake in ``folder`` to its end; its output (stdout and stderr) in ``.stdout``. Checks
+    that its crew left nothing behind: no worker process, no store folder."""
+    ran = subprocess.run(snakemake_command(*args), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=timeout)  # fmt: skip
+    assert_crews_gone(folder)
+    return ran
+
+
+def crew_stores(folder: Path) -> list[str]:
+    """The stores of the crews Snakemake runs in ``folder`` opened (the executor logs each)."""
+    return re.findall(r"crew executor: store (\S+?),", snakemake_log(folder))
+
+
+def assert_crews_gone(folder: Path) -> None:
+    """No process names the store of a crew opened in ``folder``, and each store folder is gone."""
+    for store in crew_stores(folder):
+        wait_until(lambda store=store: not processes_naming(store), 30, f"the workers of {store} to end")
+        assert not Path(store).exists(), f"{store} was left behind"
+
+
+def processes_naming(text: str) -> list[psutil.Process]:
+    """Live processes whose command line holds ``text``."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if process.info["status"] != psutil.STATUS_ZOMBIE and text in " ".join(process.info["cmdline"] or ()):
+            found.append(process)
+    return found
 
 
 def snakemake_log(folder: Path) -> str:

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-from snakemake_crew_testing import live, run_snakemake, snakemake_command, snakemake_log, wait_until, write_workflow
+from snakemake_crew_testing import (
+    assert_crews_gone,
+    crew_stores,
+    live,
+    run_snakemake,
+    snakemake_command,
+    snakemake_log,
+    wait_until,
+    write_workflow,
+)
 
 #: Each job's Snakemake as a fresh process (the default), or in a fork of its warm worker (--crew-warm).
 MODES = pytest.mark.parametrize("mode", [[], ["--crew-warm"]], ids=["fresh", "warm"])
@@ -63,8 +72,6 @@ def test_ctrl_c_cancels_the_crew_jobs_and_ends_the_workers(tmp_path: Path, mode:
         descendants = psutil.Process(snakemake.pid).children(recursive=True)
         workers = [p for p in psutil.Process(snakemake.pid).children() if "crew_core" in " ".join(p.cmdline())]
         assert len(workers) == 2
-        store = re.search(r"crew executor: store (\S+?),", snakemake_log(folder))
-        assert store is not None
         snakemake.send_signal(signal.SIGINT)  # what Ctrl-C sends
         output, _ = snakemake.communicate(timeout=60)
     finally:
@@ -74,7 +81,8 @@ def test_ctrl_c_cancels_the_crew_jobs_and_ends_the_workers(tmp_path: Path, mode:
     assert snakemake.returncode != 0
     assert "Terminating processes on user request" in output
     wait_until(lambda: not live([*descendants, *shells]), 30, "the workers and the jobs' commands to end")
-    assert not Path(store.group(1)).exists()  # the crew closed: its store folder is gone
+    assert crew_stores(folder)
+    assert_crews_gone(folder)  # the crew closed: no worker names its store, and the store folder is gone
     assert not list(folder.glob("slept/*.txt"))
 
 

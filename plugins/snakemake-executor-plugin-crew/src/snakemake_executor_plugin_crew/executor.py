@@ -105,16 +105,18 @@ class Executor(RemoteExecutor):
     def _take_results(self, timeout: float) -> None:
         """Move results out of the crew into ``self.results``, waiting up to ``timeout`` for the first."""
         deadline = time.monotonic() + timeout
+        took = 0
         try:
             result = self.crew.receive(timeout=timeout)
             while result is not None:
                 self.results[result.id] = result
+                took += 1
                 result = self.crew.receive(timeout=0)
         except StoreGoneError as exc:
             raise WorkflowError(f"crew executor: the crew's store is gone: {exc}")
         except CrewError as exc:  # a worker that could not start: its jobs come back as errors in time
             self.logger.warning(f"crew executor: {exc}")
-        if not self.results:  # nothing in flight (receive returned at once): do not spin
+        if not took:  # nothing in flight makes receive return at once: do not spin
             time.sleep(max(0.0, deadline - time.monotonic()))
 
     def _report(self, job_info: SubmittedJobInfo, result: Result) -> None:
@@ -137,7 +139,10 @@ class Executor(RemoteExecutor):
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         """Cancel every crew job in flight (also those the status thread holds at this moment)."""
         if not self.closed:
-            self.crew.cancel(tags=())
+            try:
+                self.crew.cancel(tags=())
+            except CrewError as exc:  # the store failing: closing the crew (next) still ends the workers
+                self.logger.warning(f"crew executor: could not cancel the crew's jobs: {exc}")
 
     def shutdown(self) -> None:
         """Stop the status thread, then close the crew: its workers end, its store objects go."""

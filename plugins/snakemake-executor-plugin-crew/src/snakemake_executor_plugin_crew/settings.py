@@ -99,9 +99,9 @@ class ExecutorSettings(ExecutorSettingsBase):
     warm: bool = field(
         default=False,
         metadata={
-            "help": "Run each job's Snakemake in a fork of its worker, which imported Snakemake once, instead "
-            "of starting 'python -m snakemake' afresh: saves about a second of CPU per job. Commands with a "
-            "precommand still start afresh.",
+            "help": "Run each job's Snakemake in a fork of its worker, which imported Snakemake and its plugins "
+            "once, instead of starting 'python -m snakemake' afresh: about 60 ms of CPU per small job instead of "
+            "1.2 s. Commands with a --precommand still start afresh.",
             "env_var": True,
         },
     )
