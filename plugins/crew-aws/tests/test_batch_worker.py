@@ -283,14 +283,7 @@ def test_crew_stop_ends_a_dead_controllers_queued_batch_jobs(
         queued.register_definition("crew-worker")
         options = {**options, "endpoint_url": queued.endpoint}
         store = f"s3://{bucket}/crews/stop"
-        controller = subprocess.Popen([sys.executable, "-c", _DYING_CONTROLLER, store, json.dumps(options)],
-                                      stdout=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            crew_id = controller.stdout.readline().strip()
-            wait_for(lambda: len(queued.jobs) == 3, what="the three Batch jobs to be submitted")
-        finally:
-            controller.kill()
-            controller.wait()
+        crew_id = _controller_killed_after_three_jobs(queued, store, options)
         client = batch_client(queued.region, queued.endpoint, None)
         impostor = client.submit_job(
             jobName=f"crew-{crew_id}-aws-batch-1", jobQueue="crew-queue", jobDefinition="crew-worker",
@@ -319,6 +312,19 @@ def test_crew_stop_ends_a_dead_controllers_queued_batch_jobs(
         assert launch_keys() == [] and crew_revisions(queued, crew_id, "ACTIVE") == []
 
 
+def _controller_killed_after_three_jobs(plane: BatchControlPlane, store: str, options: dict) -> str:
+    """Run ``_DYING_CONTROLLER`` until its three Batch jobs are submitted, kill it; its crew's id."""
+    controller = subprocess.Popen([sys.executable, "-c", _DYING_CONTROLLER, store, json.dumps(options)],
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        crew_id = controller.stdout.readline().strip()
+        wait_for(lambda: len(plane.jobs) == 3, what="the three Batch jobs to be submitted")
+    finally:
+        controller.kill()
+        controller.wait()
+    return crew_id
+
+
 def crew_revisions(plane: BatchControlPlane, crew_id: str, status: str) -> list[dict]:
     """The revisions of the crew's job definition (``crew-<id>``) in that status, through the API."""
     client = batch_client(plane.region, plane.endpoint, None)
@@ -340,14 +346,7 @@ def test_crew_stop_removes_the_keys_of_launches_that_ended_before_it(
         queued.register_definition("crew-worker")
         options = {**options, "endpoint_url": queued.endpoint}
         store = f"s3://{bucket}/crews/ended"
-        controller = subprocess.Popen([sys.executable, "-c", _DYING_CONTROLLER, store, json.dumps(options)],
-                                      stdout=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            crew_id = controller.stdout.readline().strip()
-            wait_for(lambda: len(queued.jobs) == 3, what="the three Batch jobs to be submitted")
-        finally:
-            controller.kill()
-            controller.wait()
+        crew_id = _controller_killed_after_three_jobs(queued, store, options)
         client = batch_client(queued.region, queued.endpoint, None)
         for job_id in list(queued.jobs):
             client.terminate_job(jobId=job_id, reason="ended before crew stop")
