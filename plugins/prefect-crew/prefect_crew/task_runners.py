@@ -58,6 +58,7 @@ class _TaskRun:
     wait_for: list[PrefectFuture[Any]]
     dependencies: dict[str, set[RunInput]] | None
     context: dict[str, Any]  # the flow's, serialized when it was submitted
+    crew_tags: frozenset[str]  # the workers it may run on must carry these (from ``crew:`` tags)
     state: concurrent.futures.Future[State[Any]] = field(default_factory=concurrent.futures.Future)
     upstream: int = 0  # upstream futures not done yet
 
@@ -74,6 +75,9 @@ class CrewTaskRunner(TaskRunner[PrefectCrewFuture[Any]]):
     recruits workers: one ``crew.recruit(**options)`` for each dict in ``recruit`` (default: as
     many workers of the default class as there are CPUs). Leaving it lets the task runs already
     on a worker finish, cancels the rest, and closes the crew.
+
+    A task's Prefect tags ``crew:<tag>`` (on the task, or from a ``with tags(...)`` block) send
+    its runs to workers that carry ``<tag>``.
 
     ``crew=`` runs the task runs on a crew of yours instead (its workers stay warm between flow
     runs); the runner leaves it open.
@@ -151,7 +155,9 @@ class CrewTaskRunner(TaskRunner[PrefectCrewFuture[Any]]):
         if not self._started:
             raise RuntimeError("The task runner must be started before submitting work.")
         self._open()  # on a crew worker, only now (a task that submits tasks)
-        run = _TaskRun(task, uuid.uuid4(), parameters, list(wait_for or ()), dependencies, self._context())
+        context, context_tags = self._context()
+        run = _TaskRun(task, uuid.uuid4(), parameters, list(wait_for or ()), dependencies, context,
+                       crew_tags_of(task.tags | context_tags))  # fmt: skip
         future: PrefectCrewFuture[Any] = PrefectCrewFuture(run.id, run.state)
         waits_on = [f for f in run.wait_for if isinstance(f, PrefectFuture)]  # the engine takes states as they are
         upstream = {id(f): f for f in [*_futures_in(parameters), *waits_on]}
@@ -165,8 +171,8 @@ class CrewTaskRunner(TaskRunner[PrefectCrewFuture[Any]]):
             upstream_future.add_done_callback(partial(self._upstream_done, run))
         return future
 
-    def _context(self) -> dict[str, Any]:
-        """Prefect's serialized context, serialized again only when one of its parts changed.
+    def _context(self) -> tuple[dict[str, Any], frozenset[str]]:
+        """Prefect's serialized context and its tags; serialized again only when one of its parts changed.
 
         Serializing the settings costs tens of milliseconds, more than a short task run; within a
         flow run they and the flow run's context stay the same objects until changed.
@@ -176,7 +182,7 @@ class CrewTaskRunner(TaskRunner[PrefectCrewFuture[Any]]):
         last = self._serialized
         if last is None or tags != last[1] or any(now is not then for now, then in zip(contexts, last[0], strict=True)):
             last = self._serialized = (contexts, tags, serialize_context())
-        return last[2]
+        return last[2], last[1]
 
     def _upstream_done(self, run: _TaskRun, _: PrefectFuture[Any]) -> None:
         """A done-callback (in whichever thread finished that future): the last one hands ``run`` on."""
@@ -211,6 +217,8 @@ class CrewTaskRunner(TaskRunner[PrefectCrewFuture[Any]]):
                 run.state.cancel()
                 return
             try:
+                if run.crew_tags:
+                    executor = executor.options(tags=run.crew_tags)  # UnknownTagError: no worker carries them
                 job = executor.submit(run_task, run.task, run.id, parameters, wait_for, run.dependencies, run.context)
             except Exception as exc:  # the task or a parameter cannot be pickled, the crew has failed
                 self._work.put(partial(self._crashed, run, exc))
@@ -330,6 +338,16 @@ class CrewTaskRunner(TaskRunner[PrefectCrewFuture[Any]]):
     def __repr__(self) -> str:
         where = f"crew={self._crew.id}" if self._crew is not None else "not started"
         return f"<CrewTaskRunner store={self.store!r} {where}>"
+
+
+#: A task's (or a ``with tags(...)`` block's) Prefect tags that start so name crew tags its run's worker must carry.
+CREW_TAG_PREFIX = "crew:"
+
+
+def crew_tags_of(prefect_tags: Iterable[str]) -> frozenset[str]:
+    """The crew tags in Prefect ``tags``: ``{"crew:gpu", "nightly"}`` gives ``{"gpu"}``."""
+    return frozenset(tag.removeprefix(CREW_TAG_PREFIX) for tag in prefect_tags
+                     if tag.startswith(CREW_TAG_PREFIX) and tag != CREW_TAG_PREFIX)  # fmt: skip
 
 
 def _futures_in(parameters: dict[str, Any]) -> list[PrefectFuture[Any]]:

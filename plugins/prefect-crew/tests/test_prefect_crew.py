@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
-from prefect import flow, task, unmapped
+from prefect import flow, tags, task, unmapped
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.futures import wait
@@ -77,6 +77,11 @@ async def async_double(x: int) -> int:
 @task
 def where(_: int) -> int:
     time.sleep(0.05)  # long enough that both workers take some
+    return os.getpid()
+
+
+@task(tags={"crew:big"})
+def where_big() -> int:
     return os.getpid()
 
 
@@ -232,6 +237,27 @@ def test_a_runner_makes_and_closes_its_own_crew_and_a_dead_worker_crashes_its_ta
         time.sleep(0.1)
     assert not left, "a worker outlived its crew"
     assert not any((tmp_path / "store").iterdir()) if (tmp_path / "store").exists() else True
+
+
+def test_crew_tags_among_a_tasks_tags_choose_its_workers(tmp_path):
+    with Crew(store=tmp_path / "store", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=1)
+        crew.recruit(workers=1, tags="big")
+        crew.launch()
+
+        @flow(task_runner=runs_on(crew))
+        def placed() -> tuple[list[int], list[int], State]:
+            by_task = [where_big.submit() for _ in range(4)]
+            with tags("crew:big", "nightly"):  # a block's tags count too; other tags are Prefect's own
+                by_block = where.map(range(4))
+            with tags("crew:nobody"):
+                unknown = square.submit(2)
+            unknown.wait(timeout=60)
+            return [f.result(timeout=60) for f in by_task], by_block.result(timeout=60), unknown.state
+
+        on_big, in_block, unknown = placed()
+        assert len(set(on_big) | set(in_block)) == 1  # all on the one worker that carries "big"
+        assert unknown.is_crashed() and "UnknownTagError" in unknown.message and "nobody" in unknown.message
 
 
 def test_duplicate_equality_and_pickling(crew):
