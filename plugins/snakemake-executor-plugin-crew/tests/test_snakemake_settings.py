@@ -50,6 +50,8 @@ def test_crew_settings_and_worker_classes():
     assert crew_settings(settings) == {"lease_timeout": 600, "heartbeat_timeout": None, "max_tries": 5}
     assert worker_classes(settings) == ["slurm", "subprocess"]
     assert worker_classes(ExecutorSettings()) is None
+    with pytest.raises(WorkflowError, match="--crew-setting 'lease_timeout' is not key=value"):
+        crew_settings(ExecutorSettings(setting=["lease_timeout"]))
 
 
 def test_threads_become_a_tag_that_only_big_enough_workers_carry():

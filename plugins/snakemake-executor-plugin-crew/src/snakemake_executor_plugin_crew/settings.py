@@ -150,15 +150,16 @@ def parse_spec(spec: str) -> dict[str, Any]:
         if not isinstance(parsed, dict):
             raise WorkflowError(f"--crew-recruit {spec!r} must be a JSON object")
         return parsed
-    parsed = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise WorkflowError(
-                f"--crew-recruit {spec!r}: {item!r} is not key=value (e.g. workers=4,class=slurm,cpus=2)"
-            )
-        parsed[key.strip()] = parse_value(value.strip())
-    return parsed
+    items = filter(None, (part.strip() for part in text.split(",")))
+    return dict(key_value(item, f"--crew-recruit {spec!r}: {item!r}", "workers=4,class=slurm,cpus=2") for item in items)
+
+
+def key_value(item: str, where: str, example: str) -> tuple[str, Any]:
+    """``key=value`` as ``(key, parse_value(value))``; ``where`` and ``example`` make the error's words."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise WorkflowError(f"{where} is not key=value (e.g. {example})")
+    return key.strip(), parse_value(value.strip())
 
 
 def split_tags(value: Any) -> frozenset[str]:
@@ -200,12 +201,7 @@ def _pool(spec: dict[str, Any]) -> Pool:
 
 def crew_settings(settings: ExecutorSettings) -> dict[str, Any]:
     """The keyword settings of ``Crew(...)``: ``--crew-max-tries`` and ``--crew-setting KEY=VALUE``."""
-    chosen: dict[str, Any] = {}
-    for item in settings.setting or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise WorkflowError(f"--crew-setting {item!r} is not KEY=VALUE (e.g. lease_timeout=600)")
-        chosen[key.strip()] = parse_value(value.strip())
+    chosen = dict(key_value(item, f"--crew-setting {item!r}", "lease_timeout=600") for item in settings.setting or [])
     if settings.max_tries is not None:
         chosen["max_tries"] = settings.max_tries
     return chosen
