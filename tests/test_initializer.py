@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -16,7 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from crew_core import Crew, CrewExecutor, SerializationError, WorkerInitError
-from crew_core.testing import jobs, wait_for
+from crew_core.plugin.processes import process_alive
+from crew_core.testing import jobs, process_gone, wait_for
 
 
 def _inits(folder) -> list[int]:
@@ -27,6 +29,21 @@ def _inits(folder) -> list[int]:
 
 def set_variable(name: str, value: str) -> None:
     os.environ[name] = value
+
+
+_helpers: list[subprocess.Popen[bytes]] = []  # in the worker: the processes start_helper started
+
+
+def start_helper(path: str) -> None:
+    """An initializer that starts a helper process (a local server, say) for the jobs to use."""
+    _helpers.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]))
+    with open(path, "w") as handle:
+        handle.write(str(_helpers[-1].pid))
+
+
+def helper_alive(path: str) -> bool:
+    with open(path) as handle:
+        return process_alive(int(handle.read()))
 
 
 # ---------------------------------------------------------------------- the call
@@ -65,6 +82,21 @@ def test_what_it_sets_up_stays_for_every_job_of_the_launch(make_crew, tmp_path):
         crew.send(jobs.getenv, args=("CREW_TEST_INIT",))
         result = crew.receive(timeout=60)
         assert result is not None and result.value == "set up", result
+
+
+def test_processes_it_starts_serve_every_job_and_end_with_the_worker(make_crew, tmp_path):
+    """Processes a job leaves running are ended after it; those the initializer started are not."""
+    crew = make_crew()
+    path = str(tmp_path / "helper.pid")
+    crew.recruit(workers=1, initializer=start_helper, initargs=(path,))
+    for _ in range(3):
+        crew.send(helper_alive, args=(path,))
+        result = crew.receive(timeout=60)
+        assert result is not None and result.value is True, result
+    crew.close()  # the worker leaves, and every process below it ends
+    with open(path) as handle:
+        pid = int(handle.read())
+    wait_for(lambda: process_gone(pid), timeout=60, what="the initializer's helper process to end")
 
 
 def test_each_relaunch_runs_it_again_and_only_once(make_crew, tmp_path):
