@@ -111,13 +111,18 @@ class Dispatcher:
         m = self.m
         healthy = [record.tags for record in m.records.values() if not record.retired]
         failed = [record for record in m.records.values() if record.init_error is not None]
-        lost = m.ledger.backlog.drain(
-            lambda job: any(job.tags <= tags for tags in healthy) or not any(job.tags <= r.tags for r in failed)
-        )
-        for job in lost:
-            record = next(r for r in failed if job.tags <= r.tags)
-            assert record.init_error is not None
-            why = record.init_error.strip().splitlines()[-1] if record.init_error.strip() else "no traceback"
+        for tags in m.ledger.backlog.tag_sets():  # a few sets, however many jobs wait
+            if any(tags <= carried for carried in healthy):
+                continue
+            record = next((r for r in failed if tags <= r.tags), None)
+            if record is not None:
+                self._fail_for_init(m.ledger.backlog.take_all(tags), record)
+
+    def _fail_for_init(self, jobs: list[Job], record: WorkerRecord) -> None:
+        m = self.m
+        assert record.init_error is not None
+        why = record.init_error.strip().splitlines()[-1] if record.init_error.strip() else "no traceback"
+        for job in jobs:
             error = WorkerInitError(
                 f"job {job.id} ({job.kind}) never ran: every worker that could run it (tags {sorted(job.tags)})"
                 f" failed its initializer and was retired; worker {record.name!r}: {why}\n\n{record.init_error}",
