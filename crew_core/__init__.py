@@ -25,6 +25,7 @@ from crew_core.errors import (
     TamperedObjectError,
     UnknownTagError,
     WorkerCrashedError,
+    WorkerInitError,
     WorkerLaunchError,
     WorkerLostError,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "Worker",
     "WorkerCrashedError",
     "WorkerHandle",
+    "WorkerInitError",
     "WorkerLaunchError",
     "WorkerLostError",
     "get_plugin_manager",

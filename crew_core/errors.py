@@ -58,6 +58,21 @@ class WorkerLostError(CrewError):
     """The job was dismissed with its worker and no other worker can run it."""
 
 
+class WorkerInitError(CrewError):
+    """The workers that could run the job failed their initializer (``recruit(initializer=)``).
+
+    Each such worker was retired: it runs no job and is not launched again. ``traceback`` is the
+    initializer's traceback as the last of them printed it (also in the message).
+    """
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+    def __reduce__(self) -> tuple[type[WorkerInitError], tuple[str, str]]:
+        return type(self), (str(self), self.traceback)
+
+
 class RemoteError(CrewError):
     """Stands in for an exception raised by a job that could not be pickled back."""
 

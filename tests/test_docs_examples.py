@@ -47,6 +47,8 @@ EXPECTED = {
     "job_control.py": ["success ['starting', \"a program's output is captured too\"] to stderr\ntimeout\n",
                        "[3] cancelled"],
     "put.py": ["[0, 1, 4]"],
+    "initializer.py": ["[(0, True), (10, True), (20, True), (30, True)]", "error WorkerInitError True\n",
+                       "RuntimeError: no GPU on this machine", "['init failed', 'down']"],
     "map_inputs.py": ["[4, 9, 16] ['subprocess-", "False ['success', 'error', 'success']"],
     "executor.py": ["256\n[1, 1, 4, 27, 256]\n[1, 3, 9, 27]\n"],
     "with_dask.py": ["(285,)"],

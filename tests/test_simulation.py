@@ -82,6 +82,17 @@ def test_tasks_max_holds_under_faults():
         World(seed, Faults(kill=0.2, lose_record=0.1, cancel=0.1, backend_delay=1.0), tasks_max=3).run(seconds=20)
 
 
+@pytest.mark.parametrize("fails", [frozenset({"w0"}), frozenset({"w0", "w1", "w2"})], ids=["w0", "all"])
+def test_workers_whose_initializer_fails_are_retired_and_only_their_jobs_fail(fails):
+    """w0 alone carries "big": with its initializer failing, "big" jobs end with a WorkerInitError
+    and the rest run on the others; with every worker's failing, every job does. None waits for
+    ever, none succeeds that no healthy worker could run, and no worker is relaunched in a loop."""
+    for seed in range(120):
+        World(seed, Faults.everything(), init_fails=fails).run(seconds=30)
+    for seed in range(40):
+        World(seed, Faults.everything_named(), named=True, init_fails=fails).run(seconds=30)
+
+
 # ---------------------------------------------------------------------- known bugs, put back
 def _finds(faults: Faults, seeds: int = 60, **options) -> str | None:
     for seed in range(seeds):
@@ -180,6 +191,16 @@ MUTANTS = {
         journal, "takes it for unanswered\n            found.garbage.append(key)\n",
         "takes it for unanswered\n            pass\n",
         Faults(kill=0.5, backend_delay=2.0, launch_delay=2.0, controller_dies=1.0), {"named": True},
+    ),
+    # recruit(initializer=): a worker whose initializer failed must be retired, and the jobs only it
+    # could run must end rather than wait for it.
+    "a worker whose initializer failed is launched again": (
+        supervisor, "        record.retired = True\n        record.init_error = error\n",
+        "        record.init_error = error\n", Faults(), {"init_fails": frozenset({"w0"})},
+    ),
+    "a job that only workers whose initializer failed could run waits for ever": (
+        dispatcher, "            self._fail_uninitialized()  # 0.", "            pass",
+        Faults(), {"init_fails": frozenset({"w0"})},
     ),
 }
 

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crew_core.agent.feed import TaskFeed
+from crew_core.agent.initializer import run_initializer
 from crew_core.agent.sandbox import Interrupted, JobGuard
 from crew_core.backoff import Backoff, retry
 from crew_core.errors import (
@@ -259,7 +260,8 @@ class WorkerLoop:
             self._store_call(self.store.wait, self.channel, 0)  # listen before the first look at tasks
             self._store_call(self._beat)
             beater.start()
-            reason = self._serve()
+            error = self._initialize()
+            reason = self._serve() if error is None else protocol.INIT_FAILED
         except _Terminate:
             reason = "orphaned" if self._orphaned.is_set() else "terminated"
         except BaseException as exc:  # the store went away, most likely: say so in the exit note
@@ -280,6 +282,22 @@ class WorkerLoop:
             if self.guard is not None:
                 self.guard.close()
         return reason
+
+    def _initialize(self) -> str | None:
+        """Run the launch's initializer, if it has one; its traceback if it failed."""
+        digest = self.settings.initializer
+        if not digest:
+            return None
+        self._busy = True  # it beats as a busy worker meanwhile: a model loading is not taken for a hang
+        try:
+            failure = run_initializer(lambda key: self._store_call(self.sealed.get, key), self.settings.crew, digest)
+        finally:
+            self._busy = False
+        if failure is not None:
+            say(f"crew worker {self.settings.name}: its initializer failed; it runs no job and leaves:\n{failure}")
+        elif self.guard is not None:
+            self.guard.initialized()
+        return failure
 
     def _serve(self) -> str:
         # Poll with back-off even when the store notifies: a wake-up ends a wait early, but may never

@@ -295,16 +295,17 @@ def helpers() -> set[int]:
     return kept
 
 
-def end_children(grace: float = 1.0) -> int:
+def end_children(grace: float = 1.0, keep: frozenset[int] = frozenset()) -> int:
     """End the processes a job left behind (SIGTERM, then SIGKILL) and reap them; returns how many.
 
-    ``multiprocessing``'s own helpers stay (see :func:`helpers`); only processes ended here are
-    waited for, so that their owners' ``waitpid`` calls still work.
+    ``multiprocessing``'s own helpers stay (see :func:`helpers`), and so do those in ``keep``
+    (started by the launch's initializer); only processes ended here are waited for, so that
+    their owners' ``waitpid`` calls still work.
     """
     pids = children()
     if not pids:
         return 0
-    pids = [pid for pid in pids if pid not in helpers()]
+    pids = [pid for pid in pids if pid not in helpers() and pid not in keep]
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
@@ -345,9 +346,16 @@ class JobGuard:
         self.interrupter = Interrupter(cancelled)
         self.capture = OutputCapture() if capture else None
         self._before = Leftovers()
+        self._kept: frozenset[int] = frozenset()  # processes the initializer started: they serve every job
         self.spoiled = False  # a job changed what cannot be put back
         adopt_orphans()
         _watch_limits()
+
+    def initialized(self) -> None:
+        """The launch's initializer ran: what it set (environment, ``sys.path``, processes) is
+        what each job starts from and what is put back after it."""
+        self._before = Leftovers()
+        self._kept = frozenset(children())
 
     def begin(self, job_id: int, timeout: float | None) -> None:
         if self.capture is not None:
@@ -368,7 +376,7 @@ class JobGuard:
         if notes:
             self.spoiled = True
             notes = [f"{note}: this worker leaves after the job, a fresh one serves next" for note in notes]
-        ended = end_children()
+        ended = end_children(keep=self._kept)
         if ended:
             notes.append(f"{ended} process(es) the job left running were ended")
         return out, err, notes

@@ -12,11 +12,12 @@ from typing import Any
 
 from crew_core.api.handle import WorkerHandle
 from crew_core.config import CREW_DEFAULTS, settings_from_environment
-from crew_core.errors import NoWorkersError, PluginError, UnknownTagError
+from crew_core.errors import NoWorkersError, PluginError, SerializationError, UnknownTagError
 from crew_core.plugin.registry import Plugins
 from crew_core.plugin.worker import Worker, as_tags
 from crew_core.settings import BY_NAME
 from crew_core.settings import check as check_settings
+from crew_core.wire.serialize import dumps
 
 #: ``{setting: (value, variable)}`` for the settings a ``CREW_<SETTING>`` variable gave.
 FromEnvironment = dict[str, tuple[Any, str]]
@@ -99,6 +100,26 @@ def recruit_arguments(workers: Any, timeout: Any, tasks_max: Any, seconds_wall: 
     if tasks_max is not None and tasks_max < 1:
         raise ValueError(f"tasks_max must be 1 or more, not {tasks_max!r}")
     return None if seconds_wall is None else job_timeout(seconds_wall)  # positive seconds; math.inf: none
+
+
+def initializer(initializer: Any, initargs: Any) -> bytes | None:
+    """:meth:`Crew.recruit`'s ``initializer`` and ``initargs``, pickled together (None: no initializer)."""
+    if initializer is None:
+        if initargs != ():
+            raise TypeError("initargs was given without an initializer: pass initializer= too")
+        return None
+    if not callable(initializer):
+        raise TypeError(f"initializer must be callable (as ProcessPoolExecutor's), not {initializer!r}")
+    if isinstance(initargs, str | bytes) or not isinstance(initargs, Iterable):
+        raise TypeError(f"initargs must be a tuple of the initializer's arguments, not {initargs!r}")
+    initargs = tuple(initargs)
+    try:
+        return dumps((initializer, initargs))
+    except Exception as exc:
+        raise SerializationError(
+            f"the initializer {getattr(initializer, '__qualname__', initializer)!r} or its initargs cannot be"
+            f" pickled to reach the workers: {exc}"
+        ) from exc
 
 
 def worker_count(workers: Any) -> None:

@@ -173,6 +173,8 @@ class Crew:
         timeout: float | None = None,
         tasks_max: int | None = None,
         seconds_wall: float | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
         **options: Any,
     ) -> list[WorkerHandle]:
         """Add ``workers`` workers (not started yet) and return their handles.
@@ -185,16 +187,24 @@ class Crew:
         draw per launch, so that a fleet does not leave at once), and the worker is launched
         afresh when work comes; other keyword ``options`` go to the worker class (on top of
         defaults set by ``crew_configure``).
+
+        ``initializer(*initargs)`` runs in each launch of these workers before its first job (a
+        relaunch runs it again), as ``ProcessPoolExecutor``'s does: jobs see what it sets up. If
+        it fails, the worker is retired and the jobs only it could run end with a
+        :class:`WorkerInitError`.
         """
         self._check_open()
         seconds_wall = checks.recruit_arguments(workers, timeout, tasks_max, seconds_wall)
+        init = checks.initializer(initializer, initargs)
         worker_tags = as_tags(tags)
         if worker_class is None:
             cls = checks.default_worker_class(self.worker_classes)
         else:
             cls = checks.worker_class(self._plugins, worker_class)
         recruited: list[WorkerHandle] = []
-        for backend in self._recruiter.recruit(cls, workers, worker_tags, timeout, options, (tasks_max, seconds_wall)):
+        digest = "" if init is None else self._store_data(init)
+        lifetime = (tasks_max, seconds_wall)
+        for backend in self._recruiter.recruit(cls, workers, worker_tags, timeout, options, lifetime, digest):
             recruited.append(WorkerHandle(self._manager, backend))
             self.workers[backend.name] = recruited[-1]
         self._tag_sets = tuple(handle.tags for handle in self.workers.values())
@@ -401,11 +411,15 @@ class Crew:
             data = dumps(obj)
         except Exception as exc:
             raise SerializationError(f"crew.put() cannot pickle the {type(obj).__name__}: {exc}") from exc
+        return Ref(self.id, self._store_data(data), len(data))
+
+    def _store_data(self, data: bytes) -> str:
+        """Store pickled ``data`` once as one of the crew's (signed) data objects; return its digest."""
         key = digest(data)
         if key not in self._put:
             self._manager.sealed.put(protocol.data_key(self.id, key), data)
             self._put.add(key)
-        return Ref(self.id, key, len(data))
+        return key
 
     def summary(self) -> Summary:
         """What each worker has done: launches, refused launches, jobs, errors, crashes, busy seconds.

@@ -133,7 +133,9 @@ class CrewExecutor(Executor):
     :class:`Crew` settings such as ``max_tries`` or ``name``, or options of ``worker_class``) with
     ``max_workers`` workers (default: the number of CPUs) carrying ``tags``, and closes it at
     :meth:`shutdown`. With ``crew=`` it sends to that crew's workers and leaves it open.
-    ``tags`` are the jobs' tags; :meth:`options` gives a view with other ones.
+    ``tags`` are the jobs' tags; :meth:`options` gives a view with other ones. ``initializer``
+    and ``initargs`` are ``ProcessPoolExecutor``'s: ``initializer(*initargs)`` runs in each of
+    its workers' launches before the first call (see :meth:`Crew.recruit`).
 
     Futures are standard ones: ``as_completed``, ``wait``, ``asyncio.wrap_future`` and
     done-callbacks work. A callback runs in the thread that collected the result and must not
@@ -148,6 +150,8 @@ class CrewExecutor(Executor):
         store: Any = None,
         worker_class: Any = None,
         tags: str | Iterable[str] | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
         **settings: Any,
     ) -> None:
         job_tags = as_tags(tags)
@@ -155,7 +159,8 @@ class CrewExecutor(Executor):
             if not isinstance(crew, Crew):
                 raise TypeError(f"crew must be a Crew, not {type(crew).__name__}")
             given = [name for name, value in (("max_workers", max_workers), ("store", store),
-                     ("worker_class", worker_class)) if value is not None] + sorted(settings)  # fmt: skip
+                     ("worker_class", worker_class), ("initializer", initializer)) if value is not None]
+            given += ["initargs"] * (initargs != ()) + sorted(settings)  # fmt: skip
             if given:
                 raise TypeError(
                     f"CrewExecutor(crew=...) sends to the crew's own workers; {', '.join(given)} would make a "
@@ -177,7 +182,8 @@ class CrewExecutor(Executor):
             try:
                 missing = max_workers - len(new.workers)  # a resumed named crew has its workers back
                 if missing > 0:
-                    new.recruit(workers=missing, worker_class=worker_class, tags=job_tags, **options)
+                    new.recruit(workers=missing, worker_class=worker_class, tags=job_tags, initializer=initializer,
+                                initargs=initargs, **options)  # fmt: skip
             except BaseException:
                 new.close()
                 raise

@@ -38,11 +38,13 @@ class Recruiter:
         timeout: float | None,
         options: dict[str, Any],
         lifetime: tuple[int | None, float | None],
+        initializer: str = "",
     ) -> Iterator[Worker]:
         """Make ``count`` workers of ``cls`` and give each to the manager before the next is made.
 
         ``timeout`` None is the class's default, ``math.inf`` none; ``options`` go on top of the
-        defaults plugins set; ``lifetime`` is ``(tasks_max, seconds_wall)``.
+        defaults plugins set; ``lifetime`` is ``(tasks_max, seconds_wall)``; ``initializer`` the
+        digest of the crew's data object (``Crew.put``) holding what each launch runs first.
         """
         if timeout is None:
             timeout = cls.default_timeout  # remote classes set one: an idle cloud worker still bills
@@ -61,10 +63,10 @@ class Recruiter:
             if self.durable:  # a next controller must be able to make it again
                 from crew_core.runner.resume import roster_entry  # loaded only for a named crew
 
-                entry = roster_entry(cls, tags, timeout, options, lifetime)
+                entry = roster_entry(cls, tags, timeout, options, lifetime, initializer)
                 self.manager.sealed.put(protocol.roster_key(self.crew_id, name), protocol.encode_json(entry))
                 self.manager.rosters[name] = entry
-            self.manager.add_worker(backend, lifetime)
+            self.manager.add_worker(backend, lifetime, initializer)
             yield backend
 
     def taken_over(self, workers: list[Worker]) -> list[Worker]:

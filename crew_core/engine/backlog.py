@@ -77,6 +77,18 @@ class Backlog:
         self._count -= 1
         return True
 
+    def tag_sets(self) -> list[frozenset[str]]:
+        """The tags of the jobs waiting, one entry per distinct set."""
+        return [tags for tags, queue in self._groups.items() if queue]
+
+    def take_all(self, tags: frozenset[str]) -> list[Job]:
+        """Remove and return every waiting job with exactly these tags, oldest first."""
+        queue = self._groups.pop(tags, None)
+        if not queue:
+            return []
+        self._count -= len(queue)
+        return list(queue)
+
     def drain(self, keep: Callable[[Job], bool]) -> list[Job]:
         """Remove and return the jobs for which ``keep(job)`` is false."""
         dropped: list[Job] = []

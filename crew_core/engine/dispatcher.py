@@ -2,6 +2,8 @@
 
 Rules, in order, each time the controller plans:
 
+0. A waiting job that only workers whose initializer failed carry the tags for ends with a
+   :class:`WorkerInitError`: no worker will ever take it.
 1. An idle running worker gets the oldest job it may run, plus more of the same known, short
    duration (up to :data:`BATCH_SECONDS` of work), so no-op storms cost few store objects.
 2. Jobs still waiting launch down workers, one per waiting batch.
@@ -22,10 +24,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from crew_core.engine.deaths import end_job
 from crew_core.engine.ledger import Job, Task
 from crew_core.engine.orders import Place, WriteControl, WriteTask
 from crew_core.engine.workers import Phase, WorkerRecord
+from crew_core.errors import WorkerInitError
 from crew_core.plugin.worker import Launch, Worker
+from crew_core.results import ERROR, Result
 from crew_core.wire import protocol
 
 if TYPE_CHECKING:
@@ -73,6 +78,7 @@ class Dispatcher:
     def __init__(self, manager: Controller) -> None:
         self.m = manager
         self.durations = Durations()
+        self.init_failures = 0  # workers retired because their initializer failed (Supervisor.init_failed)
 
     # ------------------------------------------------------------------ planning
     def plan(self, now: float) -> dict[type[Worker], list[tuple[WorkerRecord, Launch]]]:
@@ -81,6 +87,8 @@ class Dispatcher:
         launches: dict[type[Worker], list[tuple[WorkerRecord, Launch]]] = {}
         if not m.ledger.backlog and not m.ledger.queued_behind():
             return launches  # nothing waits, nothing to take back: the common case, kept cheap
+        if m.ledger.backlog and self.init_failures:
+            self._fail_uninitialized()  # 0.
         if m.ledger.backlog:
             for record in m.records.values():  # 1. idle running workers, and forwarders
                 if record.accepting and (record.backend.nested or not m.ledger.has_tasks(record.name)):
@@ -95,6 +103,32 @@ class Dispatcher:
             self._prefetch(now)  # 3.
         self._revoke_for_idle(now)  # 4.
         return launches
+
+    def _fail_uninitialized(self) -> None:
+        """End with a :class:`WorkerInitError` each waiting job that only workers whose initializer
+        failed could run: no worker will ever take it. (Jobs only dismissed workers carried end
+        otherwise: ``Commands.remove``.)"""
+        m = self.m
+        healthy = [record.tags for record in m.records.values() if not record.retired]
+        failed = [record for record in m.records.values() if record.init_error is not None]
+        for tags in m.ledger.backlog.tag_sets():  # a few sets, however many jobs wait
+            if any(tags <= carried for carried in healthy):
+                continue
+            record = next((r for r in failed if tags <= r.tags), None)
+            if record is not None:
+                self._fail_for_init(m.ledger.backlog.take_all(tags), record)
+
+    def _fail_for_init(self, jobs: list[Job], record: WorkerRecord) -> None:
+        m = self.m
+        assert record.init_error is not None
+        why = record.init_error.strip().splitlines()[-1] if record.init_error.strip() else "no traceback"
+        for job in jobs:
+            error = WorkerInitError(
+                f"job {job.id} ({job.kind}) never ran: every worker that could run it (tags {sorted(job.tags)})"
+                f" failed its initializer and was retired; worker {record.name!r}: {why}\n\n{record.init_error}",
+                record.init_error,
+            )
+            end_job(m, job, Result(job.id, ERROR, error=error, worker=record.name, tags=job.tags, tries=job.runs))
 
     def _launch_for_backlog(self, now: float) -> dict[type[Worker], list[tuple[WorkerRecord, Launch]]]:
         m = self.m

@@ -87,6 +87,7 @@ class Supervisor:
                 seconds_wall=seconds_wall,
                 task_key=m.keys.public.hex(),
                 tasks_mac=record.backend.beside_controller,
+                initializer=record.initializer,
             )
             secrets = m.keys.launch_secrets(record.name, record.incarnation, forwarder=record.backend.nested)
             launch = Launch(settings.to_args(), {protocol.LABEL_ENV: m.label}, m.crew_id, record.name,
@@ -207,6 +208,8 @@ class Supervisor:
         if record.life in (Life.UP, Life.STOPPING):
             record.move(Life.LEAVING)
         m = self.m
+        if note.reason == protocol.INIT_FAILED:
+            self.init_failed(record, note.error or "")
         failed_start = not record.beat_seen and note.reason == "error"  # down() refuses its jobs: a failed launch
         for task in m.ledger.tasks_of(record.name) if not failed_start else []:
             if task.seq > note.last_seq:
@@ -383,6 +386,16 @@ class Supervisor:
     def retire(self, record: WorkerRecord) -> None:
         """Being dismissed: never launched or given work again."""
         record.retired = True
+
+    def init_failed(self, record: WorkerRecord, error: str) -> None:
+        """Its initializer failed: it ran nothing (its tasks go back) and is never used again; the
+        dispatcher fails the jobs that no other worker can run (``WorkerInitError``)."""
+        record.retired = True
+        record.init_error = error
+        self.m.dispatcher.init_failures += 1
+        why = error.strip().splitlines()[-1] if error.strip() else "no traceback"
+        log.warning("worker %r: its initializer failed (%s); it is retired: it runs no job and is not launched"
+                    " again", record.name, why)  # fmt: skip
 
     def adopt(self, record: WorkerRecord, incarnation: int, now: float) -> None:
         """A launch an earlier controller of a named crew made, still running: known by its beats only.

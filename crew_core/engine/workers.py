@@ -76,6 +76,8 @@ class WorkerRecord:
     beat_seen: bool = False
     first_beat: float = 0.0  # when the current incarnation's first beat was seen
     lifetime: tuple[int | None, float | None] = (None, None)  # tasks_max, seconds_wall
+    initializer: str = ""  # digest of its initializer's data object, run by each launch ("": none)
+    init_error: str | None = None  # its initializer's traceback, once a launch's failed: it is retired
     given: int = 0  # jobs assigned to the current incarnation (batches stay within tasks_max)
     quiet_since: float = 0.0  # since the last beat, or since it was given work
     idle_since: float = 0.0  # since it last held no task

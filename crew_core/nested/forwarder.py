@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any
 
+from crew_core.agent.initializer import load_initializer
 from crew_core.agent.runtime import WorkerLoop, say
 from crew_core.api.crew import Crew
 from crew_core.backoff import Backoff
@@ -131,7 +132,7 @@ class ForwarderLoop(WorkerLoop):
         self._writer = threading.Thread(target=self._write_answers, name="crew-forward-answers", daemon=True)
 
     # ----------------------------------------------------------------- the inner crew
-    def _open_inner(self) -> InnerCrew:
+    def _open_inner(self, initializer: dict[str, Any]) -> InnerCrew:
         s, spec = self.settings, self.spec
         name = inner_name(s.crew, s.name)
         settings = {"lease_timeout": s.lease_timeout, **spec.settings}
@@ -148,24 +149,45 @@ class ForwarderLoop(WorkerLoop):
                 log.warning("forwarder %s resumed its inner crew %s", s.name, name)
             else:
                 for options in spec.recruit:
-                    inner.recruit(**options)
+                    inner.recruit(**options, **initializer)
         except BaseException:
             inner.close()
             raise
         return inner
 
+    def _load_initializer(self) -> dict[str, Any]:
+        """The outer recruit's initializer, for the inner workers (they run it, not the forwarder)."""
+        digest = self.settings.initializer
+        if not digest:
+            return {}
+        initializer, initargs = load_initializer(lambda key: self._store_call(self.sealed.get, key),
+                                                 self.settings.crew, digest)  # fmt: skip
+        return {"initializer": initializer, "initargs": initargs}
+
+    def _initialize(self) -> str | None:
+        return None  # it runs no job: its inner workers run the initializer
+
+    def _leave_early(self, reason: str, exc: BaseException, why: str) -> None:
+        """Write the exit note of a launch that ends before it serves."""
+        import traceback
+
+        note = protocol.ExitNote(reason, 0, "".join(traceback.format_exception(exc)))
+        s = self.settings
+        self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
+        self.store.notify(self.controller)
+        say(f"crew forwarder {s.name}: {why}: {exc}")
+
     # ----------------------------------------------------------------- the loop
     def run(self) -> str:
         try:
-            self.inner = self._open_inner()  # before the first beat: a failure is a failed launch
+            initializer = self._load_initializer()
+        except Exception as exc:  # the forwarder cannot hand it on: as a worker whose initializer failed
+            self._leave_early(protocol.INIT_FAILED, exc, "cannot load the initializer for its inner workers")
+            return protocol.INIT_FAILED
+        try:
+            self.inner = self._open_inner(initializer)  # before the first beat: a failure is a failed launch
         except BaseException as exc:
-            import traceback
-
-            note = protocol.ExitNote("error", 0, "".join(traceback.format_exception(exc)))
-            s = self.settings
-            self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
-            self.store.notify(self.controller)
-            say(f"crew forwarder {s.name}: cannot open its inner crew: {exc}")
+            self._leave_early("error", exc, "cannot open its inner crew")
             return "error"
         self._writer.start()
         reason = "error"

@@ -84,6 +84,9 @@ def _dict(value: object, what: str) -> dict[str, Any]:
 
 def _recruit(item: object, what: str) -> dict[str, Any]:
     options = _dict(item, what)
+    if "initializer" in options or "initargs" in options:
+        raise TypeError(f"{what} cannot hold an initializer (it travels as JSON): pass initializer= to the outer"
+                        " recruit(worker_class='nested', ...), whose inner workers run it")  # fmt: skip
     workers = options.get("workers", 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"{what}['workers'] must be a whole number of at least 1, not {workers!r}")

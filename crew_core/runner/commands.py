@@ -64,7 +64,9 @@ class Commands:
         rows = []
         with m.lock:
             for record in m.records.values():
-                if m.supervisor.stuck(record):
+                if record.init_error is not None:
+                    state = "init failed"  # retired: see WorkerInitError
+                elif m.supervisor.stuck(record):
                     state = "stuck"
                 elif record.phase is Phase.UP:
                     state = "stopping" if record.stop_requested is not None or record.exit is not None else "up"
@@ -113,14 +115,16 @@ class Commands:
                 continue
             if record.accepting and not m.ledger.has_tasks(record.name):
                 return True
-            if not record.up and not m.supervisor.stuck(record):
+            if not record.up and not record.retired and not m.supervisor.stuck(record):
                 return True
         return False
 
     # ------------------------------------------------------------------ commands
-    def add_worker(self, backend: Worker, lifetime: tuple[int | None, float | None] = (None, None)) -> None:
+    def add_worker(
+        self, backend: Worker, lifetime: tuple[int | None, float | None] = (None, None), initializer: str = ""
+    ) -> None:
         with self.m.lock:
-            self.m.records[backend.name] = WorkerRecord(backend, lifetime=lifetime)
+            self.m.records[backend.name] = WorkerRecord(backend, lifetime=lifetime, initializer=initializer)
 
     def cancel(self, job_id: int | None, tags: frozenset[str] | None) -> list[int]:
         """Cancel job ``job_id`` or the jobs with ``tags``: each gets its result now (see Crew.cancel)."""

@@ -396,8 +396,11 @@ class Manager:
         """Cancel job ``job_id`` or the jobs with ``tags``: each gets its result now (see Crew.cancel)."""
         return self.commands.cancel(job_id, tags)
 
-    def add_worker(self, backend: Worker, lifetime: tuple[int | None, float | None] = (None, None)) -> None:
-        self.commands.add_worker(backend, lifetime)
+    def add_worker(
+        self, backend: Worker, lifetime: tuple[int | None, float | None] = (None, None), initializer: str = ""
+    ) -> None:
+        """Take a new worker; ``initializer``: the digest of the data object its launches run first."""
+        self.commands.add_worker(backend, lifetime, initializer)
 
     def worker_up(self, name: str) -> bool:
         return self.commands.worker_up(name)

@@ -66,6 +66,7 @@ def roster_entry(
     timeout: float | None,
     options: dict[str, Any],
     lifetime: tuple[int | None, float | None] = (None, None),
+    initializer: str = "",
 ) -> RosterEntry:
     """What a next controller needs to make the worker again; options JSON cannot carry are left out."""
     kept = {}
@@ -78,7 +79,7 @@ def roster_entry(
             continue
         kept[key] = value
     return RosterEntry(cls.worker_class, sorted(tags), timeout, kept, 0, tasks_max=lifetime[0],
-                       seconds_wall=lifetime[1])  # fmt: skip
+                       seconds_wall=lifetime[1], initializer=initializer)  # fmt: skip
 
 
 def take_over(
@@ -96,7 +97,7 @@ def take_over(
         backend = make_worker(name, entry)
         if backend is None:
             continue
-        manager.add_worker(backend, (entry.tasks_max, entry.seconds_wall))
+        manager.add_worker(backend, (entry.tasks_max, entry.seconds_wall), entry.initializer)
         manager.rosters[name] = entry
         record = manager.records[name]
         record.incarnation = entry.incarnation

@@ -159,3 +159,24 @@ def print_and_run(out: str, err: str, command: list[str]) -> None:
     print(err, file=sys.stderr)
     sys.stdout.flush()
     subprocess.run(command, check=True)
+
+
+#: What :func:`initialize` set up in this worker process: what later jobs read.
+_initialized: dict[str, object] = {}
+
+
+def initialize(folder: str, value: object) -> None:
+    """An initializer (``recruit(initializer=)``): leave a file ``init.<unique>.<pid>`` in ``folder``
+    (one per run, as :func:`mark_then_sleep` does) and keep ``value`` for :func:`initialized`."""
+    _mark(folder, "init")
+    _initialized["value"] = value
+
+
+def initialized() -> tuple[object, int]:
+    """What :func:`initialize` kept in this process (None if it did not run here), and the pid."""
+    return _initialized.get("value"), os.getpid()
+
+
+def fail_to_initialize(message: str) -> None:
+    """An initializer that fails."""
+    raise RuntimeError(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from crew_core import (
     Store,
     Worker,
     WorkerCrashedError,
+    WorkerInitError,
     WorkerLaunchError,
 )
 from crew_core.durable.leftovers import end_backend_jobs, find_backend_jobs, find_crews
@@ -448,6 +450,48 @@ class WorkerContract:
         assert result is not None and result.status == "success", result
         assert result.stdout == "to stdout\nfrom a program\n"
         assert result.stderr == "to stderr\n"
+
+    # ------------------------------------------------------------------ initializers
+    def test_an_initializer_runs_once_in_each_launch_before_its_first_job(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], tmp_path: Path, timeout_scale: float
+    ) -> None:
+        crew = make_crew()
+        folder = str(tmp_path / "inits")
+        crew.recruit(workers=1, tasks_max=2, initializer=jobs.initialize, initargs=(folder, "warm"), **worker_options)
+        seen = []
+        for _ in range(4):  # one at a time: two launches of two jobs each
+            crew.send(jobs.initialized)
+            result = crew.receive(timeout=180 * timeout_scale)
+            assert result is not None and result.ok, result
+            seen.append(result.value)
+        assert [value for value, _ in seen] == ["warm"] * 4  # every job saw what it set up
+        inits = os.listdir(folder)
+        assert len(inits) == 2, inits  # once per launch, not per job
+        assert {int(name.rsplit(".", 1)[1]) for name in inits} == {pid for _, pid in seen}
+        assert crew.summary().totals["launches"] == 2
+
+    def test_a_failing_initializer_retires_its_worker_and_fails_only_the_jobs_it_alone_could_run(
+        self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
+    ) -> None:
+        crew = make_crew()
+        [bad] = crew.recruit(workers=1, tags="gpu", initializer=jobs.fail_to_initialize, initargs=("no gpu here",),
+                             **worker_options)  # fmt: skip
+        crew.recruit(workers=1, **worker_options)
+        mine = [crew.send(jobs.double, args=(n,), tags="gpu") for n in range(2)]
+        anyone = [crew.send(jobs.double, args=(n,)) for n in range(4)]
+        results = {r.id: r for r in crew.results(timeout=180 * timeout_scale)}
+        assert sorted(results) == sorted(mine + anyone)
+        for job in mine:
+            error = results[job].error
+            assert results[job].status == "error" and isinstance(error, WorkerInitError), results[job]
+            assert "no gpu here" in error.traceback and "fail_to_initialize" in error.traceback
+            assert "no gpu here" in str(error)
+        assert [results[job].value for job in anyone] == [0, 2, 4, 6]  # the healthy worker ran them
+        crew.send(jobs.double, args=(1,), tags="gpu")  # the retired worker is not launched again
+        result = crew.receive(timeout=60 * timeout_scale)
+        assert result is not None and isinstance(result.error, WorkerInitError)
+        [row] = [row for row in crew.summary() if row["worker"] == bad.name]
+        assert (row["launches"], row["jobs"], row["state"]) == (1, 0, "init failed"), row
 
     # ------------------------------------------------------------------ crashes
     def test_a_job_that_kills_its_worker_comes_back_as_crash(

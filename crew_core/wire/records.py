@@ -21,6 +21,7 @@ _MAGIC = b"crew"
 
 __all__ = [
     "CLEAN_EXITS",
+    "INIT_FAILED",
     "PROTOCOL",
     "Batch",
     "Call",
@@ -143,15 +144,18 @@ class Outcome:
 
 #: Reasons of a worker that left between jobs, every task it started answered (exit code 0).
 CLEAN_EXITS = frozenset({"idle", "stopped", "tasks_max", "seconds_wall", "spoiled"})
+#: The exit reason of a worker whose initializer failed: it ran nothing and must not be used again.
+INIT_FAILED = "init_failed"
 
 
 @dataclass(frozen=True, slots=True)
 class ExitNote:
     """Written once by a worker on its way out: why it left and the last task it started."""
 
-    reason: str  # "idle", "stopped", "tasks_max", "seconds_wall", "spoiled", "orphaned", "terminated", "error"
+    reason: str  # "idle", "stopped", "tasks_max", "seconds_wall", "spoiled", "orphaned", "terminated", "error",
+    # or INIT_FAILED
     last_seq: int  # tasks after this one never started
-    error: str | None = None  # the traceback, for reason "error"; why, for "orphaned"
+    error: str | None = None  # the traceback, for reasons "error" and INIT_FAILED; why, for "orphaned"
 
     @property
     def clean(self) -> bool:
@@ -265,6 +269,7 @@ class RosterEntry:
     live: bool = True  # False once that launch has ended: nothing to adopt
     tasks_max: int | None = None
     seconds_wall: float | None = None
+    initializer: str = ""  # digest of the initializer's data object (see WorkerSettings.initializer)
 
 
 def decode_roster(data: bytes, key: str) -> RosterEntry:

@@ -34,6 +34,9 @@ class WorkerSettings:
     inner: dict[str, Any] | None = None  # a forwarder: the inner crew it runs (see inner.py)
     task_key: str = ""  # the public half of the crew's signing key (hex): no secret
     tasks_mac: bool = False  # its tasks are signed with its launch key (it runs beside the controller)
+    # Digest of the data object ``<crew>/data/<digest>`` holding the pickled (initializer, initargs)
+    # that the launch runs before its first job ("": none).
+    initializer: str = ""
 
     @property
     def prefix(self) -> str:
@@ -66,6 +69,8 @@ class WorkerSettings:
             args += ["--task-key", self.task_key]
         if self.tasks_mac:
             args += ["--tasks-mac"]
+        if self.initializer:
+            args += ["--initializer", self.initializer]
         return tuple(args)
 
     @classmethod
@@ -95,6 +100,7 @@ class WorkerSettings:
             inner=json.loads(ns.inner) if ns.inner is not None else None,
             task_key=ns.task_key,
             tasks_mac=ns.tasks_mac,
+            initializer=ns.initializer,
         )
 
 
@@ -125,4 +131,5 @@ def _worker_parser() -> Any:
     parser.add_argument("--inner", default=None, help="forward to an inner crew: its spec as JSON")
     parser.add_argument("--task-key", default="", help="the crew's public key (hex) that signs tasks")
     parser.add_argument("--tasks-mac", action="store_true", help="tasks are signed with the launch's own key")
+    parser.add_argument("--initializer", default="", help="digest of the crew data object to run before the first job")
     return parser

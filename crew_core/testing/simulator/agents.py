@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from crew_core.testing.simulator.world import World
 
 
+#: The initializer digest simulated launches are given (``World(init_fails=...)``): never read.
+SIM_INITIALIZER = "5ed0" * 8
+
+
 def _direct(method: Callable[..., Any], *args: Any) -> Any:
     return method(*args)
 
@@ -92,6 +96,8 @@ class SimAgent:
         self.jobs_run = 0
         self.unsent: list[ResultBatch] = []  # answers whose write failed: written again next step
         self.begun: set[int] = set()  # jobs it began
+        self.initialized = False  # its initializer ran (World(init_fails=...) gives every launch one)
+        self.init_failed = False  # its initializer failed: it ran nothing and left saying so
 
     @property
     def name(self) -> str:
@@ -130,6 +136,12 @@ class SimAgent:
             self.beat_at, self.next_beat = now, now + s.heartbeat
             if self.running is not None:
                 self.feed.read()  # prefetched batches, revokes and cancels, while a job runs
+        if s.initializer and not self.initialized:  # after its first beat, as the runtime's initializer runs
+            if self.name in self.world.init_fails:
+                self.init_failed = True
+                self.leave(protocol.INIT_FAILED, "RuntimeError: a simulated initializer failed")
+                return
+            self.initialized = True
         if self.running is not None:
             self._run(now)
             return
@@ -189,11 +201,11 @@ class SimAgent:
             if not self.alive:
                 return
 
-    def leave(self, reason: str) -> None:
-        """Write the exit note and end, as a worker leaving cleanly does."""
+    def leave(self, reason: str, error: str | None = None) -> None:
+        """Write the exit note and end, as a worker leaving does."""
         s = self.settings
         self.alive = False
-        note = ExitNote(reason, self.feed.last_started)
+        note = ExitNote(reason, self.feed.last_started, error)
         try:
             self.sealed.put(protocol.exit_key(s.crew, s.name, s.incarnation), protocol.encode_json(note))
         except StoreError:  # as a real worker's last write may fail: its backend says it ended

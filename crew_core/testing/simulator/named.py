@@ -118,10 +118,10 @@ def open_named(world: World, link: ControllerLink, workers: list[tuple[str, froz
     launches end with their controller) into its roster."""
     manager = _manager(world, link, 0)
     for name, tags, bound in workers:
-        entry = roster_entry(SimWorker, tags, None, {"bound": bound}, (world.tasks_max, None))
+        entry = roster_entry(SimWorker, tags, None, {"bound": bound}, (world.tasks_max, None), world.initializer)
         manager.sealed.put(f"{protocol.roster_prefix(world.crew_id)}{name}", protocol.encode_json(entry))
         manager.rosters[name] = entry
-        manager.add_worker(SimWorker(name, world, bound, tags=tags), (world.tasks_max, None))
+        manager.add_worker(SimWorker(name, world, bound, tags=tags), (world.tasks_max, None), world.initializer)
     return NamedFront(manager, JobJournal(manager.sealed, world.crew_id, 0), accepted=False)
 
 

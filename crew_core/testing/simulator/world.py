@@ -24,10 +24,11 @@ from typing import Any, NoReturn
 
 from crew_core.durable.journal import EPOCH_SPAN
 from crew_core.engine.ledger import Job, Ledger, Task
+from crew_core.errors import WorkerInitError
 from crew_core.plugin.worker import Launch
 from crew_core.results import CANCELLED, SUCCESS, Result
 from crew_core.runner.manager import Manager, Settings
-from crew_core.testing.simulator.agents import SimAgent, SimWorker
+from crew_core.testing.simulator.agents import SIM_INITIALIZER, SimAgent, SimWorker
 from crew_core.testing.simulator.invariants import KNOWN_BUGS, Tally, check_ledger, check_runs
 from crew_core.testing.simulator.named import Front, open_named, resume_named
 from crew_core.testing.simulator.store import ControllerCrashed, ControllerLink, MemoryStore
@@ -110,13 +111,15 @@ class World:
         big_every: int | None = 5,
         named: bool = False,
         bound: frozenset[str] = frozenset(),
+        init_fails: frozenset[str] = frozenset(),
     ) -> None:
         """``durations``: seconds some jobs take (the rest are drawn); ``deadly``: jobs that kill
         the worker that begins them, every time (a segfault, the OOM killer); ``big_every``: every
         so many jobs needs tag "big", which only worker w0 carries (None: no job does); ``named``:
         a named crew, whose controllers may die (``Faults.controller_dies``) and are resumed;
         ``bound``: workers (of a named crew) whose launches end with the controller that started
-        them, as default local workers do (``Worker.ends_with_controller``)."""
+        them, as default local workers do (``Worker.ends_with_controller``); ``init_fails``: workers
+        whose initializer fails at every launch (every worker then has one: ``recruit(initializer=)``)."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.faults = faults
@@ -144,6 +147,8 @@ class World:
         self.deadly = frozenset(deadly)
         self.big_every = big_every
         self.named = named
+        self.init_fails = init_fails
+        self.initializer = SIM_INITIALIZER if init_fails else ""  # the digest every launch is given
         self.up = True  # the controller is alive
         self.resume_at = math.inf  # when the next controller opens the crew, while none is up
         self._last_outage = -math.inf
@@ -169,7 +174,7 @@ class World:
             self.watch(manager)
             self.front = Front(manager)
             for name, tags, _ in roster:
-                manager.add_worker(SimWorker(name, self, tags=tags), (tasks_max, None))
+                manager.add_worker(SimWorker(name, self, tags=tags), (tasks_max, None), self.initializer)
 
     @property
     def manager(self) -> Manager:
@@ -273,6 +278,8 @@ class World:
         return agent is not None and agent.alive
 
     def began(self, agent: SimAgent, job_id: int, task: int) -> None:
+        if agent.name in self.init_fails:
+            self.fail(f"{agent.name}.{agent.incarnation}, whose initializer failed, runs job {job_id}")
         if task < agent.first_task:  # written by an earlier controller, for an earlier launch
             self.fail(f"{agent.name}.{agent.incarnation} (launched by controller {agent.controller}) runs job"
                       f" {job_id} of task {task}, which an earlier controller wrote for an earlier launch")  # fmt: skip
@@ -333,6 +340,12 @@ class World:
             self.fail(f"job {result.id} was delivered another job's value {result.value!r}: {result}")
         if result.status == CANCELLED and result.id not in self.tally.cancelled:
             self.fail(f"job {result.id} came back cancelled, but nobody cancelled it")
+        carriers = {name for name, record in self.manager.records.items() if record.tags >= result.tags}
+        if isinstance(result.error, WorkerInitError) and not carriers <= self.init_fails:
+            self.fail(f"job {result.id} ended with a WorkerInitError, but {sorted(carriers - self.init_fails)}"
+                      f" could run it: {result}")  # fmt: skip
+        if result.status == SUCCESS and carriers <= self.init_fails:
+            self.fail(f"job {result.id} succeeded, but only workers whose initializer fails could run it")
         if self.named:
             self.tally.handouts.append(result.id)
             self._handed_at.append(self.now)
@@ -541,6 +554,12 @@ class World:
             if seq not in agent.feed.finished:
                 self.tally.deaths[job_id] += 1
         check_runs(self.tally, self.settings.max_tries, self.fail)
+        for name in self.init_fails:  # retired once its controller heard: not launched in a loop
+            heard = [agent for (worker, _), agent in self.launches.items()
+                     if worker == name and agent.init_failed and not agent.unsaid]  # fmt: skip
+            if len(heard) > self.tally.controllers:
+                self.fail(f"{name} was launched {len(heard)} times after its initializer failed and said so,"
+                          f" under {self.tally.controllers} controller(s)")  # fmt: skip
         return self.tally
 
     def _whereabouts(self, job_id: int) -> str:
