@@ -1,0 +1,138 @@
+"""``crew.put`` of large objects: buffers apart, mapped by workers, read once, gone after close."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from crew_core import Crew
+from crew_core.errors import SerializationError
+from crew_core.wire import protocol, put_objects
+from crew_core.wire.serialize import digest, dumps
+from crew_local import LocalStore
+from crew_local.counting import CountingStore
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import this module
+
+BIG = put_objects.OUT_OF_BAND_BYTES // 8 + 3  # float64s: just over the size that goes out of band
+
+
+def same(obj: object) -> object:
+    return obj
+
+
+def is_mapped_read_only(array: np.ndarray) -> tuple[bool, bool]:
+    """Whether the job's array is read-only, and whether its memory is a mapping (not a copy)."""
+    base = array
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    return not array.flags.writeable, isinstance(base, memoryview) or type(base).__name__ == "mmap"
+
+
+def element_and_pid(array: np.ndarray, n: int) -> tuple[float, int]:
+    return float(array[n]), os.getpid()
+
+
+def test_small_objects_stay_plain_pickles():
+    """Nothing changes below the size that goes out of band: same digest, one object, no header."""
+    small = np.arange(1000)
+    packed = put_objects.pack(small)
+    assert packed.buffers == () and packed.header == dumps(small) and packed.digest == digest(dumps(small))
+
+
+def test_equal_objects_have_equal_digests_and_buffers_go_apart():
+    a = np.random.default_rng(1).random(BIG)
+    first, second = put_objects.pack(a), put_objects.pack(a.copy())
+    assert first.digest == second.digest and len(first.buffers) == 1
+    assert len(first.header) < 1000 and first.buffers[0].nbytes == a.nbytes  # the data is not in the header
+    changed = a.copy()
+    changed[-1] += 1
+    assert put_objects.pack(changed).digest != first.digest
+
+
+def test_an_object_that_cannot_be_pickled_is_refused_at_the_call(make_crew):
+    crew = make_crew()
+    with pytest.raises(SerializationError, match=r"crew.put\(\) cannot pickle the generator"):
+        crew.put(x for x in range(3))
+
+
+def test_objects_with_buffers_round_trip_exactly_and_read_only(make_crew):
+    rng = np.random.default_rng(2)
+    objects = [
+        rng.random(BIG),  # float64, out of band
+        rng.integers(0, 2**31, size=(BIG // 100, 100), dtype=np.int32),  # 2-D, another dtype
+        np.asfortranarray(rng.random((1024, 200))),  # Fortran order: contiguous, out of band too
+        rng.random((2048, 200))[:, ::2],  # not contiguous: pickled in band
+        b"\x00\xff" * (put_objects.OUT_OF_BAND_BYTES // 2 + 1),  # bytes: in band
+        {"a": rng.random(BIG), "nested": [rng.random(BIG).astype(np.float32), "text", 7]},
+        pickle.PickleBuffer(bytearray(rng.bytes(put_objects.OUT_OF_BAND_BYTES))),
+    ]
+    crew = make_crew()
+    crew.recruit(workers=2)
+    refs = [crew.put(obj) for obj in objects]
+    jobs = {crew.send(same, args=(ref,)): n for n, ref in enumerate(refs)}
+    for result in crew.results(timeout=120):
+        assert result.ok, result.error
+        sent, back = objects[jobs[result.id]], result.value
+        if isinstance(sent, dict):
+            np.testing.assert_array_equal(back["a"], sent["a"])
+            np.testing.assert_array_equal(back["nested"][0], sent["nested"][0])
+            assert back["nested"][0].dtype == np.float32 and back["nested"][1:] == ["text", 7]
+        elif isinstance(sent, np.ndarray):
+            np.testing.assert_array_equal(back, sent)
+            assert back.dtype == sent.dtype and back.flags.f_contiguous == sent.flags.f_contiguous
+        elif isinstance(sent, pickle.PickleBuffer):
+            assert bytes(back) == bytes(sent.raw())
+        else:
+            assert back == sent
+    job = crew.send(is_mapped_read_only, args=(refs[0],))
+    result = crew.receive(timeout=60)
+    assert result.id == job and result.value == (True, True), result.error
+
+
+def test_each_worker_reads_an_object_once_and_maps_its_buffer(make_crew, tmp_path):
+    store = CountingStore(tmp_path / "store")
+    try:
+        crew = make_crew(store=store)
+        crew.recruit(workers=2)
+        array = np.random.default_rng(3).random(BIG)
+        ref = crew.put(array)
+        for n in range(40):
+            crew.send(element_and_pid, args=(ref, n))
+        results = list(crew.results(timeout=120))
+        assert sorted(r.value[0] for r in results) == sorted(array[:40])
+        workers = {r.value[1] for r in results}
+        header, part = protocol.data_key(crew.id, ref.digest), protocol.buffer_key(crew.id, ref.digest, 0)
+        reads = [(a.pid, a.op, a.key) for a in store.accesses() if a.key in (header, part) and a.op.startswith("get")]
+        for pid in workers:
+            assert sorted((op, key) for who, op, key in reads if who == pid) == [("get", header), ("get_buffer", part)]
+        written = [a for a in store.accesses() if a.key == part and a.op.startswith("put")]
+        assert [(a.op, a.size) for a in written] == [("put_buffer", array.nbytes)]  # written once, not copied per job
+    finally:
+        store.close()
+
+
+def maps_a_file_under(array: np.ndarray, folder: str) -> bool:
+    """Whether this worker has a file under ``folder`` mapped (the put object's buffer)."""
+    with open("/proc/self/maps") as maps:
+        return any(folder + "/" in line for line in maps)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc/self/maps")
+def test_mapped_files_leave_nothing_behind_after_close():
+    store = LocalStore()  # the default: a temporary folder in /dev/shm where there is one
+    root = store.root
+    with Crew(store=store, worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=2)
+        ref = crew.put(np.ones(BIG))
+        for _ in range(4):
+            crew.send(maps_a_file_under, args=(ref, str(root)))
+        results = list(crew.results(timeout=120))
+        assert [r.value for r in results] == [True] * 4, [r.error for r in results]
+    store.close()
+    assert not root.exists()
