@@ -28,20 +28,22 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-_shared: Any = None
-
 
 def element(array: Any, n: int) -> float:
     return float(array[n])
 
 
 def _keep(array: Any) -> None:
-    global _shared
-    _shared = array
+    # On a module every worker has: loky pickles these two functions by value, each with globals of its own.
+    import sys
+
+    sys.put_once_array = array  # type: ignore[attr-defined]
 
 
 def _element_of_kept(n: int) -> float:
-    return float(_shared[n])
+    import sys
+
+    return float(sys.put_once_array[n])  # type: ignore[attr-defined]
 
 
 def load() -> str:
@@ -123,6 +125,29 @@ def loky_executor(workers: int, initializer: Callable[..., None], initargs: tupl
     return LokyExecutor(workers, initializer=initializer, initargs=initargs)
 
 
+def add_peers(ns: argparse.Namespace, array: Any, variants: dict[str, Callable[[], float]]) -> Any:
+    """Add the peers that are installed to ``variants``; ray's module if it was started."""
+    try:
+        import ray
+    except ImportError:
+        print("  ray: not installed, skipped")
+        ray = None
+    if ray is not None:
+        ray.init(num_cpus=ns.workers, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(element)
+        warm = [1.0] * ns.workers * 4
+        ray.get([remote.remote(warm, n) for n in range(len(warm))])  # every worker started
+        variants["ray.put"] = lambda: ray_run(array, ns.jobs, ray, remote)
+    try:
+        import loky  # noqa: F401
+    except ImportError:
+        print("  loky: not installed, skipped")
+    else:
+        variants["loky (initializer)"] = lambda: initializer_run(array, ns.jobs, ns.workers, loky_executor)
+    variants["ProcessPoolExecutor (initializer, fork)"] = lambda: initializer_run(array, ns.jobs, ns.workers, ppe_fork)
+    return ray
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--megabytes", type=float, default=100)
@@ -152,28 +177,11 @@ def main() -> None:
     variants["crew.put"] = crew_variant("crew.put", True)
     if ns.plain:
         variants["crew, passed as is"] = crew_variant("crew, passed as is", False)
-    ray = None
-    if not ns.no_peers:
-        try:
-            import ray
-        except ImportError:
-            print("  ray: not installed, skipped")
-        if ray is not None:
-            ray.init(num_cpus=ns.workers, include_dashboard=False, log_to_driver=False)
-            remote = ray.remote(element)
-            ray.get([remote.remote([1.0] * ns.workers, n) for n in range(ns.workers * 4)])  # warm workers
-            variants["ray.put"] = lambda: ray_run(array, ns.jobs, ray, remote)
-        try:
-            import loky  # noqa: F401
-        except ImportError:
-            print("  loky: not installed, skipped")
-        else:
-            variants["loky (initializer)"] = lambda: initializer_run(array, ns.jobs, ns.workers, loky_executor)
-        variants["ProcessPoolExecutor (initializer, fork)"] = lambda: initializer_run(
-            array, ns.jobs, ns.workers, ppe_fork
-        )
-    times: dict[str, list[float]] = {label: [] for label in variants}
+    ray: Any = None
     try:
+        if not ns.no_peers:
+            ray = add_peers(ns, array, variants)
+        times: dict[str, list[float]] = {label: [] for label in variants}
         for round_ in range(ns.repeat):
             print(f"  round {round_ + 1}: load {load()}")
             for label, run in variants.items():
