@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import time
 
 import cloudpickle
 import numpy as np
@@ -32,6 +33,11 @@ def is_mapped_read_only(array: np.ndarray) -> tuple[bool, bool]:
     while getattr(base, "base", None) is not None:
         base = base.base
     return not array.flags.writeable, isinstance(base, memoryview) or type(base).__name__ == "mmap"
+
+
+def sleep_then_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
 
 
 def element_and_pid(array: np.ndarray, n: int) -> tuple[float, int]:
@@ -136,3 +142,30 @@ def test_mapped_files_leave_nothing_behind_after_close():
         assert [r.value for r in results] == [True] * 4, [r.error for r in results]
     store.close()
     assert not root.exists()
+
+
+def test_a_named_crews_put_object_reaches_its_jobs_after_it_resumes(tmp_path, monkeypatch):
+    """The jobs a dead controller left in the journal hold references: the next controller's
+    workers still find and check the object it put."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("CREW_SECRET", raising=False)
+    store = str(tmp_path / "store")
+    array = np.random.default_rng(4).random(BIG)
+    crew = Crew(store=store, name="shared", worker_classes=["subprocess"])
+    crew.recruit(workers=1)
+    ref = crew.put(array)
+    ahead = crew.send(sleep_then_pid, args=(1.0,))  # the one worker is busy: the others wait for the next run
+    jobs = [crew.send(element_and_pid, args=(ref, n)) for n in range(3)]
+    crew._manager.close()  # as if the controller died before any result came back: its objects stay
+    crew._closed = True
+    with Crew(store=store, name="shared", worker_classes=["subprocess"]) as resumed:
+        assert resumed.resumed
+        results = {r.id: r for r in resumed.results(timeout=120)}
+        assert results.pop(ahead).ok
+        assert sorted(results) == jobs and all(r.ok for r in results.values()), [r.error for r in results.values()]
+        assert [results[job].value[0] for job in jobs] == list(array[:3])
+        again = resumed.put(array)
+        assert again == ref
+        job = resumed.send(element_and_pid, args=(again, 7))
+        result = resumed.receive(timeout=120)
+        assert result.id == job and result.value[0] == array[7], result.error
