@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from crew_core import Crew
-from crew_core.errors import SerializationError
+from crew_core.errors import SerializationError, TamperedObjectError
 from crew_core.wire import protocol, put_objects
 from crew_core.wire.serialize import digest, dumps
 from crew_local import LocalStore
@@ -169,3 +169,21 @@ def test_a_named_crews_put_object_reaches_its_jobs_after_it_resumes(tmp_path, mo
         job = resumed.send(element_and_pid, args=(again, 7))
         result = resumed.receive(timeout=120)
         assert result.id == job and result.value[0] == array[7], result.error
+
+
+def test_a_buffer_altered_in_the_store_fails_the_job_and_is_not_used(make_crew, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    try:
+        crew = make_crew(store=store)
+        crew.recruit(workers=1)
+        array = np.arange(BIG, dtype=np.float64)
+        ref = crew.put(array)
+        altered = array.copy()
+        altered[0] = -1.0
+        store.put(protocol.buffer_key(crew.id, ref.digest, 0), altered.tobytes())  # same size, one value changed
+        crew.send(element_and_pid, args=(ref, 0))
+        result = crew.receive(timeout=120)
+        assert result.status == "error" and isinstance(result.error, TamperedObjectError), result.error
+        assert "not the buffer its signed put object names" in str(result.error)
+    finally:
+        store.close()
