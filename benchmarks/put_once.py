@@ -2,8 +2,9 @@
 
 Run: ``python benchmarks/put_once.py [--megabytes 100] [--jobs 50] [--workers 2] [--repeat 3]``.
 Each job gets the same array and a number and returns one element. Timed, for every party: from
-handing the array over to the last result, with warm workers (their start is not timed, except
-where the array can only reach workers as they start: PPE's and loky's ``initializer``).
+handing the array over to the last result, with warm workers that have imported numpy (their
+start is not timed, except where the array can only reach workers as they start: PPE's and
+loky's ``initializer``).
 
 - ``crew.put``: the array is put once and each job gets the reference; the store counts the bytes
   that every party (controller and workers) writes and reads, mapped reads included.
@@ -59,8 +60,8 @@ def crew_run(array: Any, jobs: int, workers: int, use_put: bool) -> tuple[float,
         with Crew(store=store, worker_classes=["subprocess"]) as crew:
             crew.recruit(workers=workers)
             crew.launch()
-            for n in range(workers):  # warm: every worker has started and run a job
-                crew.send(element, args=([1.0] * workers, n))
+            for n in range(workers * 4):  # warm: every worker has started, imported numpy and run a job
+                crew.send(element, args=(array[: workers * 4], n))
             list(crew.results())
             store.reset()
             start = time.perf_counter()
@@ -135,8 +136,8 @@ def add_peers(ns: argparse.Namespace, array: Any, variants: dict[str, Callable[[
     if ray is not None:
         ray.init(num_cpus=ns.workers, include_dashboard=False, log_to_driver=False)
         remote = ray.remote(element)
-        warm = [1.0] * ns.workers * 4
-        ray.get([remote.remote(warm, n) for n in range(len(warm))])  # every worker started
+        warm = array[: ns.workers * 4]
+        ray.get([remote.remote(warm, n) for n in range(len(warm))])  # every worker started, numpy imported
         variants["ray.put"] = lambda: ray_run(array, ns.jobs, ray, remote)
     try:
         import loky  # noqa: F401
