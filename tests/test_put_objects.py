@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import threading
 import time
 
 import cloudpickle
@@ -185,5 +186,32 @@ def test_a_buffer_altered_in_the_store_fails_the_job_and_is_not_used(make_crew, 
         result = crew.receive(timeout=120)
         assert result.status == "error" and isinstance(result.error, TamperedObjectError), result.error
         assert "not the buffer its signed put object names" in str(result.error)
+    finally:
+        store.close()
+
+
+def test_threads_that_want_an_object_at_once_read_it_once(tmp_path):
+    from crew_core.wire.refs import ObjectCache, upload
+    from crew_core.wire.signing import RunKeys, Sealed, new_secret
+
+    store = CountingStore(tmp_path / "store")
+    try:
+        keys = RunKeys(new_secret())
+        packed = put_objects.pack(np.random.default_rng(5).random(BIG * 8))
+        upload(Sealed(store, keys), "c", packed)
+        cache = ObjectCache(Sealed(store, keys.worker_keys("w", 1), crew="c"))
+        start, got = threading.Barrier(4), []
+
+        def want() -> None:
+            start.wait()
+            got.append(cache.get("c", packed.digest))
+
+        threads = [threading.Thread(target=want) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(got) == 4 and all(obj is got[0] for obj in got)
+        assert [a.op for a in store.accesses() if a.op.startswith("get")] == ["get", "get_buffer"]
     finally:
         store.close()

@@ -98,15 +98,15 @@ class ObjectCache:
                 return hit[0]
             try:
                 obj, size = self._load(crew, digest)
+                with self._lock:  # kept before the next thread in line looks
+                    self._objects[key] = (obj, size)
+                    self._bytes += size
+                    while self._bytes > self.max_bytes and len(self._objects) > 1:
+                        _, (_, dropped) = self._objects.popitem(last=False)
+                        self._bytes -= dropped
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
-        with self._lock:
-            self._objects[key] = (obj, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes and len(self._objects) > 1:
-                _, (_, dropped) = self._objects.popitem(last=False)
-                self._bytes -= dropped
         return obj
 
     def _load(self, crew: str, digest: str) -> tuple[Any, int]:
