@@ -13,7 +13,8 @@ loky's ``initializer``).
 - ``loky`` and ``ProcessPoolExecutor``: an executor whose ``initializer`` stores the array in
   each worker (loky spawns and pickles it; PPE forks, so its workers inherit it uncopied).
 
-Peers that are not installed are skipped. Variants are interleaved, ``--repeat`` times; the
+Peers that are not installed are skipped (``.venv/bin/pip install -c constraints.txt ray loky``:
+the versions the figures in docs/benchmarks.md were measured with). Variants are interleaved, ``--repeat`` times; the
 medians are printed with ratios to ray's and the load average before each round (this machine
 may be shared: read the figures as noisy).
 """
