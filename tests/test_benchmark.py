@@ -63,3 +63,12 @@ def test_joblib_benchmark_runs():
                          text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "crew/loky time ratio" in out.stdout
+
+
+def test_put_once_benchmark_counts_every_partys_reads():
+    script = SCRIPT.with_name("put_once.py")
+    args = ["--megabytes", "2", "--jobs", "4", "--repeat", "1", "--plain", "--no-peers"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    for label in ("load average at start", "crew.put", "crew, passed as is", "by workers", "MB mapped"):
+        assert label in out.stdout, label

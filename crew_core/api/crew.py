@@ -26,16 +26,16 @@ from crew_core.api.progress import check_progress
 from crew_core.api.recruiting import Recruiter
 from crew_core.engine.ledger import Claim, Job
 from crew_core.engine.summary import Summary
-from crew_core.errors import CrewError, SerializationError
+from crew_core.errors import CrewError
 from crew_core.plugin.registry import Plugins, default_plugins, open_store, store_spec
 from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Worker, as_tags
 from crew_core.results import Result, ResultList
 from crew_core.runner.manager import Manager
 from crew_core.settings import check as check_settings
-from crew_core.wire import protocol
-from crew_core.wire.refs import Ref
-from crew_core.wire.serialize import FunctionCache, digest, dump_args, dumps
+from crew_core.wire import protocol, put_objects
+from crew_core.wire.refs import Ref, upload
+from crew_core.wire.serialize import FunctionCache, digest, dump_args
 from crew_core.wire.signing import new_secret
 
 if TYPE_CHECKING:  # a named crew's modules load only when one opens
@@ -404,14 +404,15 @@ class Crew:
 
         Every job that gets the reference (as an argument, or inside one) receives the object;
         each worker fetches it once and keeps it in memory. Objects are content-addressed: putting
-        an equal object again uploads nothing. Jobs must not modify it.
+        an equal object again uploads nothing. Jobs must not modify it: large buffers (a numpy
+        array's data) reach jobs read-only, mapped from the store's file where it is local.
         """
         self._check_open()
-        try:
-            data = dumps(obj)
-        except Exception as exc:
-            raise SerializationError(f"crew.put() cannot pickle the {type(obj).__name__}: {exc}") from exc
-        return Ref(self.id, self._store_data(data), len(data))
+        packed = put_objects.pack(obj)
+        if packed.digest not in self._put:
+            upload(self._manager.sealed, self.id, packed)
+            self._put.add(packed.digest)
+        return Ref(self.id, packed.digest, packed.size)
 
     def _store_data(self, data: bytes) -> str:
         """Store pickled ``data`` once as one of the crew's (signed) data objects; return its digest."""

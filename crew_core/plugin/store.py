@@ -43,7 +43,8 @@ class Store(ABC):
 
     Subclasses must implement :meth:`put`, :meth:`get`, :meth:`list` and :meth:`delete`, and
     :meth:`config` if their constructor takes arguments. Everything else has a working default
-    that a backend may override for speed (:meth:`delete_prefix`), to offer cheap wake-ups
+    that a backend may override for speed (:meth:`delete_prefix`, :meth:`put_buffer` and
+    :meth:`get_buffer` for large objects), to offer cheap wake-ups
     (:meth:`notify` / :meth:`wait`, with :attr:`notifies` set to ``True``) or to create objects
     atomically (:meth:`put_new`, with :attr:`atomic_put_new` set to ``True``).
 
@@ -148,6 +149,24 @@ class Store(ABC):
             self.put(key, data)
             return True
         return False
+
+    def put_buffer(self, key: str, buffer: memoryview) -> None:
+        """Store the bytes of ``buffer`` (a large object: ``crew.put``'s arrays) under ``key``, as :meth:`put`.
+
+        The default copies them into ``bytes`` and calls :meth:`put`. A backend may write the
+        buffer without that copy, or in parallel parts (S3's multipart upload).
+        """
+        self.put(key, buffer.tobytes())
+
+    def get_buffer(self, key: str) -> memoryview:
+        """The object under ``key`` as a read-only buffer, as :meth:`get` (a large object).
+
+        The default wraps :meth:`get`'s bytes. A store whose objects are files on this machine
+        may map the file instead (no copy; the mapping lives as long as the buffer is used),
+        and a remote one may read it in parallel ranges. Objects read this way are never
+        replaced in place by crew (each is written once), so a mapping stays valid.
+        """
+        return memoryview(self.get(key))
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete every key under ``prefix`` (used to clean up after a worker or a crew)."""

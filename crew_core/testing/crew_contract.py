@@ -171,12 +171,16 @@ class CrewContract:
         data = bytes(range(256)) * 4096  # 1 MiB
         ref = crew.put(data)
         assert crew.put(data) == ref  # content-addressed: nothing uploaded again
+        # A buffer of 2 MiB goes out of band: stored apart (put_buffer), read with get_buffer, checked.
+        apart = crew.put(pickle.PickleBuffer(bytearray(data * 2)))
         for n in range(10):
             crew.send(jobs.length_and_byte, args=(ref, n), kwargs={})
             crew.send(jobs.length_and_byte, args=([ref], n))  # inside another object too
+            crew.send(jobs.length_and_byte, args=(apart, n))
         results = list(crew.results(timeout=120 * timeout_scale))
-        assert len(results) == 20 and all(r.ok for r in results), [r.error for r in results if not r.ok]
-        assert sorted(r.value for r in results) == sorted([(len(data), n) for n in range(10)] * 2)
+        assert len(results) == 30 and all(r.ok for r in results), [r.error for r in results if not r.ok]
+        expected = [(len(data), n) for n in range(10)] * 2 + [(2 * len(data), n) for n in range(10)]
+        assert sorted(r.value for r in results) == sorted(expected)
 
 
     # ------------------------------------------------------------------ who can write the store

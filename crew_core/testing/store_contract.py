@@ -210,6 +210,27 @@ class StoreContract:
             self.raw_put(store, "large/raw", data)
             expect_same_bytes(store.get("large/raw"), data, "get('large/raw') of an object the backend holds")
 
+    def test_buffers_round_trip_read_only(self, store: Store) -> None:
+        """``put_buffer`` and ``get_buffer`` (``crew.put``'s large arrays) are ``put`` and ``get``
+        for buffers: the same bytes whichever pair writes and reads, and a read-only buffer back."""
+        data = random.Random(LARGE_OBJECT_SIZE + 1).randbytes(LARGE_OBJECT_SIZE)
+        store.put_buffer("buffers/large", memoryview(data))
+        view = store.get_buffer("buffers/large")
+        assert isinstance(view, memoryview) and view.readonly, "get_buffer must give a read-only memoryview"
+        expect_same_bytes(view.tobytes(), data, "get_buffer('buffers/large') after put_buffer")
+        expect_same_bytes(store.get("buffers/large"), data, "get('buffers/large') after put_buffer")
+        if self.provides("raw_get"):
+            expect_same_bytes(self.raw_get(store, "buffers/large"), data, "the backend's object after put_buffer")
+        store.put("buffers/put", data[:1000])
+        assert store.get_buffer("buffers/put").tobytes() == data[:1000]
+        store.put_buffer("buffers/empty", memoryview(b""))
+        assert store.get_buffer("buffers/empty").tobytes() == b"" and store.get("buffers/empty") == b""
+        numbers = memoryview(bytearray(range(256)) * 8).cast("Q")  # not bytes: a typed buffer (8-byte items)
+        store.put_buffer("buffers/typed", numbers)
+        assert store.get_buffer("buffers/typed").tobytes() == numbers.tobytes()
+        with pytest.raises(KeyNotFoundError):
+            store.get_buffer("buffers/absent")
+
     def test_list_is_sorted_recursive_and_prefix_bound(self, store: Store) -> None:
         for key in ["p/b", "p/a", "p/sub/c", "q/a", "pp/x"]:
             store.put(key, b"1")

@@ -10,6 +10,8 @@ ran (see docs/specification.md, "Threat model").
 
 from __future__ import annotations
 
+import pickle
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ from crew_core.agent.runtime import WorkerLoop
 from crew_core.errors import TamperedObjectError
 from crew_core.plugin.store import Store
 from crew_core.testing import jobs
-from crew_core.wire import protocol
+from crew_core.wire import protocol, put_objects
 from crew_core.wire.protocol import Batch, Call, JournalJob, ResultBatch, WorkerSettings
+from crew_core.wire.refs import ObjectCache, upload
 from crew_core.wire.serialize import FunctionCache, dump_args
 from crew_core.wire.signing import SECRET_ENV, LaunchKeys, Mac, RunKeys, Sealed, Signed, derive, new_secret
 
@@ -91,6 +94,25 @@ class TrustContract:
         assert protocol.decode_result(controller.get(key), key).worker == "w-b"
         with pytest.raises(PermissionError):  # and a worker signs nothing for the controller
             a.put(protocol.task_key(protocol.worker_prefix(CREW, "w-a", 1), 8), b"")
+
+    def test_a_put_objects_altered_buffer_is_refused(self, store: Store) -> None:
+        """A large object's buffers are stored unsigned (``put_objects.py``): the signed header's
+        hash of each is what a worker checks before the object is rebuilt over it."""
+        keys = RunKeys(new_secret())
+        data = bytearray(random.Random(7).randbytes(put_objects.OUT_OF_BAND_BYTES + 5))
+        packed = put_objects.pack({"buffer": pickle.PickleBuffer(data), "small": b"in band"})
+        assert len(packed.buffers) == 1
+        upload(Sealed(store, keys), CREW, packed)
+        obj = ObjectCache(Sealed(store, keys.worker_keys("w", 1), crew=CREW)).get(CREW, packed.digest)
+        assert bytes(obj["buffer"]) == data and obj["small"] == b"in band"
+        part = protocol.buffer_key(CREW, packed.digest, 0)
+        data[-1] ^= 1  # one bit, in place of the stored buffer
+        store.put(part, bytes(data))
+        with pytest.raises(TamperedObjectError, match="not the buffer its signed put object names"):
+            ObjectCache(Sealed(store, keys.worker_keys("w", 1), crew=CREW)).get(CREW, packed.digest)
+        store.put(part, bytes(data[:-1]))  # cut short
+        with pytest.raises(TamperedObjectError):
+            ObjectCache(Sealed(store, keys.worker_keys("w", 1), crew=CREW)).get(CREW, packed.digest)
 
     def test_an_answer_that_names_another_launch_is_dropped_at_recovery(self, store: Store) -> None:
         from crew_core.durable.journal import recover

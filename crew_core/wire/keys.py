@@ -19,6 +19,7 @@ __all__ = [
     "accepted_key",
     "answer_key",
     "beat_key",
+    "buffer_key",
     "claim_epoch",
     "claim_key",
     "claim_prefix",
@@ -100,6 +101,11 @@ def exit_key(crew_id: str, name: str, incarnation: int) -> str:
 
 def data_key(crew_id: str, digest: str) -> str:
     return f"{crew_id}/data/{digest}"
+
+
+def buffer_key(crew_id: str, digest: str, index: int) -> str:
+    """Where the ``index``-th out-of-band buffer of the put object ``digest`` lives (``put_objects.py``)."""
+    return f"{crew_id}/data/{digest}.{index}"
 
 
 def lease_key(crew_id: str) -> str:

@@ -15,6 +15,7 @@ import traceback as tb_module
 import types
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, cast
 
 import cloudpickle
@@ -26,21 +27,29 @@ from crew_core.wire.protocol import Outcome
 _MAIN = b"__main__"
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(
+    obj: Any,
+    buffer_callback: Callable[[pickle.PickleBuffer], bool] | None = None,
+    taken: list[Any] | None = None,
+) -> bytes:
     """Pickle ``obj`` as cloudpickle would, taking the C pickler's fast path when that is equivalent.
 
     The C pickler saves classes and functions by reference; that is what cloudpickle does too,
     except for those of ``__main__`` and of modules registered to go by value.
+    ``buffer_callback`` is pickle's (a false answer takes a buffer out of band); ``taken``, the
+    list it fills, is emptied when the fast path's attempt is thrown away.
     """
     if not cloudpickle.list_registry_pickle_by_value():
         try:
-            data = pickle.dumps(obj, protocol=5)
+            data = pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
         except Exception:
             pass
         else:
             if _MAIN not in data:
                 return data
-    return cast(bytes, cloudpickle.dumps(obj, protocol=5))
+        if taken is not None:
+            taken.clear()
+    return cast(bytes, cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback))
 
 
 def digest(data: bytes) -> str:

@@ -259,3 +259,23 @@ def test_a_junk_poll_interval_in_the_environment_is_a_clear_error_naming_it(monk
 
     with pytest.raises(StoreError, match=r"CREW_S3_POLL_INTERVAL; not 'junk'"):
         Crew(store=f"s3://{bucket}/crews/junk", worker_classes=["subprocess"], plugins=get_plugin_manager())
+
+
+def test_large_buffers_go_up_in_parts_and_come_back_in_ranges(bucket, s3):
+    """``crew.put``'s arrays: a multipart upload and ranged GETs, ``request_concurrency`` at a time."""
+    import random
+
+    store = S3Store(bucket, "parts")
+    store.part_size = 5 << 20  # S3's least: every part but the last must have at least this
+    data = random.Random(5).randbytes(12 << 20)
+    S3Store.requests.clear()
+    store.put_buffer("big", memoryview(data))
+    assert (S3Store.requests["CreateMultipartUpload"], S3Store.requests["UploadPart"]) == (1, 3)
+    assert s3.get_object(Bucket=bucket, Key="parts/big")["Body"].read() == data  # one object, in order
+    S3Store.requests.clear()
+    view = store.get_buffer("big")
+    assert S3Store.requests["GetObject"] == 3 and view.readonly and view.tobytes() == data
+    store.put_buffer("small", memoryview(data[:100]))
+    assert store.get_buffer("small").tobytes() == data[:100]
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")  # none left open
+    store.close()

@@ -8,7 +8,7 @@ imported when the first store is built.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from crew_core.plugin import KeyNotFoundError, Store, StoreError, StoreGoneError, check_key, is_key
@@ -23,6 +23,7 @@ _PERMISSIONS = {
 _LOCATION = ("bucket", "prefix")  # options that a gs:// URL names itself
 
 logger = logging.getLogger("crew")
+_COMPOSE_MAX = 32  # source objects one compose request takes
 
 
 def _store_error(exc: BaseException, what: str, where: str) -> StoreError:
@@ -45,6 +46,13 @@ def _store_error(exc: BaseException, what: str, where: str) -> StoreError:
     return StoreError(message)
 
 
+def _in_parallel(work: Callable[[int], None], items: Iterable[int], threads: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor  # only for large objects
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, items))
+
+
 class GCSStore(Store):
     """Keys live under ``prefix`` in ``bucket``.
 
@@ -62,6 +70,8 @@ class GCSStore(Store):
     heartbeat_interval = 30.0
     request_concurrency = 16  # the controller reads results and writes tasks in parallel
     atomic_put_new = True  # an upload with ifGenerationMatch=0
+    #: Bytes per part of a large object's parallel upload and ranged reads.
+    part_size: int = 16 << 20
 
     def __init__(
         self,
@@ -156,6 +166,65 @@ class GCSStore(Store):
         except Exception as exc:
             raise _store_error(exc, "write", f"{self.describe()}/{key}") from exc
         return True
+
+    def put_buffer(self, key: str, buffer: memoryview) -> None:
+        """A large object in parallel parts: each uploaded as a private dot-name object beside
+        the key, then composed into it (atomic: the object appears whole) and deleted. GCS
+        composes at most 32 parts, so a very large object has larger parts."""
+        view = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
+        if view.nbytes <= self.part_size:
+            self.put(key, view.tobytes())
+            return
+        import secrets
+
+        name, where = self._key(key), f"{self.describe()}/{key}"
+        size = max(self.part_size, -(-view.nbytes // _COMPOSE_MAX))
+        folder, _, base = name.rpartition("/")
+        token = secrets.token_hex(4)  # two writers of one key never share parts
+        parts = [f"{folder}/.{base}.{token}.{n}".lstrip("/") for n in range(-(-view.nbytes // size))]
+
+        def upload(n: int) -> None:
+            self.count("objects.insert")
+            body = view[n * size : (n + 1) * size].tobytes()
+            self._bucket.blob(parts[n]).upload_from_string(body, content_type="application/octet-stream")
+
+        try:
+            _in_parallel(upload, range(len(parts)), self.request_concurrency)
+            self.count("objects.compose")
+            self._bucket.blob(name).compose([self._bucket.blob(part) for part in parts])
+        except Exception as exc:
+            raise _store_error(exc, "write", where) from exc
+        finally:
+            self._delete_names([part[len(self._base) :] for part in parts])
+
+    def get_buffer(self, key: str) -> memoryview:
+        """A large object in parallel ranged reads of one generation, after one metadata read."""
+        name, where = self._key(key), f"{self.describe()}/{key}"
+        self.count("objects.get")
+        try:
+            blob = self._bucket.get_blob(name)
+        except Exception as exc:
+            raise _store_error(exc, "read", where) from exc
+        if blob is None:
+            raise KeyNotFoundError(f"no object {key!r} in {self.describe()}")
+        total, generation = int(blob.size or 0), blob.generation
+        whole = bytearray(total)
+
+        def read(start: int) -> None:
+            self.count("objects.get")
+            end = min(start + self.part_size, total) - 1
+            data = blob.download_as_bytes(start=start, end=end, if_generation_match=generation, checksum=None)
+            whole[start : start + len(data)] = data
+
+        try:
+            _in_parallel(read, range(0, total, self.part_size), self.request_concurrency)
+        except Exception as exc:
+            from google.api_core.exceptions import NotFound
+
+            if isinstance(exc, NotFound):
+                raise KeyNotFoundError(f"no object {key!r} in {self.describe()}") from None
+            raise _store_error(exc, "read", where) from exc
+        return memoryview(whole).toreadonly()
 
     def get(self, key: str) -> bytes:
         from google.api_core.exceptions import NotFound

@@ -163,3 +163,21 @@ def test_a_deleted_bucket_is_a_store_gone_for_good(bucket, gcs):
     with pytest.raises(StoreGoneError, match="does not exist"):
         GCSStore(bucket, "p")  # as a worker would build it
     store.close()
+
+
+def test_large_buffers_go_up_in_composed_parts_and_come_back_in_ranges(bucket, gcs):
+    """``crew.put``'s arrays: parts uploaded at once and composed (none left behind), ranged reads."""
+    import random
+
+    store = GCSStore(bucket, "parts")
+    store.part_size = 4 << 20
+    data = random.Random(6).randbytes(10 << 20)
+    GCSStore.requests.clear()
+    store.put_buffer("big", memoryview(data))
+    assert (GCSStore.requests["objects.insert"], GCSStore.requests["objects.compose"]) == (3, 1)
+    assert [blob.name for blob in gcs.bucket(bucket).list_blobs(prefix="parts/")] == ["parts/big"]
+    assert gcs.bucket(bucket).blob("parts/big").download_as_bytes() == data
+    GCSStore.requests.clear()
+    view = store.get_buffer("big")
+    assert GCSStore.requests["objects.get"] == 4 and view.readonly and view.tobytes() == data  # metadata, 3 ranges
+    store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import mmap
 import os
 import select
 import shutil
@@ -24,6 +25,7 @@ from crew_core.plugin import KeyNotFoundError, Store, StoreError, StoreGoneError
 
 _counter = itertools.count()
 _MAX_BELLS = 64  # open write ends of other parties' pipes kept per store object
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
 
 
 def _make_dirs(path: str, root: str | None = None) -> None:
@@ -186,7 +188,7 @@ class LocalStore(Store):
             return StoreGoneError(f"the store folder {self._root} is gone (deleted?): cannot {what} {path}")
         return StoreError(f"cannot {what} {path}: {exc.strerror or exc} (errno {exc.errno})")
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
         temp = self._write_temp(path, data)
         try:
@@ -215,7 +217,7 @@ class LocalStore(Store):
         finally:
             _remove(temp)
 
-    def _write_temp(self, path: str, data: bytes) -> str:
+    def _write_temp(self, path: str, data: bytes | memoryview) -> str:
         """Write ``data`` to a new temporary file beside ``path`` and return its name."""
         folder, base = os.path.split(path)
         temp = os.path.join(folder, f".{base}.{os.getpid()}.{next(_counter)}.tmp")
@@ -231,7 +233,7 @@ class LocalStore(Store):
             raise self._failed("write", path, exc) from exc
         try:
             try:
-                view = memoryview(data)
+                view = memoryview(data).cast("B")  # os.write counts bytes, not items
                 while view:
                     view = view[os.write(fd, view) :]
             finally:
@@ -251,6 +253,33 @@ class LocalStore(Store):
             raise KeyNotFoundError(f"no object {key!r} in {self._root}") from None
         except OSError as exc:
             raise self._failed("read", path, exc) from exc
+
+    def put_buffer(self, key: str, buffer: memoryview) -> None:
+        """Written from the buffer itself: no copy into ``bytes`` first."""
+        self.put(key, buffer)
+
+    def get_buffer(self, key: str) -> memoryview:
+        """The file mapped read-only: pages are shared with every process that maps it (in
+        ``/dev/shm`` they are the store's own memory), and nothing is copied. The mapping ends
+        when the last buffer made from it is released; the file may be deleted meanwhile."""
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            if _gone(self._root):
+                raise StoreGoneError(f"the store folder {self._root} is gone (deleted?): cannot read {path}") from None
+            raise KeyNotFoundError(f"no object {key!r} in {self._root}") from None
+        except OSError as exc:
+            raise self._failed("read", path, exc) from exc
+        try:
+            if os.fstat(fd).st_size == 0:  # an empty file cannot be mapped
+                return memoryview(b"")
+            # Populated at once: one call maps every page, instead of a fault per page as it is read.
+            return memoryview(mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot map {path}: {exc}") from exc
+        finally:
+            os.close(fd)
 
     def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         folder, _, _ = prefix.rpartition("/")
