@@ -170,8 +170,14 @@ def _call_each(
             continue
         if owner_of is not None:
             owner_of._current_plugin = impl.plugin_name
+        config = kwargs.get("config")
+        before = dict(config["crew"]) if isinstance(config, Config) else None
         try:
             impl.function(*(kwargs[name] for name in impl.argnames))
+            if isinstance(config, Config) and before is not None:  # who set each crew setting (crew config)
+                who = info.distribution if info is not None and info.distribution else impl.plugin_name
+                crew = config["crew"]
+                config.set_by.update({key: who for key in crew if key not in before or before[key] != crew[key]})
         except Exception as exc:
             if info is None or info.distribution is None:
                 raise

@@ -1,0 +1,186 @@
+"""Unnamed crews on the temporary ``"local"`` store: a folder in RAM (``/dev/shm/crew-*``) that a
+controller killed with SIGKILL leaves behind. The next crew opened on the machine sweeps it once
+its controller and workers have ended; ``crew ps --store local`` lists them, ``crew stop`` removes one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+from crew_core import Crew
+from crew_core.cli import main
+from crew_core.plugin import process_start
+from crew_core.testing import process_gone, wait_for
+from crew_local import LocalStore, temporary
+
+
+def _killed_controller(tmp_path, *, detached: bool = False) -> tuple[str, str, int]:
+    """Run an unnamed crew on the default store in a process that then kills itself (SIGKILL):
+    (its store folder, its crew id, its worker's pid)."""
+    script = textwrap.dedent(f"""
+        import os
+        from crew_core import Crew
+        from crew_core.testing import jobs
+        crew = Crew(worker_classes=["subprocess"], lease_timeout=600)
+        [worker] = crew.recruit(workers=1, detached={detached!r})
+        crew.send(jobs.double, args=(1,))
+        assert crew.receive(timeout=60).value == 2
+        print(crew.store.describe(), crew.id, worker.backend.pid, flush=True)
+        os.kill(os.getpid(), 9)
+    """)  # fmt: skip
+    with open(tmp_path / "out", "w") as out:  # not a pipe: a detached worker would hold it open
+        subprocess.run([sys.executable, "-c", script], stdout=out, timeout=120, stdin=subprocess.DEVNULL)
+    folder, crew_id, pid = (tmp_path / "out").read_text().split()
+    return folder, crew_id, int(pid)
+
+
+def _folder(owner: dict[str, object] | None) -> str:
+    """A folder as a temporary store would be, with the ``.owner`` record given (None: none)."""
+    folder = tempfile.mkdtemp(prefix=temporary.PREFIX, dir=temporary.parent())
+    if owner is not None:
+        with open(os.path.join(folder, temporary.OWNER), "w") as handle:
+            json.dump(owner, handle)
+    return folder
+
+
+@pytest.fixture
+def folders():
+    """Folders a test made by hand: removed after it, whatever it left."""
+    made: list[str] = []
+    yield made
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_killed_controllers_folder_is_listed_then_swept_by_the_next_crew(tmp_path, capsys, folders):
+    folder, crew_id, worker = _killed_controller(tmp_path)
+    folders.append(folder)
+    assert folder.startswith(temporary.parent() + "/crew-") and os.path.isdir(folder)
+    wait_for(lambda: process_gone(worker), timeout=60, what="the worker to leave with its controller")
+    assert main(["ps", "--store", "local", "--json"]) == 0
+    [row] = [row for row in json.loads(capsys.readouterr().out) if row["store"] == folder]
+    assert row["owner_ended"] and row["users"] == []
+    [crew] = row["crews"]
+    assert crew["crew"] == crew_id and crew["controller_dead"]
+    assert main(["ps", "--store", "local"]) == 0
+    assert f"{folder}: controller process {row['owner']}: its process has ended" in capsys.readouterr().out
+    with Crew(worker_classes=["subprocess"]) as crew:  # the next crew on the machine sweeps it
+        assert not os.path.exists(folder)
+        mine = crew.store.describe()
+        assert main(["ps", "--store", "local", "--json"]) == 0  # a live one is listed, not swept
+        [row] = [row for row in json.loads(capsys.readouterr().out) if row["store"] == mine]
+        assert row["owner"] == os.getpid() and not row["owner_ended"]
+    assert not os.path.exists(mine)
+
+
+def test_a_folder_whose_workers_still_run_stays_until_they_end_and_crew_stop_removes_it(tmp_path, capsys, folders):
+    folder, crew_id, worker = _killed_controller(tmp_path, detached=True)  # it outlives its controller
+    folders.append(folder)
+    try:
+        assert not process_gone(worker)
+        with Crew(worker_classes=["executor"]):
+            assert os.path.isdir(folder)  # not deleted under a live worker
+        assert main(["ps", "--store", "local", "--json"]) == 0
+        [row] = [row for row in json.loads(capsys.readouterr().out) if row["store"] == folder]
+        assert row["owner_ended"] and row["users"] == [worker]
+        assert main(["stop", "nosuchcrew", "--store", "local"]) == 1
+        assert "no crew 'nosuchcrew'" in capsys.readouterr().err
+        assert main(["stop", crew_id, "--store", "local"]) == 0  # ends the worker on its backend
+        out = capsys.readouterr().out
+        assert f"ended 1 job(s) on their backends: subprocess {worker}" in out
+        wait_for(lambda: process_gone(worker), timeout=30, what="crew stop to end the worker")
+        if os.path.exists(folder):  # it was still running when crew stop looked
+            assert main(["stop", os.path.basename(folder), "--store", "local"]) == 0
+        assert not os.path.exists(folder)
+    finally:
+        if not process_gone(worker):
+            os.kill(worker, 9)
+
+
+def test_crew_stop_refuses_the_store_of_a_live_controller(capsys):
+    with Crew(worker_classes=["executor"]) as crew:
+        assert main(["stop", crew.id, "--store", "local"]) == 1
+        assert f"live controller here (process {os.getpid()})" in capsys.readouterr().err
+        assert os.path.isdir(crew.store.describe())
+
+
+def test_only_folders_of_this_users_ended_owners_are_swept(folders):
+    me, start = os.getpid(), process_start(os.getpid())
+    assert start is not None
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(ended.stdout)
+    live = _folder({"pid": me, "start": start})
+    reused = _folder({"pid": me, "start": start + 1})  # this pid, but another process's start: it ended
+    gone = _folder({"pid": dead, "start": None})
+    unknown = _folder(None)  # being made, or by an older crew-local: never swept
+    junk = _folder({"pid": "1", "start": []})
+    other = _folder({"pid": dead, "start": None})
+    folders += [live, reused, gone, unknown, junk, other]
+    if os.geteuid() == 0:
+        os.chown(other, 65534, 65534)  # another user's
+    user = _folder({"pid": dead, "start": None})  # its owner ended, but a process of it runs
+    folders.append(user)
+    os.mkdir(os.path.join(user, temporary.USERS))
+    open(os.path.join(user, temporary.USERS, f"{me}-{start}"), "w").close()
+
+    removed = temporary.sweep()
+    assert set(removed) >= {reused, gone}
+    assert not os.path.exists(reused) and not os.path.exists(gone)
+    kept = (live, unknown, junk, user, *([other] if os.geteuid() == 0 else []))
+    assert all(os.path.isdir(folder) for folder in kept)
+
+
+def test_a_worker_opening_a_temporary_store_notes_itself_and_its_note_goes_at_close(folders):
+    store = LocalStore()
+    try:
+        worker = LocalStore(**store.config())  # as a worker rebuilds it
+        note = os.path.join(store.describe(), temporary.USERS, f"{os.getpid()}-{process_start(os.getpid())}")
+        assert os.path.exists(note)
+        assert store.list("") == []  # private files: no keys
+        worker.close()
+        assert not os.path.exists(note)
+    finally:
+        store.close()
+    assert not os.path.exists(store.describe())
+
+
+def test_two_sweepers_at_once_remove_each_folder_once(folders):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = [_folder({"pid": int(ended.stdout), "start": None}) for _ in range(40)]
+    folders += dead
+    sweep = "from crew_local import temporary; print(len(temporary.sweep()))"
+    sweepers = [subprocess.Popen([sys.executable, "-c", sweep], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    counts = [int(p.communicate(timeout=60)[0]) for p in sweepers]
+    assert all(p.returncode == 0 for p in sweepers)
+    assert not any(os.path.exists(folder) for folder in dead)
+    assert sum(counts) == 40  # each by one of them
+    leftovers = [name for name in os.listdir(temporary.parent()) if name.startswith(temporary.SWEEPING)]
+    assert not [name for name in leftovers if name.split("-")[2] in {str(p.pid) for p in sweepers}]
+
+
+def test_a_sweeper_that_died_midway_is_finished_by_the_next(folders):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    half = os.path.join(temporary.parent(), f"{temporary.SWEEPING}{int(ended.stdout)}-0-cafe")
+    os.mkdir(half, 0o700)
+    folders.append(half)
+    temporary.sweep()
+    assert not os.path.exists(half)
+
+
+def test_sweeping_at_each_open_is_cheap(folders):
+    """With 50 live temporary stores on the machine, a sweep costs well under a millisecond each."""
+    me, start = os.getpid(), process_start(os.getpid())
+    folders += [_folder({"pid": me, "start": start}) for _ in range(50)]
+    began = time.perf_counter()
+    for _ in range(20):
+        temporary.sweep()
+    each = (time.perf_counter() - began) / 20
+    assert each < 0.25, f"a sweep took {each * 1000:.1f} ms"  # generous: a loaded CI machine
