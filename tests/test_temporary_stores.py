@@ -152,16 +152,30 @@ def test_a_worker_opening_a_temporary_store_notes_itself_and_its_note_goes_at_cl
     assert not os.path.exists(store.describe())
 
 
-def test_two_sweepers_at_once_remove_each_folder_once(folders):
+def test_three_sweepers_at_once_remove_each_folder_once(tmp_path, folders):
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = [_folder({"pid": int(ended.stdout), "start": None}) for _ in range(40)]
+    dead = [_folder({"pid": int(ended.stdout), "start": None}) for _ in range(60)]
     folders += dead
-    sweep = "from crew_local import temporary; print(len(temporary.sweep()))"
-    sweepers = [subprocess.Popen([sys.executable, "-c", sweep], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    for folder in dead:  # deleting takes a while: the sweepers overlap
+        for n in range(30):
+            open(os.path.join(folder, f"k{n}"), "w").close()
+    go = tmp_path / "go"
+    sweep = textwrap.dedent(f"""
+        import os, sys, time
+        from crew_local import temporary
+        open(os.path.join({str(tmp_path)!r}, "ready." + sys.argv[1]), "w").close()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.001)
+        print(len(temporary.sweep()))
+    """)  # fmt: skip
+    sweepers = [subprocess.Popen([sys.executable, "-c", sweep, str(n)], stdout=subprocess.PIPE, text=True)
+                for n in range(3)]  # fmt: skip
+    wait_for(lambda: len(list(tmp_path.glob("ready.*"))) == 3, timeout=60, what="the sweepers to be ready")
+    go.touch()  # they start together
     counts = [int(p.communicate(timeout=60)[0]) for p in sweepers]
     assert all(p.returncode == 0 for p in sweepers)
     assert not any(os.path.exists(folder) for folder in dead)
-    assert sum(counts) == 40  # each by one of them
+    assert sum(counts) == 60  # each by one of them
     leftovers = [name for name in os.listdir(temporary.parent()) if name.startswith(temporary.SWEEPING)]
     assert not [name for name in leftovers if name.split("-")[2] in {str(p.pid) for p in sweepers}]
 

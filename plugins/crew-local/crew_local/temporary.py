@@ -16,6 +16,7 @@ that the next sweep removes once that sweeper's process has ended.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -168,7 +169,13 @@ def remove(location: str) -> bool:
 
 def sweep() -> list[str]:
     """Remove every temporary store of this user here whose owner and users have all ended, and
-    what sweepers that died midway left; returns the folders removed."""
+    what sweepers that died midway left; returns the folders removed.
+
+    It runs each time a temporary store is made, so it reads little: one listing of the parent
+    folder, and per folder of this user its ``.owner`` and its owner's ``/proc/<pid>/stat``
+    (once per owner); a folder's users are looked at only once its owner has ended.
+    """
+    alive = functools.cache(same_process_alive)  # many folders of one owner: one look
     removed = []
     try:
         entries = list(os.scandir(parent()))
@@ -177,7 +184,7 @@ def sweep() -> list[str]:
     for entry in entries:
         if entry.name.startswith(PREFIX) and _mine(entry):
             owner = _owner(entry.path)
-            if owner is not None and not same_process_alive(owner.pid, owner.start) and remove(entry.path):
+            if owner is not None and not alive(owner.pid, owner.start) and remove(entry.path):
                 removed.append(entry.path)
         elif entry.name.startswith(SWEEPING) and _mine(entry):
             pid, _, rest = entry.name[len(SWEEPING) :].partition("-")
