@@ -322,8 +322,8 @@ class Crew:
         """Return the next finished job's :class:`Result`, waiting up to ``timeout`` seconds.
 
         Returns None when the timeout passes, or at once when no job (with ``tags``) is in flight.
-        ``tags`` that no job sent to this crew and no worker of it ever carried are an error
-        (:class:`UnknownTagError`: no result could ever match); tags some job or worker carried
+        ``tags`` that no job sent to this crew carried and no worker of it carries are an error
+        (:class:`UnknownTagError`: no result could ever match); tags some job or worker carries
         are not, even when no such job is in flight now (None at once).
         Raises what the crew could not do meanwhile (the store failing, a worker that could not
         start), once, when it has no result to hand out; a store gone for good
@@ -384,7 +384,7 @@ class Crew:
     def receivable(self, tags: str | Iterable[str] | None = None) -> bool:
         """True when :meth:`receive` would return a result at once (for jobs with ``tags``).
 
-        ``tags`` that no job sent to this crew and no worker carried are an error, as in :meth:`receive`.
+        ``tags`` that no job sent to this crew carried and no worker carries are an error, as in :meth:`receive`.
         """
         self._check_open()
         wanted = self._receive_tags(tags)
@@ -440,17 +440,14 @@ class Crew:
         return Summary(self._manager.summary())
 
     def _receive_tags(self, tags: str | Iterable[str] | None) -> frozenset[str]:
-        """:meth:`receive`'s ``tags``, refused when no job sent here and no worker carried them."""
+        """:meth:`receive`'s ``tags``, refused when no job sent here carried them and no worker carries them."""
         wanted = as_tags(tags)
-        if wanted <= self._sent_tags.union(*self._tag_sets):
+        if not wanted or wanted <= self._sent_tags or wanted <= self._sent_tags.union(*self._tag_sets):
             return wanted
-
-        def in_ledger() -> set[str]:  # jobs and results a resumed named crew took over
-            with self._manager.lock:
-                ledger = self._manager.ledger
-                return set().union(*(job.tags for job in ledger.jobs.values()), *(r.tags for r in ledger.results))
-
-        checks.receive_tags(wanted, self._sent_tags | in_ledger(), self._tag_sets)
+        with self._manager.lock:  # and the jobs and results a resumed named crew took over
+            ledger = self._manager.ledger
+            taken = set().union(*(job.tags for job in ledger.jobs.values()), *(r.tags for r in ledger.results))
+        checks.receive_tags(wanted, self._sent_tags | taken, self._tag_sets)
         return wanted
 
     def _check_runnable(self, tags: frozenset[str]) -> None:

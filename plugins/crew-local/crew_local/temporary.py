@@ -39,7 +39,7 @@ def parent() -> str:
     shm = "/dev/shm"
     if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
         return shm
-    return tempfile.gettempdir()
+    return os.path.realpath(tempfile.gettempdir())  # as LocalStore resolves its root (macOS: /private/var/...)
 
 
 def _me() -> tuple[int, int | None]:
