@@ -82,7 +82,8 @@ class Setting:
 #: Units a number of seconds may carry in an environment variable, and what each is worth.
 SECOND_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _NUMBER = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([a-z]*)")
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+#: The words of a flag variable (any case).
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def parse_value(raw: str, variable: str, kind: type, unit: str, takes: str) -> Any:
@@ -103,8 +104,8 @@ def parse_value(raw: str, variable: str, kind: type, unit: str, takes: str) -> A
     if word in ("none", "null"):
         return None
     if kind is bool:
-        if word in _TRUE or word in _FALSE:
-            return word in _TRUE
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
         raise wrong()
     if word in ("inf", "+inf", "infinity", "+infinity"):
         return math.inf

@@ -14,6 +14,7 @@ import pluggy
 from crew_core.config import Config
 from crew_core.errors import PluginError
 from crew_core.plugin import hookspecs
+from crew_core.settings import FALSE_WORDS, TRUE_WORDS
 
 if TYPE_CHECKING:
     from crew_core.plugin.store import Store
@@ -120,8 +121,10 @@ class Plugins:
 
 def _disabled() -> tuple[bool, set[str]]:
     value = os.environ.get(DISABLE_ENV, "").strip()
-    if value.lower() in ("1", "true", "yes", "all"):
+    if value.lower() in (*TRUE_WORDS, "all"):  # a flag's words, as every CREW_* flag reads them
         return True, set()
+    if value.lower() in (*FALSE_WORDS, "none"):
+        return False, set()
     return False, {part.strip() for part in value.split(",") if part.strip()}
 
 
