@@ -5,6 +5,7 @@ its controller and workers have ended; ``crew ps --store local`` lists them, ``c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -112,7 +113,7 @@ def test_crew_stop_refuses_the_store_of_a_live_controller(capsys):
         assert os.path.isdir(crew.store.describe())
 
 
-def test_only_folders_of_this_users_ended_owners_are_swept(folders):
+def test_only_folders_of_this_users_ended_owners_are_swept(folders, caplog):
     me, start = os.getpid(), process_start(os.getpid())
     assert start is not None
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -131,8 +132,10 @@ def test_only_folders_of_this_users_ended_owners_are_swept(folders):
     os.mkdir(os.path.join(user, temporary.USERS))
     open(os.path.join(user, temporary.USERS, f"{me}-{start}"), "w").close()
 
-    removed = temporary.sweep()
+    with caplog.at_level(logging.INFO, logger="crew"):
+        removed = temporary.sweep()
     assert set(removed) >= {reused, gone}
+    assert f"removed {gone}, the temporary store of a controller that ended (process {dead})" in caplog.text
     assert not os.path.exists(reused) and not os.path.exists(gone)
     kept = (live, unknown, junk, user, *([other] if os.geteuid() == 0 else []))
     assert all(os.path.isdir(folder) for folder in kept)

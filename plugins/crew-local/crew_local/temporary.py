@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crew_core.plugin import TemporaryStore, process_start, same_process_alive
+
+log = logging.getLogger("crew")
 
 PREFIX = "crew-"
 OWNER = ".owner"
@@ -185,6 +188,8 @@ def sweep() -> list[str]:
         if entry.name.startswith(PREFIX) and _mine(entry):
             owner = _owner(entry.path)
             if owner is not None and not alive(owner.pid, owner.start) and remove(entry.path):
+                log.info("removed %s, the temporary store of a controller that ended (process %d)", entry.path,
+                         owner.pid)  # fmt: skip
                 removed.append(entry.path)
         elif entry.name.startswith(SWEEPING) and _mine(entry):
             pid, _, rest = entry.name[len(SWEEPING) :].partition("-")
