@@ -18,7 +18,7 @@ import pytest
 
 from crew_core import Crew
 from crew_core.cli import main
-from crew_core.plugin import process_start
+from crew_core.plugin import Store, TemporaryStore, process_start
 from crew_core.testing import process_gone, wait_for
 from crew_local import LocalStore, temporary
 
@@ -73,8 +73,9 @@ def test_a_killed_controllers_folder_is_listed_then_swept_by_the_next_crew(tmp_p
     assert crew["crew"] == crew_id and crew["controller_dead"]
     assert main(["ps", "--store", "local"]) == 0
     assert f"{folder}: controller process {row['owner']}: its process has ended" in capsys.readouterr().out
-    with Crew(worker_classes=["subprocess"]) as crew:  # the next crew on the machine sweeps it
+    with Crew(store=str(tmp_path / "disk"), worker_classes=["executor"]):  # the next crew, on any store
         assert not os.path.exists(folder)
+    with Crew(worker_classes=["subprocess"]) as crew:
         mine = crew.store.describe()
         assert main(["ps", "--store", "local", "--json"]) == 0  # a live one is listed, not swept
         [row] = [row for row in json.loads(capsys.readouterr().out) if row["store"] == mine]
@@ -201,3 +202,28 @@ def test_sweeping_at_each_open_is_cheap(folders):
         temporary.sweep()
     each = (time.perf_counter() - began) / 20
     assert each < 0.25, f"a sweep took {each * 1000:.1f} ms"  # generous: a loaded CI machine
+
+
+def test_a_store_class_sweeps_through_its_temporary_stores_by_default():
+    """A third-party class that lists its temporary stores and removes one gets the sweep for free."""
+
+    class Scratch(Store):
+        removed: list[str] = []
+
+        def put(self, key, data): ...
+        def get(self, key): ...
+        def list(self, prefix, start_after=None): ...
+        def delete(self, keys): ...
+
+        @classmethod
+        def temporary_stores(cls):
+            return [TemporaryStore("left", 1, True), TemporaryStore("live", 2, False),
+                    TemporaryStore("used", 3, True, users=(9,))]  # fmt: skip
+
+        @classmethod
+        def remove_temporary(cls, location):
+            cls.removed.append(location)
+            return True
+
+    assert Scratch.sweep_temporary() == ["left"] and Scratch.removed == ["left"]
+    assert Store.sweep_temporary() == [] and Store.temporary_stores() == []

@@ -28,7 +28,7 @@ from crew_core.api.recruiting import Recruiter
 from crew_core.engine.ledger import Claim, Job
 from crew_core.engine.summary import Summary
 from crew_core.errors import CrewError, SerializationError
-from crew_core.plugin.registry import Plugins, default_plugins, open_store, store_spec
+from crew_core.plugin.registry import Plugins, default_plugins, open_store, store_spec, sweep_temporary_stores
 from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Worker, as_tags
 from crew_core.results import Result, ResultList
@@ -107,6 +107,7 @@ class Crew:
         checks.check_config(config, from_environment)
         if isinstance(store, str) and not store:
             raise ValueError("store must name a store, a URL or a path, not an empty string (None: the default)")
+        sweep_temporary_stores(self._plugins)  # what controllers killed on this machine left in RAM
         self.store, self._owns_store = open_store(self._plugins, store or config.get("store"), options)
         try:
             checked = check_settings(config, self.store.heartbeat_interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -25,6 +26,7 @@ ENTRY_POINT_GROUP = "crew"
 DISABLE_ENV = "CREW_DISABLE_PLUGINS"
 
 hookimpl = pluggy.HookimplMarker("crew")
+log = logging.getLogger("crew")
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -255,6 +257,16 @@ def open_store(plugins: Plugins, store: Any, options: dict[str, Any]) -> tuple[A
         return _made(cls, store, lambda: cls.from_url(store, **{**plugins.config[cls.name], **options}))
     plugins.store_class(store)  # raises PluginError listing the known stores
     raise AssertionError("unreachable")
+
+
+def sweep_temporary_stores(plugins: Plugins) -> None:
+    """Remove what controllers that ended left of temporary stores on this machine (a ``local``
+    folder in RAM after a ``kill -9``): each crew does it as it opens. Never stops a crew opening."""
+    for name in plugins.stores.names():
+        try:
+            plugins.store_class(name).sweep_temporary()
+        except Exception as exc:
+            log.warning("crew: cannot sweep the temporary %s stores left by ended controllers: %s", name, exc)
 
 
 def _made(cls: type, store: str, make: Callable[[], Any]) -> tuple[Any, bool]:

@@ -127,6 +127,14 @@ class Store(ABC):
         return []
 
     @classmethod
+    def sweep_temporary(cls) -> builtins.list[str]:
+        """Remove this user's temporary stores here whose controller and users have all ended;
+        returns their locations. ``Crew()`` calls it for every registered store class as it opens
+        (so it must be cheap: crew-local's costs ~15 µs, plus ~20 µs per live temporary store)."""
+        return [store.location for store in cls.temporary_stores()
+                if store.ended and not store.users and cls.remove_temporary(store.location)]  # fmt: skip
+
+    @classmethod
     def remove_temporary(cls, location: str) -> bool:
         """Remove the temporary store at ``location`` (one of :meth:`temporary_stores`) if its
         controller and every user have ended; True if this call removed it (``crew stop``)."""

@@ -140,7 +140,7 @@ class LocalStore(Store):
         """``create=False`` (how workers rebuild it, see :meth:`config`): the folder must exist."""
         self._temporary = self.temporary = path is None
         if path is None:
-            path = temporary.make()  # in RAM, mode 0700; sweeps the folders of dead controllers first
+            path = temporary.make()  # in RAM, mode 0700 (Crew() swept those of ended controllers first)
         self.root = Path(path).expanduser().resolve()  # one name per folder: symlinks and ".." resolved
         try:
             str(self.root).encode()
@@ -169,6 +169,10 @@ class LocalStore(Store):
     @classmethod
     def remove_temporary(cls, location: str) -> bool:
         return temporary.remove(location)
+
+    @classmethod
+    def sweep_temporary(cls) -> builtins.list[str]:
+        return temporary.sweep()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> LocalStore:

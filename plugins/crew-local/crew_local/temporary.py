@@ -5,9 +5,10 @@ A controller killed with SIGKILL never removes its folder, and what a RAM folder
 the machine restarts. So each folder says who uses it: the process that made it writes
 ``.owner`` (its pid and start time, so that a pid given since to another process does not pass
 for it), and every other process that opens it (the crew's workers) adds a file
-``.users/<pid>-<start>``. Making a new temporary store first sweeps this user's folders whose owner
-and users have all ended (:func:`sweep`). A folder without ``.owner`` (being made, or made by an
-older crew-local) is never swept, nor one of another user.
+``.users/<pid>-<start>``. Every ``Crew()`` opened on the machine, on any store, first sweeps
+this user's folders whose owner and users have all ended (:func:`sweep`, through
+``Store.sweep_temporary``). A folder without ``.owner`` (being made, or made by an older
+crew-local) is never swept, nor one of another user.
 
 Two sweepers at once are safe: a folder is first renamed to a name of the sweeper's own (only one
 rename succeeds), then deleted; a sweeper that dies meanwhile leaves a ``.crew-sweeping-*`` folder
@@ -51,8 +52,7 @@ def _me() -> tuple[int, int | None]:
 
 
 def make() -> str:
-    """A new temporary store folder (mode 0700), owned by this process; dead ones are swept first."""
-    sweep()
+    """A new temporary store folder (mode 0700), owned by this process."""
     folder = tempfile.mkdtemp(prefix=PREFIX, dir=parent())
     pid, start = _me()
     temp = os.path.join(folder, f"{OWNER}.{pid}.tmp")
@@ -174,7 +174,7 @@ def sweep() -> list[str]:
     """Remove every temporary store of this user here whose owner and users have all ended, and
     what sweepers that died midway left; returns the folders removed.
 
-    It runs each time a temporary store is made, so it reads little: one listing of the parent
+    It runs each time a crew opens, so it reads little: one listing of the parent
     folder, and per folder of this user its ``.owner`` and its owner's ``/proc/<pid>/stat``
     (once per owner); a folder's users are looked at only once its owner has ended.
     """
