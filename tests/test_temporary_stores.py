@@ -125,6 +125,8 @@ def test_only_folders_of_this_users_ended_owners_are_swept(folders, caplog):
     unknown = _folder(None)  # being made, or by an older crew-local: never swept
     junk = _folder({"pid": "1", "start": []})
     other = _folder({"pid": dead, "start": None})
+    contained = _folder({"pid": dead, "start": None, "namespace": 1})  # another pid namespace's (a container)
+    folders.append(contained)
     folders += [live, reused, gone, unknown, junk, other]
     if os.geteuid() == 0:
         os.chown(other, 65534, 65534)  # another user's
@@ -138,7 +140,7 @@ def test_only_folders_of_this_users_ended_owners_are_swept(folders, caplog):
     assert set(removed) >= {reused, gone}
     assert f"removed {gone}, the temporary store of a controller that ended (process {dead})" in caplog.text
     assert not os.path.exists(reused) and not os.path.exists(gone)
-    kept = (live, unknown, junk, user, *([other] if os.geteuid() == 0 else []))
+    kept = (live, unknown, junk, user, contained, *([other] if os.geteuid() == 0 else []))
     assert all(os.path.isdir(folder) for folder in kept)
 
 
@@ -146,7 +148,9 @@ def test_a_worker_opening_a_temporary_store_notes_itself_and_its_note_goes_at_cl
     store = LocalStore()
     try:
         worker = LocalStore(**store.config())  # as a worker rebuilds it
-        note = os.path.join(store.describe(), temporary.USERS, f"{os.getpid()}-{process_start(os.getpid())}")
+        namespace = os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")  # pids mean nothing outside it
+        me = f"{os.getpid()}-{process_start(os.getpid())}-{namespace}"
+        note = os.path.join(store.describe(), temporary.USERS, me)
         assert os.path.exists(note)
         assert store.list("") == []  # private files: no keys
         worker.close()

@@ -3,8 +3,9 @@
 
 A controller killed with SIGKILL never removes its folder, and what a RAM folder holds stays until
 the machine restarts. So each folder says who uses it: the process that made it writes
-``.owner`` (its pid and start time, so that a pid given since to another process does not pass
-for it), and every other process that opens it (the crew's workers) adds a file
+``.owner`` (its pid, start time and pid namespace: a pid given since to another process does not
+pass for it, and a folder of another namespace's process, in a ``/dev/shm`` shared with a
+container, is never taken for dead), and every other process that opens it (the crew's workers) adds a file
 ``.users/<pid>-<start>``. Every ``Crew()`` opened on the machine, on any store, first sweeps
 this user's folders whose owner and users have all ended (:func:`sweep`, through
 ``Store.sweep_temporary``). A folder without ``.owner`` (being made, or made by an older
@@ -24,6 +25,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +53,28 @@ def _me() -> tuple[int, int | None]:
     return pid, process_start(pid)
 
 
+@functools.cache
+def _pid_namespace() -> int | None:
+    """This process's pid namespace (Linux): a pid means a process only within its namespace, and
+    a folder in a ``/dev/shm`` shared with a container may be another namespace's."""
+    try:
+        return int(os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]"))
+    except (OSError, ValueError):
+        return None
+
+
+def _elsewhere(namespace: int | None) -> bool:
+    """Whether a record's process lives in another pid namespace: its pid says nothing here."""
+    return namespace is not None and namespace != _pid_namespace()
+
+
 def make() -> str:
     """A new temporary store folder (mode 0700), owned by this process."""
     folder = tempfile.mkdtemp(prefix=PREFIX, dir=parent())
     pid, start = _me()
     temp = os.path.join(folder, f"{OWNER}.{pid}.tmp")
     with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
-        json.dump({"pid": pid, "start": start}, handle)
+        json.dump({"pid": pid, "start": start, "namespace": _pid_namespace()}, handle)
     os.replace(temp, os.path.join(folder, OWNER))  # whole or absent: a sweeper never reads half of it
     return folder
 
@@ -75,7 +92,8 @@ def join(folder: Path) -> str | None:
         os.mkdir(users, 0o700)
     except FileExistsError:
         pass
-    note = os.path.join(users, f"{pid}-{start if start is not None else 0}")
+    namespace = _pid_namespace()
+    note = os.path.join(users, f"{pid}-{start if start is not None else 0}-{namespace or 0}")
     os.close(os.open(note, os.O_WRONLY | os.O_CREAT, 0o600))
     return note
 
@@ -93,6 +111,11 @@ def leave(note: str | None) -> None:
 class _Owner:
     pid: int
     start: int | None
+    namespace: int | None = None
+
+    def ended(self, alive: Callable[[int, int | None], bool] = same_process_alive) -> bool:
+        """Surely ended: never for a process of another pid namespace, which cannot be looked at here."""
+        return not _elsewhere(self.namespace) and not alive(self.pid, self.start)
 
 
 def _owner(folder: str) -> _Owner | None:
@@ -100,12 +123,13 @@ def _owner(folder: str) -> _Owner | None:
     try:
         with open(os.path.join(folder, OWNER), "rb") as handle:
             record = json.loads(handle.read(4096))
-        pid, start = record["pid"], record["start"]
-    except (OSError, ValueError, KeyError, TypeError):
+        pid, start, namespace = record["pid"], record["start"], record.get("namespace")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not _pid(pid) or not (start is None or (isinstance(start, int) and not isinstance(start, bool))):
-        return None
-    return _Owner(pid, start)
+    numbers = all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in (start, namespace))
+    if not _pid(pid) or not numbers:
+        return None  # not what make() writes: never swept
+    return _Owner(pid, start, namespace)
 
 
 def _pid(value: object) -> bool:
@@ -120,9 +144,11 @@ def _live_users(folder: str) -> tuple[int, ...]:
         return ()
     live = []
     for name in names:
-        pid, _, start = name.partition("-")
-        if pid.isdigit() and start.isdigit() and same_process_alive(int(pid), int(start) or None):
-            live.append(int(pid))
+        pid, start, namespace = [*name.split("-"), "0", "0"][:3]
+        if not (pid.isdigit() and start.isdigit() and namespace.isdigit()):
+            continue
+        if _elsewhere(int(namespace) or None) or same_process_alive(int(pid), int(start) or None):
+            live.append(int(pid))  # a process of another namespace counts as live: it cannot be looked at
     return tuple(sorted(live))
 
 
@@ -146,7 +172,7 @@ def stores() -> list[TemporaryStore]:
         owner = _owner(entry.path)
         if owner is None:
             continue
-        ended = not same_process_alive(owner.pid, owner.start)
+        ended = owner.ended()
         found.append(TemporaryStore(entry.path, owner.pid, ended, _live_users(entry.path) if ended else ()))
     return sorted(found, key=lambda store: store.location)
 
@@ -158,7 +184,7 @@ def remove(location: str) -> bool:
     if os.path.dirname(folder) != parent() or not os.path.basename(folder).startswith(PREFIX):
         return False
     owner = _owner(folder)
-    if owner is None or same_process_alive(owner.pid, owner.start) or _live_users(folder):
+    if owner is None or not owner.ended() or _live_users(folder):
         return False
     pid, start = _me()
     claimed = os.path.join(parent(), f"{SWEEPING}{pid}-{start or 0}-{secrets.token_hex(4)}")
@@ -187,7 +213,7 @@ def sweep() -> list[str]:
     for entry in entries:
         if entry.name.startswith(PREFIX) and _mine(entry):
             owner = _owner(entry.path)
-            if owner is not None and not alive(owner.pid, owner.start) and remove(entry.path):
+            if owner is not None and owner.ended(alive) and remove(entry.path):
                 log.info("removed %s, the temporary store of a controller that ended (process %d)", entry.path,
                          owner.pid)  # fmt: skip
                 removed.append(entry.path)
