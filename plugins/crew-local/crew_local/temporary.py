@@ -5,8 +5,8 @@ A controller killed with SIGKILL never removes its folder, and what a RAM folder
 the machine restarts. So each folder says who uses it: the process that made it writes
 ``.owner`` (its pid, start time and pid namespace: a pid given since to another process does not
 pass for it, and a folder of another namespace's process, in a ``/dev/shm`` shared with a
-container, is never taken for dead), and every other process that opens it (the crew's workers) adds a file
-``.users/<pid>-<start>``. Every ``Crew()`` opened on the machine, on any store, first sweeps
+container, is never taken for dead), and every other process that opens it (the crew's workers)
+adds a file ``.users/<pid>-<start>-<namespace>``. Every ``Crew()`` opened on the machine, on any store, first sweeps
 this user's folders whose owner and users have all ended (:func:`sweep`, through
 ``Store.sweep_temporary``). A folder without ``.owner`` (being made, or made by an older
 crew-local) is never swept, nor one of another user.
