@@ -6,10 +6,10 @@ the machine restarts. So each folder says who uses it: the process that made it 
 ``.owner`` (its pid, start time and pid namespace: a pid given since to another process does not
 pass for it, and a folder of another namespace's process, in a ``/dev/shm`` shared with a
 container, is never taken for dead), and every other process that opens it (the crew's workers)
-adds a file ``.users/<pid>-<start>-<namespace>``. Every ``Crew()`` opened on the machine, on any store, first sweeps
-this user's folders whose owner and users have all ended (:func:`sweep`, through
-``Store.sweep_temporary``). A folder without ``.owner`` (being made, or made by an older
-crew-local) is never swept, nor one of another user.
+adds a file ``.users/<pid>-<start>-<namespace>-<random>``. Every ``Crew()`` opened on the
+machine, on any store, first sweeps this user's folders whose owner and users have all ended
+(:func:`sweep`, through ``Store.sweep_temporary``). A folder without ``.owner`` (being made, or
+made by an older crew-local) is never swept, nor one of another user.
 
 Two sweepers at once are safe: a folder is first renamed to a name of the sweeper's own (only one
 rename succeeds), then deleted; a sweeper that dies meanwhile leaves a ``.crew-sweeping-*`` folder
@@ -93,7 +93,8 @@ def join(folder: Path) -> str | None:
     except FileExistsError:
         pass
     namespace = _pid_namespace()
-    note = os.path.join(users, f"{pid}-{start if start is not None else 0}-{namespace or 0}")
+    # One note per store object: another store of this process closing leaves this one's in place.
+    note = os.path.join(users, f"{pid}-{start if start is not None else 0}-{namespace or 0}-{secrets.token_hex(4)}")
     os.close(os.open(note, os.O_WRONLY | os.O_CREAT, 0o600))
     return note
 
