@@ -103,7 +103,7 @@ def signing_cost(count: int = 20000, beside: bool = False) -> float:
         return _signing_cost_one_secret(count)
     keys = RunKeys(new_secret())
     controller = Sealed(None, keys, tasks_by_mac=lambda worker, launch: beside)  # type: ignore[arg-type]  # no store
-    worker = Sealed(None, keys.worker_keys("w-1", 1, tasks_by_mac=beside), crew="c")  # type: ignore[arg-type]
+    worker = Sealed(None, keys.worker_keys("w-1", 1, tasks_by_mac=beside))  # type: ignore[arg-type]
     digest, function, _ = FunctionCache().dump(noop)
     call = protocol.Call(1, digest, dump_args(noop, (1,), {}))
     task = protocol.encode_task(protocol.Batch(7, (call,), {digest: function}))

@@ -55,36 +55,53 @@ def _version() -> str:
 
 
 def _config_command(as_json: bool) -> int:
-    """Each setting Crew() would use with no arguments, and where it comes from."""
+    """Each setting Crew() would use with no arguments, its unit, and what set it: ``crew-core`` (the
+    default), the plugin whose ``crew_configure`` did, or the environment variable."""
     from crew_core.config import CREW_DEFAULTS, ENVIRONMENT_SETTINGS, settings_from_environment
     from crew_core.plugin.registry import default_plugins
     from crew_core.settings import BY_NAME
+    from crew_core.wire.signing import SECRET_ENV
 
     try:
         environment = settings_from_environment()
     except ValueError as exc:
         print(f"crew config: {exc}", file=sys.stderr)
         return 1
-    configured = default_plugins().config["crew"]
+    config = default_plugins().config
+    configured = config["crew"]
     rows = []
     for setting in ENVIRONMENT_SETTINGS:
         if setting in environment:
             value, source = environment[setting][0], f"environment {environment[setting][1]}"
-        elif setting in configured and (setting not in CREW_DEFAULTS or configured[setting] != CREW_DEFAULTS[setting]):
-            value, source = configured[setting], "a plugin's crew_configure"
+        elif setting in config.set_by:
+            value, source = configured.get(setting), config.set_by[setting]
         else:
-            value, source = CREW_DEFAULTS.get(setting), "default"
-        unit = BY_NAME[setting].unit if setting in BY_NAME and value is not None else ""
-        rows.append({"setting": setting, "value": value, "unit": unit, "source": source})
+            value, source = CREW_DEFAULTS.get(setting), "crew-core"
+        known = BY_NAME.get(setting)
+        unit = known.unit if known is not None and value is not None else ""
+        meaning = known.none if known is not None and value is None else None  # what None means there
+        rows.append({"setting": setting, "value": value, "unit": unit, "source": source, "none_means": meaning})
+    secret = bool(os.environ.get(SECRET_ENV))  # never shown: where named crews' keys come from
+    rows.append({"setting": "secret", "value": "set" if secret else "a key file per named crew", "unit": "",
+                 "source": f"environment {SECRET_ENV}" if secret else "keyfile", "none_means": None})  # fmt: skip
     if as_json:
         print(json.dumps(rows, indent=2, default=repr))
         return 0
     width = max(len(row["setting"]) for row in rows)
-    values = [f"{row['value']!r} {row['unit']}".rstrip() for row in rows]
+    values = []
+    for row in rows:
+        shown = row["value"] if row["setting"] == "secret" else repr(row["value"])
+        meaning = f" ({_plain(row['none_means'])})" if row["none_means"] else ""
+        values.append(f"{shown} {row['unit']}".rstrip() + meaning)
     value_width = max(map(len, values))
     for row, value in zip(rows, values, strict=True):
         print(f"{row['setting']:{width}}  {value:{value_width}}  {row['source']}")
     return 0
+
+
+def _plain(markdown: str) -> str:
+    """A setting's Markdown words for the terminal."""
+    return markdown.replace("`", "")
 
 
 class _CannotOpen(Exception):
@@ -125,21 +142,42 @@ def _shown(line: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
 
 
-def _ps_command(url: str, as_json: bool, backends: bool) -> int:
+def _temporary_class(url: str) -> Any:
+    """The store class ``url`` names if its stores are temporary ones of this machine (``local``):
+    ``crew ps``/``crew stop`` then look at every such store of this user, live or left over."""
+    from crew_core.plugin.registry import default_plugins
+    from crew_core.plugin.store import Store
+
+    plugins = default_plugins()
+    if url not in plugins.stores:
+        return None
+    cls = plugins.store_class(url)
+    overrides = any("temporary_stores" in vars(base) for base in cls.__mro__[: cls.__mro__.index(Store)])
+    return cls if overrides else None
+
+
+def _crews(store: Any, backends: bool) -> list[dict[str, Any]]:
+    """What ``crew ps`` shows of each crew in ``store``."""
     from crew_core.durable.leftovers import find_backend_jobs, find_crews
 
+    crews = []
+    for seen in find_crews(store):
+        crew = seen.describe()
+        if backends:
+            search = find_backend_jobs(seen, store, _worker_classes())
+            crew["backend_jobs"] = [{**vars(job), "crew": job.crew, "place": dict(job.place)} for job in search.jobs]
+            crew["backend_problems"] = search.problems
+        crews.append(crew)
+    return crews
+
+
+def _ps_command(url: str, as_json: bool, backends: bool) -> int:
+    temporary = _temporary_class(url)
+    if temporary is not None:
+        return _ps_temporary(url, temporary, as_json, backends)
     store = _open(url)
     try:
-        crews = []
-        for seen in find_crews(store):
-            crew = seen.describe()
-            if backends:
-                search = find_backend_jobs(seen, store, _worker_classes())
-                crew["backend_jobs"] = [
-                    {**vars(job), "crew": job.crew, "place": dict(job.place)} for job in search.jobs
-                ]
-                crew["backend_problems"] = search.problems
-            crews.append(crew)
+        crews = _crews(store, backends)
     finally:
         store.close()
     if as_json:
@@ -147,6 +185,42 @@ def _ps_command(url: str, as_json: bool, backends: bool) -> int:
         return 0
     if not crews:
         print(f"no crews in {url}")
+    _print_crews(crews)
+    return 0
+
+
+def _ps_temporary(name: str, cls: Any, as_json: bool, backends: bool) -> int:
+    """``crew ps --store local``: this user's temporary stores here, each with its crews."""
+    rows = []
+    for temporary in cls.temporary_stores():
+        try:
+            store = _open(temporary.location)
+        except _CannotOpen:  # removed meanwhile
+            continue
+        try:
+            crews = _crews(store, backends)
+        finally:
+            store.close()
+        rows.append((temporary, crews))
+    if as_json:
+        print(json.dumps([{"store": t.location, "owner": t.owner, "owner_ended": t.ended, "users": list(t.users),
+                           "crews": crews} for t, crews in rows], indent=2))  # fmt: skip
+        return 0
+    if not rows:
+        print(f"no temporary {name!r} stores of this user on this machine")
+    for temporary, crews in rows:
+        if not temporary.ended:
+            state = f"controller process {temporary.owner} runs"
+        else:
+            users = f"; {len(temporary.users)} worker process(es) still use it" if temporary.users else ""
+            state = (f"controller process {temporary.owner}: its process has ended{users} (the next crew opened"
+                     f" here removes it, or: crew stop --store {name} <crew>)")  # fmt: skip
+        print(_shown(f"{temporary.location}: {state}"))
+        _print_crews(crews, indent="  ")
+    return 0
+
+
+def _print_crews(crews: list[dict[str, Any]], indent: str = "") -> None:
     for crew in crews:
         age = crew["lease_age_seconds"]
         lease = "no lease (closed, or its workers are leaving)" if crew["controller"] is None else (
@@ -157,19 +231,51 @@ def _ps_command(url: str, as_json: bool, backends: bool) -> int:
         )  # fmt: skip
         kind = "named" if crew["named"] else "unnamed"
         named = f", {crew['journal_objects']} journal object(s), {crew['verdict_objects']} verdict object(s)"
-        print(_shown(f"{crew['crew']} ({kind}): {lease}; {crew['answers_waiting']} answer(s) waiting"
+        print(_shown(indent + f"{crew['crew']} ({kind}): {lease}; {crew['answers_waiting']} answer(s) waiting"
                      + (named if crew["named"] else "")))
         for worker in crew["workers"]:
             state = f"left ({worker['exit']})" if worker["exit"] else "no exit note"
             where = f" pid {worker['pid']} on {worker['host']}" if worker["pid"] else ""
-            print(_shown(f"  {worker['name']} launch {worker['incarnation']}: {state}, beat {worker['beats']}{where},"
-                         f" {worker['tasks']} task record(s)"))  # fmt: skip
+            print(_shown(indent + f"  {worker['name']} launch {worker['incarnation']}: {state},"
+                         f" beat {worker['beats']}{where}, {worker['tasks']} task record(s)"))  # fmt: skip
         for job in crew.get("backend_jobs", []):
             launch = f" ({job['worker']} launch {job['incarnation']})" if job["worker"] else ""
-            print(_shown(f"  {job['worker_class']} {job['id']}: {job['state']}{launch}"))
+            print(_shown(indent + f"  {job['worker_class']} {job['id']}: {job['state']}{launch}"))
         for problem in crew.get("backend_problems", []):
-            print(_shown(f"  ! {problem}"))
-    return 0
+            print(_shown(indent + f"  ! {problem}"))
+
+
+def _stop_temporary(name: str, cls: Any, crew_id: str, force: bool) -> int:
+    """``crew stop --store local <crew>``: the crew, then the temporary store it is in once that
+    store's controller and workers have ended (``<crew>`` may also name the store's folder)."""
+    from crew_core.durable.leftovers import find_crews
+
+    for temporary in cls.temporary_stores():
+        try:
+            store = _open(temporary.location)
+        except _CannotOpen:  # removed meanwhile
+            continue
+        try:
+            ids = [seen.id for seen in find_crews(store)]
+        finally:
+            store.close()
+        if crew_id in ids or crew_id in (temporary.location, os.path.basename(temporary.location)):
+            break
+    else:
+        print(f"crew stop: no crew {crew_id!r} in this user's temporary {name!r} stores on this machine"
+              f" (see crew ps --store {name})", file=sys.stderr)  # fmt: skip
+        return 1
+    if not temporary.ended and not force:
+        print(f"crew stop: crew {crew_id!r} has a live controller here (process {temporary.owner}): close it"
+              " there; or pass --force (it then stalls)", file=sys.stderr)  # fmt: skip
+        return 1
+    code = max((_stop_command(temporary.location, crew, force) for crew in ids), default=0)
+    if cls.remove_temporary(temporary.location):
+        print(f"removed the temporary store {temporary.location}")
+    else:
+        print(f"the temporary store {temporary.location} stays while its controller or a worker of it runs;"
+              " the next crew opened here removes it once they have ended")  # fmt: skip
+    return code
 
 
 def _stop_command(url: str, crew_id: str, force: bool) -> int:
@@ -178,6 +284,9 @@ def _stop_command(url: str, crew_id: str, force: bool) -> int:
     from crew_core.settings import DEFAULTS
     from crew_core.wire import protocol
 
+    temporary = _temporary_class(url)
+    if temporary is not None:
+        return _stop_temporary(url, temporary, crew_id, force)
     store = _open(url)
     try:
         crew, search = stop_crew(store, crew_id, force=force, worker_class=_worker_classes())
@@ -222,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = sub.add_parser("config", help="the settings Crew() uses by default, and where each comes from")
     config.add_argument("--json", action="store_true", help="machine-readable output")
     ps = sub.add_parser("ps", help="list the crews in a store: controller, workers, pending work")
-    ps.add_argument("--store", help="the store's URL or path, as given to Crew(store=...) (default: $CREW_STORE)")
+    ps.add_argument("--store", help="the store's URL or path, as given to Crew(store=...) (default: $CREW_STORE);"
+                                    " local: this user's temporary local stores here, live and left over")  # fmt: skip
     ps.add_argument("--json", action="store_true", help="machine-readable output")
     ps.add_argument("--backends", action="store_true",
                     help="also ask the backends for each crew's jobs (queued and running), by crew id")  # fmt: skip

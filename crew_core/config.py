@@ -21,6 +21,8 @@ class Config:
 
     def __init__(self) -> None:
         self._sections: dict[str, dict[str, Any]] = {"crew": dict(CREW_DEFAULTS)}
+        #: ``{setting: plugin}``: the plugin whose ``crew_configure`` last changed ``config["crew"][setting]``.
+        self.set_by: dict[str, str] = {}
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self._sections.setdefault(section, {})

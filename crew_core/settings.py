@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,28 +55,83 @@ class Setting:
         return value
 
     def parse(self, raw: str) -> Any:
-        """A value from an environment variable's text (checked by :meth:`check` afterwards)."""
-        word = raw.strip().lower()
-        if word in ("none", "null"):
-            return None  # for a setting that allows no None, check() says so (or an explicit argument wins)
+        """A value from an environment variable's text, as :func:`parse_value` reads it (checked by
+        :meth:`check` afterwards): an error names the variable and what it takes."""
+        return parse_value(raw, self.variable, self.kind, self.unit, f"{self.name} takes {self.accepts}")
+
+    @property
+    def accepts(self) -> str:
+        """What the setting's variable takes, in words (for errors and the docs)."""
         if self.kind is bool:
-            if word in ("1", "true", "yes", "on"):
-                return True
-            if word in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(f"{self.variable}={raw!r}: {self.name} takes true or false")
-        try:
-            return int(raw)
-        except ValueError:
-            pass
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError(f"{self.variable}={raw!r}: {self.name} takes a number of {self.unit_name}") from None
+            return "true or false (also yes/no, on/off, 1/0)"
+        if self.unit == "s":
+            words = "a number of seconds, with a unit if you like (30, 30s, 500ms, 5m, 2h, 1d)"
+        else:
+            words = f"a whole number of {self.unit_name}" if self.kind is int else f"a number of {self.unit_name}"
+        if self.inf_is_none:
+            words += ", inf (no limit)"
+        if self.none is not None:
+            words += f", or none ({self.none})"
+        return words
 
     @property
     def unit_name(self) -> str:
         return {"s": "seconds"}.get(self.unit, self.unit)
+
+
+#: Units a number of seconds may carry in an environment variable, and what each is worth.
+SECOND_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_NUMBER = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([a-z]*)")
+#: The words of a flag variable (any case).
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_value(raw: str, variable: str, kind: type, unit: str, takes: str) -> Any:
+    """The one reading of every ``CREW_*`` value: ``none`` (None: the setting's check says whether
+    it may be, so that an explicit argument still wins over a variable it would refuse), ``inf`` or
+    ``infinity``, a number with a unit of time where ``unit`` is ``"s"`` (``500ms``, ``30s``,
+    ``5m``, ``2h``, ``1d``; a bare number is seconds), a whole number for an ``int``, and
+    ``true``/``false`` (``yes``/``no``, ``on``/``off``, ``1``/``0``) for a ``bool``. Anything else
+    is a ``ValueError`` naming ``variable`` and saying what it ``takes`` (a clause: "x takes ...").
+
+    Ranges are not checked here (``inf`` where no limit makes no sense is the setting's check's to refuse).
+    """
+    word = raw.strip().lower()
+
+    def wrong(why: str = "") -> ValueError:
+        return ValueError(f"{variable}={raw!r}{why}: {takes}")
+
+    if word in ("none", "null"):
+        return None
+    if kind is bool:
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise wrong()
+    if word in ("inf", "+inf", "infinity", "+infinity"):
+        return math.inf
+    match = _NUMBER.fullmatch(word)
+    if match is None:
+        raise wrong()
+    number, suffix = match.groups()
+    if suffix:
+        if unit != "s" or suffix not in SECOND_UNITS:
+            raise wrong(f" (unknown unit {suffix!r})")
+        return float(number) * SECOND_UNITS[suffix]
+    if kind is int:
+        try:
+            return int(number)
+        except ValueError:
+            raise wrong() from None
+    return float(number)
+
+
+def seconds(raw: str, variable: str, takes: str = "it takes a number of seconds (30, 30s, 500ms, 5m, 2h)") -> float:
+    """A number of seconds from a variable's text, as :func:`parse_value` reads it (plugins' own
+    ``CREW_*`` variables use this too); ``none`` is an error here."""
+    value = parse_value(raw, variable, float, "s", takes)
+    if value is None:
+        raise ValueError(f"{variable}={raw!r}: {takes}")
+    return float(value)
 
 
 SETTINGS: tuple[Setting, ...] = (

@@ -50,6 +50,22 @@ def test_a_tag_no_worker_carries_is_an_error_naming_it(make_crew):
         crew.shutdown(tags="fpga")
 
 
+def test_receive_with_tags_no_job_and_no_worker_carries_is_an_error(make_crew):
+    crew = make_crew(worker_classes=["executor"])
+    crew.recruit(workers=1, tags={"gpu", "big"})
+    crew.recruit(workers=1)
+    for call in (lambda: crew.receive(tags="nomatch", timeout=5), lambda: crew.receivable(tags={"gpu", "nomatch"})):
+        with pytest.raises(UnknownTagError, match=r"the tag\(s\) 'nomatch', so no result can match; tags known"
+                                                  r" here: 'big', 'gpu'$"):  # fmt: skip
+            call()
+    assert crew.receive(tags="gpu") is None and not crew.receivable(tags="big")  # known: empty, not an error
+    job = crew.send(jobs.double, args=(2,), tags="gpu")
+    crew.dismiss(tags="gpu")  # the worker goes; the tag its job carried stays known
+    result = crew.receive(tags={"gpu"}, timeout=60)
+    assert result is not None and result.id == job
+    assert crew.receive(tags="gpu") is None
+
+
 def test_jobs_run_only_on_workers_carrying_all_their_tags(make_crew):
     crew = make_crew()
     [plain] = crew.recruit(workers=1)

@@ -354,3 +354,16 @@ def test_a_named_crew_on_the_temporary_local_store_is_refused():
     the crew could never be resumed (issue #22)."""
     with pytest.raises(ValueError, match="needs a store that outlives its controller"):
         Crew(store="local", name="nightly")
+
+
+def test_crew_secret_set_for_an_unnamed_crew_is_a_warning_at_the_call(tmp_path, monkeypatch):
+    """CREW_SECRET is a named crew's key; an unnamed crew's key is random, so it would go unused."""
+    monkeypatch.setenv("CREW_SECRET", "ab" * 32)
+    with pytest.warns(UserWarning, match="CREW_SECRET is set but this crew has no name") as record:
+        Crew(store=str(tmp_path / "unnamed"), worker_classes=["executor"]).close()
+    assert [w.filename for w in record] == [__file__]  # points at the user's Crew() line
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a named crew uses it: no warning
+        Crew(store=str(tmp_path / "named"), name="nightly", worker_classes=["executor"]).close()

@@ -76,6 +76,9 @@ def test_plugins_can_be_disabled_by_environment(monkeypatch):
         Crew(plugins=plugins)
     monkeypatch.setenv("CREW_DISABLE_PLUGINS", "local")
     assert "local" not in get_plugin_manager().stores.names()
+    for word, disabled in (("On", True), ("all", True), ("off", False), ("none", False)):  # a flag's words
+        monkeypatch.setenv("CREW_DISABLE_PLUGINS", word)
+        assert ("local" not in get_plugin_manager().stores.names()) is disabled
 
 
 def test_a_name_registered_twice_is_an_error_naming_both_plugins():

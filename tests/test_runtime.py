@@ -45,7 +45,7 @@ def sealed(store):
 
 def worker_sealed(store):
     """What the launch ``w`` 1 holds: its own key and the crew's public one."""
-    return Sealed(store, RunKeys(SECRET).worker_keys("w", 1), crew="c")
+    return Sealed(store, RunKeys(SECRET).worker_keys("w", 1))
 
 
 def loop(store):
@@ -223,7 +223,7 @@ def test_a_key_that_vanishes_between_listing_and_reading_hides_no_later_task(tmp
     store = Racing(tmp_path)
     sealed = Sealed(store, keys := RunKeys(os.urandom(32)))
     settings = WorkerSettings(store={}, crew="c0ffee", name="w-1", incarnation=1)
-    worker = Sealed(store, keys.worker_keys("w-1", 1), crew="c0ffee")
+    worker = Sealed(store, keys.worker_keys("w-1", 1))
     feed = TaskFeed(worker, settings, lambda method, *args: method(*args))
     store.planted = protocol.task_key(settings.prefix, 999_999_999_999)
     store.put(store.planted, b"junk")

@@ -400,7 +400,7 @@ def run_worker(args: Sequence[str], environment: Mapping[str, str] | None = None
     main = threading.current_thread() is threading.main_thread()
     if main:
         signal.signal(signal.SIGTERM, _on_sigterm)
-    sealed = Sealed(store, keys, crew=settings.crew)
+    sealed = Sealed(store, keys)
     if settings.inner is not None:  # a forwarder: it runs an inner crew, not jobs
         from crew_core.nested.forwarder import run_forwarder
 

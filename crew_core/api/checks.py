@@ -154,6 +154,16 @@ def check_runnable(tag_sets: tuple[frozenset[str], ...], tags: frozenset[str]) -
     raise UnknownTagError(f"no single worker carries all of the tags {', '.join(map(repr, sorted(tags)))}{workers}")
 
 
+def receive_tags(wanted: frozenset[str], sent: set[str], tag_sets: tuple[frozenset[str], ...]) -> None:
+    """Refuse ``tags`` for :meth:`Crew.receive` that no job ``sent`` and no worker (``tag_sets``)
+    carries: no result could ever match them, so waiting for one would wait for nothing."""
+    missing = sorted(wanted - sent.union(*tag_sets))
+    if missing:
+        known = ", ".join(map(repr, sorted(sent.union(*tag_sets)))) or "none"
+        raise UnknownTagError(f"no job sent to this crew and no worker of it carries the tag(s)"
+                              f" {', '.join(map(repr, missing))}, so no result can match; tags known here: {known}")
+
+
 def call_arguments(fun: Any, args: Any, kwargs: Any) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
     """A job's function, positional arguments (as a tuple) and keyword arguments (as a dict)."""
     if not callable(fun):

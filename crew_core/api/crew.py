@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from crew_core.api.recruiting import Recruiter
 from crew_core.engine.ledger import Claim, Job
 from crew_core.engine.summary import Summary
 from crew_core.errors import CrewError
-from crew_core.plugin.registry import Plugins, default_plugins, open_store, store_spec
+from crew_core.plugin.registry import Plugins, default_plugins, open_store, store_spec, sweep_temporary_stores
 from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Worker, as_tags
 from crew_core.results import Result, ResultList
@@ -36,10 +37,23 @@ from crew_core.settings import check as check_settings
 from crew_core.wire import protocol, put_objects
 from crew_core.wire.refs import Ref, upload
 from crew_core.wire.serialize import FunctionCache, digest, dump_args
-from crew_core.wire.signing import new_secret
+from crew_core.wire.signing import SECRET_ENV, new_secret
 
 if TYPE_CHECKING:  # a named crew's modules load only when one opens
     from crew_core.api.named import NamedRun, TakenOver
+
+
+def _warn_if_secret_set() -> None:
+    """``CREW_SECRET`` is a named crew's key: an unnamed crew's is random for each run, so a set
+    variable is a sign the user meant to name the crew."""
+    if os.environ.get(SECRET_ENV):
+        warnings.warn(
+            f"{SECRET_ENV} is set but this crew has no name, so it is not used: an unnamed crew's key is"
+            " random for each run. Give the crew a name (Crew(name=...)) to resume it with that key,"
+            f" or unset {SECRET_ENV}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class Crew:
@@ -93,6 +107,7 @@ class Crew:
         checks.check_config(config, from_environment)
         if isinstance(store, str) and not store:
             raise ValueError("store must name a store, a URL or a path, not an empty string (None: the default)")
+        sweep_temporary_stores(self._plugins)  # what controllers killed on this machine left in RAM
         self.store, self._owns_store = open_store(self._plugins, store or config.get("store"), options)
         try:
             checked = check_settings(config, self.store.heartbeat_interval)
@@ -114,6 +129,7 @@ class Crew:
         self.capture_output = checked.capture_output
         self.workers: dict[str, WorkerHandle] = {}
         self._tag_sets: tuple[frozenset[str], ...] = ()  # the workers' tags, read without the lock
+        self._sent_tags: set[str] = set()  # every tag a job sent here carried (receive(tags=) checks it)
         self._functions = FunctionCache()
         self._ids = itertools.count(1)
         self._put: set[str] = set()  # digests of objects put in the store
@@ -126,6 +142,7 @@ class Crew:
             with self._one_at_a_time():
                 taken = None
                 if self.name is None:
+                    _warn_if_secret_set()
                     self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
                                             raw=self._raw_outcomes)  # fmt: skip
                 else:
@@ -276,6 +293,7 @@ class Crew:
         """Take a job in: journaled first in a named crew (not accepted if that fails)."""
         job.id = next(self._ids)
         self._last_id = max(self._last_id, job.id)
+        self._sent_tags |= job.tags
         if self._named is not None:  # durable before send returns; not accepted if it cannot be
             self._named.accept(job, pickled)
         else:
@@ -315,12 +333,15 @@ class Crew:
         """Return the next finished job's :class:`Result`, waiting up to ``timeout`` seconds.
 
         Returns None when the timeout passes, or at once when no job (with ``tags``) is in flight.
+        ``tags`` that no job sent to this crew carried and no worker of it carries are an error
+        (:class:`UnknownTagError`: no result could ever match); tags some job or worker carries
+        are not, even when no such job is in flight now (None at once).
         Raises what the crew could not do meanwhile (the store failing, a worker that could not
         start), once, when it has no result to hand out; a store gone for good
         (:class:`StoreGoneError`) at every call from then on.
         """
         self._check_open()
-        wanted = as_tags(tags)
+        wanted = self._receive_tags(tags)
         deadline = None if timeout is None else time.monotonic() + checks.seconds("timeout", timeout)
         manager = self._manager
         manager.sync()
@@ -372,9 +393,12 @@ class Crew:
         return gathered.wait(self)
 
     def receivable(self, tags: str | Iterable[str] | None = None) -> bool:
-        """True when :meth:`receive` would return a result at once (for jobs with ``tags``)."""
+        """True when :meth:`receive` would return a result at once (for jobs with ``tags``).
+
+        ``tags`` that no job sent to this crew carried and no worker carries are an error, as in :meth:`receive`.
+        """
         self._check_open()
-        wanted = as_tags(tags)
+        wanted = self._receive_tags(tags)
         with self._manager.lock:
             if self._manager.ledger.has_result(wanted):
                 return True
@@ -430,6 +454,17 @@ class Crew:
         """
         self._check_open()
         return Summary(self._manager.summary())
+
+    def _receive_tags(self, tags: str | Iterable[str] | None) -> frozenset[str]:
+        """:meth:`receive`'s ``tags``, refused when no job sent here carried them and no worker carries them."""
+        wanted = as_tags(tags)
+        if not wanted or wanted <= self._sent_tags or wanted <= self._sent_tags.union(*self._tag_sets):
+            return wanted
+        with self._manager.lock:  # and the jobs and results a resumed named crew took over
+            ledger = self._manager.ledger
+            taken = set().union(*(job.tags for job in ledger.jobs.values()), *(r.tags for r in ledger.results))
+        checks.receive_tags(wanted, self._sent_tags | taken, self._tag_sets)
+        return wanted
 
     def _check_runnable(self, tags: frozenset[str]) -> None:
         """Refuse a job with ``tags`` that none of this crew's workers could run."""

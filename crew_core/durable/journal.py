@@ -135,9 +135,7 @@ class Recovery:
     accepted: bool = False  # the crew's "accepted" marker: it accepted a job once
     jobs: dict[int, tuple[JournalJob, str]] = field(default_factory=dict)  # id -> (job, journal key)
     functions: dict[str, bytes] = field(default_factory=dict)
-    # Never filled any more: a receipt stays for the life of the run, whatever it covers (``receipts.py``),
-    # so none is handed to the next controller to delete. What they name is in ``received``.
-    receipts: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Receipts stay for the life of the run (``receipts.py``): the next controller learns only what they name.
     received: JobIds = field(default_factory=JobIds)  # every job a receipt names
     results: dict[int, tuple[bytes, str, str]] = field(default_factory=dict)  # id -> (pickled outcome, worker, key)
     verdicts: dict[int, tuple[frozenset[str], bytes, str]] = field(default_factory=dict)  # id -> (tags, result, key)

@@ -97,12 +97,8 @@ class Keeper:
     journal_of: dict[int, str] = field(default_factory=dict)  # job id -> journal key
     result_of: dict[int, str] = field(default_factory=dict)  # job id -> result or verdict key holding its outcome
     left: dict[str, set[int]] = field(default_factory=dict)  # journal, result or verdict key -> jobs it serves
-    # This run's receipt objects in the store: a set, whose values say nothing (an older caller
-    # noted there what each covered).
-    receipts: dict[str, object] = field(default_factory=dict)
+    receipts: set[str] = field(default_factory=set)  # this run's receipt objects in the store
     unreceipted: list[int] = field(default_factory=list)  # received by the user, no receipt written yet
-    # Receipts an older caller asked to delete after the next flush; merged ones go with the garbage.
-    freed_receipts: list[str] = field(default_factory=list)
     receipted: JobIds = field(default_factory=JobIds)  # every job the receipts in the store name
     # A task's record stays while an answer to it is kept: it shows whom the task went to (a
     # resuming controller takes from an answer only the jobs its record gave the launch that signed it).
@@ -173,7 +169,7 @@ class Keeper:
             merged = sorted(self.receipts) if merge else []  # only now that the merged one is in the store
             if merge:
                 self.receipts.clear()
-            self.receipts[key] = None
+            self.receipts.add(key)
             return self._receipted(ids) + merged
 
     def _read_earlier_receipts(self, lock: AbstractContextManager[Any]) -> None:
@@ -192,7 +188,7 @@ class Keeper:
             found.append(key)
             ranges += [(i, i) for i in receipt.job_ids] + list(receipt.ranges)
         with lock:
-            self.receipts.update(dict.fromkeys(found))
+            self.receipts.update(found)
             self.receipted = self.receipted.union((), ranges)
             self._earlier_read = True
 
@@ -223,7 +219,3 @@ class Keeper:
         del self.answers_to[seq]
         record = self.records.pop(seq, None)
         return [record] if record is not None else []
-
-    def deleted(self, keys: Iterable[str]) -> None:
-        """These journal, result or verdict objects are gone. Nothing follows from it: a receipt
-        stays for the life of the run, whatever it covers (a copy of those objects may come back)."""

@@ -9,7 +9,14 @@ it), though importing it runs ``crew_core/__init__.py`` as any ``crew_core.*`` i
 from crew_core.config import Config
 from crew_core.errors import CrewError, KeyNotFoundError, PluginError, StoreError, StoreGoneError, WorkerLaunchError
 from crew_core.plugin.launches import LABEL_ENV, LaunchSeen, crew_label, launch_in
-from crew_core.plugin.processes import environment_variable, kill_tree, own_processes, process_alive
+from crew_core.plugin.processes import (
+    environment_variable,
+    kill_tree,
+    own_processes,
+    process_alive,
+    process_start,
+    same_process_alive,
+)
 from crew_core.plugin.registry import (
     PluginLoadWarning,
     Registry,
@@ -19,7 +26,7 @@ from crew_core.plugin.registry import (
     store_spec,
 )
 from crew_core.plugin.secret_files import SECRET_FILE_ENV, remove_secret_file, write_secret_file
-from crew_core.plugin.store import Store, check_key, is_key
+from crew_core.plugin.store import Store, TemporaryStore, check_key, is_key
 from crew_core.plugin.worker import BackendJob, Launch, Worker, end_each
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreGoneError",
+    "TemporaryStore",
     "Worker",
     "WorkerLaunchError",
     "check_key",
@@ -50,7 +58,9 @@ __all__ = [
     "launch_in",
     "own_processes",
     "process_alive",
+    "process_start",
     "remove_secret_file",
+    "same_process_alive",
     "store_from_config",
     "store_spec",
     "write_secret_file",

@@ -23,6 +23,33 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux ``/proc``): with its pid, it
+    names one process, where a pid alone may since have been given to another. None if unknown
+    (the process has ended, or this is not Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rpartition(b")")[2].split()[19])  # field 22, starttime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def same_process_alive(pid: int, start: int | None) -> bool:
+    """True while process ``pid`` runs and is the one that started at ``start`` (from
+    :func:`process_start`; None: any process of that pid). When the start cannot be read, a live
+    pid counts as the same process: taking a live process for dead is the mistake to avoid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:  # one read: state and start time
+            fields = stat.read().rpartition(b")")[2].split()
+        if fields[0] == b"Z":
+            return False  # a zombie has exited and only waits to be reaped
+        return start is None or int(fields[19]) == start
+    except FileNotFoundError:
+        return False if os.path.isdir("/proc/self") else process_alive(pid)  # no /proc: not Linux
+    except (OSError, ValueError, IndexError):  # unreadable: ask the kernel
+        return process_alive(pid)
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid``, children first (Linux ``/proc``; empty elsewhere)."""
     found: list[int] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -14,6 +15,7 @@ import pluggy
 from crew_core.config import Config
 from crew_core.errors import PluginError
 from crew_core.plugin import hookspecs
+from crew_core.settings import FALSE_WORDS, TRUE_WORDS
 
 if TYPE_CHECKING:
     from crew_core.plugin.store import Store
@@ -24,6 +26,7 @@ ENTRY_POINT_GROUP = "crew"
 DISABLE_ENV = "CREW_DISABLE_PLUGINS"
 
 hookimpl = pluggy.HookimplMarker("crew")
+log = logging.getLogger("crew")
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -120,8 +123,10 @@ class Plugins:
 
 def _disabled() -> tuple[bool, set[str]]:
     value = os.environ.get(DISABLE_ENV, "").strip()
-    if value.lower() in ("1", "true", "yes", "all"):
+    if value.lower() in (*TRUE_WORDS, "all"):  # a flag's words, as every CREW_* flag reads them
         return True, set()
+    if value.lower() in (*FALSE_WORDS, "none"):
+        return False, set()
     return False, {part.strip() for part in value.split(",") if part.strip()}
 
 
@@ -170,8 +175,14 @@ def _call_each(
             continue
         if owner_of is not None:
             owner_of._current_plugin = impl.plugin_name
+        config = kwargs.get("config")
+        before = dict(config["crew"]) if isinstance(config, Config) else None
         try:
             impl.function(*(kwargs[name] for name in impl.argnames))
+            if isinstance(config, Config) and before is not None:  # who set each crew setting (crew config)
+                who = info.distribution if info is not None and info.distribution else impl.plugin_name
+                crew = config["crew"]
+                config.set_by.update({key: who for key in crew if key not in before or before[key] != crew[key]})
         except Exception as exc:
             if info is None or info.distribution is None:
                 raise
@@ -246,6 +257,16 @@ def open_store(plugins: Plugins, store: Any, options: dict[str, Any]) -> tuple[A
         return _made(cls, store, lambda: cls.from_url(store, **{**plugins.config[cls.name], **options}))
     plugins.store_class(store)  # raises PluginError listing the known stores
     raise AssertionError("unreachable")
+
+
+def sweep_temporary_stores(plugins: Plugins) -> None:
+    """Remove what controllers that ended left of temporary stores on this machine (a ``local``
+    folder in RAM after a ``kill -9``): each crew does it as it opens. Never stops a crew opening."""
+    for name in plugins.stores.names():
+        try:
+            plugins.store_class(name).sweep_temporary()
+        except Exception as exc:
+            log.warning("crew: cannot sweep the temporary %s stores left by ended controllers: %s", name, exc)
 
 
 def _made(cls: type, store: str, make: Callable[[], Any]) -> tuple[Any, bool]:

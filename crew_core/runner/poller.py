@@ -127,15 +127,8 @@ class Poller:
         return min(self.high, max(self.low, shortest / 2))
 
     def flush(self) -> None:
-        """Delete answered objects from the inbox; a named crew's receipts go only after what they cover."""
-        inbox, keeper = self.m.inbox, self.m.book.keeper
+        """Delete answered objects from the inbox (a named crew's receipts stay: ``durable/receipts.py``)."""
         try:
-            deleted = inbox.flush()
+            self.m.inbox.flush()
         except Exception as exc:
             log.warning("crew %s cannot delete answered objects yet: %s", self.m.crew_id, exc)
-            return
-        if keeper is not None:
-            with self.m.lock:
-                keeper.deleted(deleted)
-                freed, keeper.freed_receipts = keeper.freed_receipts, []
-                inbox.discard(freed)  # only now: a receipt outlives the journal objects it covers

@@ -71,7 +71,7 @@ class TrustContract:
             )
         real = kinds + 1
         controller.put(protocol.task_key(b.prefix, real), _task(real, jobs.double, 21))
-        worker = Sealed(store, keys.worker_keys("w-b", 1, tasks_by_mac=beside), crew=CREW)
+        worker = Sealed(store, keys.worker_keys("w-b", 1, tasks_by_mac=beside))
         assert WorkerLoop(worker, b).run() == "idle"
         assert not marker.exists(), "a task signed with another worker's secrets ran"
         answer = protocol.decode_result(controller.get(protocol.result_key(CREW, real)), "answer")
@@ -79,8 +79,8 @@ class TrustContract:
 
     def test_a_worker_answers_no_task_addressed_to_another(self, store: Store) -> None:
         keys = RunKeys(new_secret())
-        a = Sealed(store, keys.worker_keys("w-a", 1), crew=CREW)
-        b = Sealed(store, keys.worker_keys("w-b", 1), crew=CREW)
+        a = Sealed(store, keys.worker_keys("w-a", 1))
+        b = Sealed(store, keys.worker_keys("w-b", 1))
         controller = Sealed(store, keys, addressee=lambda seq: ("w-b", 1) if seq == 7 else None)
         key = protocol.result_key(CREW, 7)
         forged = ResultBatch(7, "w-b", 1, ((70, b"a value of the attacker's choice"),))  # it even says it is b
@@ -103,22 +103,22 @@ class TrustContract:
         packed = put_objects.pack({"buffer": pickle.PickleBuffer(data), "small": b"in band"})
         assert len(packed.buffers) == 1
         upload(Sealed(store, keys), CREW, packed)
-        obj = ObjectCache(Sealed(store, keys.worker_keys("w", 1), crew=CREW)).get(CREW, packed.digest)
+        obj = ObjectCache(Sealed(store, keys.worker_keys("w", 1))).get(CREW, packed.digest)
         assert bytes(obj["buffer"]) == data and obj["small"] == b"in band"
         part = protocol.buffer_key(CREW, packed.digest, 0)
         data[-1] ^= 1  # one bit, in place of the stored buffer
         store.put(part, bytes(data))
         with pytest.raises(TamperedObjectError, match="not the buffer its signed put object names"):
-            ObjectCache(Sealed(store, keys.worker_keys("w", 1), crew=CREW)).get(CREW, packed.digest)
+            ObjectCache(Sealed(store, keys.worker_keys("w", 1))).get(CREW, packed.digest)
         store.put(part, bytes(data[:-1]))  # cut short
         with pytest.raises(TamperedObjectError):
-            ObjectCache(Sealed(store, keys.worker_keys("w", 1), crew=CREW)).get(CREW, packed.digest)
+            ObjectCache(Sealed(store, keys.worker_keys("w", 1))).get(CREW, packed.digest)
 
     def test_an_answer_that_names_another_launch_is_dropped_at_recovery(self, store: Store) -> None:
         from crew_core.durable.journal import recover
 
         keys = RunKeys(new_secret())
-        a = Sealed(store, keys.worker_keys("w-a", 1), crew=CREW)
+        a = Sealed(store, keys.worker_keys("w-a", 1))
         a.put(protocol.result_key(CREW, 9), protocol.encode_result(ResultBatch(9, "w-b", 1, ())))
         found = recover(Sealed(store, keys), CREW)
         assert found.answered == set() and found.corrupt == [protocol.result_key(CREW, 9)]
@@ -137,7 +137,7 @@ class TrustContract:
             call = Call(job, digest, dump_args(jobs.double, (job,), {}))
             record = protocol.encode_task(Batch(seq, (call,), {digest: function}))
             controller.put(protocol.task_key(protocol.worker_prefix(CREW, worker, 1), seq), record)
-        a = Sealed(store, keys.worker_keys("w-a", 1), crew=CREW)
+        a = Sealed(store, keys.worker_keys("w-a", 1))
         values = ((1, b"a's own value"), (2, b"a value for b's job"))  # a answers its task, and b's job too
         a.put(protocol.result_key(CREW, 5), protocol.encode_result(ResultBatch(5, "w-a", 1, values)))
         found = recover(controller, CREW)

@@ -362,9 +362,8 @@ class _Worker:
     """How one launch of a worker seals and checks: it writes only its own inbox objects and
     reads only its own tasks and the crew's shared objects."""
 
-    def __init__(self, keys: LaunchKeys, crew: str) -> None:
+    def __init__(self, keys: LaunchKeys) -> None:
         self.keys = keys
-        self.crew = crew
         self._public = Signature(keys.public) if keys.public else None
         self._own_tasks = Mac(derive(keys.key, "tasks")) if keys.tasks_by_mac else self._public
         self._signed = Signed(lambda signer: keys.key if signer == keys.signer else None, keys.signer)
@@ -400,14 +399,13 @@ class Sealed:
         store: Store,
         party: bytes | RunKeys | LaunchKeys,
         *,
-        crew: str = "",
         addressee: Callable[[int], tuple[str, int] | None] | None = None,
         tasks_by_mac: Callable[[str, int], bool] | None = None,
     ) -> None:
         self.store = store
         self._party: _Party
         if isinstance(party, LaunchKeys):
-            self._party = _Worker(party, crew)
+            self._party = _Worker(party)
         else:
             self.keys = party if isinstance(party, RunKeys) else RunKeys(party)
             self._party = _Controller(self.keys, addressee, tasks_by_mac)

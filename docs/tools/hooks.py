@@ -13,11 +13,12 @@ def settings_table() -> str:
     """Every ``Crew()`` setting, from ``crew_core.settings.SETTINGS``."""
     from crew_core.settings import SETTINGS
 
-    rows = ["| Setting | Default | Environment variable | Meaning |", "|---|---|---|---|"]
+    rows = ["| Setting | Default | Environment variable | Meaning | The variable takes |", "|---|---|---|---|---|"]
     for setting in SETTINGS:
         unit = f" {setting.unit}" if setting.unit and setting.default is not None else ""
         meaning = setting.meaning + (f"; `None`: {setting.none}" if setting.none is not None else "")
-        rows.append(f"| `{setting.name}` | `{setting.default!r}`{unit} | `{setting.variable}` | {meaning} |")
+        rows.append(f"| `{setting.name}` | `{setting.default!r}`{unit} | `{setting.variable}` | {meaning}"
+                    f" | {setting.accepts} |")
     return "\n".join(rows)
 
 

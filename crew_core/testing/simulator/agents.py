@@ -83,7 +83,7 @@ class SimAgent:
         s = self.settings
         keys = LaunchKeys(s.name, s.incarnation, bytes.fromhex(launch.secrets[SECRET_ENV]), bytes.fromhex(s.task_key),
                           s.tasks_mac)  # fmt: skip
-        self.sealed = Sealed(world.store, keys, crew=s.crew)
+        self.sealed = Sealed(world.store, keys)
         self.feed = _Feed(self.sealed, self.settings)
         self.starts = starts  # queued on its backend until then
         self.alive = True
