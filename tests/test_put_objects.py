@@ -199,7 +199,7 @@ def test_threads_that_want_an_object_at_once_read_it_once(tmp_path):
         keys = RunKeys(new_secret())
         packed = put_objects.pack(np.random.default_rng(5).random(BIG * 8))
         upload(Sealed(store, keys), "c", packed)
-        cache = ObjectCache(Sealed(store, keys.worker_keys("w", 1), crew="c"))
+        cache = ObjectCache(Sealed(store, keys.worker_keys("w", 1)))
         start, got = threading.Barrier(4), []
 
         def want() -> None:
