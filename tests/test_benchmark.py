@@ -63,3 +63,27 @@ def test_joblib_benchmark_runs():
                          text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "crew/loky time ratio" in out.stdout
+
+
+def test_peers_benchmark_runs_tiny_and_prints_the_table():
+    """peers.py's tiny run: crew next to ProcessPoolExecutor (and whichever peers are installed),
+    every row and the ratios printed; figures are not judged."""
+    script = SCRIPT.with_name("peers.py")
+    args = ["--jobs", "200", "--round-trips", "20", "--short", "8", "--repeat", "1", "--peers", "crew,pool"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for label in ("load average at start", "200 no-op calls via map, jobs/s", "CPU of all processes",
+                  "round trip p50, ms", "round trip p90, ms", "8 jobs of 10 ms, efficiency",
+                  "50 jobs sharing 100 MB", "import, as its users do, ms", "ratios, crew / peer",
+                  "load average at end"):  # fmt: skip
+        assert label in out.stdout, label
+    assert "failed" not in out.stdout, out.stdout
+
+
+def test_round_trip_profile_runs():
+    script = SCRIPT.with_name("round_trip_profile.py")
+    out = subprocess.run([sys.executable, str(script), "--count", "40"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    labels = ("worker: list its tasks", "over the store doorbells", "over a plain pipe", "CPU: controller")
+    for label in labels:
+        assert label in out.stdout, label
