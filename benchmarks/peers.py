@@ -11,7 +11,8 @@ ratio to crew. The rows:
 - **throughput**: ``--jobs`` no-op calls through ``map``: crew's automatic batching
   (``crew.map``) next to each peer's own batching, ``map(chunksize=c)`` with the chunk size
   ``multiprocessing.Pool.map`` picks (jobs / (4 x workers)); dask and ray, which have no
-  ``chunksize``, get the same chunks as one task each.
+  ``chunksize``, get the same chunks as one task each. Then the same with ``chunksize=1`` for the
+  peers (one task per call for dask and ray), where crew's ``map`` runs again as it is.
 - **CPU per job**: user + system CPU of every process of the peer (the controller or client, its
   workers, schedulers and daemons: the whole process tree) during the throughput window, so a
   peer cannot look fast by burning cores the clock does not see.
@@ -38,6 +39,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -243,11 +245,14 @@ def measure(name: str, kind: str, ns: argparse.Namespace) -> dict[str, float]:
     with open_peer(name) as peer:
         if kind == "throughput":
             items = list(range(ns.jobs))
-            cpu, start = tree_cpu(), time.perf_counter()
-            out = peer.map(noop, items, chunk_size(ns.jobs))
-            wall, cpu = time.perf_counter() - start, tree_cpu() - cpu
-            assert out == items, "wrong results"
-            return {"jobs_s": ns.jobs / wall, "cpu_ms_per_job": cpu / ns.jobs * 1000}
+            figures = {}
+            for suffix, chunksize in (("", chunk_size(ns.jobs)), ("_1", 1)):
+                cpu, start = tree_cpu(), time.perf_counter()
+                out = peer.map(noop, items, chunksize)
+                wall, cpu = time.perf_counter() - start, tree_cpu() - cpu
+                assert out == items, "wrong results"
+                figures |= {f"jobs_s{suffix}": ns.jobs / wall, f"cpu_ms_per_job{suffix}": cpu / ns.jobs * 1000}
+            return figures
         if kind == "round_trip":
             times = []
             for i in range(ns.round_trips):
@@ -302,11 +307,22 @@ def sample(name: str, kind: str, ns: argparse.Namespace) -> dict[str, float] | N
     """One measurement in a fresh interpreter, so no run inherits another's state."""
     args = [sys.executable, os.path.abspath(__file__), "--sample", f"{name}:{kind}", "--jobs", str(ns.jobs),
             "--round-trips", str(ns.round_trips), "--short", str(ns.short)]  # fmt: skip
-    out = subprocess.run(args, capture_output=True, text=True, timeout=ns.timeout)
-    if out.returncode != 0:
-        print(f"  {name} {kind}: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=ns.timeout)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGINT)  # KeyboardInterrupt: the peer closes its cluster and workers
+            try:
+                child.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+            print(f"  {name} {kind}: took more than --timeout {ns.timeout:g} s, skipped", flush=True)
+            return None
+    if child.returncode != 0:
+        print(f"  {name} {kind}: failed: {stderr.strip().splitlines()[-1:]}", flush=True)
         return None
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 @contextmanager
@@ -324,6 +340,8 @@ def busy(on: bool) -> Iterator[None]:
 ROWS = (  # (kind, figure, label, format, higher is better)
     ("throughput", "jobs_s", "{jobs} no-op calls via map, jobs/s", "{:.0f}", True),
     ("throughput", "cpu_ms_per_job", "  CPU of all processes, ms per job", "{:.3f}", False),
+    ("throughput", "jobs_s_1", "the same, peers' chunksize=1, jobs/s", "{:.0f}", True),
+    ("throughput", "cpu_ms_per_job_1", "  CPU of all processes, ms per job", "{:.3f}", False),
     ("round_trip", "p50_ms", "round trip p50, ms", "{:.3f}", False),
     ("round_trip", "p90_ms", "round trip p90, ms", "{:.3f}", False),
     ("short", "efficiency", "{short} jobs of 10 ms, efficiency", "{:.3f}", True),

@@ -72,7 +72,7 @@ def test_peers_benchmark_runs_tiny_and_prints_the_table():
     args = ["--jobs", "200", "--round-trips", "20", "--short", "8", "--repeat", "1", "--peers", "crew,pool"]
     out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    for label in ("load average at start", "200 no-op calls via map, jobs/s", "CPU of all processes",
+    for label in ("load average at start", "200 no-op calls via map, jobs/s", "CPU of all processes", "chunksize=1",
                   "round trip p50, ms", "round trip p90, ms", "8 jobs of 10 ms, efficiency",
                   "50 jobs sharing 100 MB", "import, as its users do, ms", "ratios, crew / peer",
                   "load average at end"):  # fmt: skip
