@@ -328,7 +328,9 @@ def sample(name: str, kind: str, ns: argparse.Namespace) -> dict[str, float] | N
 @contextmanager
 def busy(on: bool) -> Iterator[None]:
     """One ``yes > /dev/null`` per core while the block runs (``--busy``)."""
-    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range((os.cpu_count() or 1) if on else 0)]
+    env = {**os.environ, "CREW_PEERS_BUSY": "1"}  # a mark that tells this script's load from others'
+    cores = (os.cpu_count() or 1) if on else 0
+    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL, env=env) for _ in range(cores)]
     try:
         yield
     finally:
@@ -354,12 +356,16 @@ def table(peers: list[str], runs: dict[tuple[str, str], list[dict[str, float]]],
     print("\n" + " " * 38 + "".join(f"{LABELS[p]:>{width}}" for p in peers))
     for kind, figure, label, fmt, _ in ROWS:
         values = {p: [r[figure] for r in runs.get((p, kind), [])] for p in peers}
+        if not any(values.values()):
+            continue  # a row not asked for (--rows), or one no peer could run
         cells = [fmt.format(statistics.median(v)) if v else "-" for v in values.values()]
         print(f"{label.format(jobs=ns.jobs, short=ns.short):38}" + "".join(f"{c:>{width}}" for c in cells))
         spread = [f"{fmt.format(min(v))}-{fmt.format(max(v))}" if len(v) > 1 else "" for v in values.values()]
         if any(spread):
             print(f"{'  range':38}" + "".join(f"{c:>{width}}" for c in spread))
-    if any(v is not None for v in shared.values()):
+    if not shared:
+        pass  # not asked for (--rows)
+    elif any(v is not None for v in shared.values()):
         cells = [f"{shared[p]:.2f}" if shared.get(p) is not None else "-" for p in peers]
         print(f"{'50 jobs sharing 100 MB, s':38}" + "".join(f"{c:>{width}}" for c in cells))
     else:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,24 @@ def test_round_trip_profile_runs():
     labels = ("worker: list its tasks", "over the store doorbells", "over a plain pipe", "CPU: controller")
     for label in labels:
         assert label in out.stdout, label
+
+
+def test_peers_benchmark_busy_mode_ends_its_load():
+    """``--busy`` runs one ``yes`` per core meanwhile, and ends them: none outlives the run."""
+    psutil = pytest.importorskip("psutil")
+    script = SCRIPT.with_name("peers.py")
+    args = ["--round-trips", "20", "--repeat", "1", "--peers", "crew,pool", "--rows", "round_trip", "--busy"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "with every core kept busy" in out.stdout and "round trip p50, ms" in out.stdout
+    assert "jobs of 10 ms" not in out.stdout  # only the rows asked for
+    left = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "yes" and _marked(p)]
+    assert not left, left
+
+
+def _marked(process: Any) -> bool:
+    """A process of peers.py's ``--busy`` load (its environment says so)."""
+    try:
+        return bool(process.environ().get("CREW_PEERS_BUSY") == "1")
+    except Exception:  # ended meanwhile, or not ours to look at
+        return False
