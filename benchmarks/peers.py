@@ -406,7 +406,8 @@ def table(peers: list[str], runs: dict[tuple[str, str], list[dict[str, float]]],
             if min(a, b) <= 0:  # a CPU time below the clock's tick
                 cells.append("-")
                 continue
-            cells.append(f"{(a / b if higher else b / a):.2f}x")
+            ratio = a / b if higher else b / a
+            cells.append(f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x")  # 0.0047x, not 0.00x
         label = label.format(jobs=ns.jobs, short=ns.short)
         print(f"{label:38}" + " " * width + "".join(f"{c:>{width}}" for c in cells))
     if "crew" in imports:
