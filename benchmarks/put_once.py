@@ -150,6 +150,34 @@ def add_peers(ns: argparse.Namespace, array: Any, variants: dict[str, Callable[[
     return ray
 
 
+def peers_row(peer: str, megabytes: float = 100, jobs: int = 50, workers: int = 2) -> float | None:
+    """One sample of ``peer`` (peers.py's names: crew, pool, loky, ray) for peers.py's shared-object
+    row, in seconds; None for a peer not installed or not measured here (dask)."""
+    import numpy
+
+    array = numpy.random.default_rng(0).random(int(megabytes * 2**20) // 8)
+    if peer == "crew":
+        return crew_run(array, jobs, workers, use_put=True)[0]
+    if peer == "pool":
+        return initializer_run(array, jobs, workers, ppe_fork)
+    try:
+        if peer == "loky":
+            return initializer_run(array, jobs, workers, loky_executor)
+        if peer == "ray":
+            import ray
+
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            try:
+                remote = ray.remote(element)
+                ray.get([remote.remote(array[: workers * 4], n) for n in range(workers * 4)])  # warm
+                return ray_run(array, jobs, ray, remote)
+            finally:
+                ray.shutdown()
+    except ImportError:
+        return None
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--megabytes", type=float, default=100)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,49 @@ def test_put_once_benchmark_counts_every_partys_reads():
     assert out.returncode == 0, out.stderr
     for label in ("load average at start", "crew.put", "crew, passed as is", "by workers", "MB mapped"):
         assert label in out.stdout, label
+
+
+def test_peers_benchmark_runs_tiny_and_prints_the_table():
+    """peers.py's tiny run: crew next to ProcessPoolExecutor (and whichever peers are installed),
+    every row and the ratios printed; figures are not judged."""
+    script = SCRIPT.with_name("peers.py")
+    args = ["--jobs", "200", "--round-trips", "20", "--short", "8", "--repeat", "1", "--peers", "crew,pool",
+            "--shared-megabytes", "2"]  # fmt: skip
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for label in ("load average at start", "200 no-op calls via map, jobs/s", "CPU of all processes", "chunksize=1",
+                  "round trip p50, ms", "round trip p90, ms", "8 jobs of 10 ms, efficiency",
+                  "50 jobs sharing 2 MB, s", "import, as its users do, ms", "ratios, crew / peer",
+                  "load average at end"):  # fmt: skip
+        assert label in out.stdout, label
+    assert "failed" not in out.stdout, out.stdout
+
+
+def test_round_trip_profile_runs():
+    script = SCRIPT.with_name("round_trip_profile.py")
+    out = subprocess.run([sys.executable, str(script), "--count", "40"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    labels = ("worker: list its tasks", "over the store doorbells", "over a plain pipe", "CPU: controller")
+    for label in labels:
+        assert label in out.stdout, label
+
+
+def test_peers_benchmark_busy_mode_ends_its_load():
+    """``--busy`` runs one ``yes`` per core meanwhile, and ends them: none outlives the run."""
+    psutil = pytest.importorskip("psutil")
+    script = SCRIPT.with_name("peers.py")
+    args = ["--round-trips", "20", "--repeat", "1", "--peers", "crew,pool", "--rows", "round_trip", "--busy"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "with every core kept busy" in out.stdout and "round trip p50, ms" in out.stdout
+    assert "jobs of 10 ms" not in out.stdout  # only the rows asked for
+    left = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "yes" and _marked(p)]
+    assert not left, left
+
+
+def _marked(process: Any) -> bool:
+    """A process of peers.py's ``--busy`` load (its environment says so)."""
+    try:
+        return bool(process.environ().get("CREW_PEERS_BUSY") == "1")
+    except Exception:  # ended meanwhile, or not ours to look at
+        return False

@@ -61,3 +61,57 @@ def test_a_worker_whose_log_pipe_is_gone_still_leaves_with_its_controller(tmp_pa
         controller.kill()
         controller.wait()
     wait_for(lambda: process_gone(pid), timeout=60, what=f"worker {pid} to leave with its controller")
+
+
+FORKED = textwrap.dedent(
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from crew_core import Crew
+    from crew_core.testing import jobs
+    with Crew(worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=1)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            assert pool.submit(jobs.double, 1).result() == 2  # its worker: a fork holding a copy of the crew
+            crew.send(jobs.double, args=(2,))
+            assert crew.receive(timeout=120).value == 4
+        crew.send(jobs.double, args=(3,))  # after the pool's worker has exited
+        assert crew.receive(timeout=120).value == 6
+        print(crew.store.root.is_dir(), flush=True)
+    """
+)
+
+
+def test_a_process_forked_from_the_controller_leaves_its_crews_alone_at_exit(tmp_path):
+    """A forked process (here a ProcessPoolExecutor's worker) ran the crew's exit hook at its own exit
+    and closed its copy of the crew: the temporary store's folder went from under the real one."""
+    done = subprocess.run([sys.executable, "-c", FORKED], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"], done.stdout + done.stderr
+    assert "gone" not in done.stderr, done.stderr
+
+
+FORKED_EXECUTOR = textwrap.dedent(
+    """
+    import multiprocessing, time
+    from concurrent.futures import ProcessPoolExecutor
+    from crew_core import CrewExecutor
+    from crew_core.testing import jobs
+    with CrewExecutor(max_workers=1, worker_class="subprocess") as executor:
+        slow = executor.submit(jobs.sleep_then, 20, "late")  # unfinished while the pool's worker exits
+        start = time.monotonic()
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            assert pool.submit(jobs.double, 1).result() == 2
+        print(round(time.monotonic() - start), flush=True)
+    """
+)
+
+
+def test_a_process_forked_from_the_controller_does_not_wait_for_its_executors_calls(tmp_path):
+    """The executor's exit hook in a forked process waited for its copies of the calls in flight,
+    which nothing there would ever finish: the fork never exited, and the pool's shutdown hung."""
+    done = subprocess.run([sys.executable, "-c", FORKED_EXECUTOR], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[0]) < 15, done.stdout  # the pool's shutdown did not wait for the slow call

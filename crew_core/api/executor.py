@@ -46,6 +46,7 @@ def _at_exit() -> None:
 
 
 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+os.register_at_fork(after_in_child=_executors.clear)  # a forked process's copies are not its executors (see open_crews)
 
 
 class _FutureClaim:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures.thread  # noqa: F401  # registers its exit hook first: ours must run before it
+import os
 import threading
 import warnings
 import weakref
@@ -48,3 +49,7 @@ def _close_open_crews() -> None:  # no worker outlives the interpreter that laun
 
 
 threading._register_atexit(_close_open_crews)  # type: ignore[attr-defined]
+# A process forked from this one (a ProcessPoolExecutor's worker, a job's multiprocessing pool)
+# holds copies of our crews, not crews of its own: at its exit it must not close them, which
+# would delete a temporary store's folder from under the crew that still uses it.
+os.register_at_fork(after_in_child=_open_crews.clear)
