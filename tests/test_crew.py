@@ -47,7 +47,7 @@ def test_a_tag_no_worker_carries_is_an_error_naming_it(make_crew):
         crew.send(jobs.double, args=(1,), tags={"gpu", "tpu"})
     assert crew.receive() is None  # nothing was accepted
     with pytest.raises(UnknownTagError):
-        crew.shutdown(tags="fpga")
+        crew.stop(tags="fpga")
 
 
 def test_jobs_run_only_on_workers_carrying_all_their_tags(make_crew):
@@ -114,7 +114,7 @@ def test_shutdown_idle_only_spares_busy_workers(make_crew):
     crew.launch()
     crew.send(jobs.sleep_then, args=(1.0, "finished"))
     assert busy.busy() or idle.busy()
-    stopped = crew.shutdown(idle_only=True)
+    stopped = crew.stop(idle_only=True)
     assert len(stopped) == 1 and not stopped[0].busy()
     working = next(w for w in (idle, busy) if w not in stopped)
     wait_for(lambda: not stopped[0].up(), what="the idle worker to stop")

@@ -162,7 +162,9 @@ def test_troubleshooting_has_a_section_for_every_error():
 
 # ---------------------------------------------------------------------- the examples run
 def run_example(name: str, cwd: Path, env: dict[str, str] | None = None, runner: list[str] | None = None) -> str:
-    command = [sys.executable, *(runner or []), str(EXAMPLES / name)]
+    # As in the test suite: an example that uses one of crew's deprecated names fails.
+    command = [sys.executable, "-W", "error::crew_core.errors.CrewDeprecationWarning", *(runner or []),
+               str(EXAMPLES / name)]  # fmt: skip
     done = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=TIMEOUT)  # fmt: skip
     assert done.returncode == 0, f"docs/examples/{name} failed:\n{done.stdout}\n{done.stderr[-5000:]}"

@@ -85,16 +85,16 @@ def test_timeouts_per_job_and_crew_wide(make_crew):
     crew = make_crew(job_timeout=0.5)
     crew.recruit(workers=2)
     short = crew.send(jobs.sleep_then, args=(60,))
-    spared = crew.send(jobs.sleep_then, args=(1.0, "done"), timeout=30)
-    unlimited = crew.send(jobs.sleep_then, args=(1.0, "free"), timeout=math.inf)
+    spared = crew.send(jobs.sleep_then, args=(1.0, "done"), job_timeout=30)
+    unlimited = crew.send(jobs.sleep_then, args=(1.0, "free"), job_timeout=math.inf)
     results = {r.id: r for r in crew.results(timeout=60)}
     assert results[short].status == "timeout" and "0.5 s" in str(results[short].error)
     assert results[spared].value == "done" and results[unlimited].value == "free"
     for wrong in (0, -1, float("nan")):
         with pytest.raises(ValueError, match="timeout"):
-            crew.send(jobs.double, args=(1,), timeout=wrong)
+            crew.send(jobs.double, args=(1,), job_timeout=wrong)
     with pytest.raises(TypeError, match="timeout"):
-        crew.send(jobs.double, args=(1,), timeout="1")
+        crew.send(jobs.double, args=(1,), job_timeout="1")
     with pytest.raises(ValueError, match="job_timeout"):
         make_crew(job_timeout=-1)
 
@@ -261,11 +261,11 @@ def test_crash_tags_send_the_next_try_to_other_workers(make_crew):
 def test_executor_options_carry_a_timeout():
     with CrewExecutor(max_workers=1, worker_class="subprocess") as executor:
         assert executor.submit(jobs.double, 1).result(timeout=60) == 2
-        future = executor.options(timeout=0.5).submit(jobs.sleep_then, 60)
+        future = executor.options(job_timeout=0.5).submit(jobs.sleep_then, 60)
         with pytest.raises(JobTimeoutError):
             future.result(timeout=60)
         with pytest.raises(TimeoutError):  # JobTimeoutError is a TimeoutError, as users catch it
-            executor.options(timeout=0.5).submit(jobs.sleep_then, 60).result(timeout=60)
+            executor.options(job_timeout=0.5).submit(jobs.sleep_then, 60).result(timeout=60)
 
 
 def test_interrupted_jobs_leave_no_alarm_behind(make_crew, tmp_path: Path):

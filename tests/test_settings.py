@@ -109,8 +109,8 @@ def test_bad_send_arguments_are_named_and_send_nothing(crew, arguments, error, m
         (lambda c: c.receive(tags=3), TypeError, "tags must be a string or an iterable"),
         (lambda c: c.launch(workers="2"), TypeError, "workers must be None or an integer"),
         (lambda c: c.launch(workers=-1), ValueError, "workers must be None or a number >= 0"),
-        (lambda c: c.shutdown(idle_only="yes"), TypeError, "idle_only must be True or False"),
-        (lambda c: c.shutdown(tags="nobody"), Exception, "no worker carries all of the tags 'nobody'"),
+        (lambda c: c.stop(idle_only="yes"), TypeError, "idle_only must be True or False"),
+        (lambda c: c.stop(tags="nobody"), Exception, "no worker carries all of the tags 'nobody'"),
         (lambda c: c.dismiss(tags=5), TypeError, "tags must be a string or an iterable"),
     ],
 )
