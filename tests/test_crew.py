@@ -234,6 +234,6 @@ def test_a_job_timeout_past_a_timer_s_range_is_refused_at_send(make_crew):
     crew = make_crew()
     crew.recruit(workers=1)
     with pytest.raises(ValueError, match=r"timeout must be at most 1e\+09 s"):
-        crew.send(jobs.double, args=(1,), timeout=1e308)  # the worker died three times on OverflowError
-    assert crew.send(jobs.double, args=(1,), timeout=math.inf) == 1  # inf: no limit
+        crew.send(jobs.double, args=(1,), job_timeout=1e308)  # the worker died three times on OverflowError
+    assert crew.send(jobs.double, args=(1,), job_timeout=math.inf) == 1  # inf: no limit
     assert crew.receive(timeout=60).value == 2
