@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import warnings
-from typing import Any, Final
+from typing import Final
 
 from crew_core.errors import CrewDeprecationWarning
 
@@ -30,10 +30,3 @@ def renamed(old: str, new: str, *, stacklevel: int = 3, note: str = "") -> None:
     warnings.warn(f"{old} is deprecated: use {new}{note} (the old spelling goes in the next minor release)",
                   CrewDeprecationWarning, stacklevel=stacklevel)  # fmt: skip
 
-
-def old_keyword(method: str, old: str, new: str, given: dict[str, Any]) -> Any:
-    """Pop keyword ``old`` from ``given`` with a warning naming ``method(new=)``; None if absent."""
-    if old not in given:
-        return None
-    renamed(f"{method}({old}=)", f"{method}({new}=)", stacklevel=4)
-    return given.pop(old)
