@@ -71,7 +71,7 @@ class CrewBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
         store: Any = None,
         worker_class: Any = None,
         tags: Any = None,
-        idle_timeout: float = IDLE_TIMEOUT,
+        idle_timeout: float | None = IDLE_TIMEOUT,
         nesting_level: int | None = None,
         inner_max_num_threads: int | None = None,
         **options: Any,
