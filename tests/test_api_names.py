@@ -217,6 +217,15 @@ def test_options_timeout_keyword_warns_and_works(make_crew):
             view.submit(jobs.sleep_then, 30).result(timeout=60)
 
 
+def test_executor_timeout_keyword_warns_and_is_the_idle_timeout():
+    with pytest.warns(CrewDeprecationWarning) as record:
+        executor = CrewExecutor(max_workers=1, worker_class="subprocess", timeout=30)
+    with executor:
+        _warned_here(record, "CrewExecutor(idle_timeout=)")
+        assert [w.idle_timeout for w in executor.crew.workers.values()] == [30.0]
+        assert executor.submit(jobs.double, 2).result(timeout=60) == 4
+
+
 def test_shutdown_names_warn_and_stop_workers(make_crew):
     crew = make_crew()
     first, second = crew.recruit(workers=2)

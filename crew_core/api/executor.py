@@ -174,6 +174,11 @@ class CrewExecutor(Executor):
                 raise ValueError("max_workers must be greater than 0")
             crew_settings = {key: value for key, value in settings.items() if key in _CREW_ARGUMENTS}
             options = {key: value for key, value in settings.items() if key not in _CREW_ARGUMENTS}
+            if "timeout" in options:  # recruit's old keyword, as the workers' idle timeout (None: the default)
+                renamed("CrewExecutor(timeout=)", "CrewExecutor(idle_timeout=)")
+                idle = options.pop("timeout")
+                if idle is not None:
+                    options.setdefault("idle_timeout", idle)
             new = Crew(store=store, **crew_settings)
             try:
                 missing = max_workers - len(new.workers)  # a resumed named crew has its workers back
