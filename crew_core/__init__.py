@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from crew_core import _moved
 from crew_core.errors import (
     CorruptObjectError,
+    CrewDeprecationWarning,
     CrewError,
     JobCancelledError,
     JobTimeoutError,
@@ -38,10 +39,8 @@ if TYPE_CHECKING:
     from crew_core.api.crew import Crew
     from crew_core.api.executor import CrewExecutor
     from crew_core.api.handle import WorkerHandle
-    from crew_core.plugin.registry import get_plugin_manager, hookimpl
-    from crew_core.plugin.store import Store
-    from crew_core.plugin.worker import BackendJob, Launch, Worker
-    from crew_core.results import Result, ResultList
+    from crew_core.plugin import BackendJob, Launch, Store, Worker, get_plugin_manager, hookimpl  # noqa: F401
+    from crew_core.results import Result, ResultList, Status
     from crew_core.wire.refs import Ref
 
 #: Where each public name lives: loaded on first use, so that what needs none of them (a worker
@@ -50,24 +49,28 @@ _LAZY = {
     "Crew": "crew_core.api.crew",
     "CrewExecutor": "crew_core.api.executor",
     "WorkerHandle": "crew_core.api.handle",
-    "get_plugin_manager": "crew_core.plugin.registry",
-    "hookimpl": "crew_core.plugin.registry",
-    "Store": "crew_core.plugin.store",
-    "BackendJob": "crew_core.plugin.worker",
-    "Launch": "crew_core.plugin.worker",
-    "Worker": "crew_core.plugin.worker",
     "Result": "crew_core.results",
     "ResultList": "crew_core.results",
+    "Status": "crew_core.results",
     "Ref": "crew_core.wire.refs",
 }
 
+#: The plugin author's names, which moved to :mod:`crew_core.plugin`: they still import from
+#: here, with a :class:`CrewDeprecationWarning`, for one minor release.
+_PLUGIN_NAMES = frozenset({"get_plugin_manager", "hookimpl", "Store", "BackendJob", "Launch", "Worker"})
+
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _PLUGIN_NAMES:  # not cached here: every use from the old place warns
+        from crew_core.deprecation import renamed
+
+        renamed(f"crew_core.{name}", f"crew_core.plugin.{name}", note=" (the plugin author's API)", stacklevel=3)
+        return getattr(importlib.import_module("crew_core.plugin"), name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'crew_core' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
@@ -77,15 +80,14 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 __all__ = [
-    "BackendJob",
     "CorruptObjectError",
     "Crew",
+    "CrewDeprecationWarning",
     "CrewError",
     "CrewExecutor",
     "JobCancelledError",
     "JobTimeoutError",
     "KeyNotFoundError",
-    "Launch",
     "NoWorkersError",
     "PluginError",
     "Ref",
@@ -93,17 +95,14 @@ __all__ = [
     "Result",
     "ResultList",
     "SerializationError",
-    "Store",
+    "Status",
     "StoreError",
     "StoreGoneError",
     "TamperedObjectError",
     "UnknownTagError",
-    "Worker",
     "WorkerCrashedError",
     "WorkerHandle",
     "WorkerInitError",
     "WorkerLaunchError",
     "WorkerLostError",
-    "get_plugin_manager",
-    "hookimpl",
 ]

@@ -87,3 +87,10 @@ class JobTimeoutError(CrewError, TimeoutError):
 
 class JobCancelledError(CrewError):
     """The job was cancelled with :meth:`Crew.cancel` (status ``"cancelled"``)."""
+
+
+class CrewDeprecationWarning(DeprecationWarning):
+    """An old name or keyword of crew's API was used: it still works for one minor release.
+
+    The message names the new spelling (see ``docs/guide/api-design.md``).
+    """

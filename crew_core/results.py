@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-SUCCESS = "success"
-ERROR = "error"
-CRASH = "crash"
-TIMEOUT = "timeout"
-CANCELLED = "cancelled"
+
+class Status(enum.StrEnum):
+    """How a job ended (:attr:`Result.status`); a ``str``, so ``status == "success"`` holds."""
+
+    SUCCESS = "success"  #: it returned: ``Result.value``
+    ERROR = "error"  #: it raised, or its value could not be sent back: ``Result.error``
+    CRASH = "crash"  #: it killed its worker on every try: :class:`WorkerCrashedError`
+    TIMEOUT = "timeout"  #: it ran past its ``job_timeout``: :class:`JobTimeoutError`
+    CANCELLED = "cancelled"  #: :meth:`Crew.cancel` stopped it: :class:`JobCancelledError`
+
+
+SUCCESS = Status.SUCCESS
+ERROR = Status.ERROR
+CRASH = Status.CRASH
+TIMEOUT = Status.TIMEOUT
+CANCELLED = Status.CANCELLED
 
 
 @dataclass(slots=True)
 class Result:
     """What became of one job sent with :meth:`Crew.send`.
 
-    ``status`` is ``"success"`` (``value`` holds the return value), ``"error"`` (the function
-    raised or its value could not be sent back: ``error`` holds the exception, ``traceback`` its
-    text), ``"crash"`` (the job killed its worker on every try; ``error`` says how it died),
-    ``"timeout"`` (it ran past its timeout: :class:`JobTimeoutError`) or ``"cancelled"``
-    (:meth:`Crew.cancel`: :class:`JobCancelledError`). ``stdout`` and ``stderr`` hold what it
+    ``status`` is a :class:`Status`: ``SUCCESS`` (``value`` holds the return value), ``ERROR``
+    (the function raised or its value could not be sent back: ``error`` holds the exception,
+    ``traceback`` its text), ``CRASH`` (the job killed its worker on every try; ``error`` says how
+    it died), ``TIMEOUT`` (it ran past its ``job_timeout``: :class:`JobTimeoutError`) or
+    ``CANCELLED`` (:meth:`Crew.cancel`: :class:`JobCancelledError`). Being a ``str`` enum, it
+    also equals its value (``result.status == "success"``). ``stdout`` and ``stderr`` hold what it
     wrote (the last MiB of each), including the output of programs it ran.
     """
 
     id: int
-    status: str
+    status: Status
     value: Any = None
     error: BaseException | None = None
     traceback: str = ""
@@ -37,6 +50,10 @@ class Result:
     started: float | None = None  # wall-clock time (time.time()) the worker started the job
     stdout: str = ""
     stderr: str = ""
+
+    def __post_init__(self) -> None:
+        if type(self.status) is not Status:  # a plain string (an old pickle, a plugin): its member
+            self.status = Status(self.status)
 
     @property
     def ok(self) -> bool:

@@ -25,8 +25,8 @@ def fails(x: int) -> None:
 def main() -> None:
     started = time.perf_counter()
     with Crew() as crew:
-        crew.recruit(workers=2, timeout=30)
-        crew.recruit(workers=1, tags={"special"}, timeout=30)
+        crew.recruit(workers=2, idle_timeout=30)
+        crew.recruit(workers=1, tags={"special"}, idle_timeout=30)
         print(f"crew {crew.id} with workers {sorted(crew.workers)}; store at {crew.store.describe()}")
         ids = [crew.send(simulate, args=(seed,)) for seed in range(20)]
         ids.append(crew.send(fails, args=(7,), tags="special"))

@@ -47,7 +47,7 @@ def test_a_tag_no_worker_carries_is_an_error_naming_it(make_crew):
         crew.send(jobs.double, args=(1,), tags={"gpu", "tpu"})
     assert crew.receive() is None  # nothing was accepted
     with pytest.raises(UnknownTagError):
-        crew.shutdown(tags="fpga")
+        crew.stop(tags="fpga")
 
 
 def test_receive_with_tags_no_job_and_no_worker_carries_is_an_error(make_crew):
@@ -130,7 +130,7 @@ def test_shutdown_idle_only_spares_busy_workers(make_crew):
     crew.launch()
     crew.send(jobs.sleep_then, args=(1.0, "finished"))
     assert busy.busy() or idle.busy()
-    stopped = crew.shutdown(idle_only=True)
+    stopped = crew.stop(idle_only=True)
     assert len(stopped) == 1 and not stopped[0].busy()
     working = next(w for w in (idle, busy) if w not in stopped)
     wait_for(lambda: not stopped[0].up(), what="the idle worker to stop")
@@ -250,6 +250,6 @@ def test_a_job_timeout_past_a_timer_s_range_is_refused_at_send(make_crew):
     crew = make_crew()
     crew.recruit(workers=1)
     with pytest.raises(ValueError, match=r"timeout must be at most 1e\+09 s"):
-        crew.send(jobs.double, args=(1,), timeout=1e308)  # the worker died three times on OverflowError
-    assert crew.send(jobs.double, args=(1,), timeout=math.inf) == 1  # inf: no limit
+        crew.send(jobs.double, args=(1,), job_timeout=1e308)  # the worker died three times on OverflowError
+    assert crew.send(jobs.double, args=(1,), job_timeout=math.inf) == 1  # inf: no limit
     assert crew.receive(timeout=60).value == 2

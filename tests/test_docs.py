@@ -6,9 +6,8 @@ import inspect
 import re
 from pathlib import Path
 
-from crew_core import Store, Worker
 from crew_core.engine.workers import LIFE, Life
-from crew_core.plugin import hookspecs
+from crew_core.plugin import Store, Worker, hookspecs
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SPEC = (DOCS / "specification.md").read_text()

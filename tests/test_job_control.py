@@ -85,16 +85,16 @@ def test_timeouts_per_job_and_crew_wide(make_crew):
     crew = make_crew(job_timeout=0.5)
     crew.recruit(workers=2)
     short = crew.send(jobs.sleep_then, args=(60,))
-    spared = crew.send(jobs.sleep_then, args=(1.0, "done"), timeout=30)
-    unlimited = crew.send(jobs.sleep_then, args=(1.0, "free"), timeout=math.inf)
+    spared = crew.send(jobs.sleep_then, args=(1.0, "done"), job_timeout=30)
+    unlimited = crew.send(jobs.sleep_then, args=(1.0, "free"), job_timeout=math.inf)
     results = {r.id: r for r in crew.results(timeout=60)}
     assert results[short].status == "timeout" and "0.5 s" in str(results[short].error)
     assert results[spared].value == "done" and results[unlimited].value == "free"
     for wrong in (0, -1, float("nan")):
         with pytest.raises(ValueError, match="timeout"):
-            crew.send(jobs.double, args=(1,), timeout=wrong)
+            crew.send(jobs.double, args=(1,), job_timeout=wrong)
     with pytest.raises(TypeError, match="timeout"):
-        crew.send(jobs.double, args=(1,), timeout="1")
+        crew.send(jobs.double, args=(1,), job_timeout="1")
     with pytest.raises(ValueError, match="job_timeout"):
         make_crew(job_timeout=-1)
 
@@ -104,7 +104,7 @@ def test_a_job_that_cannot_be_interrupted_costs_its_worker_and_is_not_run_again(
     crew.recruit(workers=1)
     crew.send(jobs.double, args=(1,))
     assert crew.receive(timeout=60).value == 2
-    job = crew.send(unstoppable, args=(120,), timeout=0.5)
+    job = crew.send(unstoppable, args=(120,), job_timeout=0.5)
     result = crew.receive(timeout=120)
     assert result.id == job and result.status == "timeout" and isinstance(result.error, JobTimeoutError)
     assert "could not stop it" in str(result.error)
@@ -122,7 +122,7 @@ def test_killing_a_worker_ends_what_its_job_started(make_crew):
     crew.send(jobs.double, args=(1,))
     assert crew.receive(timeout=60).value == 2
     pid = worker.backend.pid
-    crew.send(start_then_hang, args=(120,), timeout=0.5)
+    crew.send(start_then_hang, args=(120,), job_timeout=0.5)
     def program() -> str:
         return subprocess.run(["pgrep", "-P", str(pid), "-f", "sleep 300"], capture_output=True, text=True).stdout
 
@@ -226,7 +226,7 @@ def test_workers_leave_after_seconds_wall(make_crew):
     wait_for(lambda: not worker.up(), timeout=60, what="the worker to leave after 1 s")
     crew.send(jobs.pid)
     assert crew.receive(timeout=60).value != first  # launched afresh for the new job
-    with pytest.raises(ValueError, match="timeout"):
+    with pytest.raises(ValueError, match="seconds_wall must be a positive number"):
         crew.recruit(workers=1, seconds_wall=0)
 
 
@@ -261,11 +261,11 @@ def test_crash_tags_send_the_next_try_to_other_workers(make_crew):
 def test_executor_options_carry_a_timeout():
     with CrewExecutor(max_workers=1, worker_class="subprocess") as executor:
         assert executor.submit(jobs.double, 1).result(timeout=60) == 2
-        future = executor.options(timeout=0.5).submit(jobs.sleep_then, 60)
+        future = executor.options(job_timeout=0.5).submit(jobs.sleep_then, 60)
         with pytest.raises(JobTimeoutError):
             future.result(timeout=60)
         with pytest.raises(TimeoutError):  # JobTimeoutError is a TimeoutError, as users catch it
-            executor.options(timeout=0.5).submit(jobs.sleep_then, 60).result(timeout=60)
+            executor.options(job_timeout=0.5).submit(jobs.sleep_then, 60).result(timeout=60)
 
 
 def test_interrupted_jobs_leave_no_alarm_behind(make_crew, tmp_path: Path):
@@ -273,7 +273,7 @@ def test_interrupted_jobs_leave_no_alarm_behind(make_crew, tmp_path: Path):
     crew.recruit(workers=1)
     # A generous timeout for a quick job (a loaded CI machine took over 0.3 s for its first run),
     # then a job that outlasts it: a stale alarm would stop that one.
-    crew.send(jobs.sleep_then, args=(0.01, "quick"), timeout=2)
+    crew.send(jobs.sleep_then, args=(0.01, "quick"), job_timeout=2)
     assert crew.receive(timeout=60).value == "quick"
     crew.send(jobs.sleep_then, args=(2.5, "after"))  # no timeout: a stale alarm must not stop it
     assert crew.receive(timeout=60).value == "after"
@@ -337,7 +337,7 @@ def lower_open_files_for_good() -> None:
 def test_a_timeout_while_crew_formats_the_jobs_error_does_not_kill_the_worker(make_crew):
     crew = make_crew()
     crew.recruit(workers=1)
-    crew.send(raise_a_long_chain, args=(3000, 0.95), timeout=1.0)
+    crew.send(raise_a_long_chain, args=(3000, 0.95), job_timeout=1.0)
     result = crew.receive(timeout=60)
     assert result.status in ("error", "timeout") and result.tries == 1
     [row] = crew.summary()
@@ -347,7 +347,7 @@ def test_a_timeout_while_crew_formats_the_jobs_error_does_not_kill_the_worker(ma
 def test_a_job_that_swallows_its_timeout_still_times_out(make_crew):
     crew = make_crew()
     crew.recruit(workers=1)
-    crew.send(swallow, args=(30,), timeout=0.5)
+    crew.send(swallow, args=(30,), job_timeout=0.5)
     result = crew.receive(timeout=60)
     assert result.status == "timeout" and isinstance(result.error, JobTimeoutError) and result.value is None
 

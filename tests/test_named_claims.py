@@ -17,8 +17,9 @@ import time
 
 import pytest
 
-from crew_core import Crew, CrewError, Store, StoreError
+from crew_core import Crew, CrewError, StoreError
 from crew_core.durable.leftovers import find_crews, stop_crew
+from crew_core.plugin import Store
 from crew_core.testing import jobs
 from crew_core.wire import protocol
 from crew_local import LocalStore

@@ -159,7 +159,7 @@ def test_ended_and_dismissed_workers_are_not_adopted(tmp_path):
     crew.send(jobs.double, args=(1,))
     assert crew.receive(timeout=60).value == 2
     crew.dismiss(tags="gpu")
-    crew.shutdown()
+    crew.stop()
     wait_for(lambda: not kept.up(), what="the idle worker to stop")
     wait_for(lambda: not crew._manager._roster_updates, what="the roster to be written")
     crew._manager.abandon()  # as if the controller died now

@@ -67,7 +67,7 @@ def test_tags_route_to_the_forwarder_and_inside_its_inner_crew(make_crew, tmp_pa
 def test_timeouts_and_cancel_pass_through(make_crew, tmp_path):
     crew = make_crew(store=tmp_path / "outer")
     crew.recruit(worker_class="nested", inner=inner(tmp_path / "inner", 2))
-    slow = crew.send(jobs.sleep_then, (60,), timeout=0.5)
+    slow = crew.send(jobs.sleep_then, (60,), job_timeout=0.5)
     started = tmp_path / "started"
     long = crew.send(jobs.touch_then_sleep, (str(started), 60))
     wait_for(started.exists, what="the long job to start on an inner worker")

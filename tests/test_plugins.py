@@ -10,7 +10,8 @@ import sys
 import pluggy
 import pytest
 
-from crew_core import Crew, PluginError, Store, get_plugin_manager, hookimpl
+from crew_core import Crew, PluginError
+from crew_core.plugin import Store, get_plugin_manager, hookimpl
 from crew_core.plugin.registry import PluginLoadWarning
 from crew_core.testing import jobs
 from crew_local import LocalStore, SubprocessWorker
@@ -120,7 +121,7 @@ def test_an_installed_plugin_whose_hook_fails_is_skipped(tmp_path, monkeypatch):
     installed_plugin(
         tmp_path,
         "raiser",
-        "from crew_core import hookimpl\n"
+        "from crew_core.plugin import hookimpl\n"
         "@hookimpl\n"
         "def crew_register_workers(registry):\n"
         "    raise RuntimeError('missing optional dependency')\n",
@@ -128,7 +129,7 @@ def test_an_installed_plugin_whose_hook_fails_is_skipped(tmp_path, monkeypatch):
     installed_plugin(
         tmp_path,
         "typo",
-        "from crew_core import hookimpl\n@hookimpl\ndef crew_register_worker(registry):\n    pass\n",
+        "from crew_core.plugin import hookimpl\n@hookimpl\ndef crew_register_worker(registry):\n    pass\n",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.warns(PluginLoadWarning) as caught:

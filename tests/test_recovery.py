@@ -104,7 +104,7 @@ def test_a_worker_that_cannot_be_killed_is_told_to_leave(make_crew):
         crew.recruit(workers=1, executor=pool)
         job = crew.send(jobs.sleep_then, args=(1.0, "done"))
         wait_for(lambda: crew.workers["executor-1"].up(), what="the worker to start")
-        crew.shutdown(idle_only=False)  # it cannot answer in time: "killed", yet it runs on
+        crew.stop(idle_only=False)  # it cannot answer in time: "killed", yet it runs on
         result = crew.receive(timeout=60)  # its stop request makes it leave, freeing the slot
         assert (result.id, result.value) == (job, "done")
         crew.close()

@@ -82,7 +82,8 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guar
     pid = os.getpid()
     value: Any = None
     error: BaseException | None = None
-    status, text, out, err = SUCCESS, "", "", ""
+    status: str = SUCCESS
+    text, out, err = "", "", ""
     problems: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -12,6 +12,7 @@ from typing import Any
 
 from crew_core.api.handle import WorkerHandle
 from crew_core.config import CREW_DEFAULTS, settings_from_environment
+from crew_core.deprecation import DEFAULT
 from crew_core.errors import NoWorkersError, PluginError, SerializationError, UnknownTagError
 from crew_core.plugin.registry import Plugins
 from crew_core.plugin.worker import Worker, as_tags
@@ -84,22 +85,31 @@ def default_worker_class(classes: list[type[Worker]]) -> type[Worker]:
 
 
 # ---------------------------------------------------------------------- workers
-def recruit_arguments(workers: Any, timeout: Any, tasks_max: Any, seconds_wall: Any) -> float | None:
+def idle_timeout(value: Any) -> float | None:
+    """:meth:`Crew.recruit`'s ``idle_timeout`` as the recruiter takes it: None for the class's
+    default (it was omitted), ``math.inf`` for no limit (None or ``math.inf`` given), else seconds."""
+    if value is DEFAULT:
+        return None
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"idle_timeout must be a number of seconds, or None for no limit, not {value!r}")
+    if not value > 0:  # zero, negative or NaN
+        raise ValueError(f"idle_timeout must be a positive number of seconds (None: no limit), not {value!r}")
+    return float(value)
+
+
+def recruit_arguments(workers: Any, tasks_max: Any, seconds_wall: Any) -> float | None:
     """Check :meth:`Crew.recruit`'s numbers; returns ``seconds_wall`` (None: no limit)."""
     if isinstance(workers, bool) or not isinstance(workers, int):
         raise TypeError(f"workers must be an integer, not {workers!r}")
     if workers < 0:
         raise ValueError("workers must be zero or more")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if tasks_max is not None and (isinstance(tasks_max, bool) or not isinstance(tasks_max, int)):
         raise TypeError(f"tasks_max must be an integer or None, not {tasks_max!r}")
     if tasks_max is not None and tasks_max < 1:
         raise ValueError(f"tasks_max must be 1 or more, not {tasks_max!r}")
-    return None if seconds_wall is None else job_timeout(seconds_wall)  # positive seconds; math.inf: none
+    return job_timeout(seconds_wall, "seconds_wall")  # positive seconds; None or math.inf: none
 
 
 def initializer(initializer: Any, initargs: Any) -> bytes | None:
@@ -214,16 +224,16 @@ def cancel_arguments(job: Any, tags: Any) -> None:
 MAX_JOB_TIMEOUT = BY_NAME["job_timeout"].maximum
 
 
-def job_timeout(value: Any) -> float | None:
-    """A job's timeout: a positive number of seconds, or ``math.inf`` for none."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"timeout must be a number of seconds or None, not {value!r}")
-    if value == math.inf:
+def job_timeout(value: Any, name: str = "job_timeout") -> float | None:
+    """A job's run-time limit: a positive number of seconds, or None (also ``math.inf``) for none."""
+    if value is None or value == math.inf:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, or None for no limit, not {value!r}")
     if not value > 0 or value != value:
-        raise ValueError(f"timeout must be a positive number of seconds (math.inf: none), not {value!r}")
+        raise ValueError(f"{name} must be a positive number of seconds (None or math.inf: none), not {value!r}")
     if value > MAX_JOB_TIMEOUT:  # past a timer's range the worker could not arm it (OverflowError)
-        raise ValueError(f"timeout must be at most {MAX_JOB_TIMEOUT:g} s (math.inf: none), not {value!r}")
+        raise ValueError(f"{name} must be at most {MAX_JOB_TIMEOUT:g} s (None or math.inf: none), not {value!r}")
     return float(value)
 
 

@@ -25,6 +25,8 @@ from crew_core.api.gather import Gathered
 from crew_core.api.handle import WorkerHandle
 from crew_core.api.progress import check_progress
 from crew_core.api.recruiting import Recruiter
+from crew_core.api.waiting import OneJob
+from crew_core.deprecation import DEFAULT, Default, renamed
 from crew_core.engine.ledger import Claim, Job
 from crew_core.engine.summary import Summary
 from crew_core.errors import CrewError
@@ -54,6 +56,18 @@ def _warn_if_secret_set() -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def _fn_given(method: str, fn: Callable[..., Any] | None, fun: Callable[..., Any] | None) -> Callable[..., Any]:
+    """The function of :meth:`Crew.send` or :meth:`Crew.map`, given as ``fn`` or (old) ``fun=``."""
+    if fun is not None:
+        renamed(f"{method}(fun=)", f"{method}(fn=)", stacklevel=4)
+        if fn is not None:
+            raise TypeError(f"{method}() got both fn and fun= (the old name of fn): give fn only")
+        return fun
+    if fn is None:
+        raise TypeError(f"{method}() missing its function: {method}(fn, ...)")
+    return fn
 
 
 class Crew:
@@ -187,19 +201,20 @@ class Crew:
         worker_class: str | type[Worker] | None = None,
         *,
         tags: str | Iterable[str] | None = None,
-        timeout: float | None = None,
+        idle_timeout: float | Default | None = DEFAULT,
         tasks_max: int | None = None,
         seconds_wall: float | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
+        timeout: float | None = None,
         **options: Any,
     ) -> list[WorkerHandle]:
         """Add ``workers`` workers (not started yet) and return their handles.
 
-        ``timeout`` is each worker's idle timeout in seconds (None: the class's default, which is
-        15 minutes for the cloud and cluster classes and none for local ones; ``math.inf``: until
-        shut down); ``tags``
-        are the tags it carries; ``tasks_max`` and ``seconds_wall`` end each launch after that many
+        ``idle_timeout`` is how long in seconds each worker may stay idle before it stops
+        (omitted: the class's default, which is 15 minutes for the cloud and cluster classes and
+        no limit for local ones; None or ``math.inf``: no limit, until stopped); ``tags`` are the
+        tags it carries; ``tasks_max`` and ``seconds_wall`` end each launch after that many
         jobs or seconds (it finishes its job first; ``seconds_wall`` comes up to 10% early, by a
         draw per launch, so that a fleet does not leave at once), and the worker is launched
         afresh when work comes; other keyword ``options`` go to the worker class (on top of
@@ -211,7 +226,12 @@ class Crew:
         :class:`WorkerInitError`.
         """
         self._check_open()
-        seconds_wall = checks.recruit_arguments(workers, timeout, tasks_max, seconds_wall)
+        if timeout is not None:  # the old keyword: None was the class's default
+            renamed("recruit(timeout=)", "recruit(idle_timeout=)")
+            if idle_timeout is DEFAULT:
+                idle_timeout = timeout
+        idle = checks.idle_timeout(idle_timeout)
+        seconds_wall = checks.recruit_arguments(workers, tasks_max, seconds_wall)
         init = checks.initializer(initializer, initargs)
         worker_tags = as_tags(tags)
         if worker_class is None:
@@ -221,7 +241,7 @@ class Crew:
         recruited: list[WorkerHandle] = []
         digest = "" if init is None else self._store_data(init)
         lifetime = (tasks_max, seconds_wall)
-        for backend in self._recruiter.recruit(cls, workers, worker_tags, timeout, options, lifetime, digest):
+        for backend in self._recruiter.recruit(cls, workers, worker_tags, idle, options, lifetime, digest):
             recruited.append(WorkerHandle(self._manager, backend))
             self.workers[backend.name] = recruited[-1]
         self._tag_sets = tuple(handle.tags for handle in self.workers.values())
@@ -230,24 +250,32 @@ class Crew:
     # ------------------------------------------------------------------ jobs in and out
     def send(
         self,
-        fun: Callable[..., Any],
+        fn: Callable[..., Any] | None = None,
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         tags: str | Iterable[str] | None = None,
         *,
-        timeout: float | None = None,
+        job_timeout: float | Default | None = DEFAULT,
         crash_tags: Iterable[str | Iterable[str]] | None = None,
+        timeout: float | None = None,
+        fun: Callable[..., Any] | None = None,
     ) -> int:
-        """Queue ``fun(*args, **kwargs)`` and return the job's id; never blocks.
+        """Queue ``fn(*args, **kwargs)`` and return the job's id; never blocks.
 
         The job runs on a worker that carries every tag in ``tags``. It starts at once on an idle
         worker, or launches a matching worker that is down, or waits in the backlog until a
-        matching worker frees up. ``timeout``: seconds it may run (default: the crew's
-        ``job_timeout``), after which it is stopped and comes back with status ``"timeout"``.
-        ``crash_tags``: after its worker dies under it, its next try runs on workers carrying the
-        next of these tag sets (``["highmem", "hugemem"]``).
+        matching worker frees up. ``job_timeout``: seconds it may run (omitted: the crew's
+        ``job_timeout``; None or ``math.inf``: no limit), after which it is stopped and comes back
+        with status :attr:`Status.TIMEOUT`. ``crash_tags``: after its worker dies under it, its
+        next try runs on workers carrying the next of these tag sets (``["highmem", "hugemem"]``).
+        :meth:`result` waits for this one job; :meth:`receive` hands out results as they come.
         """
-        return self._send(fun, args, kwargs, tags, None, timeout, crash_tags).id
+        fn = _fn_given("send", fn, fun)
+        if timeout is not None:  # the old keyword: None was the crew's default
+            renamed("send(timeout=)", "send(job_timeout=)")
+            if job_timeout is DEFAULT:
+                job_timeout = timeout
+        return self._send(fn, args, kwargs, tags, None, job_timeout, crash_tags).id
 
     def _send(
         self,
@@ -256,11 +284,11 @@ class Crew:
         kwargs: dict[str, Any] | None,
         tags: str | Iterable[str] | None,
         claim: Claim | None,
-        timeout: float | None = None,
+        job_timeout: float | Default | None = DEFAULT,
         crash_tags: Iterable[str | Iterable[str]] | None = None,
     ) -> Job:
         """:meth:`send`, with a ``claim`` that takes the result instead of :meth:`receive`."""
-        job, pickled = self._make_job(fun, args, kwargs, tags, claim, timeout, crash_tags)
+        job, pickled = self._make_job(fun, args, kwargs, tags, claim, job_timeout, crash_tags)
         self._accept(job, pickled)
         return job
 
@@ -271,7 +299,7 @@ class Crew:
         kwargs: dict[str, Any] | None,
         tags: str | Iterable[str] | None,
         claim: Claim | None,
-        timeout: float | None = None,
+        job_timeout: float | Default | None = DEFAULT,
         crash_tags: Iterable[str | Iterable[str]] | None = None,
     ) -> tuple[Job, bytes]:
         """A job checked and pickled, not sent yet (its id comes when :meth:`_accept` takes it)."""
@@ -282,7 +310,7 @@ class Crew:
         if job_tags or not self._tag_sets:
             self._check_runnable(job_tags)
         fun, args, kwargs = checks.call_arguments(fun, args, kwargs)
-        limit = self.job_timeout if timeout is None else checks.job_timeout(timeout)
+        limit = self.job_timeout if job_timeout is DEFAULT else checks.job_timeout(job_timeout)
         then = checks.crash_tags(crash_tags, self._tag_sets)
         function, pickled, kind = self._functions.dump(fun)
         job = Job(0, function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim, timeout=limit,
@@ -330,9 +358,10 @@ class Crew:
             yield
 
     def receive(self, timeout: float | None = None, tags: str | Iterable[str] | None = None) -> Result | None:
-        """Return the next finished job's :class:`Result`, waiting up to ``timeout`` seconds.
+        """Return the next finished job's :class:`Result`, waiting up to ``timeout`` seconds (None: for ever).
 
-        Returns None when the timeout passes, or at once when no job (with ``tags``) is in flight.
+        A poll, as ``queue.Queue.get`` with a timeout but without the exception: it returns None
+        when the timeout passes, or at once when no job (with ``tags``) is in flight.
         ``tags`` that no job sent to this crew carried and no worker of it carries are an error
         (:class:`UnknownTagError`: no result could ever match); tags some job or worker carries
         are not, even when no such job is in flight now (None at once).
@@ -366,12 +395,13 @@ class Crew:
 
     def map(
         self,
-        fun: Callable[..., Any],
+        fn: Callable[..., Any] | None = None,
         *iterables: Iterable[Any],
         tags: str | Iterable[str] | None = None,
         progress: bool | None = None,
+        fun: Callable[..., Any] | None = None,
     ) -> ResultList:
-        """Call ``fun`` on each item of ``iterables`` (zipped, as the built-in ``map``); wait for all.
+        """Call ``fn`` on each item of ``iterables`` (zipped, as the built-in ``map``); wait for all.
 
         Returns a :class:`Result` per call, in input order, so that one error does not hide the
         others; ``.values()`` gives the plain values and raises the first error. ``progress``
@@ -380,12 +410,15 @@ class Crew:
         (the store failing) is raised as by :meth:`receive`; the jobs stay in the crew.
         """
         self._check_open()
+        if fun is not None and fn is not None:  # map(*iterables, fun=f): the first iterable came as fn
+            iterables, fn = (fn, *iterables), None  # type: ignore[arg-type]  # it is an iterable
+        fn = _fn_given("map", fn, fun)
         checks.iterables(iterables)
         check_progress(progress)
-        gathered = Gathered(fun, progress)
+        gathered = Gathered(fn, progress)
         # Every call is checked and pickled before any is sent: an input that cannot be pickled
         # is an error before anything runs, not after the earlier ones ran with their results lost.
-        made = [self._make_job(fun, call, None, tags, gathered) for call in zip(*iterables, strict=False)]
+        made = [self._make_job(fn, call, None, tags, gathered) for call in zip(*iterables, strict=False)]
         with self.batch():  # a named crew writes them all at once
             for job, pickled in made:
                 self._accept(job, pickled)
@@ -406,14 +439,71 @@ class Crew:
             return False
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
-        """Yield results as they finish until nothing is in flight (or ``timeout`` passes)."""
+        """Yield results as they finish until nothing is in flight, as ``as_completed`` does.
+
+        ``timeout``: seconds from this call (None: for ever). When it passes with jobs still in
+        flight, iteration stops with a :class:`FutureWarning`: from the next minor release it
+        raises ``TimeoutError`` there, as :func:`concurrent.futures.as_completed` does.
+        """
         deadline = None if timeout is None else time.monotonic() + checks.seconds("timeout", timeout)
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             result = self.receive(timeout=left)
             if result is None:
+                if deadline is not None and self._in_flight():
+                    warnings.warn("crew.results(timeout=) ran out with jobs in flight: it stops iterating now and"
+                                  " raises TimeoutError from the next minor release, as as_completed() does",
+                                  FutureWarning, stacklevel=2)  # fmt: skip
                 return
             yield result
+
+    def _in_flight(self) -> bool:
+        """True while some job has no result yet (or one waits for :meth:`receive`)."""
+        manager = self._manager
+        with manager.lock:
+            return bool(manager.incoming) or manager.waiting_on(frozenset()) or bool(manager.ledger.results)
+
+    def result(self, job_id: int, timeout: float | None = None) -> Result:
+        """Wait for job ``job_id``'s :class:`Result` (as :meth:`concurrent.futures.Future.result` waits).
+
+        ``timeout``: seconds to wait (None: for ever); when it passes, ``TimeoutError`` is raised
+        and the job's result goes to :meth:`receive` as usual. A result this call returns is not
+        handed out again by :meth:`receive`. Raises ``ValueError`` for an id this crew never
+        sent, or whose result :meth:`receive`, :meth:`results` or an earlier ``result`` took;
+        and what the crew could not do meanwhile, as :meth:`receive` does.
+        """
+        self._check_open()
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise TypeError(f"job_id must be a job id (an int from send()), not {job_id!r}")
+        deadline = None if timeout is None else time.monotonic() + checks.seconds("timeout", timeout)
+        one = OneJob(job_id)
+        found = self._attach(job_id, one)
+        if found is not None:
+            return found
+        if not one.attached:
+            if not 1 <= job_id <= self._last_id:
+                raise ValueError(f"job {job_id} was never sent by this crew (its ids run from 1 to {self._last_id})")
+            raise ValueError(f"the result of job {job_id} was already taken (by receive(), results(), map() or"
+                             " result()), or a future holds it")  # fmt: skip
+        return one.wait(self, deadline)
+
+    def _attach(self, job_id: int, claim: OneJob) -> Result | None:
+        """Give job ``job_id`` to ``claim``, or return its result if it waits for :meth:`receive`.
+
+        Sets ``claim.attached`` when the claim will get the result (None is returned then)."""
+        manager = self._manager
+        with manager.lock:
+            manager._accept()
+            job = manager.ledger.jobs.get(job_id)
+            if job is not None and job.claim is not None:
+                return None  # a future or a map() takes it
+            if manager.ledger.attach(job_id, claim):
+                claim.attached = True
+                return None
+            found = manager.ledger.take_result(job_id)
+            if found is not None:
+                manager.received(job_id)
+            return found
 
     def sendable(self, tags: str | Iterable[str] | None = None) -> bool:
         """True when a job with ``tags`` sent now would start at once instead of waiting."""
@@ -487,17 +577,24 @@ class Crew:
         manager.launch(chosen)  # one backend call per class: job arrays, batched submissions
         return [self.workers[record.name] for record in chosen]
 
-    def shutdown(self, tags: str | Iterable[str] | None = None, idle_only: bool = True) -> list[WorkerHandle]:
+    def stop(self, tags: str | Iterable[str] | None = None, idle_only: bool = True) -> list[WorkerHandle]:
         """Ask workers carrying ``tags`` to stop (only idle ones by default); returns them.
 
         The request goes through the store; a worker that does not answer within ``stop_grace``
-        seconds is killed. Jobs a stopped worker had not started go back to the backlog.
+        seconds is killed. Jobs a stopped worker had not started go back to the backlog. The
+        workers stay in the crew: :meth:`launch` (or work that comes) starts them again;
+        :meth:`dismiss` removes them, :meth:`close` ends the crew.
         """
         self._check_open()
         if not isinstance(idle_only, bool):
             raise TypeError(f"idle_only must be True or False, not {idle_only!r}")
         chosen = self._manager.request_stop_named([h.name for h in checks.select(self.workers, tags)], idle_only)
         return [self.workers[name] for name in chosen]
+
+    def shutdown(self, tags: str | Iterable[str] | None = None, idle_only: bool = True) -> list[WorkerHandle]:
+        """Deprecated name of :meth:`stop` (``Executor.shutdown`` ends an executor; this stops workers)."""
+        renamed("Crew.shutdown()", "Crew.stop()", stacklevel=3)
+        return self.stop(tags, idle_only)
 
     def dismiss(self, tags: str | Iterable[str] | None = None) -> list[WorkerHandle]:
         """Stop workers carrying ``tags`` now and remove them from the crew.

@@ -18,10 +18,11 @@ from concurrent.futures import Executor, Future, InvalidStateError
 from concurrent.futures import wait as wait_for
 from typing import Any
 
-from crew_core.api.checks import job_timeout
+from crew_core.api.checks import job_timeout as check_job_timeout
 from crew_core.api.crew import Crew
 from crew_core.api.progress import Progress, check_progress
 from crew_core.config import CREW_DEFAULTS
+from crew_core.deprecation import DEFAULT, Default, renamed
 from crew_core.engine.ledger import Job
 from crew_core.errors import WorkerCrashedError
 from crew_core.plugin.worker import as_tags
@@ -179,6 +180,11 @@ class CrewExecutor(Executor):
                 raise ValueError("max_workers must be greater than 0")
             crew_settings = {key: value for key, value in settings.items() if key in _CREW_ARGUMENTS}
             options = {key: value for key, value in settings.items() if key not in _CREW_ARGUMENTS}
+            if "timeout" in options:  # recruit's old keyword, as the workers' idle timeout (None: the default)
+                renamed("CrewExecutor(timeout=)", "CrewExecutor(idle_timeout=)")
+                idle = options.pop("timeout")
+                if idle is not None:
+                    options.setdefault("idle_timeout", idle)
             new = Crew(store=store, **crew_settings)
             try:
                 missing = max_workers - len(new.workers)  # a resumed named crew has its workers back
@@ -192,7 +198,7 @@ class CrewExecutor(Executor):
             self._max_workers = max_workers
         self._shared = shared
         self._tags = job_tags
-        self._timeout: float | None = None
+        self._job_timeout: float | Default | None = DEFAULT
         _executors.add(shared)
 
     @property
@@ -200,20 +206,32 @@ class CrewExecutor(Executor):
         """The crew the calls run on."""
         return self._shared.crew
 
-    def options(self, *, tags: str | Iterable[str] | None = None, timeout: float | None = None) -> CrewExecutor:
-        """This executor with other job options: ``executor.options(tags="gpu", timeout=60).submit(...)``.
+    def options(
+        self,
+        *,
+        tags: str | Iterable[str] | None = None,
+        job_timeout: float | Default | None = DEFAULT,
+        timeout: float | None = None,
+    ) -> CrewExecutor:
+        """This executor with other job options: ``executor.options(tags="gpu", job_timeout=60).submit(...)``.
 
-        ``timeout``: seconds each call may run (see :meth:`Crew.send`); a call past it raises
+        ``job_timeout``: seconds each call may run (omitted: the crew's ``job_timeout``; None or
+        ``math.inf``: no limit; see :meth:`Crew.send`); a call past it raises
         :class:`JobTimeoutError`, a ``TimeoutError``. The view shares the crew, the pending futures
-        and :meth:`shutdown` with this executor.
+        and :meth:`shutdown` with this executor. (``timeout=`` is the deprecated name of
+        ``job_timeout=``.)
         """
+        if timeout is not None:  # the old keyword: None was the crew's default
+            renamed("CrewExecutor.options(timeout=)", "CrewExecutor.options(job_timeout=)")
+            if job_timeout is DEFAULT:
+                job_timeout = timeout
         job_tags = as_tags(tags)
         self._shared.crew._check_runnable(job_tags)
-        if timeout is not None:
-            job_timeout(timeout)
+        if job_timeout is not DEFAULT:
+            check_job_timeout(job_timeout)
         view = object.__new__(CrewExecutor)
         view._shared, view._tags, view._max_workers = self._shared, job_tags, self._max_workers
-        view._timeout = timeout
+        view._job_timeout = job_timeout
         return view
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -228,7 +246,7 @@ class CrewExecutor(Executor):
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             shared.pending[future] = None  # before it is sent: its result may come back at once
             try:
-                claim.job = shared.crew._send(fn, args, kwargs, self._tags, claim, self._timeout)
+                claim.job = shared.crew._send(fn, args, kwargs, self._tags, claim, self._job_timeout)
             except BaseException:
                 del shared.pending[future]
                 raise

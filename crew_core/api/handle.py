@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from crew_core.deprecation import renamed
 from crew_core.plugin.worker import Worker
 
 if TYPE_CHECKING:
@@ -32,8 +33,14 @@ class WorkerHandle:
         return self.backend.tags
 
     @property
+    def idle_timeout(self) -> float | None:
+        """Seconds the worker may stay idle before it stops (None: no limit)."""
+        return self.backend.timeout
+
+    @property
     def timeout(self) -> float | None:
-        """Idle timeout in seconds (None: until shut down)."""
+        """Deprecated name of :attr:`idle_timeout`."""
+        renamed("WorkerHandle.timeout", "WorkerHandle.idle_timeout")
         return self.backend.timeout
 
     @property
@@ -60,10 +67,17 @@ class WorkerHandle:
         """Relaunch a stuck worker so that the jobs it held run again."""
         self._manager.restart_named([self.name])
 
-    def shutdown(self) -> None:
-        """Ask the worker to stop through the store (killed if it does not answer in time)."""
+    def stop(self) -> None:
+        """Ask the worker to stop through the store (killed if it does not answer in time).
+
+        It stays in the crew: :meth:`launch` (or work that comes) starts it again."""
         self._manager.request_stop_named([self.name], idle_only=False)
+
+    def shutdown(self) -> None:
+        """Deprecated name of :meth:`stop`."""
+        renamed("WorkerHandle.shutdown()", "WorkerHandle.stop()")
+        self.stop()
 
     def __repr__(self) -> str:
         tags = ", ".join(sorted(self.tags))
-        return f"<Worker {self.name!r} ({self.worker_class}) tags={{{tags}}} timeout={self.timeout}>"
+        return f"<Worker {self.name!r} ({self.worker_class}) tags={{{tags}}} idle_timeout={self.idle_timeout}>"

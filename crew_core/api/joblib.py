@@ -71,7 +71,7 @@ class CrewBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
         store: Any = None,
         worker_class: Any = None,
         tags: Any = None,
-        idle_timeout: float = IDLE_TIMEOUT,
+        idle_timeout: float | None = IDLE_TIMEOUT,
         nesting_level: int | None = None,
         inner_max_num_threads: int | None = None,
         **options: Any,
@@ -81,7 +81,7 @@ class CrewBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
             raise TypeError(f"crew must be a Crew, not {type(crew).__name__}")
         self._crew = crew
         self._tags = tags
-        self._options = {"store": store, "worker_class": worker_class, "timeout": idle_timeout, **options}
+        self._options = {"store": store, "worker_class": worker_class, "idle_timeout": idle_timeout, **options}
         self._executor: CrewExecutor | None = None
         self._futures: set[Future[Any]] = set()  # this backend's calls not done yet
         self._key: tuple[Any, ...] | None = None  # of the shared executor this backend uses now

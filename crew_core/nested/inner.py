@@ -38,7 +38,7 @@ class InnerSpec:
 
         ``store``: a store name, URL or path (None: the default store); ``store_options``: the
         store's options; ``worker_classes``: registered names; ``recruit``: a list of
-        :meth:`Crew.recruit` keyword dicts (``workers``, ``worker_class``, ``tags``, ``timeout``
+        :meth:`Crew.recruit` keyword dicts (``workers``, ``worker_class``, ``tags``, ``idle_timeout``
         and the class's options); ``settings``: :class:`Crew` settings (``max_tries``, ...).
         """
         if not isinstance(inner, Mapping):

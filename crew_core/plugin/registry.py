@@ -231,6 +231,13 @@ def default_plugins() -> Plugins:
     return _default
 
 
+def reset_default_plugins() -> None:
+    """Forget the default plugin manager: the next crew builds it again (and ``crew_configure``
+    reads the environment again). For tests that change what plugins configure."""
+    global _default
+    _default = None
+
+
 def open_store(plugins: Plugins, store: Any, options: dict[str, Any]) -> tuple[Any, bool]:
     """The store ``Crew(store=...)`` names (a name, URL, path or Store), and whether it was made here."""
     from crew_core.plugin.store import Store

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from crew_core import KeyNotFoundError, Store
-from crew_core.plugin import is_key
+from crew_core.errors import KeyNotFoundError
+from crew_core.plugin import Store, is_key
 from crew_core.testing.together import READY_SET_GO, run_together
 
 #: Names that are not keys: ``put``, ``get`` and ``delete`` must raise ValueError for each.

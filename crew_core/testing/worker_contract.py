@@ -17,13 +17,12 @@ from crew_core import (
     Crew,
     JobCancelledError,
     JobTimeoutError,
-    Store,
-    Worker,
     WorkerCrashedError,
     WorkerInitError,
     WorkerLaunchError,
 )
 from crew_core.durable.leftovers import end_backend_jobs, find_backend_jobs, find_crews
+from crew_core.plugin import Store, Worker
 from crew_core.plugin.registry import default_plugins, store_from_config, store_spec
 from crew_core.testing import jobs
 from crew_core.testing.leftover_workers import StartedWorkers
@@ -175,7 +174,7 @@ class WorkerContract:
         self, make_crew: Callable[..., Crew], worker_options: dict[str, Any], timeout_scale: float
     ) -> None:
         crew = make_crew()
-        [worker] = crew.recruit(workers=1, timeout=0.5, **worker_options)
+        [worker] = crew.recruit(workers=1, idle_timeout=0.5, **worker_options)
         assert not worker.up()
         crew.send(jobs.double, args=(2,))
         result = crew.receive(timeout=120 * timeout_scale)
@@ -193,7 +192,7 @@ class WorkerContract:
         workers = crew.recruit(workers=2, **worker_options)
         crew.launch()
         assert all(w.up() for w in workers)
-        assert set(crew.shutdown(idle_only=True)) == set(workers)
+        assert set(crew.stop(idle_only=True)) == set(workers)
         self._wait(lambda: not any(w.up() for w in workers), timeout_scale, "workers to stop")
 
     def test_close_leaves_no_worker_running(
@@ -412,7 +411,7 @@ class WorkerContract:
         crew = one_worker_crew
         crew.send(jobs.double, args=(1,))
         assert crew.receive(timeout=120 * timeout_scale) is not None  # the worker is up: time the job alone
-        job = crew.send(jobs.sleep_then, args=(600,), timeout=1)
+        job = crew.send(jobs.sleep_then, args=(600,), job_timeout=1)
         result = crew.receive(timeout=120 * timeout_scale)
         assert result is not None and result.id == job and result.status == "timeout"
         assert isinstance(result.error, JobTimeoutError) and isinstance(result.error, TimeoutError)

@@ -15,7 +15,7 @@ def slow_hello(seconds):
 
 crew = Crew(store="local", worker_classes=["subprocess", "executor"])
 crew.recruit(workers=2)  # subprocess workers
-crew.recruit(workers=2, tags={"long_jobs_go_here"}, timeout=60)  # tagged, 60 s idle timeout
+crew.recruit(workers=2, tags={"long_jobs_go_here"}, idle_timeout=60)  # tagged, 60 s idle timeout
 print({name: worker.up() for name, worker in crew.workers.items()})  # none is up yet
 # --8<-- [end:recruit]
 
@@ -43,7 +43,7 @@ print(crew.receive())  # nothing in flight: None at once
 # --8<-- [end:more]
 
 # --8<-- [start:close]
-crew.shutdown(idle_only=True)
+crew.stop(idle_only=True)
 deadline = time.monotonic() + 10
 while any(worker.up() for worker in crew.workers.values()) and time.monotonic() < deadline:
     time.sleep(0.05)

@@ -9,5 +9,5 @@ with Crew(store="local", worker_classes=["subprocess"]) as crew:
     print(results.values(), [result.worker for result in results])
 
     checked = crew.map(int, ["1", "two", "3"])  # one error does not hide the other results
-    print(checked.ok, [result.status for result in checked])
+    print(checked.ok, ", ".join(result.status for result in checked))  # each a Status, a str
 # --8<-- [end:map]

@@ -3,7 +3,8 @@
 # --8<-- [start:settings]
 import os
 
-from crew_core import Crew, get_plugin_manager, hookimpl
+from crew_core import Crew
+from crew_core.plugin import get_plugin_manager, hookimpl
 
 
 class SiteDefaults:

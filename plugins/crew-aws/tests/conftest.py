@@ -12,7 +12,7 @@ moto = pytest.importorskip("moto", reason="the crew-aws tests need moto[server]"
 
 from crew_aws.testing import moto_s3  # noqa: E402
 
-import crew_core.plugin.registry  # noqa: E402
+import crew_core.plugin  # noqa: E402
 
 #: boto3 reads these: the controller (and crew stop) keep and remove launch keys in moto.
 SECRETS_ENDPOINTS = ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SSM")
@@ -29,12 +29,12 @@ def s3_endpoint():
                                                   "CREW_S3_POLL_INTERVAL"]}  # fmt: skip
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["CREW_S3_POLL_INTERVAL"] = "0.01,0.25"  # quick tests; the default idles at 5 s
-    crew_core.plugin.registry._default = None  # rebuild the defaults so crew_configure reads the variable
+    crew_core.plugin.reset_default_plugins()  # rebuild the defaults so crew_configure reads the variable
     with moto_s3() as endpoint:
         os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # workers inherit it, as users' would
         os.environ.update(dict.fromkeys(SECRETS_ENDPOINTS, endpoint))  # where controllers keep launch keys
         yield endpoint
-    crew_core.plugin.registry._default = None
+    crew_core.plugin.reset_default_plugins()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

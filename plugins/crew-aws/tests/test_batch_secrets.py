@@ -150,7 +150,7 @@ def test_a_job_batch_may_start_again_keeps_its_key_until_it_ends(crew, options, 
     assert BatchWorker.running([worker.backend]) == {worker.name: True}  # seen RUNNING: kept all the same
     assert len(launch_keys()) == 1
     assert crew.receive(timeout=120).value == "done"
-    crew.shutdown()
+    crew.stop()
     wait_for(lambda: not worker.up(), timeout=60, what="the worker to leave")
     wait_for(lambda: launch_keys() == [], timeout=30, what="the ended job's key to be deleted")
 

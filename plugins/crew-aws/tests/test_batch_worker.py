@@ -13,8 +13,8 @@ from crew_aws.batch_worker import batch_client
 from crew_aws.testing import BatchControlPlane
 
 from crew_core import Crew, WorkerLaunchError
+from crew_core.plugin import crew_label
 from crew_core.testing import WorkerContract, jobs, wait_for
-from crew_core.wire import protocol
 
 
 class TestBatchWorker(WorkerContract):
@@ -48,7 +48,7 @@ class TestBatchWorker(WorkerContract):
 
 
 def test_the_readme_example_runs_jobs_with_values_errors_and_warnings(crew, options, batch):
-    crew.recruit(workers=2, vcpus=2, memory=4096, tags={"big"}, timeout=300, **options)
+    crew.recruit(workers=2, vcpus=2, memory=4096, tags={"big"}, idle_timeout=300, **options)
     ok = crew.send(jobs.warn_and_return, args=("careful", 7), tags="big")
     bad = crew.send(jobs.fail, args=("in the container",), tags="big")
     results = {r.id: r for r in crew.results(timeout=120)}
@@ -79,7 +79,7 @@ def test_a_batch_job_killed_mid_job_is_relaunched_and_the_job_reruns(crew, optio
 
 
 def test_idle_timeout_ends_the_batch_job_succeeded(crew, options, batch):
-    [worker] = crew.recruit(workers=1, timeout=0.5, **options)
+    [worker] = crew.recruit(workers=1, idle_timeout=0.5, **options)
     crew.send(jobs.double, args=(3,))
     assert crew.receive(timeout=120).value == 6
     wait_for(lambda: not worker.up(), timeout=60, what="the idle worker to leave")
@@ -98,7 +98,7 @@ def test_shutdown_goes_through_the_store_and_terminate_is_the_fallback(bucket, o
         batch.wait_status(idle.backend.job_id, ("RUNNING",))
         batch.wait_status(busy.backend.job_id, ("RUNNING",))
         first = {w.name: w.backend.job_id for w in (idle, busy)}
-        crew.shutdown(idle_only=False)  # the busy worker's job goes back to the backlog, uncharged
+        crew.stop(idle_only=False)  # the busy worker's job goes back to the backlog, uncharged
         for job_id in first.values():  # the crew kills the one that does not answer when it polls
             wait_for(lambda job_id=job_id: crew.receivable() or batch.jobs[job_id].status in ("SUCCEEDED", "FAILED"))
     stopped = [batch.jobs[job_id] for job_id in first.values()]
@@ -287,10 +287,10 @@ def test_crew_stop_ends_a_dead_controllers_queued_batch_jobs(
         client = batch_client(queued.region, queued.endpoint, None)
         impostor = client.submit_job(
             jobName=f"crew-{crew_id}-aws-batch-1", jobQueue="crew-queue", jobDefinition="crew-worker",
-            tags={"crew:crew": crew_id, "crew:label": protocol.crew_label("s3://another/store", crew_id)},
+            tags={"crew:crew": crew_id, "crew:label": crew_label("s3://another/store", crew_id)},
         )["jobId"]  # fmt: skip
         # A controller looking for its own (adopted) launches goes through its worker's endpoint
-        label = protocol.crew_label(S3Store.from_url(store).describe(), crew_id)
+        label = crew_label(S3Store.from_url(store).describe(), crew_id)
         place = {"region": queued.region, "job_queue": "crew-queue", "secrets_store": "secretsmanager"}
         mine = BatchWorker.find(label, place, via=BatchWorker("w", **options))
         assert sorted(job.worker for job in mine) == [f"aws-batch-{n}" for n in (1, 2, 3)]

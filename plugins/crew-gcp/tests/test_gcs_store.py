@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from crew_gcp import GCSStore
 
-from crew_core import Crew, StoreError, StoreGoneError, get_plugin_manager, hookimpl
+from crew_core import Crew, StoreError, StoreGoneError
+from crew_core.plugin import get_plugin_manager, hookimpl
 from crew_core.testing import CrewContract, StoreContract, WorkerContract, jobs
 
 ROOT = "crews/run-1/"  # where the contract's stores live in their bucket

@@ -16,7 +16,7 @@ def _run_in_own_pool(args: list[str], environment: dict[str, str], controller: i
     """The worker's loop in the process of its own pool. Once its controller is gone, nobody will
     shut that pool down: the process ends here, and with it the pool's forkserver and resource
     tracker, which would otherwise wait for it for ever."""
-    from crew_core.agent.runtime import run_worker
+    from crew_core.plugin import run_worker
 
     for name in ("CREW_SECRET", "CREW_INNER_SECRET"):  # the controller's, inherited: not for jobs here
         os.environ.pop(name, None)
@@ -81,7 +81,7 @@ class ExecutorWorker(Worker):
                     self._own = ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT)
                 executor = self._own
                 args += ["--parent-pid", str(os.getpid())]
-            from crew_core.agent.runtime import run_worker  # here: a controller's start-up never pays for it
+            from crew_core.plugin import run_worker  # here: a controller's start-up never pays for it
 
             try:
                 # The secret goes with the call (pickled through the pool's pipe), not into os.environ:

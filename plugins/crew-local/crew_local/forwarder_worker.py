@@ -7,8 +7,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from crew_core.nested.inner import InnerSpec
-from crew_core.plugin import Launch
+from crew_core.plugin import InnerSpec, Launch
 
 from .subprocess_worker import SubprocessWorker
 

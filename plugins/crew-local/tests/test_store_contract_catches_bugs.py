@@ -20,8 +20,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from crew_core import KeyNotFoundError, Store
-from crew_core.plugin.store import check_key, is_key
+from crew_core.errors import KeyNotFoundError
+from crew_core.plugin import Store, check_key, is_key
 from crew_core.testing import StoreContract
 
 #: The in-memory backends, by name: object name -> bytes, private dot-names included.
@@ -367,7 +367,7 @@ def test_pytest_runs_the_clean_up_after_every_contract_test(tmp_path):
 
             import pytest
 
-            from crew_core import Store
+            from crew_core.plugin import Store
             from crew_core.testing import StoreContract
             from crew_local import LocalStore
 

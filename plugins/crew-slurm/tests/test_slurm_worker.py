@@ -61,7 +61,7 @@ def job_state(job_id: str) -> str:
 
 
 def test_recruiting_many_workers_submits_one_job_array(crew, tmp_path):
-    workers = crew.recruit(workers=3, log_dir=tmp_path / "logs", timeout=30)
+    workers = crew.recruit(workers=3, log_dir=tmp_path / "logs", idle_timeout=30)
     crew.launch()
     bases = {w.backend.job_id.split("_")[0] for w in workers}
     assert len(bases) == 1 and sorted(w.backend.job_id.split("_")[1] for w in workers) == ["0", "1", "2"]
@@ -98,7 +98,7 @@ def test_scancel_mid_job_is_detected_and_the_job_runs_again(crew, tmp_path):
 
 
 def test_idle_timeout_ends_the_job_completed(crew, tmp_path):
-    [worker] = crew.recruit(workers=1, timeout=0.5, log_dir=tmp_path / "logs")
+    [worker] = crew.recruit(workers=1, idle_timeout=0.5, log_dir=tmp_path / "logs")
     crew.send(jobs.double, args=(4,))
     assert crew.receive(timeout=120).value == 8
     wait_for(lambda: not worker.up(), timeout=60, what="the idle worker to leave")
@@ -154,22 +154,21 @@ def test_the_launch_key_is_in_no_job_record_and_its_file_is_read_once(crew, tmp_
 
 
 def test_a_planted_or_shared_secret_file_is_refused(tmp_path, monkeypatch):
-    from crew_core.plugin import SECRET_FILE_ENV, write_secret_file
-    from crew_core.wire.signing import secret_from
+    from crew_core.plugin import read_secret_file, write_secret_file
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     path = write_secret_file({"CREW_SECRET": "ab" * 32})
     path.chmod(0o644)
     with pytest.raises(RuntimeError, match="others can read or write"):
-        secret_from({SECRET_FILE_ENV: str(path)})
+        read_secret_file(path)
     assert not path.exists()  # refused, and gone
     path = write_secret_file({"CREW_SECRET": "ab" * 32})
     path.parent.chmod(0o777)
     with pytest.raises(RuntimeError, match="others can write"):
-        secret_from({SECRET_FILE_ENV: str(path)})
+        read_secret_file(path)
     path.parent.chmod(0o700)
     path = write_secret_file({"CREW_SECRET": "ab" * 32})
-    assert secret_from({SECRET_FILE_ENV: str(path)}) == bytes.fromhex("ab" * 32) and not path.exists()
+    assert read_secret_file(path) == {"CREW_SECRET": "ab" * 32} and not path.exists()
 
 
 def test_status_of_all_workers_is_one_squeue_call(crew, tmp_path, monkeypatch):

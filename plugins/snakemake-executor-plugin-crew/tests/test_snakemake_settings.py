@@ -38,7 +38,7 @@ def test_pools_from_specs_keep_the_worker_class_options_apart():
     small, big = pools(ExecutorSettings(recruit=["workers=3;workers=1,class=slurm,cpus=8,tags=big,timeout=60"]), 4)
     assert (small.workers, small.worker_class, small.recruit) == (3, None, {})
     assert (big.workers, big.worker_class, big.tags, big.threads) == (1, "slurm", frozenset({"big"}), 8)
-    assert big.recruit == {"cpus": 8, "timeout": 60}  # cpus goes to crew-slurm (sbatch --cpus-per-task) too
+    assert big.recruit == {"cpus": 8, "idle_timeout": 60}  # cpus goes to crew-slurm (sbatch --cpus-per-task) too
     assert pools(ExecutorSettings(recruit=["workers=1,threads=3"]), 4)[0].threads == 3
     with pytest.raises(WorkflowError, match="workers must be"):
         pools(ExecutorSettings(recruit=["workers=0"]), 4)

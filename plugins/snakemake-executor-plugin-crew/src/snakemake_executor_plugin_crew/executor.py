@@ -67,9 +67,9 @@ class Executor(RemoteExecutor):
         where = placement(job.threads, job.resources)
         shared = SharedFSUsage.INPUT_OUTPUT in self.workflow.storage_settings.shared_fs_usage
         kwargs = {"cwd": os.getcwd() if shared else None, "env": dict(self.envvars())}
+        limit = {} if where.timeout is None else {"job_timeout": where.timeout}  # none given: the crew's
         try:
-            crew_job = self.crew.send(self.runner, args=(command,), kwargs=kwargs, tags=where.tags,
-                                      timeout=where.timeout)  # fmt: skip
+            crew_job = self.crew.send(self.runner, args=(command,), kwargs=kwargs, tags=where.tags, **limit)
         except UnknownTagError as exc:
             self.report_job_error(SubmittedJobInfo(job), msg=(
                 f"no crew worker can run this job ({exc}). Jobs with threads: N need a pool with at least N "

@@ -18,7 +18,9 @@ from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
 
 #: Keys of a recruit spec that crew's ``recruit`` takes itself; ``threads`` is this plugin's.
 #: Every other key is an option of the worker class (``cpus``, ``partition``, ``memory`` ...).
-RECRUIT_KEYS = frozenset({"workers", "class", "tags", "timeout", "tasks_max", "seconds_wall", "threads"})
+RECRUIT_KEYS = frozenset(
+    {"workers", "class", "tags", "timeout", "idle_timeout", "tasks_max", "seconds_wall", "threads"}
+)
 
 #: Worker options that say how many CPUs a worker has (crew-slurm, crew-aws, crew-gcp).
 CPU_OPTIONS = ("cpus", "vcpus", "cpu")
@@ -61,7 +63,8 @@ class ExecutorSettings(ExecutorSettingsBase):
             "help": "Pools of workers to recruit, one spec each: key=value pairs separated by commas "
             "(workers=4,class=slurm,cpus=4,partition=short,tags=big+gpu) or a JSON object; in the environment "
             "variable, separate specs with ';'. Keys: "
-            "workers, class, tags (joined by +), timeout (idle seconds), tasks_max, seconds_wall, threads "
+            "workers, class, tags (joined by +), timeout or idle_timeout (idle seconds), tasks_max, seconds_wall, "
+            "threads "
             "(CPUs a job may use there; default the cpus/vcpus/cpu option, else this machine's CPU count); "
             "any other key is an option of the worker class. Default: one pool of --crew-workers workers "
             "of the default class.",
@@ -187,6 +190,10 @@ def _pool(spec: dict[str, Any]) -> Pool:
         raise WorkflowError(f"--crew-recruit: workers must be a whole number of at least 1, not {workers!r}")
     worker_class = options.pop("class", None)
     tags = split_tags(options.pop("tags", None))
+    if "timeout" in options:  # this plugin's short key for crew's idle_timeout; its none: the class's default
+        idle = options.pop("timeout")
+        if idle is not None:
+            options.setdefault("idle_timeout", idle)
     threads = options.pop("threads", None)
     if threads is None:
         threads = next((options[key] for key in CPU_OPTIONS if options.get(key) is not None), None)
