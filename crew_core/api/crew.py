@@ -258,8 +258,8 @@ class Crew:
         limit = self.job_timeout if timeout is None else checks.job_timeout(timeout)
         then = checks.crash_tags(crash_tags, self._tag_sets)
         function, pickled, kind = self._functions.dump(fun)
-        job = Job(0, function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim, timeout=limit,
-                  crash_tags=then)  # fmt: skip
+        data, key = self._manager.args.take(dump_args(fun, args, kwargs))  # large ones: written to the store now
+        job = Job(0, function, data, job_tags, kind, claim=claim, timeout=limit, crash_tags=then, args_key=key)
         return job, pickled
 
     def _accept(self, job: Job, pickled: bytes) -> None:
@@ -267,7 +267,7 @@ class Crew:
         job.id = next(self._ids)
         self._last_id = max(self._last_id, job.id)
         if self._named is not None:  # durable before send returns; not accepted if it cannot be
-            self._named.accept(job, pickled)
+            self._named.accept(job, pickled)  # its arguments are let go if it is not accepted
         else:
             self._manager.submit(job, pickled)
 
@@ -354,7 +354,13 @@ class Crew:
         gathered = Gathered(fun, progress)
         # Every call is checked and pickled before any is sent: an input that cannot be pickled
         # is an error before anything runs, not after the earlier ones ran with their results lost.
-        made = [self._make_job(fun, call, None, tags, gathered) for call in zip(*iterables, strict=False)]
+        made: list[tuple[Job, bytes]] = []
+        try:
+            for call in zip(*iterables, strict=False):
+                made.append(self._make_job(fun, call, None, tags, gathered))
+        except BaseException:
+            self._manager.release_args(job for job, _ in made)
+            raise
         with self.batch():  # a named crew writes them all at once
             for job, pickled in made:
                 self._accept(job, pickled)

@@ -18,6 +18,7 @@ __all__ = [
     "InboxEntry",
     "accepted_key",
     "answer_key",
+    "args_key",
     "beat_key",
     "claim_epoch",
     "claim_key",
@@ -100,6 +101,11 @@ def exit_key(crew_id: str, name: str, incarnation: int) -> str:
 
 def data_key(crew_id: str, digest: str) -> str:
     return f"{crew_id}/data/{digest}"
+
+
+def args_key(crew_id: str, name: str) -> str:
+    """A job's pickled arguments, written apart from its task record (large ones: ``runner/spill.py``)."""
+    return f"{crew_id}/args/{name}"
 
 
 def lease_key(crew_id: str) -> str:
