@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,13 @@ def test_args_memory_is_checked():
         Crew(store="local", args_memory=-1)
     with pytest.raises(TypeError, match="args_memory must be a number"):
         Crew(store="local", args_memory="256MB")
+
+
+def test_the_benchmark_runs_tiny():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "large_args.py"
+    args = ["--size", "2", "--jobs", "3", "--repeat", "1", "--engines", "crew,ppe"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    labels = ("load average at start", "crew.send", "ProcessPoolExecutor", "peak", "ratio crew/ProcessPoolExecutor")
+    for label in labels:
+        assert label in out.stdout, label
