@@ -118,3 +118,14 @@ def test_the_benchmark_runs_tiny():
     labels = ("load average at start", "crew.send", "ProcessPoolExecutor", "peak", "ratio crew/ProcessPoolExecutor")
     for label in labels:
         assert label in out.stdout, label
+
+
+def test_a_forwarder_reads_large_arguments_and_passes_them_to_its_inner_crew(make_crew, tmp_path):
+    crew = make_crew(store=tmp_path / "outer", args_memory=0)
+    inner = {"store": str(tmp_path / "inner"), "recruit": [{"workers": 1, "worker_class": "subprocess"}]}
+    crew.recruit(worker_class="nested", inner=inner)
+    data = os.urandom(2**20)
+    ids = [crew.send(jobs.length_and_byte, (data, n)) for n in range(3)]
+    results = {r.id: r for r in crew.results(timeout=120)}
+    assert {job: results[job].get() for job in ids} == {job: (len(data), n) for n, job in enumerate(ids)}
+    assert all(r.worker.startswith("nested-1/subprocess-") for r in results.values())
