@@ -211,7 +211,7 @@ class Crew:
         timeout: float | None = None,
         crash_tags: Iterable[str | Iterable[str]] | None = None,
     ) -> int:
-        """Queue ``fun(*args, **kwargs)`` and return the job's id; never blocks.
+        """Queue ``fun(*args, **kwargs)`` and return the job's id; never waits for a worker.
 
         The job runs on a worker that carries every tag in ``tags``. It starts at once on an idle
         worker, or launches a matching worker that is down, or waits in the backlog until a
@@ -219,6 +219,9 @@ class Crew:
         ``job_timeout``), after which it is stopped and comes back with status ``"timeout"``.
         ``crash_tags``: after its worker dies under it, its next try runs on workers carrying the
         next of these tag sets (``["highmem", "hugemem"]``).
+
+        Arguments that would take the controller past its ``args_memory`` budget (or more than
+        an eighth of it) are written to the store before ``send`` returns; the worker reads them.
         """
         return self._send(fun, args, kwargs, tags, None, timeout, crash_tags).id
 

@@ -4,7 +4,8 @@ Users' threads only record intentions under the manager's lock (a job accepted, 
 planned, a stop requested); the loop does the I/O: it writes the outbox (task records, in order
 per worker, in parallel across workers on slow stores), polls the inbox, and hands backend calls
 (start, status, kill) to a small pool so that a slow backend never delays results. ``send``
-therefore never blocks on a store or a backend.
+therefore never blocks on a store or a backend (except to write arguments too large to keep in
+memory: ``spill.py``).
 
 The manager holds the state the engine reads (``engine/port.py``) and hands each job to a
 collaborator that owns its own part:
