@@ -29,6 +29,9 @@ MB = 1_000_000
 #: Arguments larger than this share of the budget go to the store even when there is room: kept
 #: in memory they would be copied again into their task record, for little gain.
 LARGEST_SHARE = 8
+#: Bytes of arguments too few to count: no more than the job's own bookkeeping, which no budget
+#: bounds either, and counting them would slow every tiny job's ``send``.
+UNCOUNTED = 1024
 
 
 @dataclass(slots=True)
@@ -54,6 +57,7 @@ class ArgsKeeper:
         self.crew_id = crew_id
         self.budget = math.inf if budget is None else budget
         self.largest = self.budget / LARGEST_SHARE
+        self.uncounted = UNCOUNTED if self.budget else -1  # a budget of 0: every job's go to the store
         self.discard = discard
         self.held = 0  # bytes of arguments kept in memory for jobs not ended
         self._by_digest: dict[str, _Written] = {}
@@ -64,6 +68,8 @@ class ArgsKeeper:
         """Keep a new job's pickled arguments: ``(data, "")`` in memory, or ``(b"", key)`` once in
         the store (written now, in the caller's thread, unless a job in flight has equal ones)."""
         size = len(data)
+        if size <= self.uncounted:
+            return data, ""
         if size <= self.largest and self.held + size <= self.budget:
             with self._lock:
                 if self.held + size <= self.budget:  # checked again: another send may have taken the room
@@ -85,6 +91,8 @@ class ArgsKeeper:
 
     def release(self, job: Job) -> None:
         """The job's arguments are needed no more (it ended, or was never accepted)."""
+        if not job.args_key and len(job.args) <= self.uncounted:
+            return
         with self._lock:
             if not job.args_key:
                 self.held -= len(job.args)
@@ -106,7 +114,7 @@ class ArgsKeeper:
         with self._lock:
             for job in jobs:
                 if not job.args_key:
-                    self.held += len(job.args)
+                    self.held += len(job.args) if len(job.args) > self.uncounted else 0
                     continue
                 written = self._by_key.get(job.args_key)
                 if written is None:
