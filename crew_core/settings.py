@@ -76,7 +76,7 @@ class Setting:
 
     @property
     def unit_name(self) -> str:
-        return {"s": "seconds"}.get(self.unit, self.unit)
+        return {"s": "seconds", "MB": "megabytes"}.get(self.unit, self.unit)
 
 
 #: Units a number of seconds may carry in an environment variable, and what each is worth.
@@ -169,6 +169,13 @@ SETTINGS: tuple[Setting, ...] = (
         none="no limit", maximum=1e9, inf_is_none=True,
     ),
     Setting("capture_output", True, bool, "", "jobs' stdout and stderr come back in their results"),
+    Setting(
+        "args_memory", 256.0, float, "MB",
+        "megabytes of pickled job arguments the controller keeps in memory until their jobs end; the"
+        " arguments of a job that would go past it, or that take more than an eighth of it, are"
+        " written to the store by `send` and read from there by the worker (0: every job's)",
+        none="no limit", strict=False, inf_is_none=True,
+    ),
 )  # fmt: skip
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -188,6 +195,7 @@ class Settings:
     lease_timeout: float = DEFAULTS["lease_timeout"]
     job_timeout: float | None = None
     capture_output: bool = True
+    args_memory: float | None = DEFAULTS["args_memory"]  # megabytes (None: no limit)
 
 
 def check(config: dict[str, Any], heartbeat_default: float) -> Settings:
@@ -211,9 +219,10 @@ def check(config: dict[str, Any], heartbeat_default: float) -> Settings:
         raise ValueError(f"heartbeat_timeout ({timeout!r} s) must be longer than heartbeat_interval ({interval!r} s)")
     stop_grace = s["stop_grace"].check(config["stop_grace"])
     lease_timeout = s["lease_timeout"].check(config["lease_timeout"])
+    args_memory = s["args_memory"].check(config["args_memory"])
     return Settings(int(max_tries), float(interval), float(timeout), float(stop_grace), auto_restart,
                     float(lease_timeout), None if job_timeout is None else float(job_timeout),
-                    capture_output)  # fmt: skip
+                    capture_output, None if args_memory is None else float(args_memory))  # fmt: skip
 
 
 def markdown_table() -> str:

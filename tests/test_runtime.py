@@ -190,7 +190,7 @@ def test_a_worker_without_the_secret_refuses_to_start(tmp_path, monkeypatch):
 
 
 def test_a_record_from_another_protocol_version_is_refused_by_name():
-    data = protocol.encode_task(Stop(1)).replace(bytes([protocol.PROTOCOL]), b"\x07", 1)
+    data = protocol.encode_task(Stop(1)).replace(bytes([protocol.PROTOCOL]), bytes([protocol.PROTOCOL + 1]), 1)
     with pytest.raises(CorruptObjectError):
         protocol.decode_task(data, "k")
     with pytest.raises(SystemExit, match="protocol 1"):

@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from crew_core.agent.feed import TaskFeed
@@ -38,6 +38,7 @@ from crew_core.errors import (
     JobCancelledError,
     JobTimeoutError,
     KeyNotFoundError,
+    SerializationError,
     StoreError,
     TamperedObjectError,
 )
@@ -71,11 +72,18 @@ def _alive(pid: int) -> bool:
     return os.getppid() == pid or process_alive(pid)
 
 
-def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guard: JobGuard | None = None) -> bytes:
+def run_call(
+    call: Call,
+    functions: dict[str, bytes],
+    table: FunctionTable,
+    guard: JobGuard | None = None,
+    read: Callable[[str], bytes] | None = None,
+) -> bytes:
     """Run one call and return its pickled outcome; never raises for the job's sake.
 
     ``guard`` (a worker that owns its process) captures the job's output, stops it at its
-    timeout, and cleans up after it.
+    timeout, and cleans up after it. ``read`` reads the call's arguments from the store when they
+    travelled apart from it (``Call.args_key``).
     """
     started = time.time()
     t0 = t1 = time.perf_counter()
@@ -91,7 +99,7 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guar
             guard.begin(call.job_id, call.timeout)
         try:
             fun = table.load(call.function, functions[call.function])
-            args, kwargs = load_args(call.args)
+            args, kwargs = load_args(_arguments(call, read))
             try:
                 if guard is not None:
                     guard.interrupter.in_job = True  # from here on a timeout or cancel stops it
@@ -125,6 +133,20 @@ def run_call(call: Call, functions: dict[str, bytes], table: FunctionTable, guar
     seconds = t1 - t0
     messages = [str(w.message) for w in caught] + [f"crew: {problem}" for problem in problems]
     return dump_outcome(Outcome(status, value, error, text, messages, seconds, started, out, err))
+
+
+def _arguments(call: Call, read: Callable[[str], bytes] | None) -> bytes:
+    """The call's pickled arguments: in its record, or in the store object it names (large ones)."""
+    if not call.args_key:
+        return call.args
+    if read is None:
+        raise SerializationError(f"job {call.job_id}'s arguments are in the store ({call.args_key}): none read here")
+    try:
+        return read(call.args_key)
+    except KeyNotFoundError:
+        raise SerializationError(
+            f"job {call.job_id}'s arguments are gone from the store ({call.args_key}); was its crew closed?"
+        ) from None
 
 
 class WorkerLoop:
@@ -168,6 +190,11 @@ class WorkerLoop:
             give_up_on=(KeyNotFoundError, CorruptObjectError),  # waiting mends neither
             on_first_failure=first_failure,
         )
+
+    def read_args(self, key: str) -> bytes:
+        """A job's pickled arguments from the store object ``key`` (large ones travel apart)."""
+        data: bytes = self._store_call(self.sealed.get, key)
+        return data
 
     # ----------------------------------------------------------------- heartbeats
     def _beat(self) -> None:
@@ -356,7 +383,8 @@ class WorkerLoop:
                     error = JobCancelledError(f"job {call.job_id} was cancelled before it started")
                     outcomes.append((call.job_id, dump_outcome(Outcome(CANCELLED, error=error))))
                     continue
-                outcomes.append((call.job_id, run_call(call, batch.functions, self.functions, self.guard)))
+                outcome = run_call(call, batch.functions, self.functions, self.guard, self.read_args)
+                outcomes.append((call.job_id, outcome))
                 self._jobs_run += 1
         finally:
             self._busy = False

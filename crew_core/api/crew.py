@@ -269,6 +269,9 @@ class Crew:
         with status :attr:`Status.TIMEOUT`. ``crash_tags``: after its worker dies under it, its
         next try runs on workers carrying the next of these tag sets (``["highmem", "hugemem"]``).
         :meth:`result` waits for this one job; :meth:`receive` hands out results as they come.
+
+        Arguments that would take the controller past its ``args_memory`` budget (or more than
+        an eighth of it) are written to the store before ``send`` returns; the worker reads them.
         """
         fn = _fn_given("send", fn, fun)
         if timeout is not None:  # the old keyword: None was the crew's default
@@ -313,8 +316,8 @@ class Crew:
         limit = self.job_timeout if job_timeout is DEFAULT else checks.job_timeout(job_timeout)
         then = checks.crash_tags(crash_tags, self._tag_sets)
         function, pickled, kind = self._functions.dump(fun)
-        job = Job(0, function, dump_args(fun, args, kwargs), job_tags, kind, claim=claim, timeout=limit,
-                  crash_tags=then)  # fmt: skip
+        data, key = self._manager.args.take(dump_args(fun, args, kwargs))  # large ones: written to the store now
+        job = Job(0, function, data, job_tags, kind, claim=claim, timeout=limit, crash_tags=then, args_key=key)
         return job, pickled
 
     def _accept(self, job: Job, pickled: bytes) -> None:
@@ -323,7 +326,7 @@ class Crew:
         self._last_id = max(self._last_id, job.id)
         self._sent_tags |= job.tags
         if self._named is not None:  # durable before send returns; not accepted if it cannot be
-            self._named.accept(job, pickled)
+            self._named.accept(job, pickled)  # its arguments are let go if it is not accepted
         else:
             self._manager.submit(job, pickled)
 
@@ -418,7 +421,13 @@ class Crew:
         gathered = Gathered(fn, progress)
         # Every call is checked and pickled before any is sent: an input that cannot be pickled
         # is an error before anything runs, not after the earlier ones ran with their results lost.
-        made = [self._make_job(fn, call, None, tags, gathered) for call in zip(*iterables, strict=False)]
+        made: list[tuple[Job, bytes]] = []
+        try:
+            for call in zip(*iterables, strict=False):
+                made.append(self._make_job(fn, call, None, tags, gathered))
+        except BaseException:
+            self._manager.release_args(job for job, _ in made)
+            raise
         with self.batch():  # a named crew writes them all at once
             for job, pickled in made:
                 self._accept(job, pickled)

@@ -69,12 +69,17 @@ class NamedRun:
     def accept(self, job: Job, pickled: bytes) -> None:
         """Take a job in once it is journaled (at the end of the block inside ``crew.batch()``)."""
         saved = protocol.JournalJob(job.id, job.function, job.args, tuple(sorted(job.tags)), job.kind,
-                                    job.timeout, tuple(tuple(sorted(t)) for t in job.crash_tags))  # fmt: skip
+                                    job.timeout, tuple(tuple(sorted(t)) for t in job.crash_tags),
+                                    job.args_key)  # fmt: skip
         batched = getattr(self._batching, "jobs", None)
         if batched is not None:
             batched.append((job, saved, pickled))
             return
-        self._accept_durably([(job, saved, pickled)])
+        try:
+            self._accept_durably([(job, saved, pickled)])
+        except BaseException:
+            self.manager.release_args([job])
+            raise
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -87,7 +92,7 @@ class NamedRun:
         try:
             yield
         except BaseException as exc:
-            _refuse(jobs, exc)
+            _refuse(self.manager, jobs, exc)
             raise
         finally:
             self._batching.jobs = None
@@ -95,7 +100,7 @@ class NamedRun:
             try:
                 self._accept_durably(jobs)
             except BaseException as exc:
-                _refuse(jobs, exc)
+                _refuse(self.manager, jobs, exc)
                 raise
 
     def _accept_durably(self, jobs: list[Sent]) -> None:
@@ -149,8 +154,9 @@ class NamedRun:
         durable.forget_secret(where, self.name)
 
 
-def _refuse(jobs: list[Sent], why: BaseException) -> None:
+def _refuse(manager: Manager, jobs: list[Sent], why: BaseException) -> None:
     """Jobs of a batch that was not accepted: a claim on one (a future) hears of it."""
+    manager.release_args(job for job, _, _ in jobs)
     for job, _, _ in jobs:
         if job.claim is not None:
             error = CrewError(f"job {job.id} was not accepted: its crew.batch() block failed ({why!r})")

@@ -57,7 +57,7 @@ class Job:
 
     id: int
     function: str  # digest of the pickled function (the ledger keeps the bytes once)
-    args: bytes
+    args: bytes  # pickled (empty when they are in the store: ``args_key``)
     tags: frozenset[str]
     kind: str  # module and qualified name of the function: jobs of one kind take alike time
     tries: int = 0  # tries charged: runs that ended with the worker dead, and data lost (max_tries)
@@ -70,6 +70,7 @@ class Job:
     claim: Claim | None = None  # takes the result instead of receive()
     timeout: float | None = None  # seconds it may run (the worker stops it; see Supervisor.check)
     crash_tags: tuple[frozenset[str], ...] = ()  # tags of its next tries, after each crash
+    args_key: str = ""  # the store object holding its pickled arguments, if not ``args`` (large ones)
 
 
 @dataclass(eq=False, slots=True)
@@ -105,6 +106,9 @@ class Ledger:
     issued: int = 0  # the last task number handed out
     skipped: set[int] = field(default_factory=set)  # numbers never to hand out: a forged record holds them
     claims: int = 0  # jobs in ``jobs`` whose result goes to a claim
+    #: Called (under the lock) with each job whose arguments are needed no more: it is DONE, and a
+    #: result its named crew's controller made is stored (else a next controller runs it again).
+    released: Callable[[Job], None] = field(default=lambda job: None)
 
     # ------------------------------------------------------------------ claims
     def unclaim(self, job: Job) -> Claim | None:
@@ -255,7 +259,7 @@ class Ledger:
         if job.state is JobState.WAITING:
             self.backlog.remove(job)
         job.state, job.task, job.holder = JobState.DONE, None, None
-        self._forget(job)
+        self._forget(job, release=not unsaved)
         if unsaved:
             self.unsaved.append((job, result))
         else:
@@ -278,6 +282,7 @@ class Ledger:
     def saved(self, entries: Iterable[tuple[Job, Result]]) -> None:
         """Results taken from ``unsaved`` are stored: they go to their claims, or to ``results``."""
         for job, result in entries:
+            self.released(job)
             self._hand_out(job, result)
 
     def _hand_out(self, job: Job, result: Result) -> None:
@@ -300,8 +305,10 @@ class Ledger:
         self._forget(job)
         return True
 
-    def _forget(self, job: Job) -> None:
+    def _forget(self, job: Job, release: bool = True) -> None:
         del self.jobs[job.id]
+        if release:
+            self.released(job)
         self.claims -= job.claim is not None
         uses = self._uses[job.function] - 1
         if uses:

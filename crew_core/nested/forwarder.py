@@ -54,10 +54,11 @@ class InnerCrew(Crew):
 
     _raw_outcomes = True
 
-    def forward(self, call: protocol.Call, function: bytes, tags: frozenset[str], claim: _Claim) -> None:
-        """Send one outer call as it is: the inner job has the outer job's id."""
-        job = Job(call.job_id, call.function, call.args, tags, f"forwarded.{call.function[:16]}", claim=claim,
-                  timeout=call.timeout)  # fmt: skip
+    def forward(self, call: protocol.Call, args: bytes, function: bytes, tags: frozenset[str], claim: _Claim) -> None:
+        """Send one outer call as it is (``args``: its pickled arguments): the inner job has the outer job's id."""
+        data, key = self._manager.args.take(args)  # the inner crew keeps them to its own budget
+        job = Job(call.job_id, call.function, data, tags, f"forwarded.{call.function[:16]}", claim=claim,
+                  timeout=call.timeout, args_key=key)  # fmt: skip
         self._accept(job, function)
 
     def adopt(self, job_id: int, claim: _Claim) -> bool:
@@ -248,7 +249,8 @@ class ForwarderLoop(WorkerLoop):
                 if call.job_id in self.feed.cancelled:
                     cancelled.append(claim)
                 elif self._resumed_at is None or not inner.adopt(call.job_id, claim):
-                    inner.forward(call, batch.functions[call.function], frozenset(call.tags) & carried, claim)
+                    args = self.read_args(call.args_key) if call.args_key else call.args
+                    inner.forward(call, args, batch.functions[call.function], frozenset(call.tags) & carried, claim)
                 self._jobs_run += 1
         for claim in cancelled:
             error = JobCancelledError(f"job {claim.job_id} was cancelled before it started")

@@ -4,7 +4,8 @@ Users' threads only record intentions under the manager's lock (a job accepted, 
 planned, a stop requested); the loop does the I/O: it writes the outbox (task records, in order
 per worker, in parallel across workers on slow stores), polls the inbox, and hands backend calls
 (start, status, kill) to a small pool so that a slow backend never delays results. ``send``
-therefore never blocks on a store or a backend.
+therefore never blocks on a store or a backend (except to write arguments too large to keep in
+memory: ``spill.py``).
 
 The manager holds the state the engine reads (``engine/port.py``) and hands each job to a
 collaborator that owns its own part:
@@ -60,6 +61,7 @@ from crew_core.runner.outbox import Outbox
 from crew_core.runner.poller import Poller
 from crew_core.runner.pool import Pool
 from crew_core.runner.signals import uninterrupted
+from crew_core.runner.spill import MB, ArgsKeeper
 from crew_core.settings import Settings as Settings  # its home before the settings table
 from crew_core.wire import protocol
 from crew_core.wire.keys import EPOCH_SPAN
@@ -131,6 +133,10 @@ class Manager:
         self.io_pool = ThreadPoolExecutor(concurrency, "crew-io") if concurrency > 1 else None
         self.pool = Pool(self, backend_pool or ThreadPoolExecutor(8, "crew-backend"))
         self.inbox = Inbox(self.sealed, crew_id, self.io_pool, keep_results=durable, clock=clock)
+        budget = None if settings.args_memory is None else settings.args_memory * MB
+        #: Jobs' pickled arguments: in memory up to ``args_memory``, else in the store (``spill.py``).
+        self.args = ArgsKeeper(self.sealed, crew_id, budget, self.inbox.discard)
+        self.ledger.released = self.args.release
         self.channel = protocol.controller_channel(crew_id)
         low, high = store.poll_interval
         self.poller = Poller(self, low, high)
@@ -251,6 +257,14 @@ class Manager:
             job, function = self.incoming.popleft()
             if job.state is not JobState.DONE:  # not withdrawn meanwhile
                 self.ledger.accept(job, function)
+            else:
+                self.args.release(job)
+
+    def release_args(self, jobs: Iterable[Job]) -> None:
+        """Jobs made and never accepted (a send that failed): their arguments are needed no more."""
+        with self.lock:
+            for job in jobs:
+                self.args.release(job)
 
     def plan(self, now: float) -> None:
         """Ask the dispatcher for batches and launches (under the lock)."""

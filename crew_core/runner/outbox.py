@@ -56,9 +56,10 @@ class Outbox:
         m = self.m
         functions = {job.function: m.ledger.functions[job.function] for job in task.jobs}
         if place.nested:  # a forwarder routes jobs by their tags in its inner crew
-            calls = tuple(Call(job.id, job.function, job.args, job.timeout, tuple(job.tags)) for job in task.jobs)
+            calls = tuple(Call(job.id, job.function, job.args, job.timeout, tuple(job.tags), job.args_key)
+                          for job in task.jobs)  # fmt: skip
         else:
-            calls = tuple(Call(job.id, job.function, job.args, job.timeout) for job in task.jobs)
+            calls = tuple(Call(job.id, job.function, job.args, job.timeout, (), job.args_key) for job in task.jobs)
         self.items.append(
             Write(place.worker, place.incarnation, protocol.task_key(place.prefix, task.seq), place.channel,
                   Batch(task.seq, calls, functions), task)

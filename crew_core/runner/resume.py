@@ -120,7 +120,8 @@ def take_over(
         needed[key].add(job_id)
         keeper.journaled(job_id, key)
         pending[job_id] = Job(job_id, saved.function, saved.args, frozenset(saved.tags), saved.kind,
-                              timeout=saved.timeout, crash_tags=tuple(map(frozenset, saved.crash_tags)))  # fmt: skip
+                              timeout=saved.timeout, crash_tags=tuple(map(frozenset, saved.crash_tags)),
+                              args_key=saved.args_key)  # fmt: skip
     for job_id, (data, worker, key) in recovery.results.items():
         job = pending.pop(job_id)
         result = to_result(job.id, job.tags, 0, load_outcome(data, manager.raw), worker)
@@ -145,6 +146,7 @@ def take_over(
             ledger.assign(name, adopted[name], jobs, now, seq=batch.seq)
     for job in pending.values():
         ledger.accept(job, recovery.functions[job.function])
+    manager.args.restored(ledger.jobs.values())
 
     keeper.records.update(recovery.kept_records)  # they go with the last answer to them
     garbage = list(recovery.garbage)

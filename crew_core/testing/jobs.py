@@ -140,6 +140,17 @@ def length_and_byte(data: bytes | list[bytes], n: int) -> tuple[int, int]:
     return len(data), n
 
 
+def length_once_open(gate: str, data: bytes, n: int = 0) -> tuple[int, int]:
+    """Wait (up to 10 minutes) until ``gate`` exists, then :func:`length_and_byte`: the job's large
+    arguments are held by the crew until the test opens the gate."""
+    deadline = time.monotonic() + 600
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} never appeared")
+        time.sleep(0.01)
+    return length_and_byte(data, n)
+
+
 def secret_exposure() -> tuple[str | None, str]:
     """What a job can see of its worker's secret: the environment variable, and the command line."""
     try:

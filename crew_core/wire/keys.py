@@ -18,6 +18,7 @@ __all__ = [
     "InboxEntry",
     "accepted_key",
     "answer_key",
+    "args_key",
     "beat_key",
     "buffer_key",
     "claim_epoch",
@@ -106,6 +107,11 @@ def data_key(crew_id: str, digest: str) -> str:
 def buffer_key(crew_id: str, digest: str, index: int) -> str:
     """Where the ``index``-th out-of-band buffer of the put object ``digest`` lives (``put_objects.py``)."""
     return f"{crew_id}/data/{digest}.{index}"
+
+
+def args_key(crew_id: str, name: str) -> str:
+    """A job's pickled arguments, written apart from its task record (large ones: ``runner/spill.py``)."""
+    return f"{crew_id}/args/{name}"
 
 
 def lease_key(crew_id: str) -> str:

@@ -23,6 +23,10 @@ Every object has exactly one writer. Under the crew's prefix ``<crew>/``:
     the worker's :class:`ExitNote`, written as it leaves.
 ``data/<digest>``
     an object put once with ``Crew.put`` and read by any worker (content-addressed).
+``args/<digest>.<n>``
+    a job's pickled arguments, when they are too large to keep in the controller's memory
+    (``args_memory``): written by ``send``, read by the worker that runs the job (its task's
+    :class:`Call` names the key), deleted once no job in flight has those arguments.
 ``lease``
     the controller's :class:`Lease`, renewed every minute or so: a worker that has not seen it
     renewed for its ``lease_timeout`` (standing still, gone, or not signed by the crew: anyone who

@@ -16,7 +16,7 @@ class OtherProtocolError(CorruptObjectError):
 
 
 #: Version of this protocol; controller and workers must speak the same one.
-PROTOCOL = 6
+PROTOCOL = 7
 _MAGIC = b"crew"
 
 __all__ = [
@@ -61,13 +61,18 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One job as it travels: its id, the digest of its function, its pickled arguments."""
+    """One job as it travels: its id, the digest of its function, its pickled arguments.
+
+    Large arguments travel apart: ``args`` is then empty and ``args_key`` names the store object
+    that holds them (``args/<digest>.<n>``, see ``runner/spill.py``), which the worker reads.
+    """
 
     job_id: int
     function: str
     args: bytes
     timeout: float | None = None  # seconds the job may run; the worker stops it then
     tags: tuple[str, ...] = ()  # the job's tags, for a forwarder (it routes them in its inner crew)
+    args_key: str = ""  # the store object holding the pickled arguments ("": they are in ``args``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +233,7 @@ class JournalJob:
     kind: str
     timeout: float | None = None
     crash_tags: tuple[tuple[str, ...], ...] = ()
+    args_key: str = ""  # the store object holding the pickled arguments ("": they are in ``args``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +318,7 @@ def _load(data: bytes, key: str, kinds: tuple[str, ...]) -> tuple[str, tuple[Any
 def encode_task(record: TaskRecord) -> bytes:
     """Encode a task record (:class:`Batch`, :class:`Stop` or :class:`Revoke`)."""
     if isinstance(record, Batch):
-        calls = tuple((c.job_id, c.function, c.args, c.timeout, c.tags) for c in record.calls)
+        calls = tuple((c.job_id, c.function, c.args, c.timeout, c.tags, c.args_key) for c in record.calls)
         return _dump("batch", (record.seq, calls, record.functions))
     if isinstance(record, Stop):
         return _dump("stop", (record.seq,))
@@ -358,6 +364,8 @@ def _check_batch(batch: Batch) -> None:
             raise TypeError("a call's timeout must be None or a positive float")
         if not isinstance(call.tags, tuple) or not all(isinstance(tag, str) for tag in call.tags):
             raise TypeError("a call's tags must be a tuple of strings")
+        if not isinstance(call.args_key, str):
+            raise TypeError("a call's args_key must be a string")
 
 
 def encode_result(record: ResultBatch) -> bytes:
@@ -382,7 +390,8 @@ def decode_result(data: bytes, key: str) -> ResultBatch:
 
 
 def encode_jobs(record: JobBatch) -> bytes:
-    jobs = tuple((j.job_id, j.function, j.args, j.tags, j.kind, j.timeout, j.crash_tags) for j in record.jobs)
+    jobs = tuple((j.job_id, j.function, j.args, j.tags, j.kind, j.timeout, j.crash_tags, j.args_key)
+                 for j in record.jobs)  # fmt: skip
     return _dump("jobs", (jobs, record.functions))
 
 
@@ -396,6 +405,7 @@ def decode_jobs(data: bytes, key: str) -> JobBatch:
             raise TypeError("functions must be a dict")
         for job in record.jobs:
             ok = isinstance(job.job_id, int) and isinstance(job.args, bytes) and job.function in functions
+            ok = ok and isinstance(job.args_key, str)
             if not (ok and isinstance(job.tags, tuple) and isinstance(job.kind, str)):
                 raise TypeError("each job must be (int, known function digest, bytes, tuple of tags, str)")
     except (TypeError, ValueError) as exc:

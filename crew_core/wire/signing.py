@@ -9,9 +9,10 @@ The controller holds its run's **root** key (:class:`RunKeys`; a named crew's de
 user's key, the run, the store's location and the crew's name, so a copy of a run in another
 place checks nowhere). From it come:
 
-- the crew's **Ed25519 key pair**: the controller signs task records, ``crew.put`` objects and
-  the lease with the private half, which no worker holds; workers check with the public half
-  (``--task-key`` on their command line: it is no secret);
+- the crew's **Ed25519 key pair**: the controller signs task records, ``crew.put`` objects,
+  large arguments written apart from their tasks, and the lease with the private half, which no
+  worker holds; workers check with the public half (``--task-key`` on their command line: it is
+  no secret);
 - one **launch key** per launch of a worker (keyed BLAKE2b, a MAC): the only secret a worker
   gets (``CREW_SECRET``, through its backend's secret mechanism, see ``Launch.secrets``). The
   worker signs what it writes (answers, refusals, beats, exit notes) with it, and names itself
@@ -228,7 +229,7 @@ def _place(key: str) -> _Place:
         if entry is None or entry.kind == "result":
             return _NOBODYS  # nobody's: nothing checks
         return _Place("inbox", entry.worker, entry.incarnation)
-    if kind == "data" or (kind == "lease" and not tail):
+    if kind in ("data", "args") or (kind == "lease" and not tail):
         return _SHARED
     return _OWN
 
