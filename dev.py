@@ -9,9 +9,12 @@ Only Python 3.11+ and pip are needed.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 import venv
 from pathlib import Path
 
@@ -62,7 +65,39 @@ def test(pytest_args: list[str]) -> None:
         run(PYTHON, "-m", "mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"})
     # Three processes, a test file each at a time (a file's servers and its Slurm cluster stay in one
     # process): the tests mostly wait on workers, so even 2 cores run them about twice as fast.
-    run(PYTHON, "-m", "pytest", "-n", "3", "--dist", "loadfile", *pytest_args)
+    # Every process the tests start carries a mark in its environment; none may outlive them.
+    mark = f"CREW_TEST_SESSION={uuid.uuid4().hex}"
+    try:
+        run(PYTHON, "-m", "pytest", "-n", "3", "--dist", "loadfile", *pytest_args, env=dict([mark.split("=")]))
+    finally:
+        check_nothing_left(mark.encode())
+
+
+def marked_processes(mark: bytes) -> list[str]:
+    """Processes whose environment holds ``mark`` (Linux's /proc; elsewhere none are found)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if mark in (entry / "environ").read_bytes().split(b"\0"):
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{entry.name}: {command[:160]}")
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return found
+
+
+def check_nothing_left(mark: bytes, grace: float = 60.0) -> None:
+    """Fail the run if a process the tests started is still running ``grace`` seconds after them."""
+    deadline = time.monotonic() + grace  # a worker may still be on its way out
+    while (left := marked_processes(mark)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if left:
+        for line in left:
+            try:
+                os.kill(int(line.split(":")[0]), signal.SIGKILL)  # so that CI's machine is clean again
+            except OSError:
+                pass
+        sys.exit("processes the tests started outlived them (now killed):\n  " + "\n  ".join(left))
 
 
 def main() -> None:

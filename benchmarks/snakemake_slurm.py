@@ -86,7 +86,9 @@ def run(name: str, args: list[str], workflow: Path, folder: Path, env: dict[str,
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     seconds = time.perf_counter() - start
     if ran.returncode != 0 or not (where / "all.txt").exists():
-        sys.exit(f"{name} failed:\n{ran.stdout[-4000:]}")
+        logs = sorted((where / ".snakemake" / "log").glob("*.log"))  # --quiet leaves the reason there
+        told = logs[-1].read_text()[-4000:] if logs else ""
+        sys.exit(f"{name} failed (exit {ran.returncode}):\n{ran.stdout[-4000:]}\n{told}")
     shutil.rmtree(where)
     return seconds, len(count.read_text().split()), load
 
