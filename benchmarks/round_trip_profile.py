@@ -86,8 +86,8 @@ def steps(count: int) -> list[tuple[str, float]]:
 
     store = LocalStore()
     keys = RunKeys(new_secret())
-    controller = Sealed(store, keys, crew="c", tasks_by_mac=lambda worker, launch: True)
-    worker = Sealed(store, keys.worker_keys("w-1", 1, tasks_by_mac=True), crew="c")
+    controller = Sealed(store, keys, tasks_by_mac=lambda worker, launch: True)
+    worker = Sealed(store, keys.worker_keys("w-1", 1, tasks_by_mac=True))
     digest, function, _ = FunctionCache().dump(noop)
     call = protocol.Call(1, digest, dump_args(noop, (1,), {}))
     batch = protocol.Batch(7, (call,), {digest: function})

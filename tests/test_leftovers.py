@@ -142,8 +142,9 @@ def test_crew_ps_and_stop_never_create_a_store_and_say_why_they_cannot_look(tmp_
     shared.chmod(0o777)
     assert main(["ps", "--store", str(shared)]) == 2
     assert "writable by other users" in capsys.readouterr().err  # said, not a traceback
+    before = {store.location for store in LocalStore.temporary_stores()}  # other tests' crews in this process
     assert main(["ps", "--store", "local"]) == 0  # this user's temporary stores here: none made for it
-    assert not [store for store in LocalStore.temporary_stores() if store.owner == os.getpid()]
+    assert not [s for s in LocalStore.temporary_stores() if s.owner == os.getpid() and s.location not in before]
     capsys.readouterr()
     monkeypatch.delenv("CREW_STORE", raising=False)
     with pytest.raises(SystemExit):
