@@ -41,6 +41,7 @@ def private_imports(root: Path) -> list[str]:
     return [
         f"{path.relative_to(root)}:{line} {module}"
         for path in sorted(root.rglob("*.py"))
+        if "build" not in path.relative_to(root).parts  # a wheel build's copy of older sources
         for line, module in _crew_imports(path.read_text(encoding="utf-8"))
         if not _public(module)
     ]

@@ -88,6 +88,12 @@ class Store(ABC):
     #: How many keys the controller gathers before deleting them in one :meth:`delete` call (S3
     #: deletes 1,000 per request). 1: delete at once, where a key left over slows later listings.
     delete_batch: ClassVar[int] = 1000
+    #: False when the backend cannot begin a listing after a key, so :meth:`list` fetches every key
+    #: under the prefix and drops those up to ``start_after`` itself (Azure Blob's opaque markers,
+    #: a folder's directory read). The core then deletes every key it has read within
+    #: ``delete_batch`` keys or two seconds, so that a listing's cost follows the work in flight,
+    #: not the crew's history (docs/specification.md §3.7).
+    lists_from_key: ClassVar[bool] = True
     #: True when :meth:`put_new` is one conditional write of the backend, so that of many parties
     #: creating the same key at once exactly one succeeds. The default :meth:`put_new` is not.
     atomic_put_new: ClassVar[bool] = False

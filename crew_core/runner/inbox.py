@@ -4,8 +4,11 @@ A poll costs one listing whatever the number of workers, plus one read per new r
 exit note. Results are listed after a watermark (every task up to it is answered), so a result below
 it is never listed again and need not be deleted one by one: it goes with the crew's objects when
 the crew closes. Only keys a listing would show again (beats, exit notes, refusals, results above the
-watermark) are deleted, in batches (see ``Store.delete_batch``). A store with
-``delete_batch == 1`` (local files: leftovers slow every listing) has each key deleted once read.
+watermark) are deleted, in batches (see ``Store.delete_batch``). Where every key left over costs
+each later listing (``delete_batch == 1``: local files; ``Store.lists_from_key`` False: a backend
+that lists from the start and filters on the client), every key read is deleted promptly instead,
+results and answered task records included, so a listing holds the work in flight plus at most
+``delete_batch`` keys or two seconds' worth, however long the crew has run.
 A named crew keeps each result until the user has received it (``keep_results``): then the
 controller discards it here itself. It also deletes each answered task's record, and before the
 answer: a next controller takes a task record without an answer for a task its worker still holds,
@@ -68,7 +71,7 @@ class Inbox:
         self.crew_id = crew_id
         self.prefix = protocol.inbox_prefix(crew_id)
         self.pool = pool  # parallel reads for stores with slow requests
-        self.eager = store.delete_batch <= 1
+        self.prompt = store.delete_batch <= 1 or not store.lists_from_key  # leftovers cost every listing
         self.keep_results = keep_results
         self._trash: dict[str, None] = {}  # keys read and not yet deleted, in order
         self._trash_since = 0.0
@@ -140,7 +143,7 @@ class Inbox:
         for item in mail.handled:
             if isinstance(item, str):
                 self.discard((item,))
-            elif item.kind == "result" and (self.keep_results or not self.eager):
+            elif item.kind == "result" and (self.keep_results or not self.prompt):
                 self._seen[item.key] = item.seq  # listed again only while the watermark is below it
             else:
                 self.discard((item.key,))
@@ -162,7 +165,7 @@ class Inbox:
     def discard_task(self, key: str) -> None:
         """An answered task: deleted now where leftovers slow listings or a next controller would
         read it (a named crew), else with its worker's keys."""
-        if self.eager or self.keep_results:
+        if self.prompt or self.keep_results:
             self.discard((key,))
 
     def discard(self, keys: Iterable[str]) -> None:

@@ -24,10 +24,19 @@ pytest.register_assert_rewrite(
     "crew_core.testing.crew_contract", "crew_core.testing.store_contract", "crew_core.testing.worker_contract"
 )
 
+from crew_core.testing.client_filtered import ClientFilteredListing  # noqa: E402
 from crew_core.testing.crew_contract import CrewContract  # noqa: E402
 from crew_core.testing.polling import process_gone, wait_for  # noqa: E402
 from crew_core.testing.store_contract import StoreContract  # noqa: E402
 from crew_core.testing.trust_contract import TrustContract  # noqa: E402
 from crew_core.testing.worker_contract import WorkerContract  # noqa: E402
 
-__all__ = ["CrewContract", "StoreContract", "TrustContract", "WorkerContract", "process_gone", "wait_for"]
+__all__ = [
+    "ClientFilteredListing",
+    "CrewContract",
+    "StoreContract",
+    "TrustContract",
+    "WorkerContract",
+    "process_gone",
+    "wait_for",
+]

@@ -8,6 +8,7 @@ import pytest
 
 from crew_core.testing import CrewContract, StoreContract, WorkerContract
 from crew_local import LocalStore
+from crew_local.client_filtered import ClientFilteredLocalStore
 
 
 class LocalBackend:
@@ -46,6 +47,16 @@ class TestPrivateLocalStore(LocalBackend, StoreContract):
         yield store
         store.close()
         assert not store.root.exists()
+
+
+class TestClientFilteredLocalStore(LocalBackend, StoreContract):
+    """The listings of a backend that cannot list after a key keep the contract."""
+
+    @pytest.fixture
+    def store(self, tmp_path):
+        store = ClientFilteredLocalStore(tmp_path / "store")
+        yield store
+        store.close()
 
 
 class TestSubprocessWorker(WorkerContract):
