@@ -259,6 +259,8 @@ def adopt_orphans() -> None:
 def children() -> list[int]:
     """Process ids of this process's children, those of every thread (Linux ``/proc``)."""
     found: list[int] = []
+    if not _has_children():
+        return found
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:
@@ -273,6 +275,20 @@ def children() -> list[int]:
         finally:
             os.close(fd)
     return found
+
+
+def _has_children() -> bool:
+    """Whether any process, running or ended, is a child of this one (of any of its threads).
+
+    One system call, where reading ``/proc`` costs about 9 µs a job: ``WNOWAIT`` leaves every
+    child waitable by its owner, and only "no child at all" raises."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    except (AttributeError, OSError):  # no waitid here: let /proc tell
+        return True
+    return True
 
 
 def helpers() -> set[int]:
