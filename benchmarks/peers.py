@@ -12,7 +12,9 @@ ratio to crew. The rows:
   (``crew.map``) next to each peer's own batching, ``map(chunksize=c)`` with the chunk size
   ``multiprocessing.Pool.map`` picks (jobs / (4 x workers)); dask and ray, which have no
   ``chunksize``, get the same chunks as one task each. Then the same with ``chunksize=1`` for the
-  peers (one task per call for dask and ray), where crew's ``map`` runs again as it is.
+  peers (one task per call for dask and ray), where crew's ``map`` runs again as it is. Between
+  them, crew with the peers' chunks (``CrewExecutor.map(chunksize=c)``, one job per chunk) next to
+  the peers' chunked ``map`` again: equal work on both sides.
 - **CPU per job**: user + system CPU of every process of the peer (the controller or client, its
   workers, schedulers and daemons: the whole process tree) during the throughput window, so a
   peer cannot look fast by burning cores the clock does not see.
@@ -98,6 +100,13 @@ class CrewPeer(Peer):
 
     def map(self, fun: Callable[[int], int], items: list[int], chunksize: int) -> list[int]:
         return self.crew.map(fun, items).values()  # type: ignore[no-any-return]  # crew batches by itself
+
+    def chunked(self, fun: Callable[[int], int], items: list[int], chunksize: int) -> list[int]:
+        """The peers' own batching, with crew's ``concurrent.futures`` interface: one job per chunk."""
+        from crew_core import CrewExecutor
+
+        with CrewExecutor(crew=self.crew) as executor:
+            return list(executor.map(fun, items, chunksize=chunksize))
 
     def call(self, fun: Callable[[int], int], x: int) -> int:
         self.crew.send(fun, args=(x,))
@@ -216,6 +225,8 @@ def _warm(peer: Peer) -> None:
     for fun in (noop, short_job):
         peer.many(fun, list(range(2 * WORKERS)))
     peer.map(noop, list(range(4 * WORKERS)), 1)
+    if isinstance(peer, CrewPeer):  # its workers import what runs a chunk before any clock starts
+        peer.chunked(noop, list(range(4 * WORKERS)), 2)
     for i in range(10):
         peer.call(noop, i)
 
@@ -263,12 +274,17 @@ def measure(name: str, kind: str, ns: argparse.Namespace) -> dict[str, float]:
         if kind == "throughput":
             items = list(range(ns.jobs))
             figures = {}
-            for suffix, chunksize in (("", chunk_size(ns.jobs)), ("_1", 1)):
+            variants = [("", peer.map, chunk_size(ns.jobs)), ("_1", peer.map, 1)]
+            if isinstance(peer, CrewPeer):  # crew also gets the peers' chunks
+                variants.insert(1, ("_c", peer.chunked, chunk_size(ns.jobs)))
+            for suffix, run, chunksize in variants:
                 cpu, start = tree_cpu(), time.perf_counter()
-                out = peer.map(noop, items, chunksize)
+                out = run(noop, items, chunksize)
                 wall, cpu = time.perf_counter() - start, tree_cpu() - cpu
                 assert out == items, "wrong results"
                 figures |= {f"jobs_s{suffix}": ns.jobs / wall, f"cpu_ms_per_job{suffix}": cpu / ns.jobs * 1000}
+            if not isinstance(peer, CrewPeer):  # the row of equal chunks shows their chunked map again
+                figures |= {"jobs_s_c": figures["jobs_s"], "cpu_ms_per_job_c": figures["cpu_ms_per_job"]}
             return figures
         if kind == "round_trip":
             times = []
@@ -359,6 +375,8 @@ def busy(on: bool) -> Iterator[None]:
 ROWS = (  # (kind, figure, label, format, higher is better)
     ("throughput", "jobs_s", "{jobs} no-op calls via map, jobs/s", "{:.0f}", True),
     ("throughput", "cpu_ms_per_job", "  CPU of all processes, ms per job", "{:.3f}", False),
+    ("throughput", "jobs_s_c", "the same chunks for crew too, jobs/s", "{:.0f}", True),
+    ("throughput", "cpu_ms_per_job_c", "  CPU of all processes, ms per job", "{:.3f}", False),
     ("throughput", "jobs_s_1", "the same, peers' chunksize=1, jobs/s", "{:.0f}", True),
     ("throughput", "cpu_ms_per_job_1", "  CPU of all processes, ms per job", "{:.3f}", False),
     ("round_trip", "p50_ms", "round trip p50, ms", "{:.3f}", False),
