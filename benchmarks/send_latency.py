@@ -1,7 +1,7 @@
 """How long ``send`` takes, and whether memory stays flat, next to ``ProcessPoolExecutor.submit``.
 
 Run: ``python benchmarks/send_latency.py [--jobs 100000] [--repeat 3]``. Each sample runs in a
-fresh interpreter; crew and the pool alternate. Prints, for no-op jobs through 2 local workers:
+fresh interpreter; crew and the pool take turns going first. Prints, for no-op jobs through 2 local workers:
 the time to send them all, the time until all are back, and the process's memory (RSS) before,
 at its peak and after; then the latency of single ``send`` calls on a crew whose backend takes
 2 s to start a worker (as creating a Cloud Run job can), where ``send`` must not wait for it.
@@ -16,6 +16,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling import load, rotated
 
 
 def noop(x: int) -> int:
@@ -113,9 +116,12 @@ def main() -> None:
         return
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     runs: dict[str, list[dict[str, float]]] = {"crew": [], "pool": []}
-    for _ in range(ns.repeat):
-        for name in runs:
+    for round_ in range(ns.repeat):
+        for name in rotated(list(runs), round_):
+            before = load()
             runs[name].append(sample(name, ns.jobs))
+            print(f"  round {round_ + 1} {name:4} send all {runs[name][-1]['send']:.3f} s, all back"
+                  f" {runs[name][-1]['back']:.3f} s  load {before} -> {load()}", flush=True)  # fmt: skip
 
     def median(name: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[name])
