@@ -105,3 +105,62 @@ def tree_cpu(root: int | None = None) -> float:
         except OSError:  # ended meanwhile
             pass
     return total
+
+
+# ------------------------------------------------------------------ memory of every process
+def process_pss_mb(pid: int) -> float:
+    """``pid``'s proportional set size in MB (its own pages, plus its share of pages it shares with
+    others, so the processes of a tree add up without counting a shared page twice): Linux's
+    ``/proc/<pid>/smaps_rollup``, else its resident size by psutil. ``ProcessLookupError`` once it ended."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except FileNotFoundError as error:
+        if os.path.isdir("/proc/self"):
+            raise ProcessLookupError(pid) from error
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).memory_info().rss) / 2**20
+    except psutil.NoSuchProcess as error:
+        raise ProcessLookupError(pid) from error
+
+
+class TreePeakMemory:
+    """The peak, over a block, of the summed memory (PSS) of this process and every process below it,
+    sampled every ``interval`` seconds by a thread: ``with TreePeakMemory() as memory: ...``, then
+    ``memory.peak_mb``. A peak shorter than ``interval`` can be missed."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        import threading
+
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="tree-peak-memory", daemon=True)
+
+    def sample(self) -> float:
+        total = 0.0
+        for pid in tree():
+            try:
+                total += process_pss_mb(pid)
+            except OSError:  # ended meanwhile
+                pass
+        self.peak_mb = max(self.peak_mb, total)
+        return total
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> TreePeakMemory:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.sample()

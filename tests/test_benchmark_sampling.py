@@ -1,6 +1,6 @@
-"""Tiny runs of the benchmarks that take repeated, interleaved samples in fresh interpreters
-(durable_send.py, nested.py, slurm.py): they run, print every figure with medians, ranges, load
-averages and ratios, and leave nothing behind; their figures are not judged here."""
+"""Tiny runs of the benchmarks made honest for issue #23 (durable_send, nested, slurm, large_args,
+map, send_latency): they run, take turns, count every party, print medians, ranges, load averages
+and ratios, and leave nothing behind; their figures are not judged here."""
 
 from __future__ import annotations
 
@@ -59,3 +59,22 @@ def test_slurm_samples_both_worker_classes(tmp_path):
     for label in ("load average at start", "slurm:cold", "subprocess:warm", "cold crew, send -> first result",
                   "2 warm workers, 20 no-op jobs, jobs/s", "slurm / subprocess", "load average at end"):  # fmt: skip
         assert label in out, label
+
+
+def test_large_args_counts_every_processs_memory_and_cpu(tmp_path):
+    out = run("large_args.py", ["--size", "2", "--jobs", "4", "--repeat", "2", "--engines", "crew,ppe"], tmp_path)
+    for label in ("all processes: peak", "all processes' peak memory", "CPU", "load average at end"):
+        assert label in out, label
+    firsts = [line.split()[2] for line in out.splitlines() if line.startswith("  round ")][::2]
+    assert firsts == ["crew:", "ppe:"], "each engine goes first in turn"
+
+
+def test_map_and_send_latency_rotate_their_variants(tmp_path):
+    out = run("map.py", ["--inputs", "100", "--repeat", "2"], tmp_path)
+    firsts = [line.split()[2] for line in out.splitlines() if line.startswith("  round ")][::7]
+    assert len(firsts) == 2 and firsts[0] != firsts[1], out
+    assert "range" in out and "load average at end" in out
+    out = run("send_latency.py", ["--jobs", "100", "--repeat", "2"], tmp_path)
+    firsts = [line.split()[2] for line in out.splitlines() if line.startswith("  round ")][::2]
+    assert firsts == ["crew", "pool"], out
+    assert "ratio crew/pool" in out
