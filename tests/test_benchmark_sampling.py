@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,11 @@ def test_nested_counts_every_party(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("slurmctld") is None, reason="Slurm's daemons are not installed")
-def test_slurm_samples_both_worker_classes(tmp_path):
-    out = run("slurm.py", ["--jobs", "20", "--repeat", "1"], tmp_path)
+def test_slurm_samples_both_worker_classes():
+    # A short folder: slurmstepd's sockets live under the cluster's folder, and a Unix socket's path
+    # has at most 107 bytes (under pytest's long tmp_path a task launch fails).
+    with tempfile.TemporaryDirectory(prefix="crew-t-", dir="/tmp") as short:
+        out = run("slurm.py", ["--jobs", "20", "--repeat", "1"], Path(short))
     for label in ("load average at start", "slurm:cold", "subprocess:warm", "cold crew, send -> first result",
                   "2 warm workers, 20 no-op jobs, jobs/s", "slurm / subprocess", "load average at end"):  # fmt: skip
         assert label in out, label
