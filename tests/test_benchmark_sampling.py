@@ -81,4 +81,4 @@ def test_map_and_send_latency_rotate_their_variants(tmp_path):
     out = run("send_latency.py", ["--jobs", "100", "--repeat", "2"], tmp_path)
     firsts = [line.split()[2] for line in out.splitlines() if line.startswith("  round ")][::2]
     assert firsts == ["crew", "pool"], out
-    assert "ratio crew/pool" in out
+    assert "ratio crew/pool" in out and "all processes (controller and workers): peak PSS" in out
