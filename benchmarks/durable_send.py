@@ -8,8 +8,10 @@ Three variants: an unnamed crew, a named one, and a named one sending in ``with 
 blocks of 1,000 (one journal write per block). Every sample runs in a fresh interpreter with a
 crew of its own; each round runs every variant once, in an order that rotates from round to
 round, and the medians are printed with their range, the load average around each sample, and
-each variant's time as a multiple of the unnamed crew's. On S3 the store requests of the sending
-process are counted (its worker's are not: the worker runs the jobs, not the sends).
+each variant's time as a multiple of the unnamed crew's. On S3 the store requests the sending
+process makes while the sends run are counted: what a durable send waits for. An unnamed crew
+writes its jobs after ``send`` returns, and the worker's requests are not counted (it runs the
+jobs, not the sends); ``benchmarks/store_requests.py`` counts a whole run's requests.
 
 A worker is recruited and launched in the background as the first job asks for it, as in real
 use. Sends from several threads share journal writes (group commit), so their cost per job
@@ -142,7 +144,7 @@ def summary(kind: str, threads: int, runs: dict[str, list[dict[str, float]]], ns
         requests = [r["requests_per_job"] for r in runs[variant]]
         line = f"    {label:30} {median_range(samples, '{:.1f}'):28}"
         if kind != "local":
-            line += f" {statistics.median(requests):5.2f} requests/job by the sender"
+            line += f" {statistics.median(requests):5.2f} store requests/job while sending"
         if plain:
             ratio = statistics.median(r["seconds"] for r in runs[variant]) / statistics.median(plain)
             line += f"  {ratio:6.2f}x unnamed"
