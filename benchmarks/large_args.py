@@ -4,9 +4,12 @@ each given one 100 MB numpy array, on 2 local workers (issue #22: crew's control
 
 Run: ``python benchmarks/large_args.py [--size 100] [--jobs 50] [--workers 2] [--repeat 3]
 [--engines crew,ppe,loky,dask]``. Every run is a fresh process (``--one ENGINE``), so that its
-peak resident memory (``ru_maxrss``, the controller's own, not its workers') is that run's; the
-engines take turns, each first in turn, and the medians and the ratios of crew's to each other's
-are printed with the load average. The pool is started and warmed before the clock starts; the
+peak resident memory (``ru_maxrss``, the controller's own) is that run's; next to it, every
+party's: the peak of the summed PSS of the controller and every process below it (workers,
+schedulers, helpers; sampled every 20 ms) and the CPU all of them spent while the jobs ran. Files
+a store keeps in memory (``/dev/shm``) are not counted. The engines take turns, each first in
+turn, and the medians and the ratios of crew's to each other's are printed with the load average
+around each run. The pool is started and warmed before the clock starts; the
 array is made before it too (its size is in the "before" column). loky is the standalone package
 if installed, else the copy inside joblib; dask is ``distributed``'s local cluster of processes.
 """
@@ -24,6 +27,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling import TreePeakMemory, load, rotated, tree_cpu
+
 ENGINES = ("crew", "ppe", "loky", "dask")
 LABELS = {"crew": "crew.send", "ppe": "ProcessPoolExecutor", "loky": "loky", "dask": "dask distributed"}
 
@@ -37,27 +43,42 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _crew(array: Any, jobs: int, workers: int) -> tuple[float, list[float]]:
+class Clock:
+    """The measured window: wall seconds and the CPU seconds of this process and every process below
+    it (read at ``stop``, while the pool's workers are still there to be read)."""
+
+    seconds = cpu_s = 0.0
+
+    def start(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), tree_cpu()
+
+    def stop(self) -> None:
+        self.seconds, self.cpu_s = time.perf_counter() - self._wall, tree_cpu() - self._cpu
+
+
+def _crew(array: Any, jobs: int, workers: int, clock: Clock) -> list[float]:
     from crew_core import Crew
 
     with Crew(store="local", worker_classes=["subprocess"]) as crew:
         crew.recruit(workers=workers)
         crew.map(total, [array[:1]] * workers)  # warm: every worker up
-        start = time.perf_counter()
+        clock.start()
         for _ in range(jobs):
             crew.send(total, (array,))
         values = [result.get() for result in crew.results()]
-        return time.perf_counter() - start, values
+        clock.stop()
+        return values
 
 
-def _futures(make: Callable[[], Any], array: Any, jobs: int) -> tuple[float, list[float]]:
+def _futures(make: Callable[[], Any], array: Any, jobs: int, clock: Clock) -> list[float]:
     pool = make()
     try:
         list(pool.map(total, [array[:1]] * 4))  # warm
-        start = time.perf_counter()
+        clock.start()
         futures = [pool.submit(total, array) for _ in range(jobs)]
         values = [future.result() for future in futures]
-        return time.perf_counter() - start, values
+        clock.stop()
+        return values
     finally:
         pool.shutdown(wait=True)
 
@@ -70,7 +91,7 @@ def _loky(workers: int) -> Any:
     return get_reusable_executor(max_workers=workers)
 
 
-def _dask(array: Any, jobs: int, workers: int) -> tuple[float, list[float]]:
+def _dask(array: Any, jobs: int, workers: int, clock: Clock) -> list[float]:
     from distributed import Client, LocalCluster
 
     with (
@@ -78,30 +99,35 @@ def _dask(array: Any, jobs: int, workers: int) -> tuple[float, list[float]]:
         Client(cluster) as client,
     ):
         client.gather(client.map(total, [array[:1]] * workers, pure=False))  # warm
-        start = time.perf_counter()
+        clock.start()
         futures = [client.submit(total, array, pure=False) for _ in range(jobs)]
-        values = client.gather(futures)
-        return time.perf_counter() - start, values
+        values: list[float] = client.gather(futures)
+        clock.stop()
+        return values
 
 
 def one(engine: str, size_mb: float, jobs: int, workers: int) -> dict[str, float]:
-    """One run in this process: seconds, and the controller's peak memory before and after."""
+    """One run in this process: seconds, the controller's peak memory before and after, and the peak
+    memory and CPU of every process (the controller, its workers, a scheduler...)."""
     import numpy as np
 
     array = np.ones(int(size_mb * 1_000_000 / 8))
     before = peak_mb()
-    if engine == "crew":
-        seconds, values = _crew(array, jobs, workers)
-    elif engine == "ppe":
-        from concurrent.futures import ProcessPoolExecutor
+    clock = Clock()
+    with TreePeakMemory() as memory:
+        if engine == "crew":
+            values = _crew(array, jobs, workers, clock)
+        elif engine == "ppe":
+            from concurrent.futures import ProcessPoolExecutor
 
-        seconds, values = _futures(lambda: ProcessPoolExecutor(workers), array, jobs)
-    elif engine == "loky":
-        seconds, values = _futures(lambda: _loky(workers), array, jobs)
-    else:
-        seconds, values = _dask(array, jobs, workers)
+            values = _futures(lambda: ProcessPoolExecutor(workers), array, jobs, clock)
+        elif engine == "loky":
+            values = _futures(lambda: _loky(workers), array, jobs, clock)
+        else:
+            values = _dask(array, jobs, workers, clock)
     assert values == [float(array.size)] * jobs, values[:3]
-    return {"seconds": seconds, "before_mb": before, "peak_mb": peak_mb()}
+    return {"seconds": clock.seconds, "before_mb": before, "peak_mb": peak_mb(), "all_peak_mb": memory.peak_mb,
+            "all_cpu_s": clock.cpu_s}  # fmt: skip
 
 
 def available(engine: str) -> bool:
@@ -133,37 +159,42 @@ def main() -> None:
         raise SystemExit(f"unknown engines {sorted(unknown)}; choose from {', '.join(ENGINES)}")
     skipped = [e for e in engines if not available(e)]
     engines = [e for e in engines if e not in skipped]
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    print(f"load average at start: {load()} ({os.cpu_count()} cores)")
     if skipped:
         print(f"not installed, skipped: {', '.join(skipped)}")
     runs: dict[str, list[dict[str, float]]] = {engine: [] for engine in engines}
     for round_ in range(args.repeat):
-        shift = round_ % len(engines)
-        for engine in engines[shift:] + engines[:shift]:  # interleaved, each first in turn
+        for engine in rotated(engines, round_):  # interleaved, each first in turn
+            before = load()
             command = [sys.executable, __file__, "--one", engine, "--size", str(args.size), "--jobs",
                        str(args.jobs), "--workers", str(args.workers)]  # fmt: skip
             out = subprocess.run(command, capture_output=True, text=True, timeout=1800)
             if out.returncode != 0:
                 raise SystemExit(f"{engine} failed:\n{out.stderr}")
             runs[engine].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"  round {round_ + 1} {engine}: {runs[engine][-1]['seconds']:.2f} s,"
-                  f" peak {runs[engine][-1]['peak_mb']:.0f} MB; load {os.getloadavg()[0]:.2f}")  # fmt: skip
+            run = runs[engine][-1]
+            print(f"  round {round_ + 1} {engine}: {run['seconds']:.2f} s, controller's peak {run['peak_mb']:.0f} MB,"
+                  f" all processes' peak {run['all_peak_mb']:.0f} MB, CPU {run['all_cpu_s']:.2f} s;"
+                  f" load {before} -> {load()}")  # fmt: skip
     print(f"{args.jobs} jobs each given a {args.size:g} MB array, {args.workers} workers, medians of {args.repeat}"
-          " (controller's peak resident memory, its workers' not counted):")  # fmt: skip
+          " (peak memory: the controller's resident, and the sum of every process's PSS, workers and"
+          " schedulers included; CPU: every process, while the jobs ran):")  # fmt: skip
     medians = {}
     for engine, samples in runs.items():
-        seconds = statistics.median(s["seconds"] for s in samples)
-        peak = statistics.median(s["peak_mb"] for s in samples)
+        seconds, peak, all_peak, cpu = (statistics.median(s[k] for s in samples)
+                                        for k in ("seconds", "peak_mb", "all_peak_mb", "all_cpu_s"))  # fmt: skip
         before = statistics.median(s["before_mb"] for s in samples)
-        medians[engine] = (seconds, peak)
+        medians[engine] = (seconds, peak, all_peak, cpu)
         print(f"  {LABELS[engine]:20s} {seconds:7.2f} s   peak {peak:7.0f} MB   (before sending {before:5.0f} MB;"
-              f" {min(s['seconds'] for s in samples):.2f}-{max(s['seconds'] for s in samples):.2f} s)")  # fmt: skip
+              f" {min(s['seconds'] for s in samples):.2f}-{max(s['seconds'] for s in samples):.2f} s)"
+              f"   all processes: peak {all_peak:7.0f} MB, CPU {cpu:6.2f} s")  # fmt: skip
     if "crew" in medians:
-        for engine, (seconds, peak) in medians.items():
+        crew = medians["crew"]
+        for engine, (seconds, peak, all_peak, cpu) in medians.items():
             if engine != "crew":
-                print(f"  ratio crew/{LABELS[engine]}: time {medians['crew'][0] / seconds:.2f},"
-                      f" peak memory {medians['crew'][1] / peak:.2f}")  # fmt: skip
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+                print(f"  ratio crew/{LABELS[engine]}: time {crew[0] / seconds:.2f}, peak memory {crew[1] / peak:.2f},"
+                      f" all processes' peak memory {crew[2] / all_peak:.2f}, CPU {crew[3] / cpu:.2f}")  # fmt: skip
+    print(f"load average at end: {load()}")
 
 
 if __name__ == "__main__":

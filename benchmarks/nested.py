@@ -8,10 +8,12 @@ class "nested"), each running an inner crew of ``--inner`` subprocess workers on
 crew of ``forwarders * inner`` subprocess workers on the same S3. Both run ``--jobs`` jobs that
 sleep ``--seconds``, on warm workers; runs alternate, and medians are printed with ratios.
 
-Measured in the main process only: CPU seconds (every thread of it, ``time.process_time``) per
-job from the first send to the last result, the wall time of each ``send`` call, and the wall
-time of ``receive()`` when a result is ready (``receivable()`` said so). S3 runs in a process of
-its own, so its work is not counted for either crew.
+CPU per job, from the first send to the last result, of every process of each setup (every
+thread of each, from ``/proc/*/task/*/schedstat``): the main process (``cpu_ms_per_job``, the
+controller), the forwarders (nested only), the workers (the inner workers when nested), and all of
+them together (``cpu_ms_per_job_all``). Also the main process's wall time of each ``send`` call
+and of ``receive()`` when a result is ready (``receivable()`` said so). S3 (moto's server) is
+shared by both setups and runs in a process of its own, left out of both.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling import load, process_cpu, rotated, tree
+
+#: Who a process below the main one is, by its depth: the main process's children are the flat
+#: crew's workers or the nested crew's forwarders, whose children are the inner workers.
+PARTIES = {"flat": ("controller", "workers", "workers"), "nested": ("controller", "forwarders", "workers")}
 
 
 def nap(seconds: float) -> float:
@@ -29,9 +39,24 @@ def nap(seconds: float) -> float:
     return seconds
 
 
-def measure(crew: Any, jobs: int, seconds: float) -> dict[str, float]:
+def cpu_by_party(kind: str, left_out: set[int]) -> dict[int, tuple[str, float]]:
+    """Each live process of the setup (every one below this process but ``left_out``): its party and CPU seconds."""
+    parties = PARTIES[kind]
+    cpu = {}
+    for pid, depth in tree().items():
+        if pid in left_out:
+            continue
+        try:
+            cpu[pid] = (parties[min(depth, 2)], process_cpu(pid))
+        except OSError:  # ended meanwhile
+            pass
+    return cpu
+
+
+def measure(crew: Any, kind: str, jobs: int, seconds: float, left_out: set[int]) -> dict[str, float]:
     crew.map(nap, [0.0] * 50)  # warm: every worker up, functions cached
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0 = cpu_by_party(kind, left_out)
+    wall0 = time.perf_counter()
     sends = []
     for _ in range(jobs):
         t = time.perf_counter()
@@ -50,9 +75,15 @@ def measure(crew: Any, jobs: int, seconds: float) -> dict[str, float]:
             raise SystemExit(f"only {got} of {jobs} results came")
         assert result.ok, result.error
         got += 1
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    wall = time.perf_counter() - wall0
+    spent = {"controller": 0.0, "forwarders": 0.0, "workers": 0.0}
+    for pid, (party, cpu) in cpu_by_party(kind, left_out).items():
+        spent[party] += cpu - cpu0.get(pid, (party, 0.0))[1]  # a process started meanwhile counts from 0
     return {
-        "cpu_ms_per_job": 1000 * cpu / jobs,
+        "cpu_ms_per_job": 1000 * spent["controller"] / jobs,
+        "cpu_ms_per_job_forwarders": 1000 * spent["forwarders"] / jobs,
+        "cpu_ms_per_job_workers": 1000 * spent["workers"] / jobs,
+        "cpu_ms_per_job_all": 1000 * sum(spent.values()) / jobs,
         "send_us_p50": 1e6 * statistics.median(sends),
         "receive_ready_us_p50": 1e6 * statistics.median(ready) if ready else float("nan"),
         "receive_ready_us_p99": 1e6 * sorted(ready)[int(0.99 * (len(ready) - 1))] if ready else float("nan"),
@@ -80,8 +111,12 @@ def main() -> None:
         os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # forwarders and workers inherit it
         boto3.client("s3").create_bucket(Bucket="crew-bench")
         total = args.forwarders * args.inner
+        left_out = set(tree())  # this process's own children so far: moto's server
+        left_out.discard(os.getpid())
+        print(f"load average at start: {load()} ({os.cpu_count()} cores)", flush=True)
         for round_ in range(args.repeat):
-            for kind in ("flat", "nested") if round_ % 2 == 0 else ("nested", "flat"):
+            for kind in rotated(["flat", "nested"], round_):
+                before = load()
                 if kind == "flat":
                     crew = Crew(store=f"s3://crew-bench/flat-{round_}", worker_classes=["subprocess"])
                     crew.recruit(workers=total, worker_class="subprocess")
@@ -91,17 +126,23 @@ def main() -> None:
                              "recruit": [{"workers": args.inner, "worker_class": "subprocess"}]}  # fmt: skip
                     crew.recruit(workers=args.forwarders, worker_class="nested", inner=inner)
                 with crew:
-                    figures = measure(crew, args.jobs, args.seconds)
+                    figures = measure(crew, kind, args.jobs, args.seconds, left_out)
                 runs[kind].append(figures)
-                print(f"round {round_} {kind:6s} " + "  ".join(f"{k}={v:.3g}" for k, v in figures.items()), flush=True)
+                print(f"round {round_} {kind:6s} " + "  ".join(f"{k}={v:.3g}" for k, v in figures.items())
+                      + f"  load {before} -> {load()}", flush=True)  # fmt: skip
     print(f"\n{args.jobs} jobs of {args.seconds} s; {args.forwarders} forwarders x {args.inner} inner workers vs"
-          f" {args.forwarders * args.inner} flat workers, all on moto's S3; medians of {args.repeat}; load"
-          f" {os.getloadavg()[0]:.2f}")  # fmt: skip
-    print(f"{'':24s}{'flat':>12s}{'nested':>12s}{'flat/nested':>14s}")
+          f" {args.forwarders * args.inner} flat workers, all on moto's S3; medians of {args.repeat} (range"
+          f" below); load average at end: {load()}")  # fmt: skip
+    print(f"{'':28s}{'flat':>12s}{'nested':>12s}{'flat/nested':>14s}")
     for key in runs["flat"][0]:
-        flat = statistics.median(run[key] for run in runs["flat"])
-        nested = statistics.median(run[key] for run in runs["nested"])
-        print(f"{key:24s}{flat:12.3f}{nested:12.3f}{flat / nested:14.2f}x")
+        flat = [run[key] for run in runs["flat"]]
+        nested = [run[key] for run in runs["nested"]]
+        a, b = statistics.median(flat), statistics.median(nested)
+        ratio = f"{a / b:14.2f}x" if b > 0 else f"{'-':>14s}"  # a party the setup does not have
+        print(f"{key:28s}{a:12.3f}{b:12.3f}{ratio}")
+        if args.repeat > 1:
+            spread = [f"{min(v):.3f}-{max(v):.3f}" for v in (flat, nested)]
+            print(f"{'  range':28s}{spread[0]:>12s}{spread[1]:>12s}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling import fresh_sample, load, rotated, tree_cpu
 
 WORKERS = 2
 JOB_SECONDS = 0.01
@@ -238,37 +240,6 @@ def installed(name: str) -> bool:
 
 
 # ------------------------------------------------------------------ the measurements, in a sample process
-def tree_cpu() -> float:
-    """CPU seconds of this process and every process below it, all their threads: from Linux's
-    ``schedstat`` (nanoseconds) where there is one, else psutil's user + system (in clock ticks,
-    too coarse for a short window)."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0.0
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            total += _schedstat(process.pid)
-        except OSError:
-            try:
-                total += sum(process.cpu_times()[:2])
-            except psutil.Error:  # ended meanwhile
-                pass
-    return total
-
-
-def _schedstat(pid: int) -> float:
-    """Seconds on a CPU of every thread of ``pid`` (``/proc/<pid>/task/*/schedstat``)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
-                total += int(stat.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
-            pass
-    return total / 1e9
-
-
 def measure(name: str, kind: str, ns: argparse.Namespace) -> dict[str, float]:
     with open_peer(name) as peer:
         if kind == "throughput":
@@ -322,7 +293,6 @@ def import_ms(statement: str, best_of: int = 5) -> float:
 def shared_row(name: str, megabytes: float) -> float | None:
     """One sample of the shared-object row: ``benchmarks/put_once.py``'s ``peers_row(peer)`` (seconds
     for 50 jobs sharing a ``megabytes`` array on 2 workers, or None for a peer it skips)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
         import put_once
     except ImportError:
@@ -332,30 +302,11 @@ def shared_row(name: str, megabytes: float) -> float | None:
 
 
 # ------------------------------------------------------------------ the driver
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def sample(name: str, kind: str, ns: argparse.Namespace) -> dict[str, float] | None:
     """One measurement in a fresh interpreter, so no run inherits another's state."""
-    args = [sys.executable, os.path.abspath(__file__), "--sample", f"{name}:{kind}", "--jobs", str(ns.jobs),
+    args = [os.path.abspath(__file__), "--sample", f"{name}:{kind}", "--jobs", str(ns.jobs),
             "--round-trips", str(ns.round_trips), "--short", str(ns.short)]  # fmt: skip
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
-        try:
-            stdout, stderr = child.communicate(timeout=ns.timeout)
-        except subprocess.TimeoutExpired:
-            child.send_signal(signal.SIGINT)  # KeyboardInterrupt: the peer closes its cluster and workers
-            try:
-                child.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
-            print(f"  {name} {kind}: took more than --timeout {ns.timeout:g} s, skipped", flush=True)
-            return None
-    if child.returncode != 0:
-        print(f"  {name} {kind}: failed: {stderr.strip().splitlines()[-1:]}", flush=True)
-        return None
-    return json.loads(stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return fresh_sample(args, ns.timeout, f"{name} {kind}")
 
 
 @contextmanager
@@ -468,7 +419,7 @@ def main() -> None:
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with busy(ns.busy):
         for round_ in range(ns.repeat):
-            order = peers[round_ % len(peers) :] + peers[: round_ % len(peers)]  # who goes first rotates
+            order = rotated(peers, round_)  # who goes first rotates
             for kind in kinds:
                 for name in order:
                     before = load()

@@ -6,7 +6,8 @@ Run: ``python benchmarks/prefect_runners.py [--tasks 500] [--repeat 3] [--worker
 prefect prefect-dask -e plugins/prefect-crew``). Flows run against Prefect's own test server
 (``prefect_test_harness``: a local API on a temporary SQLite database, offline), with Prefect's
 home in a temporary folder. Each runner runs the same flow (``square.map(range(tasks))``, then
-every result) in turn, the order repeated ``--repeat`` times; the medians of the flow's wall time
+every result) in turn, ``--repeat`` rounds, the order rotating from round to round (the load
+average around each run is printed); the medians of the flow's wall time
 (from calling the flow to its return, the runner's start and stop included) are shown.
 
 Runners: the thread pool (Prefect's default; tasks in the flow's process); crew with a crew made
@@ -27,6 +28,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling import load, rotated
 
 
 def main() -> None:
@@ -104,9 +108,11 @@ def run(ns: argparse.Namespace) -> None:
         if not ns.no_dask:
             flow_time(runners[f"DaskTaskRunner(address=...), {ns.workers} warm processes"]())
         times: dict[str, list[float]] = {label: [] for label in runners}
-        for _ in range(ns.repeat):  # interleaved: a change of load hits every runner alike
-            for label, make in runners.items():
-                times[label].append(flow_time(make()))
+        for round_ in range(ns.repeat):  # interleaved: a change of load hits every runner alike
+            for label in rotated(list(runners), round_):  # and each goes first in turn
+                before = load()
+                times[label].append(flow_time(runners[label]()))
+                print(f"  round {round_ + 1} {label}: {times[label][-1]:.2f} s  load {before} -> {load()}", flush=True)
     width = max(map(len, times))
     print(f"{'runner':<{width}}  {'flow (s)':>9}  {'per task (ms)':>13}  runs (s)")
     for label, seconds in times.items():

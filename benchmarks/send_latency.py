@@ -1,10 +1,12 @@
 """How long ``send`` takes, and whether memory stays flat, next to ``ProcessPoolExecutor.submit``.
 
 Run: ``python benchmarks/send_latency.py [--jobs 100000] [--repeat 3]``. Each sample runs in a
-fresh interpreter; crew and the pool alternate. Prints, for no-op jobs through 2 local workers:
-the time to send them all, the time until all are back, and the process's memory (RSS) before,
-at its peak and after; then the latency of single ``send`` calls on a crew whose backend takes
-2 s to start a worker (as creating a Cloud Run job can), where ``send`` must not wait for it.
+fresh interpreter; crew and the pool take turns going first. Prints, for no-op jobs through 2
+local workers: the time to send them all, the time until all are back, and the controller's
+memory (RSS) before, at its peak and after; the peak of every process's memory together (summed
+PSS of the controller and its workers) and the CPU all of them spent; then the latency of single
+``send`` calls on a crew whose backend takes 2 s to start a worker (as creating a Cloud Run job
+can), where ``send`` must not wait for it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling import TreePeakMemory, load, rotated, tree_cpu
 
 
 def noop(x: int) -> int:
@@ -42,15 +47,17 @@ def crew_sample(jobs: int) -> dict[str, float]:
         for _ in range(2):
             crew.send(noop, args=(0,))
         list(crew.results())
-        before = rss_mb()
-        start = time.perf_counter()
-        for i in range(jobs):
-            crew.send(noop, args=(i,))
-        sent = time.perf_counter() - start
-        received = sum(1 for _ in crew.results())
-        back = time.perf_counter() - start
+        before, cpu = rss_mb(), tree_cpu()
+        with TreePeakMemory() as memory:
+            start = time.perf_counter()
+            for i in range(jobs):
+                crew.send(noop, args=(i,))
+            sent = time.perf_counter() - start
+            received = sum(1 for _ in crew.results())
+            back = time.perf_counter() - start
         assert received == jobs
-        return {"send": sent, "back": back, "before": before, "peak": peak_mb(), "after": rss_mb()}
+        return {"send": sent, "back": back, "before": before, "peak": peak_mb(), "after": rss_mb(),
+                "all_peak": memory.peak_mb, "all_cpu": tree_cpu() - cpu}  # fmt: skip
 
 
 def pool_sample(jobs: int) -> dict[str, float]:
@@ -58,14 +65,16 @@ def pool_sample(jobs: int) -> dict[str, float]:
 
     with ProcessPoolExecutor(2) as pool:
         wait([pool.submit(noop, 0) for _ in range(4)])
-        before = rss_mb()
-        start = time.perf_counter()
-        futures = [pool.submit(noop, i) for i in range(jobs)]
-        sent = time.perf_counter() - start
-        wait(futures)
-        back = time.perf_counter() - start
+        before, cpu = rss_mb(), tree_cpu()
+        with TreePeakMemory() as memory:
+            start = time.perf_counter()
+            futures = [pool.submit(noop, i) for i in range(jobs)]
+            sent = time.perf_counter() - start
+            wait(futures)
+            back = time.perf_counter() - start
         del futures
-        return {"send": sent, "back": back, "before": before, "peak": peak_mb(), "after": rss_mb()}
+        return {"send": sent, "back": back, "before": before, "peak": peak_mb(), "after": rss_mb(),
+                "all_peak": memory.peak_mb, "all_cpu": tree_cpu() - cpu}  # fmt: skip
 
 
 def slow_start_sample(sends: int) -> dict[str, float]:
@@ -113,9 +122,12 @@ def main() -> None:
         return
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     runs: dict[str, list[dict[str, float]]] = {"crew": [], "pool": []}
-    for _ in range(ns.repeat):
-        for name in runs:
+    for round_ in range(ns.repeat):
+        for name in rotated(list(runs), round_):
+            before = load()
             runs[name].append(sample(name, ns.jobs))
+            print(f"  round {round_ + 1} {name:4} send all {runs[name][-1]['send']:.3f} s, all back"
+                  f" {runs[name][-1]['back']:.3f} s  load {before} -> {load()}", flush=True)  # fmt: skip
 
     def median(name: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[name])
@@ -125,6 +137,9 @@ def main() -> None:
         print(f"  {label:28} send all {median(name, 'send'):6.2f} s ({median(name, 'send') / ns.jobs * 1e6:5.1f} µs"
               f" each)   all back {median(name, 'back'):6.2f} s   RSS {median(name, 'before'):.0f} MB before,"
               f" {median(name, 'peak'):.0f} MB peak, {median(name, 'after'):.0f} MB after")  # fmt: skip
+    print(f"  all processes (controller and workers): peak PSS {median('crew', 'all_peak'):.0f} MB crew,"
+          f" {median('pool', 'all_peak'):.0f} MB pool; CPU {median('crew', 'all_cpu') / ns.jobs * 1e6:.1f} µs/job"
+          f" crew, {median('pool', 'all_cpu') / ns.jobs * 1e6:.1f} µs/job pool")  # fmt: skip
     print(f"  ratio crew/pool: send {median('crew', 'send') / median('pool', 'send'):.2f}x,"
           f" all back {median('crew', 'back') / median('pool', 'back'):.2f}x")  # fmt: skip
     slow = sample("slow", 1000)

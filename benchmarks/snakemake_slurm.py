@@ -4,7 +4,7 @@ own Slurm executor (one sbatch per job) and against --cores 2 on this machine.
 Run: ``python benchmarks/snakemake_slurm.py [--jobs 200] [--parallel 8] [--repeat 3]``. The workflow
 has ``--jobs`` Slurm jobs in pairs (``first`` then ``second``, which reads it) and one local rule
 that gathers them. Each run is timed from Snakemake's start to its end, in a fresh copy of the
-workflow, the modes interleaved; ``sbatch`` calls are counted by a wrapper first on ``PATH``, and
+workflow, the modes interleaved (each first in turn); ``sbatch`` calls are counted by a wrapper first on ``PATH``, and
 each run prints the load average at its start. Needs Slurm's daemons (a cluster starts with
 ``crew_slurm.testing.SlurmCluster`` unless ``SLURM_CONF`` names one) and
 ``snakemake-executor-plugin-slurm``.
@@ -24,6 +24,9 @@ import textwrap
 import time
 from contextlib import ExitStack
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling import rotated
 
 WORKFLOW = """
     PAIRS = {pairs}
@@ -130,8 +133,8 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in chosen}
         calls: dict[str, list[int]] = {name: [] for name in chosen}
         for repeat in range(ns.repeat):
-            for name, args in chosen.items():
-                seconds, sbatch, load = run(name, args, workflow, folder, env)
+            for name in rotated(list(chosen), repeat):  # each mode goes first in turn
+                seconds, sbatch, load = run(name, chosen[name], workflow, folder, env)
                 times[name].append(seconds)
                 calls[name].append(sbatch)
                 print(f"  run {repeat + 1}: {name}: {seconds:.1f} s, {sbatch} sbatch calls (load {load})", flush=True)
@@ -139,6 +142,7 @@ def main() -> None:
         width = max(map(len, chosen))
         for name in chosen:
             print(f"  {name:<{width}}  {statistics.median(times[name]):7.1f} s wall"
+                  f" ({min(times[name]):.1f}-{max(times[name]):.1f})"
                   f"  {statistics.median(calls[name]):5.0f} sbatch calls")  # fmt: skip
 
 

@@ -4,7 +4,8 @@ has not seen its crew's lease renewed for ``lease_timeout``: a lease that is gon
 that stands still, since anyone who can write the store can delete it).
 
 Run: ``python benchmarks/stop.py [--workers 8] [--lease 40] [--repeat 3]``. Local detached
-subprocess workers, each busy with a long job when their controller is killed with SIGKILL.
+subprocess workers, each busy with a long job when their controller is killed with SIGKILL; the
+two ways take turns going first, with the load average around each sample.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from crew_core.leftovers import stop_crew
 from crew_core.plugins import default_plugins
 from crew_core.processes import process_alive
 from crew_local import LocalStore
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling import load, rotated
 
 CONTROLLER = """
 import os, sys, time
@@ -70,16 +74,20 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=40.0, help="the crew's lease_timeout (the store path's wait)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    print(f"load average at start: {load()} ({os.cpu_count()} cores)")
     found, store_only = [], []
-    for _ in range(args.repeat):  # interleaved
-        found.append(time_stop(args.workers, args.lease, backends=True))
-        store_only.append(time_stop(args.workers, args.lease, backends=False))
+    for round_ in range(args.repeat):  # interleaved, each way first in turn
+        for backends in rotated([True, False], round_):
+            before, samples = load(), found if backends else store_only
+            samples.append(time_stop(args.workers, args.lease, backends=backends))
+            way = "found on their backend" if backends else "through the store alone"
+            print(f"  round {round_ + 1} {way}: {samples[-1]:.3f} s  load {before} -> {load()}", flush=True)
     a, b = statistics.median(found), statistics.median(store_only)
     print(f"{args.workers} busy workers of a dead controller, lease_timeout {args.lease:g} s, median of {args.repeat}:")
-    print(f"  crew stop, found on their backend: {a:.3f} s")
-    print(f"  through the store alone:           {b:.3f} s  ({b / a:.0f}x longer)")
-    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    print(f"  crew stop, found on their backend: {a:.3f} s  (range {min(found):.3f}-{max(found):.3f})")
+    print(f"  through the store alone:           {b:.3f} s  ({b / a:.0f}x longer; range"
+          f" {min(store_only):.3f}-{max(store_only):.3f})")  # fmt: skip
+    print(f"load average at end: {load()}")
 
 
 if __name__ == "__main__":
