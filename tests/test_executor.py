@@ -114,6 +114,14 @@ def test_bad_arguments_are_clear_errors(make_crew):
     executor.shutdown()
 
 
+def test_a_chunk_does_not_make_its_worker_import_the_controllers_side(make_crew):
+    """Pickled by reference, the chunk's runner is imported by each worker: it must cost nothing."""
+    crew = make_crew()
+    crew.recruit(workers=1)
+    with CrewExecutor(crew=crew) as executor:
+        assert list(executor.map(jobs.imported, ["crew_core.api.executor"] * 2, chunksize=2)) == [False, False]
+
+
 def test_map_in_order_with_chunks_timeout_and_progress(capsys):
     with CrewExecutor(max_workers=2, worker_class="subprocess") as executor:
         assert list(executor.map(pow, range(20), range(20), chunksize=6)) == [n**n for n in range(20)]

@@ -21,6 +21,7 @@ from typing import Any
 from crew_core.api.checks import job_timeout as check_job_timeout
 from crew_core.api.crew import Crew
 from crew_core.api.progress import Progress, check_progress
+from crew_core.chunks import call_chunk
 from crew_core.config import CREW_DEFAULTS
 from crew_core.deprecation import DEFAULT, Default, renamed
 from crew_core.engine.ledger import Job
@@ -284,7 +285,7 @@ class CrewExecutor(Executor):
                     if chunksize == 1:
                         futures.append(self.submit(fn, *chunk[0]))
                     else:
-                        futures.append(self.submit(_call_chunk, fn, chunk))
+                        futures.append(self.submit(call_chunk, fn, chunk))
                     sizes.append(len(chunk))
             except BaseException as exc:
                 failure = exc
@@ -318,11 +319,6 @@ class CrewExecutor(Executor):
         shared = self._shared
         state = " shut down" if shared.shut else ""
         return f"<CrewExecutor crew={shared.crew.id} workers={self._max_workers} pending={len(shared.pending)}{state}>"
-
-
-def _call_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
-    """Runs on a worker: one job for ``chunksize`` calls."""
-    return [fn(*call) for call in chunk]
 
 
 def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:

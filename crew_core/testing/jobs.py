@@ -191,3 +191,8 @@ def initialized() -> tuple[object, int]:
 def fail_to_initialize(message: str) -> None:
     """An initializer that fails."""
     raise RuntimeError(message)
+
+
+def imported(module: str) -> bool:
+    """Whether ``module`` is imported in the process that runs the job."""
+    return module in sys.modules
