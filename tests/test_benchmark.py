@@ -100,6 +100,17 @@ def test_round_trip_profile_runs():
         assert label in out.stdout, label
 
 
+def test_put_profile_times_every_step_of_a_shared_objects_path():
+    script = SCRIPT.with_name("put_profile.py")
+    out = subprocess.run([sys.executable, str(script), "--megabytes", "2", "--repeat", "2"], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    for label in ("controller: hash the buffer (BLAKE3)", "controller: copy the buffer into the store",
+                  "worker: map the buffer", "worker: hash the mapped buffer", "worker: all of its first read",
+                  "reference: one copy in memory", "load average at end"):  # fmt: skip
+        assert label in out.stdout, label
+
+
 def test_peers_benchmark_busy_mode_ends_its_load():
     """``--busy`` runs one ``yes`` per core meanwhile, and ends them: none outlives the run."""
     psutil = pytest.importorskip("psutil")

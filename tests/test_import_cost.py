@@ -10,7 +10,8 @@ import sys
 #: Modules ``import crew_core`` must not import: each costs milliseconds a worker or a CLI call
 #: that does not use it would pay.
 HEAVY = ("boto3", "botocore", "google", "cloudpickle", "asyncio", "argparse", "concurrent.futures.process",
-         "cryptography", "pluggy", "crew_core.api.crew", "crew_core.runner.manager", "crew_core.engine")  # fmt: skip
+         "cryptography", "pluggy", "blake3",
+         "crew_core.api.crew", "crew_core.runner.manager", "crew_core.engine")  # fmt: skip
 
 
 def _imported(code: str) -> set[str]:

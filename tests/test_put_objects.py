@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from crew_core import Crew
-from crew_core.errors import SerializationError, TamperedObjectError
+from crew_core.errors import CorruptObjectError, SerializationError, TamperedObjectError
 from crew_core.wire import protocol, put_objects
 from crew_core.wire.serialize import digest, dumps
 from crew_local import LocalStore
@@ -60,6 +60,31 @@ def test_equal_objects_have_equal_digests_and_buffers_go_apart():
     changed = a.copy()
     changed[-1] += 1
     assert put_objects.pack(changed).digest != first.digest
+
+
+def test_buffers_are_named_by_their_blake3_and_a_one_byte_change_anywhere_is_refused():
+    import blake3
+
+    data = bytearray(np.random.default_rng(6).bytes(3 * put_objects.OUT_OF_BAND_BYTES + 7))
+    packed = put_objects.pack(pickle.PickleBuffer(data))
+    header = put_objects.parse(packed.header, "h")
+    assert packed.header.startswith(b"crew-put/2\n")
+    assert header.sizes == (len(data),) and header.hashes == (blake3.blake3(bytes(data)).digest(),)
+    put_objects.check_buffer(memoryview(bytes(data)), len(data), header.hashes[0], "b")
+    # BLAKE3 hashes 1 KiB chunks in a tree: a change in the first, a middle or the last chunk,
+    # at a chunk's first or last byte, each changes the root.
+    for at in (0, 1023, 1024, len(data) // 2, len(data) - 1024, len(data) - 1):
+        altered = bytearray(data)
+        altered[at] ^= 0x80
+        with pytest.raises(TamperedObjectError, match="'b' is not the buffer"):
+            put_objects.check_buffer(memoryview(bytes(altered)), len(data), header.hashes[0], "b")
+
+
+def test_a_put_object_of_another_version_is_refused_by_name_not_unpickled():
+    older = b"crew-put/1\n" + (1).to_bytes(4, "big") + bytes(40) + dumps([1])
+    with pytest.raises(CorruptObjectError, match=r"'h' is a put object of another crew-core version \(crew-put/1\)"):
+        put_objects.parse(older, "h")
+    assert put_objects.parse(dumps([1]), "h").sizes == ()  # a plain pickle is still one
 
 
 def test_an_object_that_cannot_be_pickled_is_refused_at_the_call(make_crew):

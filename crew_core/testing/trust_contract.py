@@ -106,13 +106,16 @@ class TrustContract:
         obj = ObjectCache(Sealed(store, keys.worker_keys("w", 1))).get(CREW, packed.digest)
         assert bytes(obj["buffer"]) == data and obj["small"] == b"in band"
         part = protocol.buffer_key(CREW, packed.digest, 0)
-        data[-1] ^= 1  # one bit, in place of the stored buffer
-        store.put(part, bytes(data))
-        with pytest.raises(TamperedObjectError, match="not the buffer its signed put object names"):
-            ObjectCache(Sealed(store, keys.worker_keys("w", 1))).get(CREW, packed.digest)
-        store.put(part, bytes(data[:-1]))  # cut short
-        with pytest.raises(TamperedObjectError):
-            ObjectCache(Sealed(store, keys.worker_keys("w", 1))).get(CREW, packed.digest)
+        for at in (0, len(data) // 2, len(data) - 1):  # one bit at the start, the middle, the end
+            altered = bytearray(data)
+            altered[at] ^= 1
+            store.put(part, bytes(altered))  # in place of the stored buffer
+            with pytest.raises(TamperedObjectError, match="not the buffer its signed put object names"):
+                ObjectCache(Sealed(store, keys.worker_keys("w", 1))).get(CREW, packed.digest)
+        for resized in (data[:-1], data + b"\0"):  # cut short, or one byte longer
+            store.put(part, bytes(resized))
+            with pytest.raises(TamperedObjectError):
+                ObjectCache(Sealed(store, keys.worker_keys("w", 1))).get(CREW, packed.digest)
 
     def test_an_answer_that_names_another_launch_is_dropped_at_recovery(self, store: Store) -> None:
         from crew_core.durable.journal import recover

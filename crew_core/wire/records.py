@@ -16,7 +16,7 @@ class OtherProtocolError(CorruptObjectError):
 
 
 #: Version of this protocol; controller and workers must speak the same one.
-PROTOCOL = 7
+PROTOCOL = 8
 _MAGIC = b"crew"
 
 __all__ = [
