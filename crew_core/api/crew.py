@@ -261,8 +261,11 @@ class Crew(Waiting, WorkerControl, RenamedMethods):
         Arguments that would take the controller past its ``args_memory`` budget (or more than
         an eighth of it) are written to the store before ``send`` returns; the worker reads them.
         """
-        fn, job_timeout = renamed.send_keywords(fn, job_timeout, fun, timeout)
-        return self._send(fn, args, kwargs, tags, None, job_timeout, crash_tags).id
+        if fn is None or fun is not None or timeout is not None:  # old keywords: handled off the hot path
+            fn, job_timeout = renamed.send_keywords(fn, job_timeout, fun, timeout)
+        job, pickled = self._make_job(fn, args, kwargs, tags, None, job_timeout, crash_tags)
+        self._accept(job, pickled)  # not through _send: one call less on the hot path
+        return job.id
 
     def _send(
         self,
