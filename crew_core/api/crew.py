@@ -6,8 +6,8 @@ runs which job, a supervisor that watches the workers' lives, and a ledger where
 exactly one state. Next to this module: ``checks.py`` checks the arguments, ``named.py`` opens a
 named crew and accepts its jobs durably, ``open_crews.py`` closes what is open at exit. Parts of
 :class:`Crew` live in modules of their own: ``waiting.py`` hands results out (``receive``,
-``results``, ``result``), ``worker_control.py`` launches and stops workers, ``renamed.py`` keeps
-the old keywords and method names working.
+``results``, ``result``), ``worker_control.py`` launches and stops workers, ``gather.py`` sends
+and collects a ``map``, ``renamed.py`` keeps the old keywords and method names working.
 """
 
 from __future__ import annotations
@@ -17,15 +17,13 @@ import itertools
 import logging
 import os
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from crew_core.api import checks, open_crews, renamed
-from crew_core.api.gather import Gathered
+from crew_core.api.gather import gather
 from crew_core.api.handle import WorkerHandle
-from crew_core.api.progress import check_progress
 from crew_core.api.recruiting import Recruiter
 from crew_core.api.renamed import RenamedMethods
 from crew_core.api.waiting import Waiting
@@ -43,23 +41,10 @@ from crew_core.settings import check as check_settings
 from crew_core.wire import protocol, put_objects
 from crew_core.wire.refs import Ref, upload
 from crew_core.wire.serialize import FunctionCache, digest, dump_args
-from crew_core.wire.signing import SECRET_ENV, new_secret
+from crew_core.wire.signing import new_secret
 
 if TYPE_CHECKING:  # a named crew's modules load only when one opens
     from crew_core.api.named import NamedRun, TakenOver
-
-
-def _warn_if_secret_set() -> None:
-    """``CREW_SECRET`` is a named crew's key: an unnamed crew's is random for each run, so a set
-    variable is a sign the user meant to name the crew."""
-    if os.environ.get(SECRET_ENV):
-        warnings.warn(
-            f"{SECRET_ENV} is set but this crew has no name, so it is not used: an unnamed crew's key is"
-            " random for each run. Give the crew a name (Crew(name=...)) to resume it with that key,"
-            f" or unset {SECRET_ENV}",
-            UserWarning,
-            stacklevel=3,
-        )
 
 
 class Crew(Waiting, WorkerControl, RenamedMethods):
@@ -148,7 +133,7 @@ class Crew(Waiting, WorkerControl, RenamedMethods):
             with self._one_at_a_time():
                 taken = None
                 if self.name is None:
-                    _warn_if_secret_set()
+                    checks.warn_if_secret_set()
                     self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
                                             raw=self._raw_outcomes)  # fmt: skip
                 else:
@@ -367,23 +352,7 @@ class Crew(Waiting, WorkerControl, RenamedMethods):
         if fun is not None and fn is not None:  # map(*iterables, fun=f): the first iterable came as fn
             iterables, fn = (fn, *iterables), None  # type: ignore[arg-type]  # it is an iterable
         fn = renamed.fn_given("map", fn, fun)
-        checks.iterables(iterables)
-        check_progress(progress)
-        gathered = Gathered(fn, progress)
-        # Every call is checked and pickled before any is sent: an input that cannot be pickled
-        # is an error before anything runs, not after the earlier ones ran with their results lost.
-        made: list[tuple[Job, bytes]] = []
-        try:
-            for call in zip(*iterables, strict=False):
-                made.append(self._make_job(fn, call, None, tags, gathered))
-        except BaseException:
-            self._manager.release_args(job for job, _ in made)
-            raise
-        with self.batch():  # a named crew writes them all at once
-            for job, pickled in made:
-                self._accept(job, pickled)
-                gathered.add(job)
-        return gathered.wait(self)
+        return gather(self, fn, iterables, tags, progress)
 
     def sendable(self, tags: str | Iterable[str] | None = None) -> bool:
         """True when a job with ``tags`` sent now would start at once instead of waiting."""
