@@ -15,8 +15,9 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+from throughput import warm_round_trips  # this folder: the script's own, first on sys.path
 
 
 def noop(x: int) -> int:
@@ -150,8 +151,6 @@ def trips(count: int) -> dict[str, dict[str, float]]:
     clock, hardly depends on what else the machine runs."""
     import psutil
 
-    from crew_core import Crew
-
     def cpu(pids: list[int]) -> float:
         return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
@@ -165,18 +164,7 @@ def trips(count: int) -> dict[str, dict[str, float]]:
         into["worker"] += cpu(workers) - theirs
 
     out: dict[str, dict[str, Any]] = {side: {"times": [], "controller": 0.0, "worker": 0.0} for side in SIDES}
-    with Crew(store="local", worker_classes=["subprocess"]) as crew, ProcessPoolExecutor(1) as pool:
-        crew.recruit(workers=1)
-
-        def crew_trip(i: int) -> None:
-            crew.send(noop, args=(i,))
-            crew.receive()
-
-        def pool_trip(i: int) -> None:
-            pool.submit(noop, i).result()
-
-        for _ in range(50):
-            crew_trip(0), pool_trip(0)  # launch and warm up both
+    with warm_round_trips(noop) as (crew_trip, pool_trip):
         children = psutil.Process().children(recursive=True)
         crew_workers = [p.pid for p in children if "crew_core" in p.cmdline()]  # python -m crew_core worker
         pool_workers = [p.pid for p in children if p.pid not in crew_workers]

@@ -12,7 +12,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from typing import Any
 
 
 def noop(x: int) -> int:
@@ -61,9 +64,30 @@ def dask_throughput(jobs: int) -> float | None:
     return jobs / elapsed
 
 
+@contextmanager
+def warm_round_trips(fn: Callable[[int], Any]) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """One round trip of ``fn(i)`` through a 1-worker crew, and one through ``ProcessPoolExecutor(1)``:
+    both launched and warmed up by 50 trips each. ``fn`` comes from the running script, which
+    workers (started in another folder) cannot import: it travels pickled by value."""
+    from crew_core import Crew
+
+    with Crew(store="local", worker_classes=["subprocess"]) as crew, ProcessPoolExecutor(1) as pool:
+        crew.recruit(workers=1)
+
+        def crew_trip(i: int) -> None:
+            crew.send(fn, args=(i,))
+            crew.receive()
+
+        def pool_trip(i: int) -> None:
+            pool.submit(fn, i).result()
+
+        for _ in range(50):
+            crew_trip(0), pool_trip(0)
+        yield crew_trip, pool_trip
+
+
 def round_trips(count: int, rounds: int = 10) -> tuple[list[float], list[float]]:
     """Single-job round trips of a 1-worker crew and of ``ProcessPoolExecutor(1)``, interleaved."""
-    from crew_core import Crew
 
     def trips(call: object, n: int) -> list[float]:
         times = []
@@ -73,17 +97,7 @@ def round_trips(count: int, rounds: int = 10) -> tuple[list[float], list[float]]
             times.append(time.perf_counter() - start)
         return times
 
-    with Crew(store="local", worker_classes=["subprocess"]) as crew, ProcessPoolExecutor(1) as pool:
-        crew.recruit(workers=1)
-
-        def crew_trip(i: int) -> None:
-            crew.send(noop, args=(i,))
-            crew.receive()
-
-        def pool_trip(i: int) -> None:
-            pool.submit(noop, i).result()
-
-        trips(crew_trip, 50), trips(pool_trip, 50)  # launch and warm up both
+    with warm_round_trips(noop) as (crew_trip, pool_trip):
         crew_times: list[float] = []
         pool_times: list[float] = []
         for _ in range(rounds):  # interleaved, so a noisy moment hurts both alike

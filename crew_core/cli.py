@@ -7,8 +7,10 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 def _plugins_command(as_json: bool) -> int:
@@ -189,19 +191,24 @@ def _ps_command(url: str, as_json: bool, backends: bool) -> int:
     return 0
 
 
-def _ps_temporary(name: str, cls: Any, as_json: bool, backends: bool) -> int:
-    """``crew ps --store local``: this user's temporary stores here, each with its crews."""
-    rows = []
+def _read_temporaries(cls: Any, read: Callable[[Any], _T]) -> Iterator[tuple[Any, _T]]:
+    """``(temporary, read(store))`` for each of this user's temporary stores of class ``cls`` on this
+    machine, each store opened for ``read`` and closed again; one removed meanwhile is passed over."""
     for temporary in cls.temporary_stores():
         try:
             store = _open(temporary.location)
         except _CannotOpen:  # removed meanwhile
             continue
         try:
-            crews = _crews(store, backends)
+            found = read(store)
         finally:
             store.close()
-        rows.append((temporary, crews))
+        yield temporary, found
+
+
+def _ps_temporary(name: str, cls: Any, as_json: bool, backends: bool) -> int:
+    """``crew ps --store local``: this user's temporary stores here, each with its crews."""
+    rows = list(_read_temporaries(cls, lambda store: _crews(store, backends)))
     if as_json:
         print(json.dumps([{"store": t.location, "owner": t.owner, "owner_ended": t.ended, "users": list(t.users),
                            "crews": crews} for t, crews in rows], indent=2))  # fmt: skip
@@ -250,15 +257,7 @@ def _stop_temporary(name: str, cls: Any, crew_id: str, force: bool) -> int:
     store's controller and workers have ended (``<crew>`` may also name the store's folder)."""
     from crew_core.durable.leftovers import find_crews
 
-    for temporary in cls.temporary_stores():
-        try:
-            store = _open(temporary.location)
-        except _CannotOpen:  # removed meanwhile
-            continue
-        try:
-            ids = [seen.id for seen in find_crews(store)]
-        finally:
-            store.close()
+    for temporary, ids in _read_temporaries(cls, lambda store: [seen.id for seen in find_crews(store)]):
         if crew_id in ids or crew_id in (temporary.location, os.path.basename(temporary.location)):
             break
     else:

@@ -12,7 +12,7 @@ import warnings
 import pytest
 
 import crew_core
-from crew_core import Crew, CrewDeprecationWarning, CrewExecutor, JobTimeoutError, Status
+from crew_core import Crew, CrewDeprecationWarning, CrewExecutor, JobTimeoutError, Result, Status
 from crew_core.testing import jobs, wait_for
 from crew_local import SubprocessWorker
 
@@ -38,6 +38,13 @@ def test_status_is_an_exported_string_enum(make_crew):
     assert result.id == job and result.status is Status.SUCCESS and result.status == "success"
     assert [status.value for status in Status] == ["success", "error", "crash", "timeout", "cancelled"]
     assert isinstance(Status.ERROR, str) and f"{Status.TIMEOUT}" == "timeout"
+
+
+def test_a_result_made_with_a_plain_status_string_gets_its_member():
+    """As an old pickle or a plugin makes them: the string becomes its Status; a wrong one is refused."""
+    assert Result(1, "crash").status is Status.CRASH and Result(2, Status.ERROR).status is Status.ERROR
+    with pytest.raises(ValueError, match="'finished' is not a valid Status"):
+        Result(3, "finished")
 
 
 # ---------------------------------------------------------------------- the three timeouts

@@ -7,6 +7,8 @@ message that says what to pass instead, and returns the argument in the form the
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +21,7 @@ from crew_core.plugin.worker import Worker, as_tags
 from crew_core.settings import BY_NAME
 from crew_core.settings import check as check_settings
 from crew_core.wire.serialize import dumps
+from crew_core.wire.signing import SECRET_ENV
 
 #: ``{setting: (value, variable)}`` for the settings a ``CREW_<SETTING>`` variable gave.
 FromEnvironment = dict[str, tuple[Any, str]]
@@ -244,3 +247,16 @@ def seconds(name: str, value: Any) -> float:
     if not value >= 0:  # negative or NaN
         raise ValueError(f"{name} must be zero or more seconds, not {value!r}")
     return float(value)
+
+
+def warn_if_secret_set() -> None:
+    """``CREW_SECRET`` is a named crew's key: an unnamed crew's is random for each run, so a set
+    variable is a sign the user meant to name the crew."""
+    if os.environ.get(SECRET_ENV):
+        warnings.warn(
+            f"{SECRET_ENV} is set but this crew has no name, so it is not used: an unnamed crew's key is"
+            " random for each run. Give the crew a name (Crew(name=...)) to resume it with that key,"
+            f" or unset {SECRET_ENV}",
+            UserWarning,
+            stacklevel=3,
+        )

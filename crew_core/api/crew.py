@@ -4,7 +4,10 @@ This is a thin front. The work happens in the manager (``runner/manager.py``): a
 that owns the traffic with the workers through the store, a dispatcher that decides which worker
 runs which job, a supervisor that watches the workers' lives, and a ledger where each job has
 exactly one state. Next to this module: ``checks.py`` checks the arguments, ``named.py`` opens a
-named crew and accepts its jobs durably, ``open_crews.py`` closes what is open at exit.
+named crew and accepts its jobs durably, ``open_crews.py`` closes what is open at exit. Parts of
+:class:`Crew` live in modules of their own: ``waiting.py`` hands results out (``receive``,
+``results``, ``result``), ``worker_control.py`` launches and stops workers, ``gather.py`` sends
+and collects a ``map``, ``renamed.py`` keeps the old keywords and method names working.
 """
 
 from __future__ import annotations
@@ -13,64 +16,38 @@ import contextlib
 import itertools
 import logging
 import os
-import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from crew_core.api import checks, open_crews
-from crew_core.api.gather import Gathered
+from crew_core.api import checks, open_crews, renamed
+from crew_core.api.gather import gather
 from crew_core.api.handle import WorkerHandle
-from crew_core.api.progress import check_progress
 from crew_core.api.recruiting import Recruiter
-from crew_core.api.waiting import OneJob
-from crew_core.deprecation import DEFAULT, Default, renamed
+from crew_core.api.renamed import RenamedMethods
+from crew_core.api.waiting import Waiting
+from crew_core.api.worker_control import WorkerControl
+from crew_core.deprecation import DEFAULT, Default
 from crew_core.engine.ledger import Claim, Job
 from crew_core.engine.summary import Summary
 from crew_core.errors import CrewError
 from crew_core.plugin.registry import Plugins, default_plugins, open_store, store_spec, sweep_temporary_stores
 from crew_core.plugin.store import Store
 from crew_core.plugin.worker import Worker, as_tags
-from crew_core.results import Result, ResultList
+from crew_core.results import ResultList
 from crew_core.runner.manager import Manager
 from crew_core.settings import check as check_settings
 from crew_core.wire import protocol, put_objects
 from crew_core.wire.refs import Ref, upload
 from crew_core.wire.serialize import FunctionCache, digest, dump_args
-from crew_core.wire.signing import SECRET_ENV, new_secret
+from crew_core.wire.signing import new_secret
 
 if TYPE_CHECKING:  # a named crew's modules load only when one opens
     from crew_core.api.named import NamedRun, TakenOver
 
 
-def _warn_if_secret_set() -> None:
-    """``CREW_SECRET`` is a named crew's key: an unnamed crew's is random for each run, so a set
-    variable is a sign the user meant to name the crew."""
-    if os.environ.get(SECRET_ENV):
-        warnings.warn(
-            f"{SECRET_ENV} is set but this crew has no name, so it is not used: an unnamed crew's key is"
-            " random for each run. Give the crew a name (Crew(name=...)) to resume it with that key,"
-            f" or unset {SECRET_ENV}",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _fn_given(method: str, fn: Callable[..., Any] | None, fun: Callable[..., Any] | None) -> Callable[..., Any]:
-    """The function of :meth:`Crew.send` or :meth:`Crew.map`, given as ``fn`` or (old) ``fun=``."""
-    if fun is not None:
-        renamed(f"{method}(fun=)", f"{method}(fn=)", stacklevel=4)
-        if fn is not None:
-            raise TypeError(f"{method}() got both fn and fun= (the old name of fn): give fn only")
-        return fun
-    if fn is None:
-        raise TypeError(f"{method}() missing its function: {method}(fn, ...)")
-    return fn
-
-
-class Crew:
+class Crew(Waiting, WorkerControl, RenamedMethods):
     """A pool of semi-persistent workers fed through a store.
 
     >>> with Crew(store="local", worker_classes=["subprocess"]) as crew:
@@ -156,7 +133,7 @@ class Crew:
             with self._one_at_a_time():
                 taken = None
                 if self.name is None:
-                    _warn_if_secret_set()
+                    checks.warn_if_secret_set()
                     self._manager = Manager(self.id, self.store, store_spec(self.store), checked, new_secret(),
                                             raw=self._raw_outcomes)  # fmt: skip
                 else:
@@ -226,11 +203,7 @@ class Crew:
         :class:`WorkerInitError`.
         """
         self._check_open()
-        if timeout is not None:  # the old keyword: None was the class's default
-            renamed("recruit(timeout=)", "recruit(idle_timeout=)")
-            if idle_timeout is DEFAULT:
-                idle_timeout = timeout
-        idle = checks.idle_timeout(idle_timeout)
+        idle = checks.idle_timeout(renamed.recruit_idle_timeout(idle_timeout, timeout))
         seconds_wall = checks.recruit_arguments(workers, tasks_max, seconds_wall)
         init = checks.initializer(initializer, initargs)
         worker_tags = as_tags(tags)
@@ -273,12 +246,11 @@ class Crew:
         Arguments that would take the controller past its ``args_memory`` budget (or more than
         an eighth of it) are written to the store before ``send`` returns; the worker reads them.
         """
-        fn = _fn_given("send", fn, fun)
-        if timeout is not None:  # the old keyword: None was the crew's default
-            renamed("send(timeout=)", "send(job_timeout=)")
-            if job_timeout is DEFAULT:
-                job_timeout = timeout
-        return self._send(fn, args, kwargs, tags, None, job_timeout, crash_tags).id
+        if fn is None or fun is not None or timeout is not None:  # old keywords: handled off the hot path
+            fn, job_timeout = renamed.send_keywords(fn, job_timeout, fun, timeout)
+        job, pickled = self._make_job(fn, args, kwargs, tags, None, job_timeout, crash_tags)
+        self._accept(job, pickled)  # not through _send: one call less on the hot path
+        return job.id
 
     def _send(
         self,
@@ -360,42 +332,6 @@ class Crew:
         with self._named.batch():
             yield
 
-    def receive(self, timeout: float | None = None, tags: str | Iterable[str] | None = None) -> Result | None:
-        """Return the next finished job's :class:`Result`, waiting up to ``timeout`` seconds (None: for ever).
-
-        A poll, as ``queue.Queue.get`` with a timeout but without the exception: it returns None
-        when the timeout passes, or at once when no job (with ``tags``) is in flight.
-        ``tags`` that no job sent to this crew carried and no worker of it carries are an error
-        (:class:`UnknownTagError`: no result could ever match); tags some job or worker carries
-        are not, even when no such job is in flight now (None at once).
-        Raises what the crew could not do meanwhile (the store failing, a worker that could not
-        start), once, when it has no result to hand out; a store gone for good
-        (:class:`StoreGoneError`) at every call from then on.
-        """
-        self._check_open()
-        wanted = self._receive_tags(tags)
-        deadline = None if timeout is None else time.monotonic() + checks.seconds("timeout", timeout)
-        manager = self._manager
-        manager.sync()
-        if manager.keeper is not None:
-            manager.write_receipts_now()
-        while True:
-            with manager.lock:
-                result = manager.ledger.pop_result(wanted)
-                if result is not None:
-                    manager.received(result.id)  # a named crew writes a receipt at once
-                    return result  # results already collected come first, whatever fails meanwhile
-                manager.raise_errors()
-                if self._closed:
-                    raise CrewError("the crew was closed while this call waited for a result")
-                if not manager.incoming and not manager.waiting_on(wanted):
-                    return None
-            manager.sync()
-            left = 1.0 if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                return None
-            manager.drive(min(left, 1.0))
-
     def map(
         self,
         fn: Callable[..., Any] | None = None,
@@ -415,104 +351,8 @@ class Crew:
         self._check_open()
         if fun is not None and fn is not None:  # map(*iterables, fun=f): the first iterable came as fn
             iterables, fn = (fn, *iterables), None  # type: ignore[arg-type]  # it is an iterable
-        fn = _fn_given("map", fn, fun)
-        checks.iterables(iterables)
-        check_progress(progress)
-        gathered = Gathered(fn, progress)
-        # Every call is checked and pickled before any is sent: an input that cannot be pickled
-        # is an error before anything runs, not after the earlier ones ran with their results lost.
-        made: list[tuple[Job, bytes]] = []
-        try:
-            for call in zip(*iterables, strict=False):
-                made.append(self._make_job(fn, call, None, tags, gathered))
-        except BaseException:
-            self._manager.release_args(job for job, _ in made)
-            raise
-        with self.batch():  # a named crew writes them all at once
-            for job, pickled in made:
-                self._accept(job, pickled)
-                gathered.add(job)
-        return gathered.wait(self)
-
-    def receivable(self, tags: str | Iterable[str] | None = None) -> bool:
-        """True when :meth:`receive` would return a result at once (for jobs with ``tags``).
-
-        ``tags`` that no job sent to this crew carried and no worker carries are an error, as in :meth:`receive`.
-        """
-        self._check_open()
-        wanted = self._receive_tags(tags)
-        with self._manager.lock:
-            if self._manager.ledger.has_result(wanted):
-                return True
-            self._manager.raise_errors()
-            return False
-
-    def results(self, timeout: float | None = None) -> Iterator[Result]:
-        """Yield results as they finish until nothing is in flight, as ``as_completed`` does.
-
-        ``timeout``: seconds from this call (None: for ever). When it passes with jobs still in
-        flight, iteration stops with a :class:`FutureWarning`: from the next minor release it
-        raises ``TimeoutError`` there, as :func:`concurrent.futures.as_completed` does.
-        """
-        deadline = None if timeout is None else time.monotonic() + checks.seconds("timeout", timeout)
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            result = self.receive(timeout=left)
-            if result is None:
-                if deadline is not None and self._in_flight():
-                    warnings.warn("crew.results(timeout=) ran out with jobs in flight: it stops iterating now and"
-                                  " raises TimeoutError from the next minor release, as as_completed() does",
-                                  FutureWarning, stacklevel=2)  # fmt: skip
-                return
-            yield result
-
-    def _in_flight(self) -> bool:
-        """True while some job has no result yet (or one waits for :meth:`receive`)."""
-        manager = self._manager
-        with manager.lock:
-            return bool(manager.incoming) or manager.waiting_on(frozenset()) or bool(manager.ledger.results)
-
-    def result(self, job_id: int, timeout: float | None = None) -> Result:
-        """Wait for job ``job_id``'s :class:`Result` (as :meth:`concurrent.futures.Future.result` waits).
-
-        ``timeout``: seconds to wait (None: for ever); when it passes, ``TimeoutError`` is raised
-        and the job's result goes to :meth:`receive` as usual. A result this call returns is not
-        handed out again by :meth:`receive`. Raises ``ValueError`` for an id this crew never
-        sent, or whose result :meth:`receive`, :meth:`results` or an earlier ``result`` took;
-        and what the crew could not do meanwhile, as :meth:`receive` does.
-        """
-        self._check_open()
-        if isinstance(job_id, bool) or not isinstance(job_id, int):
-            raise TypeError(f"job_id must be a job id (an int from send()), not {job_id!r}")
-        deadline = None if timeout is None else time.monotonic() + checks.seconds("timeout", timeout)
-        one = OneJob(job_id)
-        found = self._attach(job_id, one)
-        if found is not None:
-            return found
-        if not one.attached:
-            if not 1 <= job_id <= self._last_id:
-                raise ValueError(f"job {job_id} was never sent by this crew (its ids run from 1 to {self._last_id})")
-            raise ValueError(f"the result of job {job_id} was already taken (by receive(), results(), map() or"
-                             " result()), or a future holds it")  # fmt: skip
-        return one.wait(self, deadline)
-
-    def _attach(self, job_id: int, claim: OneJob) -> Result | None:
-        """Give job ``job_id`` to ``claim``, or return its result if it waits for :meth:`receive`.
-
-        Sets ``claim.attached`` when the claim will get the result (None is returned then)."""
-        manager = self._manager
-        with manager.lock:
-            manager._accept()
-            job = manager.ledger.jobs.get(job_id)
-            if job is not None and job.claim is not None:
-                return None  # a future or a map() takes it
-            if manager.ledger.attach(job_id, claim):
-                claim.attached = True
-                return None
-            found = manager.ledger.take_result(job_id)
-            if found is not None:
-                manager.received(job_id)
-            return found
+        fn = renamed.fn_given("map", fn, fun)
+        return gather(self, fn, iterables, tags, progress)
 
     def sendable(self, tags: str | Iterable[str] | None = None) -> bool:
         """True when a job with ``tags`` sent now would start at once instead of waiting."""
@@ -554,82 +394,9 @@ class Crew:
         self._check_open()
         return Summary(self._manager.summary())
 
-    def _receive_tags(self, tags: str | Iterable[str] | None) -> frozenset[str]:
-        """:meth:`receive`'s ``tags``, refused when no job sent here carried them and no worker carries them."""
-        wanted = as_tags(tags)
-        if not wanted or wanted <= self._sent_tags or wanted <= self._sent_tags.union(*self._tag_sets):
-            return wanted
-        with self._manager.lock:  # and the jobs and results a resumed named crew took over
-            ledger = self._manager.ledger
-            taken = set().union(*(job.tags for job in ledger.jobs.values()), *(r.tags for r in ledger.results))
-        checks.receive_tags(wanted, self._sent_tags | taken, self._tag_sets)
-        return wanted
-
     def _check_runnable(self, tags: frozenset[str]) -> None:
         """Refuse a job with ``tags`` that none of this crew's workers could run."""
         checks.check_runnable(self._tag_sets, tags)
-
-    # ------------------------------------------------------------------ worker control
-    def launch(self, workers: int | None = None, tags: str | Iterable[str] | None = None) -> list[WorkerHandle]:
-        """Start up to ``workers`` down workers carrying ``tags`` (all of them by default)."""
-        self._check_open()
-        checks.worker_count(workers)
-        manager = self._manager
-        manager.sync()
-        with manager.lock:
-            chosen = [
-                manager.records[h.name]
-                for h in checks.select(self.workers, tags)
-                if not manager.records[h.name].up and not manager.supervisor.stuck(manager.records[h.name])
-            ]
-            chosen = chosen if workers is None else chosen[:workers]
-        manager.launch(chosen)  # one backend call per class: job arrays, batched submissions
-        return [self.workers[record.name] for record in chosen]
-
-    def stop(self, tags: str | Iterable[str] | None = None, idle_only: bool = True) -> list[WorkerHandle]:
-        """Ask workers carrying ``tags`` to stop (only idle ones by default); returns them.
-
-        The request goes through the store; a worker that does not answer within ``stop_grace``
-        seconds is killed. Jobs a stopped worker had not started go back to the backlog. The
-        workers stay in the crew: :meth:`launch` (or work that comes) starts them again;
-        :meth:`dismiss` removes them, :meth:`close` ends the crew.
-        """
-        self._check_open()
-        if not isinstance(idle_only, bool):
-            raise TypeError(f"idle_only must be True or False, not {idle_only!r}")
-        chosen = self._manager.request_stop_named([h.name for h in checks.select(self.workers, tags)], idle_only)
-        return [self.workers[name] for name in chosen]
-
-    def shutdown(self, tags: str | Iterable[str] | None = None, idle_only: bool = True) -> list[WorkerHandle]:
-        """Deprecated name of :meth:`stop` (``Executor.shutdown`` ends an executor; this stops workers)."""
-        renamed("Crew.shutdown()", "Crew.stop()", stacklevel=3)
-        return self.stop(tags, idle_only)
-
-    def dismiss(self, tags: str | Iterable[str] | None = None) -> list[WorkerHandle]:
-        """Stop workers carrying ``tags`` now and remove them from the crew.
-
-        Jobs they held go to the remaining workers; a job that no remaining worker can run comes
-        back as an error result (:class:`WorkerLostError`).
-        """
-        self._check_open()
-        chosen = list(checks.select(self.workers, tags))
-        names = [handle.name for handle in chosen]
-        self._manager.stop_now(names)
-        for name in names:
-            del self.workers[name]
-        self._tag_sets = tuple(handle.tags for handle in self.workers.values())
-        self._manager.remove(names)
-        return chosen
-
-    def restart(self) -> list[WorkerHandle]:
-        """Relaunch every stuck worker (down while holding jobs) so its jobs run again."""
-        self._check_open()
-        manager = self._manager
-        manager.sync()
-        with manager.lock:
-            stuck = [record for record in manager.records.values() if manager.supervisor.stuck(record)]
-        manager.restart(stuck)
-        return [self.workers[record.name] for record in stuck]
 
     def close(self) -> None:
         """Shut every worker down (killing those that do not stop) and clean the store up."""
@@ -694,4 +461,3 @@ class Crew:
     def _check_open(self) -> None:
         if self._closed:
             raise CrewError("this crew is closed; create a new Crew")
-

@@ -1,17 +1,47 @@
-"""What :meth:`Crew.map` waits on: the results of its own jobs, which :meth:`Crew.receive` never sees."""
+"""How :meth:`Crew.map` sends its calls and what it waits on: the results of its own jobs, which
+:meth:`Crew.receive` never sees."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from crew_core.api.progress import Progress
+from crew_core.api import checks
+from crew_core.api.progress import Progress, check_progress
 from crew_core.engine.ledger import Job
 from crew_core.errors import CrewError
 from crew_core.results import Result, ResultList
 
 if TYPE_CHECKING:
     from crew_core.api.crew import Crew
+
+
+def gather(
+    crew: Crew,
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    tags: str | Iterable[str] | None,
+    progress: bool | None,
+) -> ResultList:
+    """:meth:`Crew.map`: send ``fn`` on each item of ``iterables`` and wait for every result."""
+    checks.iterables(iterables)
+    check_progress(progress)
+    gathered = Gathered(fn, progress)
+    # Every call is checked and pickled before any is sent: an input that cannot be pickled
+    # is an error before anything runs, not after the earlier ones ran with their results lost.
+    made: list[tuple[Job, bytes]] = []
+    try:
+        for call in zip(*iterables, strict=False):
+            made.append(crew._make_job(fn, call, None, tags, gathered))
+    except BaseException:
+        crew._manager.release_args(job for job, _ in made)
+        raise
+    with crew.batch():  # a named crew writes them all at once
+        for job, pickled in made:
+            crew._accept(job, pickled)
+            gathered.add(job)
+    return gathered.wait(crew)
 
 
 class Gathered:

@@ -21,7 +21,7 @@ from typing import Any, cast
 import cloudpickle
 
 from crew_core.errors import RemoteError, SerializationError
-from crew_core.results import CANCELLED, CRASH, ERROR, SUCCESS, TIMEOUT, Result, Status
+from crew_core.results import CANCELLED, CRASH, ERROR, SUCCESS, TIMEOUT, Result, as_status
 from crew_core.wire.protocol import Outcome
 
 _MAIN = b"__main__"
@@ -210,7 +210,7 @@ def to_result(job_id: int, tags: frozenset[str], runs: int, outcome: Outcome, wo
         worker = f"{worker}/{outcome.worker}"
     value = Raw(outcome.payload) if outcome.payload is not None else outcome.value
     tries = runs + max(1, outcome.tries)
-    return Result(job_id, Status(outcome.status), value, outcome.error, outcome.traceback, outcome.warnings,
+    return Result(job_id, as_status(outcome.status), value, outcome.error, outcome.traceback, outcome.warnings,
                   outcome.seconds, worker, tags, tries, outcome.started, outcome.stdout, outcome.stderr)  # fmt: skip
 
 
@@ -226,7 +226,7 @@ def dump_result(result: Result) -> bytes:
 def load_result(job_id: int, tags: frozenset[str], data: bytes) -> Result:
     """The :class:`Result` that :func:`dump_result` pickled, for job ``job_id`` carrying ``tags``."""
     outcome = load_outcome(data)
-    return Result(job_id, Status(outcome.status), outcome.value, outcome.error, outcome.traceback, outcome.warnings,
+    return Result(job_id, as_status(outcome.status), outcome.value, outcome.error, outcome.traceback, outcome.warnings,
                   outcome.seconds, outcome.worker or None, tags, outcome.tries, outcome.started, outcome.stdout,
                   outcome.stderr)  # fmt: skip
 

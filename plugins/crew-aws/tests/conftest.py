@@ -3,7 +3,6 @@ test, and a Batch control plane that reads launch keys from that moto."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -25,21 +24,15 @@ FAKE_CREDENTIALS = {
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    saved = {key: os.environ.get(key) for key in [*FAKE_CREDENTIALS, *SECRETS_ENDPOINTS, "AWS_ENDPOINT_URL_S3",
-                                                  "CREW_S3_POLL_INTERVAL"]}  # fmt: skip
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ["CREW_S3_POLL_INTERVAL"] = "0.01,0.25"  # quick tests; the default idles at 5 s
-    crew_core.plugin.reset_default_plugins()  # rebuild the defaults so crew_configure reads the variable
-    with moto_s3() as endpoint:
-        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # workers inherit it, as users' would
-        os.environ.update(dict.fromkeys(SECRETS_ENDPOINTS, endpoint))  # where controllers keep launch keys
-        yield endpoint
-    crew_core.plugin.reset_default_plugins()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as environment:  # every variable set here is restored at the end
+        for key, value in {**FAKE_CREDENTIALS, "CREW_S3_POLL_INTERVAL": "0.01,0.25"}.items():  # quick polls
+            environment.setenv(key, value)
+        crew_core.plugin.reset_default_plugins()  # rebuild the defaults so crew_configure reads the variable
+        with moto_s3() as endpoint:
+            for key in ("AWS_ENDPOINT_URL_S3", *SECRETS_ENDPOINTS):  # workers inherit it, as users' would;
+                environment.setenv(key, endpoint)  # and where controllers keep launch keys
+            yield endpoint
+        crew_core.plugin.reset_default_plugins()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -16,18 +15,13 @@ import crew_core.plugin
 
 @pytest.fixture(scope="session")
 def gcs_endpoint():
-    saved = {key: os.environ.get(key) for key in ("CREW_GCS_POLL_INTERVAL", "GOOGLE_CLOUD_PROJECT")}
-    os.environ["CREW_GCS_POLL_INTERVAL"] = "0.01,0.25"  # quick tests; the default idles at 5 s
-    os.environ["GOOGLE_CLOUD_PROJECT"] = "crew-test"
-    crew_core.plugin.reset_default_plugins()  # rebuild the defaults so crew_configure reads them
-    with gcs_emulator() as endpoint:
-        yield endpoint
-    crew_core.plugin.reset_default_plugins()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as environment:  # restored at the end
+        environment.setenv("CREW_GCS_POLL_INTERVAL", "0.01,0.25")  # quick tests; the default idles at 5 s
+        environment.setenv("GOOGLE_CLOUD_PROJECT", "crew-test")
+        crew_core.plugin.reset_default_plugins()  # rebuild the defaults so crew_configure reads them
+        with gcs_emulator() as endpoint:
+            yield endpoint
+        crew_core.plugin.reset_default_plugins()
 
 
 @pytest.fixture

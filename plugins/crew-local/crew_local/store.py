@@ -28,6 +28,7 @@ from . import temporary
 _counter = itertools.count()
 _MAX_BELLS = 64  # open write ends of other parties' pipes kept per store object
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
+_ABSENT = (FileNotFoundError, IsADirectoryError, NotADirectoryError)  # a key with no object file
 
 
 def _make_dirs(path: str, root: str | None = None) -> None:
@@ -194,6 +195,12 @@ class LocalStore(Store):
     def _path(self, key: str) -> str:
         return f"{self._root}/{check_key(key)}"
 
+    def _missing(self, key: str, path: str) -> StoreError:
+        """What it means that ``key``'s file ``path`` is not there: the store is gone, or no such object."""
+        if _gone(self._root):
+            return StoreGoneError(f"the store folder {self._root} is gone (deleted?): cannot read {path}")
+        return KeyNotFoundError(f"no object {key!r} in {self._root}")
+
     def _failed(self, what: str, path: str, exc: OSError) -> StoreError:
         if _gone(self._root):
             return StoreGoneError(f"the store folder {self._root} is gone (deleted?): cannot {what} {path}")
@@ -258,10 +265,8 @@ class LocalStore(Store):
         path = self._path(key)
         try:
             return _read_file(path)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            if _gone(self._root):
-                raise StoreGoneError(f"the store folder {self._root} is gone (deleted?): cannot read {path}") from None
-            raise KeyNotFoundError(f"no object {key!r} in {self._root}") from None
+        except _ABSENT:
+            raise self._missing(key, path) from None
         except OSError as exc:
             raise self._failed("read", path, exc) from exc
 
@@ -276,10 +281,8 @@ class LocalStore(Store):
         path = self._path(key)
         try:
             fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            if _gone(self._root):
-                raise StoreGoneError(f"the store folder {self._root} is gone (deleted?): cannot read {path}") from None
-            raise KeyNotFoundError(f"no object {key!r} in {self._root}") from None
+        except _ABSENT:
+            raise self._missing(key, path) from None
         except OSError as exc:
             raise self._failed("read", path, exc) from exc
         try:

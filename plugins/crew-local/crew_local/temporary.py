@@ -153,22 +153,29 @@ def _live_users(folder: str) -> tuple[int, ...]:
     return tuple(sorted(live))
 
 
-def _mine(entry: os.DirEntry[str]) -> bool:
+def _mine(entry: os.DirEntry[str], prefix: str) -> bool:
+    """``entry`` is a folder named ``prefix...`` that this user owns."""
+    if not entry.name.startswith(prefix):
+        return False
     try:
         return entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.geteuid()
     except OSError:
         return False
 
 
+def _listing() -> list[os.DirEntry[str]]:
+    """What the parent folder holds (nothing while it does not exist)."""
+    try:
+        return list(os.scandir(parent()))
+    except OSError:
+        return []
+
+
 def stores() -> list[TemporaryStore]:
     """This user's temporary stores here, live and ended (users are looked for in ended ones only)."""
     found = []
-    try:
-        entries = list(os.scandir(parent()))
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.name.startswith(PREFIX) or not _mine(entry):
+    for entry in _listing():
+        if not _mine(entry, PREFIX):
             continue
         owner = _owner(entry.path)
         if owner is None:
@@ -207,18 +214,14 @@ def sweep() -> list[str]:
     """
     alive = functools.cache(same_process_alive)  # many folders of one owner: one look
     removed = []
-    try:
-        entries = list(os.scandir(parent()))
-    except OSError:
-        return []
-    for entry in entries:
-        if entry.name.startswith(PREFIX) and _mine(entry):
+    for entry in _listing():
+        if _mine(entry, PREFIX):
             owner = _owner(entry.path)
             if owner is not None and owner.ended(alive) and remove(entry.path):
                 log.info("removed %s, the temporary store of a controller that ended (process %d)", entry.path,
                          owner.pid)  # fmt: skip
                 removed.append(entry.path)
-        elif entry.name.startswith(SWEEPING) and _mine(entry):
+        elif _mine(entry, SWEEPING):
             pid, _, rest = entry.name[len(SWEEPING) :].partition("-")
             start = rest.partition("-")[0]
             if pid.isdigit() and start.isdigit() and not same_process_alive(int(pid), int(start) or None):

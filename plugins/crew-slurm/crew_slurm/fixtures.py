@@ -30,17 +30,13 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the Slurm tests, but Slurm could not start: {exc}")
         pytest.skip(f"no Slurm here: {exc} (Debian: apt-get install slurmctld slurmd slurm-client)")
-    previous = {key: os.environ.get(key) for key in cluster.env}
-    os.environ.update(cluster.env)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with pytest.MonkeyPatch.context() as environment:  # restored after the cluster stops
+        for key, value in cluster.env.items():
+            environment.setenv(key, value)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture
