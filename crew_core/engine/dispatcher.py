@@ -46,7 +46,9 @@ MAX_BATCH = 1000
 #: Jobs of a steady known duration too long for :data:`BATCH_SECONDS` go this many to a batch
 #: while the backlog is deep: half the store requests per job, their results a job later.
 LONG_BATCH = 2
-#: A kind is steady while its (slowly forgotten) longest run is at most this times its mean.
+#: A kind is steady once measured this many times, while its (slowly forgotten) longest run is at
+#: most :data:`STEADY` times its mean: two runs say little about the next.
+STEADY_RUNS = 3
 STEADY = 1.5
 
 
@@ -56,8 +58,10 @@ class Durations:
     def __init__(self) -> None:
         self._mean: dict[str, float] = {}
         self._longest: dict[str, float] = {}
+        self._runs: dict[str, int] = {}
 
     def record(self, kind: str, seconds: float) -> None:
+        self._runs[kind] = self._runs.get(kind, 0) + 1
         mean = self._mean.get(kind)
         self._mean[kind] = seconds if mean is None else 0.8 * mean + 0.2 * seconds
         self._longest[kind] = max(seconds, 0.99 * self._longest.get(kind, 0.0))
@@ -73,7 +77,9 @@ class Durations:
         """Whether runs of this kind take about the same time, under ``under`` seconds: a batch of
         them ends when its size says, and none holds up another for long."""
         mean = self._mean.get(kind)
-        return mean is not None and self._longest.get(kind, math.inf) <= min(STEADY * mean, under)
+        if mean is None or self._runs.get(kind, 0) < STEADY_RUNS:
+            return False
+        return self._longest.get(kind, math.inf) <= min(STEADY * mean, under)
 
     def of_task(self, task: Task) -> float | None:
         """Expected seconds of a whole batch, or None while any of its kinds is unmeasured."""

@@ -27,8 +27,9 @@ def test_steady_long_jobs_go_two_to_a_task_while_the_backlog_is_deep(bucket, s3_
     # measured duration queued behind one worker go in at most 5 tasks, not 8.
     with Crew(store=f"s3://{bucket}/pairs", worker_classes=["subprocess"]) as crew:
         crew.recruit(workers=1)
-        crew.send(jobs.sleep_then, args=(0.3,))  # measures the kind
-        assert [r.ok for r in crew.results(timeout=120)] == [True]
+        for _ in range(3):  # measure the kind: three runs show it steady
+            crew.send(jobs.sleep_then, args=(0.3,))
+        assert [r.ok for r in crew.results(timeout=120)] == [True] * 3
         served_requests(s3_endpoint, clear=True)
         for i in range(8):
             crew.send(jobs.sleep_then, args=(0.3, i))
