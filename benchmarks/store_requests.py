@@ -4,10 +4,12 @@ Run: ``python benchmarks/store_requests.py [--stores local,s3,gcs] [--workers 4,
 [--seconds 1] [--idle-seconds 60]``.
 
 For each store and crew size, warm subprocess workers run ``per_worker`` jobs of ``seconds`` each;
-ideal time is ``per_worker * seconds``. Only the controller's requests are counted (workers are
-other processes). S3 is moto's server in a process of its own, GCS is fake-gcs-server; both need
-the test extras (``python3 dev.py test`` installs them). Then one worker loop idles alone on each
-cloud store and its requests per minute are counted once its polls have backed off.
+ideal time is ``per_worker * seconds``. The controller's requests are counted in its process; on
+S3, moto's server also logs every request it serves, so the "all" column counts every party
+(controller and workers, by verb: what S3 would bill), and workers' requests are the rest. S3 is
+moto's server in a process of its own, GCS is fake-gcs-server; both need the test extras
+(``python3 dev.py test`` installs them). Then one worker idles on S3 and its requests per minute
+are counted from moto's log once its polls have backed off.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ def store_url(kind: str) -> Iterator[tuple[str, Any]]:
             os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # workers inherit it
             boto3.client("s3").create_bucket(Bucket="crew-bench")
             yield "s3://crew-bench", S3Store
+            os.environ.pop("AWS_ENDPOINT_URL_S3")
     elif kind == "gcs":
         from crew_gcp import GCSStore
         from crew_gcp.testing import gcs_emulator
@@ -70,57 +72,87 @@ def efficiency(url: str, cls: Any, workers: int, per_worker: int, seconds: float
         for _ in range(workers):  # warm: every worker has run one job, durations are known
             crew.send(sleep_for, args=(seconds,))
         assert len(list(crew.results(timeout=600))) == workers
+        s3 = cls is not None and cls.name == "s3"
         if cls is not None:
             cls.requests.clear()
+        if s3:
+            served(clear=True)
         start = time.perf_counter()
         for _ in range(workers * per_worker):
             crew.send(sleep_for, args=(seconds,))
         done = list(crew.results(timeout=3600))
         wall = time.perf_counter() - start
         counts = dict(cls.requests) if cls is not None else {}
+        everyone = served() if s3 else None
     assert len(done) == workers * per_worker and all(r.ok for r in done)
-    return {"wall": wall, "ideal": per_worker * seconds, "jobs": len(done), "counts": counts}
+    return {"wall": wall, "ideal": per_worker * seconds, "jobs": len(done), "counts": counts, "all": everyone}
+
+
+def served(clear: bool = False) -> dict[str, int] | None:
+    """Every party's S3 requests by verb, as moto served them; None where crew-aws's moto does
+    not log them (an older tree's, under ``engines.py``)."""
+    endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
+    try:
+        from crew_aws.testing import served_requests
+    except ImportError:
+        return None
+
+    by_verb: dict[str, int] = {}
+    for verb, _ in served_requests(endpoint, clear=clear):
+        by_verb[verb] = by_verb.get(verb, 0) + 1
+    return by_verb
+
+
+def everyone_row(run: dict[str, Any]) -> str:
+    """All parties' requests per job, and the workers' share (all less the controller's), by verb."""
+    everyone, jobs = run["all"], run["jobs"]
+    controller = merged(run["counts"])
+    workers = {verb: n - controller.get(verb, 0) for verb, n in everyone.items()}
+    return (f"{sum(everyone.values()) / jobs:.2f} per job from all parties: {per_job(everyone, jobs)};"
+            f" workers {sum(workers.values()) / jobs:.2f}: {per_job(workers, jobs)}")
 
 
 def idle_worker(url: str, cls: Any, seconds: float) -> tuple[float, dict[str, int]]:
-    """Requests per minute of one worker loop idling alone, after its polls have backed off."""
-    from crew_core import protocol  # pre-v2 paths: the same script runs on the old and the new engine
-    from crew_core.protocol import WorkerSettings
-    from crew_core.runtime import WorkerLoop
-    from crew_core.signing import Sealed, new_secret
+    """Requests per minute of one idle subprocess worker once its polls have backed off, as moto
+    served them (all requests less the controller's: the worker is another process)."""
+    from crew_core import Crew
 
-    store = cls.from_url(f"{url}/idle")
-    sealed = Sealed(store, new_secret())
-    settings = WorkerSettings(store={}, crew=uuid.uuid4().hex[:12], name="idle-1", incarnation=1,
-                              heartbeat=cls.heartbeat_interval)  # fmt: skip
-    lease = protocol.Lease(1, settings.lease_timeout)  # a live controller's lease: the worker stays
-    sealed.put(protocol.lease_key(settings.crew), protocol.encode_json(lease))
-    loop = WorkerLoop(sealed, settings)
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    low, high = store.poll_interval
-    ramp = 0.0
-    while low < high:  # the pauses double from the shortest to the longest
-        ramp, low = ramp + low, low * 2
-    time.sleep(ramp + high)
-    cls.requests.clear()
-    time.sleep(seconds)
-    counts = dict(cls.requests)
-    sealed.put(protocol.task_key(settings.prefix, 1), protocol.encode_task(protocol.Stop(1)))
-    thread.join(timeout=2 * high + 10)
-    store.delete_prefix(f"{settings.crew}/")
-    store.close()
-    return sum(counts.values()) * 60 / seconds, counts
+    with Crew(store=f"{url}/{uuid.uuid4().hex[:8]}", worker_classes=["subprocess"]) as crew:
+        crew.recruit(workers=1, idle_timeout=None)
+        crew.send(sleep_for, args=(0.0,))
+        assert [r.ok for r in crew.results(timeout=600)] == [True]
+        low, high = cls.poll_interval
+        ramp = 0.0
+        while low < high:  # the pauses double from the shortest to the longest
+            ramp, low = ramp + low, low * 2
+        time.sleep(ramp + high)
+        cls.requests.clear()
+        served(clear=True)
+        time.sleep(seconds)
+        controller = merged(dict(cls.requests))
+        everyone = served()
+    assert everyone is not None
+    worker = {verb: n - controller.get(verb, 0) for verb, n in everyone.items()}
+    return sum(worker.values()) * 60 / seconds, {verb: n for verb, n in worker.items() if n}
 
 
-def short(counts: dict[str, int], jobs: int) -> str:
+def merged(counts: dict[str, int]) -> dict[str, int]:
+    """Operation counts by verb."""
     names = {"ListObjectsV2": "LIST", "PutObject": "PUT", "GetObject": "GET", "DeleteObjects": "DELETE",
              "objects.list": "LIST", "objects.insert": "PUT", "objects.get": "GET", "objects.delete": "DELETE",
              "HeadBucket": "HEAD"}  # fmt: skip
-    merged: dict[str, int] = {}
+    verbs: dict[str, int] = {}
     for op, n in counts.items():
-        merged[names.get(op, op)] = merged.get(names.get(op, op), 0) + n
-    return " ".join(f"{op} {n / jobs:.2f}" for op, n in sorted(merged.items()))
+        verbs[names.get(op, op)] = verbs.get(names.get(op, op), 0) + n
+    return verbs
+
+
+def per_job(verbs: dict[str, int], jobs: int) -> str:
+    return " ".join(f"{op} {n / jobs:.2f}" for op, n in sorted(verbs.items()) if n)
+
+
+def short(counts: dict[str, int], jobs: int) -> str:
+    return per_job(merged(counts), jobs)
 
 
 def lists(counts: dict[str, int]) -> int:
@@ -138,7 +170,7 @@ def main() -> None:
     ns = parser.parse_args()
     sizes = [int(n) for n in ns.workers.split(",")]
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
-    print(f"jobs of {ns.seconds:g} s, {ns.per_worker} per warm subprocess worker; controller requests only")
+    print(f"jobs of {ns.seconds:g} s, {ns.per_worker} per warm subprocess worker; req/job: the controller's")
     header = f"{'store':6} {'workers':>7} {'wall / ideal':>14} {'efficiency':>10} {'req/job':>8} {'LIST/s':>7}"
     print(f"{header}  requests per job")
     list_rates: dict[str, dict[int, float]] = {}
@@ -156,10 +188,12 @@ def main() -> None:
                 print(f"{kind:6} {workers:7d} {wall:6.1f} s / {run['ideal']:3.0f} s {run['ideal'] / wall:10.2f}"
                       f" {per_job} {list_rate}  {short(counts, jobs) if cls else '(local requests are not counted)'}",
                       flush=True)  # fmt: skip
+                if run["all"] is not None:
+                    print(f"{'':6} {'':7} {everyone_row(run)}", flush=True)
             if cls is not None and len(sizes) > 1 and list_rates[kind].get(sizes[0]):
                 ratio = list_rates[kind][sizes[-1]] / list_rates[kind][sizes[0]]
                 print(f"{'':6} LIST rate at {sizes[-1]} workers / at {sizes[0]}: {ratio:.2f}x")
-            if cls is not None and ns.idle_seconds > 0:
+            if kind == "s3" and ns.idle_seconds > 0 and served() is not None:  # counted from moto's log
                 per_minute, counts = idle_worker(url, cls, ns.idle_seconds)
                 print(f"{kind:6} idle worker: {per_minute:.1f} requests per minute ({counts} in"
                       f" {ns.idle_seconds:.0f} s, polls backed off to {cls.poll_interval[1]:g} s)", flush=True)

@@ -6,6 +6,9 @@ Rules, in order, each time the controller plans:
    :class:`WorkerInitError`: no worker will ever take it.
 1. An idle running worker gets the oldest job it may run, plus more of the same known, short
    duration (up to :data:`BATCH_SECONDS` of work), so no-op storms cost few store objects.
+   Longer jobs of a steady known duration (under a heartbeat interval) go :data:`LONG_BATCH`
+   to a task while every worker's share of the backlog is at least that many: a task record
+   and its answer cost four store requests whatever they hold, and no worker is left short.
 2. Jobs still waiting launch down workers, one per waiting batch.
 3. Jobs still waiting (more than there are idle workers) are prefetched: a busy worker whose
    running task is expected to end within the prefetch horizon gets its next task written now,
@@ -40,6 +43,13 @@ if TYPE_CHECKING:
 BATCH_SECONDS = 0.02
 #: Never more jobs than this in one batch.
 MAX_BATCH = 1000
+#: Jobs of a steady known duration too long for :data:`BATCH_SECONDS` go this many to a batch
+#: while the backlog is deep: half the store requests per job, their results a job later.
+LONG_BATCH = 2
+#: A kind is steady once measured this many times, while its (slowly forgotten) longest run is at
+#: most :data:`STEADY` times its mean: two runs say little about the next.
+STEADY_RUNS = 3
+STEADY = 1.5
 
 
 class Durations:
@@ -48,8 +58,10 @@ class Durations:
     def __init__(self) -> None:
         self._mean: dict[str, float] = {}
         self._longest: dict[str, float] = {}
+        self._runs: dict[str, int] = {}
 
     def record(self, kind: str, seconds: float) -> None:
+        self._runs[kind] = self._runs.get(kind, 0) + 1
         mean = self._mean.get(kind)
         self._mean[kind] = seconds if mean is None else 0.8 * mean + 0.2 * seconds
         self._longest[kind] = max(seconds, 0.99 * self._longest.get(kind, 0.0))
@@ -60,6 +72,14 @@ class Durations:
     def batchable(self, kind: str) -> bool:
         """Whether calls of this kind may share a batch: none was ever long (one could hold up the rest)."""
         return self._longest.get(kind, 0.0) <= 10 * BATCH_SECONDS
+
+    def steady(self, kind: str, under: float) -> bool:
+        """Whether runs of this kind take about the same time, under ``under`` seconds: a batch of
+        them ends when its size says, and none holds up another for long."""
+        mean = self._mean.get(kind)
+        if mean is None or self._runs.get(kind, 0) < STEADY_RUNS:
+            return False
+        return self._longest.get(kind, math.inf) <= min(STEADY * mean, under)
 
     def of_task(self, task: Task) -> float | None:
         """Expected seconds of a whole batch, or None while any of its kinds is unmeasured."""
@@ -210,13 +230,12 @@ class Dispatcher:
         if record.backend.nested:
             return self._forwarder_batch(record, batch)
         total = self.durations.of(first.kind)
-        if first.tries or first.solo or first.timeout or total is None or not self.durations.batchable(first.kind):
-            return batch  # a job that may kill its worker, or whose calls can take long, runs alone
+        if first.tries or first.solo or first.timeout or total is None:
+            return batch  # a job that may kill its worker, or of unknown duration, runs alone
+        if not self.durations.batchable(first.kind):
+            return self._long_batch(record, batch)
         share = math.ceil((len(backlog) + 1) / max(1, len(self.m.records)))
-        limit = min(MAX_BATCH, share)
-        tasks_max = record.lifetime[0]
-        if tasks_max is not None:  # the worker leaves after tasks_max jobs: a batch never goes past it
-            limit = min(limit, max(1, tasks_max - record.given))
+        limit = self._within_lifetime(record, min(MAX_BATCH, share))
         while len(batch) < limit and total < BATCH_SECONDS:
             job = backlog.peek(record.tags)
             if job is None or job.tries or job.solo or job.timeout:
@@ -229,15 +248,33 @@ class Dispatcher:
             total += estimate
         return batch
 
+    def _within_lifetime(self, record: WorkerRecord, limit: int) -> int:
+        tasks_max = record.lifetime[0]
+        if tasks_max is not None:  # the worker leaves after tasks_max jobs: a batch never goes past it
+            limit = min(limit, max(1, tasks_max - record.given))
+        return limit
+
+    def _long_batch(self, record: WorkerRecord, batch: list[Job]) -> list[Job]:
+        """Up to :data:`LONG_BATCH` jobs of one steady kind, while each worker's share is as many."""
+        backlog, kind = self.m.ledger.backlog, batch[0].kind
+        if not self.durations.steady(kind, self.m.settings.heartbeat_interval):
+            return batch  # an uneven or long kind: a second job could wait behind a long first
+        share = (len(backlog) + 1) // max(1, len(self.m.records))
+        limit = self._within_lifetime(record, min(LONG_BATCH, share))
+        while len(batch) < limit:
+            job = backlog.peek(record.tags)
+            if job is None or job.kind != kind or job.tries or job.solo or job.timeout:
+                break
+            backlog.pop(record.tags)
+            batch.append(job)
+        return batch
+
     def _forwarder_batch(self, record: WorkerRecord, batch: list[Job]) -> list[Job]:
         """A forwarder's share of the backlog: it answers each job as it ends, whatever its batch."""
         backlog = self.m.ledger.backlog
         wanted = batch[0].tags  # forwarders up or to launch that can take it share the backlog
         forwarders = sum(1 for r in self.m.records.values() if r.backend.nested and not r.retired and wanted <= r.tags)
-        limit = min(MAX_BATCH, math.ceil((len(backlog) + 1) / max(1, forwarders)))
-        tasks_max = record.lifetime[0]
-        if tasks_max is not None:
-            limit = min(limit, max(1, tasks_max - record.given))
+        limit = self._within_lifetime(record, min(MAX_BATCH, math.ceil((len(backlog) + 1) / max(1, forwarders))))
         while len(batch) < limit:
             job = backlog.pop(record.tags)
             if job is None:

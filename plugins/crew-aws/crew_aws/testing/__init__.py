@@ -7,6 +7,6 @@ Use them to test your own pipelines without an AWS account::
 """
 
 from .batch_server import BatchControlPlane
-from .moto import moto_s3
+from .moto import moto_s3, served_requests
 
-__all__ = ["BatchControlPlane", "moto_s3"]
+__all__ = ["BatchControlPlane", "moto_s3", "served_requests"]

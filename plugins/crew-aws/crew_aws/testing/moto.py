@@ -15,7 +15,8 @@ def moto_s3(own_process: bool = False) -> Iterator[str]:
     state in this process, or in a process of its own with ``own_process=True`` (benchmarks: so
     that moto's CPU is not counted as the controller's); ``POST {endpoint}/moto-api/reset``
     wipes it. Its object PUTs are serialised (:func:`serialise_object_puts`): conditional
-    writes are then atomic, as on S3.
+    writes are then atomic, as on S3. It logs every S3 request it serves, whoever made it:
+    :func:`served_requests` reads the log.
     """
     import logging
 
@@ -28,6 +29,7 @@ def moto_s3(own_process: bool = False) -> Iterator[str]:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     serialise_object_puts()
+    log_requests()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -104,4 +106,73 @@ def serve() -> None:
     from moto.server import main
 
     serialise_object_puts()
+    log_requests()
     main()
+
+
+#: The path that answers with the request log instead of serving S3 (``?clear=1`` empties it).
+_LOG_PATH = "/_crew/requests"
+_served: list[tuple[str, str]] = []  # (verb, path) of every S3 request served, in order
+
+
+def served_requests(endpoint: str, clear: bool = False) -> list[tuple[str, str]]:
+    """The S3 requests moto's server at ``endpoint`` has served, as ``(verb, "/bucket/key")``.
+
+    Every party's requests are there (controller, workers in other processes, the test itself),
+    so a test or benchmark counts what S3 would bill. Verbs: ``LIST``, ``GET``, ``PUT``,
+    ``DELETE`` (one per request, a ``DeleteObjects`` of many keys included), ``HEAD``,
+    ``MULTIPART`` (creating or completing an upload), ``PART``. ``clear=True`` empties the log
+    after reading it. Works for :func:`moto_s3` in either mode.
+    """
+    import json
+    import urllib.request
+
+    url = f"{endpoint}{_LOG_PATH}{'?clear=1' if clear else ''}"
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return [(verb, path) for verb, path in json.load(answer)]
+
+
+def _verb(method: str, query: str, path: str) -> str:
+    """The billing class of an S3 request."""
+    fields = {part.partition("=")[0] for part in query.split("&") if part}
+    if method == "GET":
+        return "LIST" if "list-type" in fields or path.strip("/").count("/") == 0 else "GET"
+    if method == "PUT":
+        return "PART" if "partNumber" in fields else "PUT"
+    if method == "POST":
+        return "DELETE" if "delete" in fields else "MULTIPART" if fields & {"uploads", "uploadId"} else "POST"
+    return method  # DELETE, HEAD
+
+
+def log_requests() -> None:
+    """Make moto's server (in this process) log each S3 request it serves; see
+    :func:`served_requests`. Idempotent. Requests to other services (Batch, Secrets Manager,
+    moto's own API) are not logged."""
+    import json
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.__call__
+    if getattr(original, "logged_by_crew", False):
+        return
+    lock = threading.Lock()
+
+    def __call__(self: DomainDispatcherApplication, environ: dict[str, Any], start_response: Any) -> Any:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        query = environ.get("QUERY_STRING", "")
+        if path == _LOG_PATH:
+            with lock:
+                body = json.dumps(_served).encode()
+                if "clear=1" in query:
+                    _served.clear()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        s3 = not (path.startswith(("/moto-api", "/v1/")) or "HTTP_X_AMZ_TARGET" in environ or path == "/")
+        if s3:
+            with lock:
+                _served.append((_verb(method, query, path), path))
+        return original(self, environ, start_response)
+
+    __call__.logged_by_crew = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.__call__ = __call__  # type: ignore[method-assign]
