@@ -6,9 +6,10 @@ Rules, in order, each time the controller plans:
    :class:`WorkerInitError`: no worker will ever take it.
 1. An idle running worker gets the oldest job it may run, plus more of the same known, short
    duration (up to :data:`BATCH_SECONDS` of work), so no-op storms cost few store objects.
-   Longer jobs of a steady known duration (under a heartbeat interval) go :data:`LONG_BATCH`
-   to a task while every worker's share of the backlog is at least that many: a task record
-   and its answer cost four store requests whatever they hold, and no worker is left short.
+   Longer jobs of a steady known duration (under a heartbeat interval) go
+   ``Store.long_jobs_per_task`` to a task (2 on S3 and GCS, 1 on local files) while every
+   worker's share of the backlog is at least that many: a task record and its answer cost four
+   store requests whatever they hold, and no worker is left short.
 2. Jobs still waiting launch down workers, one per waiting batch.
 3. Jobs still waiting (more than there are idle workers) are prefetched: a busy worker whose
    running task is expected to end within the prefetch horizon gets its next task written now,
@@ -43,9 +44,6 @@ if TYPE_CHECKING:
 BATCH_SECONDS = 0.02
 #: Never more jobs than this in one batch.
 MAX_BATCH = 1000
-#: Jobs of a steady known duration too long for :data:`BATCH_SECONDS` go this many to a batch
-#: while the backlog is deep: half the store requests per job, their results a job later.
-LONG_BATCH = 2
 #: A kind is steady once measured this many times, while its (slowly forgotten) longest run is at
 #: most :data:`STEADY` times its mean: two runs say little about the next.
 STEADY_RUNS = 3
@@ -255,12 +253,12 @@ class Dispatcher:
         return limit
 
     def _long_batch(self, record: WorkerRecord, batch: list[Job]) -> list[Job]:
-        """Up to :data:`LONG_BATCH` jobs of one steady kind, while each worker's share is as many."""
+        """Up to the store's ``long_jobs_per_task`` jobs of one steady kind, while each worker's share is as many."""
         backlog, kind = self.m.ledger.backlog, batch[0].kind
         if not self.durations.steady(kind, self.m.settings.heartbeat_interval):
             return batch  # an uneven or long kind: a second job could wait behind a long first
         share = (len(backlog) + 1) // max(1, len(self.m.records))
-        limit = self._within_lifetime(record, min(LONG_BATCH, share))
+        limit = self._within_lifetime(record, min(self.m.store.long_jobs_per_task, share))
         while len(batch) < limit:
             job = backlog.peek(record.tags)
             if job is None or job.kind != kind or job.tries or job.solo or job.timeout:

@@ -88,6 +88,11 @@ class Store(ABC):
     #: How many keys the controller gathers before deleting them in one :meth:`delete` call (S3
     #: deletes 1,000 per request). 1: delete at once, where a key left over slows later listings.
     delete_batch: ClassVar[int] = 1000
+    #: How many jobs of one steady kind, too long to share a batch by time and shorter than a
+    #: heartbeat interval, go to one task while every worker's share of the backlog is as deep: a
+    #: task and its answer cost four requests whatever they hold. The price: a job's result comes
+    #: with the last of its task's. 1 where a request costs microseconds (local files).
+    long_jobs_per_task: ClassVar[int] = 2
     #: False when the backend cannot begin a listing after a key, so :meth:`list` fetches every key
     #: under the prefix and drops those up to ``start_after`` itself (Azure Blob's opaque markers,
     #: a folder's directory read). The core then deletes every key it has read within

@@ -139,6 +139,7 @@ class LocalStore(Store):
     atomic_put_new = True  # a hard link never replaces a file
     delete_batch = 1  # a file left over would slow every listing of its folder
     lists_from_key = False  # a directory is read whole, then filtered
+    long_jobs_per_task = 1  # requests cost microseconds: each result comes as its job ends
 
     def __init__(self, path: str | os.PathLike[str] | None = None, create: bool = True) -> None:
         """``create=False`` (how workers rebuild it, see :meth:`config`): the folder must exist."""
