@@ -165,7 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "job_timeout", None, float, "s",
-        "seconds a job may run unless `send(timeout=)` says otherwise (at most 1e9; `math.inf`: no limit)",
+        "seconds a job may run unless `send(job_timeout=)` says otherwise (at most 1e9; `math.inf`: no limit)",
         none="no limit", maximum=1e9, inf_is_none=True,
     ),
     Setting("capture_output", True, bool, "", "jobs' stdout and stderr come back in their results"),

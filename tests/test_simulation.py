@@ -184,7 +184,7 @@ MUTANTS = {
     # The bug found as a strict xfail (seed 267), in its two halves: an answered task's record stays
     # in a named crew's store after its answer went, and a resumed controller then gives it out again.
     "a named crew deletes a revoked task's answer but keeps its record": (
-        inbox, "        if self.eager or self.keep_results:\n", "        if self.eager:\n",
+        inbox, "        if self.prompt or self.keep_results:\n", "        if self.prompt:\n",
         replace(Faults.everything_named(), controller_dies=0.5), {"named": True, "seeds": 150},
     ),
     "a resumed controller keeps the records of answered tasks, whose answers go later": (
