@@ -142,7 +142,7 @@ def main() -> None:
         print(f"{key:28s}{a:12.3f}{b:12.3f}{ratio}")
         if args.repeat > 1:
             spread = [f"{min(v):.3f}-{max(v):.3f}" for v in (flat, nested)]
-            print(f"{'  range':28s}{spread[0]:>12s}{spread[1]:>12s}")
+            print(f"{'  range':28s}{spread[0]:>12s} {spread[1]:>12s}")
 
 
 if __name__ == "__main__":

@@ -253,12 +253,15 @@ class Dispatcher:
         return limit
 
     def _long_batch(self, record: WorkerRecord, batch: list[Job]) -> list[Job]:
-        """Up to the store's ``long_jobs_per_task`` jobs of one steady kind, while each worker's share is as many."""
+        """Up to the store's ``long_jobs_per_task`` jobs of one steady kind, while each worker's share is twice that."""
         backlog, kind = self.m.ledger.backlog, batch[0].kind
         if not self.durations.steady(kind, self.m.settings.heartbeat_interval):
             return batch  # an uneven or long kind: a second job could wait behind a long first
+        per_task = self.m.store.long_jobs_per_task
         share = (len(backlog) + 1) // max(1, len(self.m.records))
-        limit = self._within_lifetime(record, min(self.m.store.long_jobs_per_task, share))
+        if share < 2 * per_task:
+            return batch  # the last rounds go one by one, so that every worker ends at about the same time
+        limit = self._within_lifetime(record, per_task)
         while len(batch) < limit:
             job = backlog.peek(record.tags)
             if job is None or job.kind != kind or job.tries or job.solo or job.timeout:
