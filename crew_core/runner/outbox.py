@@ -108,7 +108,7 @@ class Outbox:
                             item.task.written = True
                         m.store.notify(item.channel)
                     else:
-                        m.store.delete_prefix(item.prefix)
+                        self._clean(item.prefix)
                         if item.stop is not None:
                             key = protocol.task_key(item.prefix, item.stop.seq)
                             m.sealed.put(key, protocol.encode_task(item.stop))
@@ -138,6 +138,18 @@ class Outbox:
         for exc in errors:
             if not isinstance(exc, Exception):
                 raise exc  # an interrupt or an exit: after the records were put back
+
+    def _clean(self, prefix: str) -> None:
+        """Delete an ended launch's task records, but those a named crew holds while their answers
+        are kept: a next controller trusts an answer only for the jobs its record gave the worker."""
+        m = self.m
+        keeper = m.book.keeper
+        with m.lock:
+            held = {key for key in keeper.records.values() if key.startswith(prefix)} if keeper is not None else set()
+        if held:
+            m.store.delete([key for key in m.store.list(prefix) if key not in held])
+        else:
+            m.store.delete_prefix(prefix)
 
     def _still_wanted(self, item: Write | Cleanup) -> bool:
         """Whether a record that failed to be written is still worth writing."""
