@@ -49,11 +49,14 @@ def run(ns: argparse.Namespace) -> None:
             "aws_s3": {"storage_bucket": bucket, "region": "us-east-1"},
         }
         executor = lithops.FunctionExecutor(config=config)
-        executor.get_result(executor.map(sleep_for, [ns.seconds] * ns.workers))  # warm
+        # Now and then a lithops worker cannot find the function in the module lithops shipped it
+        # (AttributeError in its log): get_result would wait for ever, so it gives up after this.
+        limit = int(max(120.0, 20 * ns.per_worker * ns.seconds))
+        executor.get_result(executor.map(sleep_for, [ns.seconds] * ns.workers), timeout=limit)  # warm
         served(clear=True)
         jobs = ns.workers * ns.per_worker
         start = time.perf_counter()
-        results = executor.get_result(executor.map(sleep_for, [ns.seconds] * jobs))
+        results = executor.get_result(executor.map(sleep_for, [ns.seconds] * jobs), timeout=limit)
         wall = time.perf_counter() - start
         counts = served() or {}  # moto's data goes with its process: nothing to clean
     assert len(results) == jobs
