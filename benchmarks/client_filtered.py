@@ -20,12 +20,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling import load, rotated
 
 LAST = 20  # listings at the end of a run whose size and time are reported
 
@@ -93,15 +97,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per cell; medians are shown")
     ns = parser.parse_args()
     sizes = [int(n) for n in ns.jobs.split(",")]
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    print(f"load average at start: {load()} ({os.cpu_count()} cores)")
     print(f"{'store':6} {'jobs':>6} {'policy':7} {'keys fetched':>12} {'ms/listing':>10} {'wall s':>8}   runs")
     for kind in ns.stores.split(","):
         with store_class(kind) as (cls, make):
             for jobs in sizes:
                 samples: dict[str, list[dict[str, float]]] = {"kept": [], "prompt": []}
                 for round_ in range(ns.repeat):
-                    order = ["kept", "prompt"] if round_ % 2 == 0 else ["prompt", "kept"]
-                    for policy in order:
+                    for policy in rotated(["kept", "prompt"], round_):
                         samples[policy].append(run(cls, make, policy, jobs, ns.workers))
                 cells = {}
                 for policy, runs in samples.items():
@@ -112,7 +115,7 @@ def main() -> None:
                           f" {cell['wall']:>8.1f}   ms: {spread}")  # fmt: skip
                 ratio = cells["kept"]["ms"] / cells["prompt"]["ms"] if cells["prompt"]["ms"] else float("inf")
                 print(f"{'':6} {'':>6} a listing costs {ratio:.1f}x less with prompt deletes")
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at end: {load()}")
 
 
 if __name__ == "__main__":

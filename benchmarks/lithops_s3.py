@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from sampling import load
 from store_requests import per_job, served, sleep_for, store_url
 
 
@@ -39,7 +40,7 @@ def main() -> None:
 def run(ns: argparse.Namespace) -> None:
     import lithops
 
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    print(f"load average at start: {load()} ({os.cpu_count()} cores)")
     with store_url("s3") as (url, _):
         bucket = url.removeprefix("s3://")
         config = {
@@ -64,7 +65,7 @@ def run(ns: argparse.Namespace) -> None:
     print(f"lithops localhost, {ns.workers} workers, {jobs} jobs of {ns.seconds:g} s: {wall:.1f} s / {ideal:.0f} s,"
           f" efficiency {ideal / wall:.2f}, {sum(counts.values()) / jobs:.2f} S3 requests per job from all parties:"
           f" {per_job(counts, jobs)}")  # fmt: skip
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at end: {load()}")
 
 
 if __name__ == "__main__":

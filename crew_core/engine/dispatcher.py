@@ -8,8 +8,8 @@ Rules, in order, each time the controller plans:
    duration (up to :data:`BATCH_SECONDS` of work), so no-op storms cost few store objects.
    Longer jobs of a steady known duration (under a heartbeat interval) go
    ``Store.long_jobs_per_task`` to a task (2 on S3 and GCS, 1 on local files) while every
-   worker's share of the backlog is at least that many: a task record and its answer cost four
-   store requests whatever they hold, and no worker is left short.
+   worker's share of the backlog is at least twice that many: a task record and its answer cost
+   four store requests whatever they hold, and the last rounds, one job a task, end together.
 2. Jobs still waiting launch down workers, one per waiting batch.
 3. Jobs still waiting (more than there are idle workers) are prefetched: a busy worker whose
    running task is expected to end within the prefetch horizon gets its next task written now,

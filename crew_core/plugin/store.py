@@ -89,8 +89,8 @@ class Store(ABC):
     #: deletes 1,000 per request). 1: delete at once, where a key left over slows later listings.
     delete_batch: ClassVar[int] = 1000
     #: How many jobs of one steady kind, too long to share a batch by time and shorter than a
-    #: heartbeat interval, go to one task while every worker's share of the backlog is as deep: a
-    #: task and its answer cost four requests whatever they hold. The price: a job's result comes
+    #: heartbeat interval, go to one task while every worker's share of the backlog is twice as
+    #: deep: a task and its answer cost four requests whatever they hold. The price: a job's result comes
     #: with the last of its task's. 1 where a request costs microseconds (local files).
     long_jobs_per_task: ClassVar[int] = 2
     #: False when the backend cannot begin a listing after a key, so :meth:`list` fetches every key
